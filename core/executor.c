@@ -1,0 +1,248 @@
+#include "executor.h"
+
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+static double now_seconds(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+static void batch_shape(const nnopt_graph_node *n, int64_t batch, int64_t shape[NNOPT_MAX_DIMS]) {
+    memcpy(shape, n->shape, sizeof n->shape);
+    shape[0] = batch;
+}
+
+static int consumers(const nnopt_graph *g, int id) {
+    int count = 0;
+    for (int i = 0; i < g->n_nodes; i++)
+        for (int k = 0; k < g->nodes[i].n_inputs; k++) count += g->nodes[i].inputs[k] == id;
+    return count + (id == g->output);
+}
+
+/* Activations and gradients for every non-parameter node. A flatten is a
+ * view of its input's value and gradient. */
+static nnopt_status allocate(nnopt_exec *ex, nnopt_error *err) {
+    nnopt_network *net = ex->net;
+    const nnopt_graph *g = net->graph;
+    for (int i = 0; i < g->n_nodes; i++) {
+        const nnopt_graph_node *n = &g->nodes[i];
+        int64_t shape[NNOPT_MAX_DIMS];
+        nnopt_status st = NNOPT_OK;
+        if (n->kind == NNOPT_NODE_PARAM) {
+            ex->value[i] = net->param[i];
+            ex->grad[i] = net->grad[i];
+            ex->needs_grad[i] = ex->training;
+            continue;
+        }
+        batch_shape(n, ex->batch, shape);
+        for (int k = 0; k < n->n_inputs; k++) ex->needs_grad[i] |= ex->needs_grad[n->inputs[k]];
+        if (!ex->training) ex->needs_grad[i] = 0;
+        if (n->kind == NNOPT_NODE_FLATTEN) {
+            int x = n->inputs[0];
+            if (ex->needs_grad[i] && consumers(g, x) > 1)
+                return nnopt_error_set(err, NNOPT_STATUS_UNSUPPORTED,
+                                       "model graph: a flattened node may have no other consumer");
+            ex->value[i] = nnopt_tensor_view(ex->value[x], n->ndim, shape);
+            if (ex->needs_grad[i]) ex->grad[i] = nnopt_tensor_view(ex->grad[x], n->ndim, shape);
+            if (!ex->value[i] || (ex->needs_grad[i] && !ex->grad[i]))
+                return nnopt_error_set(err, NNOPT_STATUS_OUT_OF_MEMORY, "out of memory");
+            continue;
+        }
+        st = nnopt_backend_tensor_new(net->backend, g->dtype, n->ndim, shape, &ex->value[i], err);
+        if (st == NNOPT_OK && ex->needs_grad[i])
+            st = nnopt_backend_tensor_new(net->backend, g->dtype, n->ndim, shape, &ex->grad[i], err);
+        /* A node read by several ops receives several gradients; all but the
+         * first land in scratch and are added. */
+        if (st == NNOPT_OK && ex->needs_grad[i] && consumers(g, i) > 1)
+            st = nnopt_backend_tensor_new(net->backend, g->dtype, n->ndim, shape, &ex->scratch[i], err);
+        if (st != NNOPT_OK) return st;
+    }
+    return NNOPT_OK;
+}
+
+nnopt_status nnopt_exec_create(nnopt_network *net, int64_t batch, int training, nnopt_exec **out,
+                               nnopt_error *err) {
+    const nnopt_graph *g = net->graph;
+    nnopt_exec *ex = calloc(1, sizeof *ex);
+    if (!ex) return nnopt_error_set(err, NNOPT_STATUS_OUT_OF_MEMORY, "out of memory");
+    ex->net = net;
+    ex->batch = batch;
+    ex->training = training;
+    size_t n = (size_t)g->n_nodes;
+    ex->value = calloc(n, sizeof *ex->value);
+    ex->grad = calloc(n, sizeof *ex->grad);
+    ex->scratch = calloc(n, sizeof *ex->scratch);
+    ex->needs_grad = calloc(n, 1);
+    ex->grad_ready = calloc(n, 1);
+    ex->forward_seconds = calloc(n, sizeof(double));
+    ex->backward_seconds = calloc(n, sizeof(double));
+    nnopt_status st = NNOPT_OK;
+    if (!ex->value || !ex->grad || !ex->scratch || !ex->needs_grad || !ex->grad_ready ||
+        !ex->forward_seconds || !ex->backward_seconds)
+        st = nnopt_error_set(err, NNOPT_STATUS_OUT_OF_MEMORY, "out of memory");
+    if (st == NNOPT_OK) st = allocate(ex, err);
+    if (st == NNOPT_OK && training) {
+        int64_t label_shape[1] = {batch}, loss_shape[1] = {1};
+        st = nnopt_backend_tensor_new(net->backend, NNOPT_I32, 1, label_shape, &ex->labels, err);
+        if (st == NNOPT_OK)
+            st = nnopt_backend_tensor_new(net->backend, g->dtype, 1, loss_shape, &ex->loss, err);
+    }
+    if (st != NNOPT_OK) {
+        nnopt_exec_free(ex);
+        return st;
+    }
+    *out = ex;
+    return NNOPT_OK;
+}
+
+void nnopt_exec_free(nnopt_exec *ex) {
+    if (!ex) return;
+    nnopt_backend *b = ex->net->backend;
+    const nnopt_graph *g = ex->net->graph;
+    for (int i = 0; i < g->n_nodes; i++) {
+        if (g->nodes[i].kind == NNOPT_NODE_PARAM) continue; /* the network's */
+        if (ex->value) nnopt_backend_tensor_free(b, ex->value[i]);
+        if (ex->grad) nnopt_backend_tensor_free(b, ex->grad[i]);
+        if (ex->scratch) nnopt_backend_tensor_free(b, ex->scratch[i]);
+    }
+    nnopt_backend_tensor_free(b, ex->labels);
+    nnopt_backend_tensor_free(b, ex->loss);
+    free(ex->value);
+    free(ex->grad);
+    free(ex->scratch);
+    free(ex->needs_grad);
+    free(ex->grad_ready);
+    free(ex->forward_seconds);
+    free(ex->backward_seconds);
+    free(ex);
+}
+
+/* Runs op, timing it into *seconds when profiling. */
+static nnopt_status run_op(nnopt_exec *ex, const nnopt_op *op, nnopt_tensor *const *in, int n_in,
+                           nnopt_tensor *const *out, int n_out, double *seconds,
+                           nnopt_error *err) {
+    nnopt_backend *b = ex->net->backend;
+    if (!ex->profile) return nnopt_backend_run(b, op, in, n_in, out, n_out, err);
+    double start = now_seconds();
+    nnopt_status st = nnopt_backend_run(b, op, in, n_in, out, n_out, err);
+    if (st == NNOPT_OK) st = nnopt_backend_sync(b, err);
+    *seconds += now_seconds() - start;
+    return st;
+}
+
+nnopt_status nnopt_exec_forward(nnopt_exec *ex, const void *x, nnopt_error *err) {
+    const nnopt_graph *g = ex->net->graph;
+    nnopt_tensor *input = ex->value[g->input];
+    nnopt_status st = nnopt_backend_write(ex->net->backend, input, x, nnopt_tensor_nbytes(input), err);
+    for (int i = 0; st == NNOPT_OK && i < g->n_nodes; i++) {
+        const nnopt_graph_node *n = &g->nodes[i];
+        if (n->kind == NNOPT_NODE_INPUT || n->kind == NNOPT_NODE_PARAM ||
+            n->kind == NNOPT_NODE_FLATTEN)
+            continue;
+        nnopt_tensor *in[NNOPT_NODE_MAX_INPUTS];
+        for (int k = 0; k < n->n_inputs; k++) in[k] = ex->value[n->inputs[k]];
+        st = run_op(ex, &n->op, in, n->n_inputs, &ex->value[i], 1, &ex->forward_seconds[i], err);
+    }
+    return st;
+}
+
+/* Where the gradient for node `target` should be written: its gradient
+ * tensor the first time in this pass, scratch (to be added) after that. */
+static nnopt_tensor *grad_slot(nnopt_exec *ex, int target) {
+    return ex->grad_ready[target] ? ex->scratch[target] : ex->grad[target];
+}
+
+static nnopt_status grad_written(nnopt_exec *ex, int target, double *seconds, nnopt_error *err) {
+    const nnopt_graph *g = ex->net->graph;
+    if (!ex->grad_ready[target]) {
+        ex->grad_ready[target] = 1;
+        /* A flatten's gradient is a view of its input's: that one is ready too. */
+        if (g->nodes[target].kind == NNOPT_NODE_FLATTEN) ex->grad_ready[g->nodes[target].inputs[0]] = 1;
+        return NNOPT_OK;
+    }
+    nnopt_op add = {.kind = NNOPT_OP_ADD};
+    nnopt_tensor *in[2] = {ex->grad[target], ex->scratch[target]};
+    return run_op(ex, &add, in, 2, &ex->grad[target], 1, seconds, err);
+}
+
+/* Runs `op` producing the gradient of input `target` of the current node. */
+static nnopt_status emit_grad(nnopt_exec *ex, const nnopt_op *op, nnopt_tensor *const *in, int n_in,
+                              int target, double *seconds, nnopt_error *err) {
+    if (!ex->needs_grad[target]) return NNOPT_OK;
+    nnopt_tensor *out = grad_slot(ex, target);
+    nnopt_status st = run_op(ex, op, in, n_in, &out, 1, seconds, err);
+    return st == NNOPT_OK ? grad_written(ex, target, seconds, err) : st;
+}
+
+static nnopt_status backward_node(nnopt_exec *ex, int i, nnopt_error *err) {
+    const nnopt_graph_node *n = &ex->net->graph->nodes[i];
+    nnopt_tensor *dy = ex->grad[i], *y = ex->value[i];
+    double *t = &ex->backward_seconds[i];
+    const int32_t *inp = n->inputs;
+    nnopt_status st = NNOPT_OK;
+    nnopt_op op = n->op;
+    switch (n->kind) {
+    case NNOPT_NODE_CONV2D:
+    case NNOPT_NODE_DENSE: {
+        int conv = n->kind == NNOPT_NODE_CONV2D;
+        nnopt_tensor *x = ex->value[inp[0]], *w = ex->value[inp[1]];
+        op.kind = conv ? NNOPT_OP_CONV2D_BWD_DATA : NNOPT_OP_DENSE_BWD_DATA;
+        st = emit_grad(ex, &op, (nnopt_tensor *[]){dy, w}, 2, inp[0], t, err);
+        op.kind = conv ? NNOPT_OP_CONV2D_BWD_FILTER : NNOPT_OP_DENSE_BWD_WEIGHT;
+        if (st == NNOPT_OK) st = emit_grad(ex, &op, (nnopt_tensor *[]){x, dy}, 2, inp[1], t, err);
+        op.kind = NNOPT_OP_BIAS_BWD;
+        if (st == NNOPT_OK && n->n_inputs == 3)
+            st = emit_grad(ex, &op, (nnopt_tensor *[]){dy}, 1, inp[2], t, err);
+        return st;
+    }
+    case NNOPT_NODE_POOL2D:
+    case NNOPT_NODE_ACT:
+        op.kind = n->kind == NNOPT_NODE_POOL2D ? NNOPT_OP_POOL2D_BWD : NNOPT_OP_ACT_BWD;
+        return emit_grad(ex, &op, (nnopt_tensor *[]){ex->value[inp[0]], y, dy}, 3, inp[0], t, err);
+    case NNOPT_NODE_ADD:
+        /* d(a + b) passes dy through to both: a copy. */
+        op.kind = NNOPT_OP_CAST;
+        st = emit_grad(ex, &op, (nnopt_tensor *[]){dy}, 1, inp[0], t, err);
+        if (st == NNOPT_OK) st = emit_grad(ex, &op, (nnopt_tensor *[]){dy}, 1, inp[1], t, err);
+        return st;
+    case NNOPT_NODE_FLATTEN: /* its gradient is its input's, by view */
+    case NNOPT_NODE_INPUT:
+    case NNOPT_NODE_PARAM: return NNOPT_OK;
+    }
+    return NNOPT_OK;
+}
+
+nnopt_status nnopt_exec_backward(nnopt_exec *ex, const int32_t *labels, double *loss,
+                                 nnopt_error *err) {
+    nnopt_network *net = ex->net;
+    const nnopt_graph *g = net->graph;
+    if (!ex->training)
+        return nnopt_error_set(err, NNOPT_STATUS_INTERNAL, "backward on an inference executor");
+    nnopt_status st = nnopt_backend_write(net->backend, ex->labels, labels,
+                                          (size_t)ex->batch * sizeof *labels, err);
+    if (st != NNOPT_OK) return st;
+    memset(ex->grad_ready, 0, (size_t)g->n_nodes);
+    nnopt_op xent = {.kind = NNOPT_OP_SOFTMAX_XENT};
+    xent.p.xent.temperature = 1.0;
+    nnopt_tensor *in[2] = {ex->value[g->output], ex->labels};
+    nnopt_tensor *out[2] = {ex->loss, ex->grad[g->output]};
+    st = run_op(ex, &xent, in, 2, out, 2, &ex->backward_seconds[g->output], err);
+    if (st != NNOPT_OK) return st;
+    ex->grad_ready[g->output] = 1;
+    for (int i = g->n_nodes - 1; st == NNOPT_OK && i >= 0; i--)
+        if (ex->needs_grad[i] && g->nodes[i].kind != NNOPT_NODE_PARAM) st = backward_node(ex, i, err);
+    if (st != NNOPT_OK || !loss) return st;
+    if (g->dtype == NNOPT_F64) return nnopt_backend_read(net->backend, ex->loss, loss, sizeof *loss, err);
+    float f;
+    st = nnopt_backend_read(net->backend, ex->loss, &f, sizeof f, err);
+    *loss = f;
+    return st;
+}
+
+nnopt_status nnopt_exec_read_logits(nnopt_exec *ex, void *dst, nnopt_error *err) {
+    nnopt_tensor *logits = ex->value[ex->net->graph->output];
+    return nnopt_backend_read(ex->net->backend, logits, dst, nnopt_tensor_nbytes(logits), err);
+}

@@ -1,0 +1,35 @@
+/* Runs a network's graph on its backend for one batch size: forward,
+ * softmax cross-entropy, backward. Activation and gradient tensors are
+ * allocated once here and reused for every batch. */
+#ifndef NNOPT_CORE_EXECUTOR_H
+#define NNOPT_CORE_EXECUTOR_H
+
+#include "network.h"
+
+typedef struct nnopt_exec {
+    nnopt_network *net;
+    int64_t batch;
+    int training;
+    nnopt_tensor **value;   /* per node; parameters point at the network's */
+    nnopt_tensor **grad;    /* per node (training); parameters point at the network's */
+    nnopt_tensor **scratch; /* per node with several consumers: a gradient to add */
+    unsigned char *needs_grad, *grad_ready;
+    nnopt_tensor *labels, *loss;
+    /* Per-node seconds, filled when profile is set (each op is synchronized). */
+    int profile;
+    double *forward_seconds, *backward_seconds;
+} nnopt_exec;
+
+nnopt_status nnopt_exec_create(nnopt_network *net, int64_t batch, int training, nnopt_exec **out,
+                               nnopt_error *err);
+void nnopt_exec_free(nnopt_exec *ex);
+
+/* x: batch images in the graph's dtype, NCHW. */
+nnopt_status nnopt_exec_forward(nnopt_exec *ex, const void *x, nnopt_error *err);
+/* After forward: loss against labels, then gradients of every parameter. */
+nnopt_status nnopt_exec_backward(nnopt_exec *ex, const int32_t *labels, double *loss,
+                                 nnopt_error *err);
+/* Copies the logits ([batch, classes], graph dtype) to dst. */
+nnopt_status nnopt_exec_read_logits(nnopt_exec *ex, void *dst, nnopt_error *err);
+
+#endif

@@ -1,0 +1,60 @@
+/* The host API table handed to plugins. */
+#include <stdarg.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "config.h"
+#include "graph.h"
+#include "log.h"
+#include "plugin_loader.h"
+
+static void host_log(nnopt_log_level level, const char *fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    nnopt_logv(level, fmt, ap);
+    va_end(ap);
+}
+
+static void host_set_error(const char *fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    nnopt_plugin_error_setv(fmt, ap);
+    va_end(ap);
+}
+
+static int host_config_int_list(const nnopt_config *cfg, const char *name, int64_t *out, int max) {
+    return nnopt_config_get_int_list(cfg, name, out, max);
+}
+
+static int host_act_from_name(const char *name) {
+    for (int k = 0; k < NNOPT_ACT_KIND_COUNT; k++)
+        if (strcmp(nnopt_act_kind_name((nnopt_act_kind)k), name) == 0) return k;
+    if (strcmp(name, "gelu_tanh") == 0) return NNOPT_ACT_GELU_TANH;
+    return -1;
+}
+
+static const nnopt_host_api host_api = {
+    .struct_size = sizeof(nnopt_host_api),
+    .abi_major = NNOPT_ABI_MAJOR,
+    .abi_minor = NNOPT_ABI_MINOR,
+    .log = host_log,
+    .set_error = host_set_error,
+    .config_int = nnopt_config_get_int,
+    .config_float = nnopt_config_get_float,
+    .config_bool = nnopt_config_get_bool,
+    .config_string = nnopt_config_get,
+    .config_int_list = host_config_int_list,
+    .act_from_name = host_act_from_name,
+    .graph_input = nnopt_graph_input,
+    .graph_num_classes = nnopt_graph_num_classes,
+    .graph_param = nnopt_graph_param,
+    .graph_conv2d = nnopt_graph_conv2d,
+    .graph_pool2d = nnopt_graph_pool2d,
+    .graph_dense = nnopt_graph_dense,
+    .graph_act = nnopt_graph_act,
+    .graph_flatten = nnopt_graph_flatten,
+    .graph_add = nnopt_graph_add,
+    .graph_shape = nnopt_graph_shape,
+};
+
+const nnopt_host_api *nnopt_host_api_get(void) { return &host_api; }

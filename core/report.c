@@ -1,0 +1,152 @@
+#include "report.h"
+
+#include <stdio.h>
+#include <string.h>
+#include <time.h>
+
+#include "fsutil.h"
+
+typedef struct report_ctx {
+    const nnopt_experiment *e;
+    const char *data_dir;
+    const nnopt_run_result *runs;
+    int n_runs;
+} report_ctx;
+
+static void json_string(FILE *f, const char *s) {
+    fputc('"', f);
+    for (; *s; s++) {
+        unsigned char c = (unsigned char)*s;
+        if (c == '"' || c == '\\')
+            fprintf(f, "\\%c", c);
+        else if (c < 0x20)
+            fprintf(f, "\\u%04x", c);
+        else
+            fputc(c, f);
+    }
+    fputc('"', f);
+}
+
+static void write_json(FILE *f, void *user) {
+    const report_ctx *r = user;
+    time_t now = time(NULL);
+    char date[64];
+    strftime(date, sizeof date, "%Y-%m-%dT%H:%M:%SZ", gmtime(&now));
+    fprintf(f, "{\n  \"experiment\": ");
+    json_string(f, r->e->name);
+    fprintf(f, ",\n  \"config\": ");
+    json_string(f, r->e->ini.path);
+    fprintf(f, ",\n  \"data\": ");
+    json_string(f, r->data_dir);
+    fprintf(f, ",\n  \"finished\": \"%s\",\n  \"environment\": {\"nnopt\": \"%s\", \"abi\": \"%d.%d\", "
+               "\"compiler\": ",
+            date, NNOPT_VERSION, NNOPT_ABI_MAJOR, NNOPT_ABI_MINOR);
+    json_string(f, __VERSION__);
+    fprintf(f, "},\n  \"runs\": [");
+    for (int i = 0; i < r->n_runs; i++) {
+        const nnopt_run_result *run = &r->runs[i];
+        fprintf(f, "%s\n    {\"model\": ", i ? "," : "");
+        json_string(f, run->model);
+        fprintf(f, ", \"plugin\": ");
+        json_string(f, run->plugin);
+        fprintf(f, ", \"backend\": ");
+        json_string(f, run->backend);
+        fprintf(f, ", \"backend_description\": ");
+        json_string(f, run->backend_description);
+        fprintf(f,
+                ", \"dtype\": \"%s\", \"parameters\": %lld, \"macs_per_image\": %lld, "
+                "\"train_images\": %lld, \"test_images\": %lld, \"batch\": %lld,\n     "
+                "\"train_seconds\": %.6f, \"eval_seconds\": %.6f, \"test_accuracy\": %.6f,\n     "
+                "\"epochs\": [",
+                run->dtype, (long long)run->params, (long long)run->macs,
+                (long long)run->train_images, (long long)run->test_images, (long long)run->batch,
+                run->train_seconds, run->eval_seconds, run->test_accuracy);
+        for (int k = 0; k < run->n_epochs; k++) {
+            const nnopt_epoch_result *ep = &run->epochs[k];
+            fprintf(f,
+                    "%s\n       {\"epoch\": %d, \"lr\": %g, \"train_loss\": %.6f, "
+                    "\"train_seconds\": %.6f, \"test_loss\": %.6f, \"test_accuracy\": %.6f, "
+                    "\"eval_seconds\": %.6f}",
+                    k ? "," : "", ep->epoch, ep->lr, ep->train_loss, ep->train_seconds,
+                    ep->test_loss, ep->test_accuracy, ep->eval_seconds);
+        }
+        fprintf(f, "]}");
+    }
+    fprintf(f, "\n  ]\n}\n");
+}
+
+static void write_csv(FILE *f, void *user) {
+    const report_ctx *r = user;
+    fprintf(f, "model,plugin,backend,dtype,parameters,epoch,lr,train_loss,train_seconds,"
+               "test_loss,test_accuracy,eval_seconds\n");
+    for (int i = 0; i < r->n_runs; i++) {
+        const nnopt_run_result *run = &r->runs[i];
+        for (int k = 0; k < run->n_epochs; k++) {
+            const nnopt_epoch_result *ep = &run->epochs[k];
+            fprintf(f, "%s,%s,%s,%s,%lld,%d,%g,%.6f,%.6f,%.6f,%.6f,%.6f\n", run->model,
+                    run->plugin, run->backend, run->dtype, (long long)run->params, ep->epoch,
+                    ep->lr, ep->train_loss, ep->train_seconds, ep->test_loss, ep->test_accuracy,
+                    ep->eval_seconds);
+        }
+    }
+}
+
+void nnopt_report_table(const nnopt_run_result *runs, int n_runs, FILE *f) {
+    fprintf(f, "| model | backend | dtype | parameters | epochs | training time (s) | "
+               "inference time (s) | test accuracy |\n");
+    fprintf(f, "|---|---|---|---:|---:|---:|---:|---:|\n");
+    for (int i = 0; i < n_runs; i++) {
+        const nnopt_run_result *r = &runs[i];
+        fprintf(f, "| %s (%s) | %s | %s | %lld | %d | %.3f | %.4f | %.4f |\n", r->model, r->plugin,
+                r->backend, r->dtype, (long long)r->params, r->n_epochs, r->train_seconds,
+                r->eval_seconds, r->test_accuracy);
+    }
+}
+
+static void write_markdown(FILE *f, void *user) {
+    const report_ctx *r = user;
+    fprintf(f, "# %s\n\n", r->e->name);
+    const char *description = nnopt_config_get(r->e->experiment, "description");
+    if (description[0]) fprintf(f, "%s\n\n", description);
+    fprintf(f, "Config: `%s`; data: `%s`. Training time is the wall clock of the training "
+               "phase over all epochs; inference time is one pass over the %lld test images.\n\n",
+            r->e->ini.path, r->data_dir, r->n_runs ? (long long)r->runs[0].test_images : 0LL);
+    nnopt_report_table(r->runs, r->n_runs, f);
+    for (int i = 0; i < r->n_runs; i++) {
+        const nnopt_run_result *run = &r->runs[i];
+        fprintf(f, "\n## %s: accuracy per epoch\n\nBackend: %s (%s).\n\n", run->model,
+                run->backend, run->backend_description);
+        fprintf(f, "| epoch | lr | train loss | test loss | test accuracy | train (s) | eval (s) |\n");
+        fprintf(f, "|---:|---:|---:|---:|---:|---:|---:|\n");
+        for (int k = 0; k < run->n_epochs; k++) {
+            const nnopt_epoch_result *ep = &run->epochs[k];
+            fprintf(f, "| %d | %g | %.4f | %.4f | %.4f | %.3f | %.4f |\n", ep->epoch, ep->lr,
+                    ep->train_loss, ep->test_loss, ep->test_accuracy, ep->train_seconds,
+                    ep->eval_seconds);
+        }
+    }
+}
+
+static void write_config(FILE *f, void *user) {
+    const report_ctx *r = user;
+    nnopt_experiment_write_config(r->e, f);
+}
+
+nnopt_status nnopt_report_write(const nnopt_experiment *e, const char *data_dir,
+                                const nnopt_run_result *runs, int n_runs, nnopt_error *err) {
+    report_ctx ctx = {e, data_dir, runs, n_runs};
+    nnopt_status st = nnopt_mkdirs(e->output_dir, err);
+    static const struct {
+        const char *name;
+        void (*write)(FILE *, void *);
+    } files[] = {{"config.ini", write_config},
+                 {"results.json", write_json},
+                 {"results.csv", write_csv},
+                 {"report.md", write_markdown}};
+    for (size_t i = 0; st == NNOPT_OK && i < sizeof files / sizeof *files; i++) {
+        char path[4200];
+        snprintf(path, sizeof path, "%s/%s", e->output_dir, files[i].name);
+        st = nnopt_write_atomic(path, files[i].write, &ctx, err);
+    }
+    return st;
+}

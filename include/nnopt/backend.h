@@ -1,0 +1,46 @@
+/* Backend plugins: where tensors live and ops run. */
+#ifndef NNOPT_BACKEND_H
+#define NNOPT_BACKEND_H
+
+#include "nnopt/host.h"
+#include "nnopt/ops.h"
+#include "nnopt/types.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef struct nnopt_backend_vtable {
+    uint32_t struct_size;
+
+    /* One instance per pipeline run; cfg holds the plugin's schema values.
+     * Fails with NNOPT_STATUS_DEVICE (and set_error) when unusable here. */
+    nnopt_status (*create)(const nnopt_host_api *host, const nnopt_config *cfg, void **ctx);
+    void (*destroy)(void *ctx); /* NULL-safe */
+
+    /* Nonzero when `run` accepts this op kind with tensors of this dtype. */
+    int (*supports)(void *ctx, nnopt_op_kind op, nnopt_dtype dtype);
+
+    /* Allocate t->data for t's dtype and shape (t->owns_data set by the core). */
+    nnopt_status (*tensor_alloc)(void *ctx, nnopt_tensor *t);
+    void (*tensor_free)(void *ctx, nnopt_tensor *t); /* NULL data: no-op */
+    /* Copy host bytes in/out at a byte offset into the tensor. */
+    nnopt_status (*tensor_write)(void *ctx, nnopt_tensor *t, size_t offset, const void *src,
+                                 size_t nbytes);
+    nnopt_status (*tensor_read)(void *ctx, const nnopt_tensor *t, size_t offset, void *dst,
+                                size_t nbytes);
+    nnopt_status (*tensor_zero)(void *ctx, nnopt_tensor *t);
+
+    /* Run one op (see ops.h for the in/out convention of each kind). */
+    nnopt_status (*run)(void *ctx, const nnopt_op *op, nnopt_tensor *const *in, int n_in,
+                        nnopt_tensor *const *out, int n_out);
+    /* Wait until every op issued so far has finished (for timing). */
+    nnopt_status (*synchronize)(void *ctx);
+    /* One line about what this instance runs on (CPU kernels, device name). */
+    void (*describe)(void *ctx, char *buf, size_t size);
+} nnopt_backend_vtable;
+
+#ifdef __cplusplus
+}
+#endif
+#endif

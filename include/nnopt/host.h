@@ -1,0 +1,80 @@
+/* The host API: the one table of core functions a plugin may call. Plugins
+ * link nothing of the core; they get this table in init() and in every
+ * create/build call. Append-only: new entries go at the end and are guarded
+ * by struct_size, so a plugin built against an older minor keeps working. */
+#ifndef NNOPT_HOST_H
+#define NNOPT_HOST_H
+
+#include <stdarg.h>
+#include "nnopt/ops.h"
+#include "nnopt/params.h"
+#include "nnopt/types.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef enum nnopt_log_level {
+    NNOPT_LOG_ERROR = 0,
+    NNOPT_LOG_WARN,
+    NNOPT_LOG_INFO,
+    NNOPT_LOG_DEBUG
+} nnopt_log_level;
+
+/* Graph under construction (opaque) and node handles within it (< 0: invalid). */
+typedef struct nnopt_graph nnopt_graph;
+typedef int32_t nnopt_node;
+
+typedef enum nnopt_init_kind {
+    NNOPT_INIT_ZEROS = 0,
+    NNOPT_INIT_ONES,
+    NNOPT_INIT_GLOROT_UNIFORM, /* U(+-sqrt(6 / (fan_in + fan_out))) */
+    NNOPT_INIT_KAIMING_NORMAL, /* N(0, sqrt(2 / fan_in)) */
+    NNOPT_INIT_LECUN_UNIFORM   /* U(+-1 / sqrt(fan_in)), PyTorch's default */
+} nnopt_init_kind;
+
+#define NNOPT_FMT_PRINTF(f, a) __attribute__((format(printf, f, a)))
+
+typedef struct nnopt_host_api {
+    uint32_t struct_size;
+    uint32_t abi_major, abi_minor;
+
+    /* Logging; messages go to stderr with the plugin's name. */
+    void (*log)(nnopt_log_level level, const char *fmt, ...) NNOPT_FMT_PRINTF(2, 3);
+    /* Explain the failure a plugin is about to return: the core prints this
+     * message next to the status (one per thread, last one wins). */
+    void (*set_error)(const char *fmt, ...) NNOPT_FMT_PRINTF(1, 2);
+
+    /* Resolved parameters (declared in the plugin's schema, so they exist). */
+    int64_t (*config_int)(const nnopt_config *cfg, const char *name);
+    double (*config_float)(const nnopt_config *cfg, const char *name);
+    int (*config_bool)(const nnopt_config *cfg, const char *name);
+    const char *(*config_string)(const nnopt_config *cfg, const char *name);
+    /* Writes up to max values, returns how many the list holds. */
+    int (*config_int_list)(const nnopt_config *cfg, const char *name, int64_t *out, int max);
+
+    /* Name <-> kind of activations ("relu", "gelu", "gelu_erf", "tanh",
+     * "sigmoid", "relu6", "identity"); -1 for an unknown name. */
+    int (*act_from_name)(const char *name);
+
+    /* Graph building (models). Shapes are inferred; errors are kept in the
+     * graph and reported by the core, and every later call returns -1. */
+    nnopt_node (*graph_input)(nnopt_graph *g, nnopt_dtype dtype);
+    int (*graph_num_classes)(const nnopt_graph *g);
+    nnopt_node (*graph_param)(nnopt_graph *g, const char *name, int ndim, const int64_t *shape,
+                              nnopt_init_kind init);
+    nnopt_node (*graph_conv2d)(nnopt_graph *g, nnopt_node x, nnopt_node w, nnopt_node bias,
+                               const nnopt_conv2d_params *p); /* bias < 0: none */
+    nnopt_node (*graph_pool2d)(nnopt_graph *g, nnopt_node x, const nnopt_pool2d_params *p);
+    nnopt_node (*graph_dense)(nnopt_graph *g, nnopt_node x, nnopt_node w, nnopt_node bias);
+    nnopt_node (*graph_act)(nnopt_graph *g, nnopt_node x, nnopt_act_kind kind);
+    nnopt_node (*graph_flatten)(nnopt_graph *g, nnopt_node x);
+    nnopt_node (*graph_add)(nnopt_graph *g, nnopt_node a, nnopt_node b);
+    /* Shape of a node (batch dimension included, as 1); returns ndim or -1. */
+    int (*graph_shape)(const nnopt_graph *g, nnopt_node n, int64_t shape[NNOPT_MAX_DIMS]);
+} nnopt_host_api;
+
+#ifdef __cplusplus
+}
+#endif
+#endif

@@ -1,0 +1,134 @@
+/* The backend op set. Every op is one call of nnopt_backend_vtable.run with an
+ * nnopt_op (kind + parameters) and arrays of input and output tensors. The
+ * order and meaning of those tensors is fixed per op and documented below; a
+ * backend may rely on every shape having been checked by the core.
+ *
+ * Layouts: images are NCHW; conv weights are [K, C/groups, R, S]; dense weights
+ * are [OUT, IN] (y = x W^T + b); bias vectors are [K]. All tensors contiguous.
+ * Outputs are overwritten (never accumulated into) unless an op says otherwise.
+ * New ops are appended at the end of the enum (an ABI minor bump). */
+#ifndef NNOPT_OPS_H
+#define NNOPT_OPS_H
+
+#include "nnopt/types.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef enum nnopt_op_kind {
+    /* in: x[N,C,H,W], w[K,C/g,R,S], b[K] (optional: n_in 2 or 3)  out: y[N,K,P,Q] */
+    NNOPT_OP_CONV2D = 0,
+    /* in: dy[N,K,P,Q], w                                    out: dx[N,C,H,W] */
+    NNOPT_OP_CONV2D_BWD_DATA,
+    /* in: x, dy                                             out: dw[K,C/g,R,S] */
+    NNOPT_OP_CONV2D_BWD_FILTER,
+    /* in: x[N,IN], w[OUT,IN], b[OUT] (optional)             out: y[N,OUT] */
+    NNOPT_OP_DENSE,
+    /* in: dy[N,OUT], w                                      out: dx[N,IN] */
+    NNOPT_OP_DENSE_BWD_DATA,
+    /* in: x, dy                                             out: dw[OUT,IN] */
+    NNOPT_OP_DENSE_BWD_WEIGHT,
+    /* in: dy[N,K,...]   out: db[K] = sum of dy over every axis but 1 */
+    NNOPT_OP_BIAS_BWD,
+    /* in: x[N,C,H,W]    out: y[N,C,P,Q]  (params.pool) */
+    NNOPT_OP_POOL2D,
+    /* in: x, y, dy      out: dx */
+    NNOPT_OP_POOL2D_BWD,
+    /* in: x             out: y, same shape (params.act) */
+    NNOPT_OP_ACT,
+    /* in: x, y, dy      out: dx */
+    NNOPT_OP_ACT_BWD,
+    /* in: a, b (same shape)  out: y = a + b; y may be the same tensor as a */
+    NNOPT_OP_ADD,
+    /* Softmax cross-entropy, mean over the batch.
+     * in: logits[N,K], target (I32 labels [N], or probabilities [N,K] in the
+     *     logits' dtype when params.xent.soft_targets)
+     * out: loss[1] (logits' dtype), dlogits[N,K] = d(loss)/d(logits) */
+    NNOPT_OP_SOFTMAX_XENT,
+    /* In-place SGD: in: param, grad, velocity (unused, may be absent, when
+     * momentum == 0)  out: (none; param and velocity are updated in place) */
+    NNOPT_OP_SGD_UPDATE,
+    /* In-place Adam(W-style when decoupled_wd): in: param, grad, m, v  out: none */
+    NNOPT_OP_ADAM_UPDATE,
+    /* in: x  out: y, same shape; dtypes may differ (conversion) or match (copy) */
+    NNOPT_OP_CAST,
+    NNOPT_OP_KIND_COUNT
+} nnopt_op_kind;
+
+typedef enum nnopt_act_kind {
+    NNOPT_ACT_IDENTITY = 0,
+    NNOPT_ACT_RELU,
+    NNOPT_ACT_GELU_TANH, /* 0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3))) */
+    NNOPT_ACT_GELU_ERF,  /* 0.5 x (1 + erf(x / sqrt(2))) */
+    NNOPT_ACT_TANH,
+    NNOPT_ACT_SIGMOID,
+    NNOPT_ACT_RELU6,
+    NNOPT_ACT_KIND_COUNT
+} nnopt_act_kind;
+
+typedef enum nnopt_pool_kind { NNOPT_POOL_MAX = 0, NNOPT_POOL_AVG } nnopt_pool_kind;
+
+typedef struct nnopt_conv2d_params {
+    int32_t stride_h, stride_w;
+    int32_t pad_h, pad_w; /* zero padding on each side */
+    int32_t groups;       /* 1 = ordinary conv; == C == K: depthwise */
+} nnopt_conv2d_params;
+
+typedef struct nnopt_pool2d_params {
+    nnopt_pool_kind kind;
+    int32_t kernel_h, kernel_w;
+    int32_t stride_h, stride_w;
+    int32_t pad_h, pad_w; /* avg pool divides by the full window (count_include_pad) */
+} nnopt_pool2d_params;
+
+typedef struct nnopt_act_params {
+    nnopt_act_kind kind;
+} nnopt_act_params;
+
+typedef struct nnopt_xent_params {
+    int32_t soft_targets; /* 0: I32 labels; 1: probabilities */
+    double temperature;   /* logits are divided by this first; 1 = plain softmax */
+} nnopt_xent_params;
+
+typedef struct nnopt_sgd_params {
+    double lr, momentum, weight_decay;
+    int32_t nesterov;
+} nnopt_sgd_params;
+
+typedef struct nnopt_adam_params {
+    double lr, beta1, beta2, eps, weight_decay;
+    int64_t step; /* 1-based step count, for bias correction */
+} nnopt_adam_params;
+
+typedef struct nnopt_op {
+    nnopt_op_kind kind;
+    union {
+        nnopt_conv2d_params conv2d;
+        nnopt_pool2d_params pool2d;
+        nnopt_act_params act;
+        nnopt_xent_params xent;
+        nnopt_sgd_params sgd;
+        nnopt_adam_params adam;
+        unsigned char reserved[128]; /* keeps the union's size stable as params grow */
+    } p;
+} nnopt_op;
+
+static inline const char *nnopt_op_kind_name(nnopt_op_kind kind) {
+    static const char *const names[NNOPT_OP_KIND_COUNT] = {
+        "conv2d", "conv2d_bwd_data", "conv2d_bwd_filter", "dense", "dense_bwd_data",
+        "dense_bwd_weight", "bias_bwd", "pool2d", "pool2d_bwd", "act", "act_bwd", "add",
+        "softmax_xent", "sgd_update", "adam_update", "cast"};
+    return (unsigned)kind < NNOPT_OP_KIND_COUNT ? names[kind] : "?";
+}
+
+static inline const char *nnopt_act_kind_name(nnopt_act_kind kind) {
+    static const char *const names[NNOPT_ACT_KIND_COUNT] = {
+        "identity", "relu", "gelu", "gelu_erf", "tanh", "sigmoid", "relu6"};
+    return (unsigned)kind < NNOPT_ACT_KIND_COUNT ? names[kind] : "?";
+}
+
+#ifdef __cplusplus
+}
+#endif
+#endif

@@ -1,0 +1,270 @@
+/* 2-D convolutions as BLIS GEMMs over im2col patches, one image per GEMM.
+ *
+ * Images are split across threads and each thread runs single-threaded BLIS
+ * on its own images with its own patch buffer: the patches of one image stay
+ * in that core's cache, and every output lands straight in NCHW. Forward runs
+ * y^T[PQ, K] = col^T[PQ, CRS] W^T[CRS, K], so the long spatial dimension is
+ * GEMM's M; with few output channels (LeNet's 6 and 16) the other orientation
+ * leaves most of the micro-kernel idle. When there are fewer images than
+ * threads, images run one after another with BLIS threading each GEMM.
+ * docs/backend-blis.md has the measurements behind these choices. */
+#include <omp.h>
+#include <string.h>
+
+#include "blis_internal.h"
+
+typedef struct conv_geometry {
+    long n, c, h, w;        /* input */
+    long k, r, s;           /* filters */
+    long p, q;              /* output plane */
+    long groups, cg, kg;    /* channels per group: input, output */
+    long stride_h, stride_w, pad_h, pad_w;
+} conv_geometry;
+
+/* The output columns q whose input column q*sw - pw + s lies inside the image:
+ * [*q_lo, *q_hi). */
+static void conv_valid_columns(const conv_geometry *g, long s, long *q_lo, long *q_hi) {
+    const long first = g->pad_w - s;             /* need q*sw >= first */
+    const long last = g->w - 1 + g->pad_w - s;   /* need q*sw <= last */
+    long lo = first <= 0 ? 0 : (first + g->stride_w - 1) / g->stride_w;
+    long hi = last < 0 ? 0 : last / g->stride_w + 1;
+    if (lo > g->q) lo = g->q;
+    if (hi > g->q) hi = g->q;
+    if (hi < lo) hi = lo;
+    *q_lo = lo;
+    *q_hi = hi;
+}
+
+typedef struct conv_kernels {
+    size_t elem_size;
+    void (*im2col)(const conv_geometry *g, const void *x_image, void *col_out);
+    void (*col2im_add)(const conv_geometry *g, const void *col_in, void *dx_image);
+    void (*add_bias)(void *y_image, const void *bias_in, long k_count, long plane);
+    void (*accumulate)(void *dst_out, const void *src_in, long count);
+} conv_kernels;
+
+#define T float
+#define BLIS_SUFFIX f32
+#include "blis_conv.inc"
+#undef T
+#undef BLIS_SUFFIX
+#define T double
+#define BLIS_SUFFIX f64
+#include "blis_conv.inc"
+#undef T
+#undef BLIS_SUFFIX
+
+static const conv_kernels *conv_kernels_for(nnopt_dtype dtype) {
+    return dtype == NNOPT_F32 ? &conv_kernels_f32 : &conv_kernels_f64;
+}
+
+/* x: [N,C,H,W], w: [K,C/g,R,S], y: [N,K,P,Q] (dy for the backward ops). */
+static nnopt_status conv_geometry_make(blis_backend *be, const nnopt_op *op, const nnopt_tensor *x,
+                                       const nnopt_tensor *w, const nnopt_tensor *y,
+                                       conv_geometry *g) {
+    const nnopt_conv2d_params *cp = &op->p.conv2d;
+    if (x->ndim != 4 || w->ndim != 4 || y->ndim != 4 || cp->groups < 1 || cp->stride_h < 1 ||
+        cp->stride_w < 1 || cp->pad_h < 0 || cp->pad_w < 0) {
+        be->host->set_error("blis: %s: expects 4-D tensors and positive strides/groups",
+                            nnopt_op_kind_name(op->kind));
+        return NNOPT_STATUS_INVALID_ARGUMENT;
+    }
+    *g = (conv_geometry){
+        .n = x->shape[0], .c = x->shape[1], .h = x->shape[2], .w = x->shape[3],
+        .k = w->shape[0], .r = w->shape[2], .s = w->shape[3],
+        .p = y->shape[2], .q = y->shape[3], .groups = cp->groups,
+        .stride_h = cp->stride_h, .stride_w = cp->stride_w, .pad_h = cp->pad_h, .pad_w = cp->pad_w,
+    };
+    g->cg = g->c / g->groups;
+    g->kg = g->k / g->groups;
+    const int consistent =
+        g->c % g->groups == 0 && g->k % g->groups == 0 && w->shape[1] == g->cg &&
+        y->shape[0] == g->n && y->shape[1] == g->k && g->h + 2 * g->pad_h >= g->r &&
+        g->w + 2 * g->pad_w >= g->s && g->p == (g->h + 2 * g->pad_h - g->r) / g->stride_h + 1 &&
+        g->q == (g->w + 2 * g->pad_w - g->s) / g->stride_w + 1;
+    if (!consistent) {
+        be->host->set_error("blis: %s: inconsistent shapes", nnopt_op_kind_name(op->kind));
+        return NNOPT_STATUS_INVALID_ARGUMENT;
+    }
+    return NNOPT_OK;
+}
+
+/* 1x1, stride 1, no padding: the image itself is the patch matrix. */
+static int conv_is_pointwise(const conv_geometry *g) {
+    return g->r == 1 && g->s == 1 && g->stride_h == 1 && g->stride_w == 1 && g->pad_h == 0 &&
+           g->pad_w == 0;
+}
+
+/* How a batch is spread: `team` threads each take a contiguous run of images
+ * and give BLIS `gemm_threads` (images in parallel, or GEMMs in parallel). */
+typedef struct conv_plan {
+    int team, gemm_threads;
+} conv_plan;
+
+static conv_plan conv_plan_make(const blis_backend *be, long images) {
+    if (images >= be->threads) return (conv_plan){be->threads, 1};
+    return (conv_plan){1, be->threads};
+}
+
+static void image_range(long images, int thread, int team, long *first, long *end) {
+    *first = images * thread / team;
+    *end = images * (thread + 1) / team;
+}
+
+nnopt_status blis_conv2d(blis_backend *be, const nnopt_op *op, nnopt_tensor *const *in, int n_in,
+                         nnopt_tensor *const *out, int n_out) {
+    nnopt_status st = blis_check_counts(be, op, n_in, 2, 3, n_out, 1);
+    const nnopt_tensor *x = in[0], *w = n_in > 1 ? in[1] : NULL, *b = n_in > 2 ? in[2] : NULL;
+    nnopt_tensor *y = out[0];
+    if (st == NNOPT_OK) st = blis_check_float(be, op, x, "x", NULL);
+    if (st == NNOPT_OK) st = blis_check_float(be, op, w, "w", x);
+    if (st == NNOPT_OK && b) st = blis_check_float(be, op, b, "b", x);
+    if (st == NNOPT_OK) st = blis_check_float(be, op, y, "y", x);
+    conv_geometry g;
+    if (st == NNOPT_OK) st = conv_geometry_make(be, op, x, w, y, &g);
+    if (st != NNOPT_OK) return st;
+
+    const conv_kernels *kern = conv_kernels_for(x->dtype);
+    const size_t es = kern->elem_size;
+    const long pq = g.p * g.q, crs = g.cg * g.r * g.s;
+    const int pointwise = conv_is_pointwise(&g);
+    const conv_plan plan = conv_plan_make(be, g.n);
+    st = blis_scratch_reserve(be, plan.team, pointwise ? 0 : (size_t)(crs * pq) * es);
+    if (st != NNOPT_OK) return st;
+
+    const char *xd = x->data, *wd = w->data;
+    char *yd = y->data;
+#pragma omp parallel num_threads(plan.team)
+    {
+        const int t = omp_get_thread_num(), team = omp_get_num_threads();
+        long first, end;
+        image_range(g.n, t, team, &first, &end);
+        void *col = be->scratch[t].data;
+        for (long n = first; n < end; n++) {
+            for (long grp = 0; grp < g.groups; grp++) {
+                const char *x_img = xd + (size_t)((n * g.c + grp * g.cg) * g.h * g.w) * es;
+                char *y_img = yd + (size_t)((n * g.k + grp * g.kg) * pq) * es;
+                const void *patches = x_img;
+                if (!pointwise) {
+                    kern->im2col(&g, x_img, col);
+                    patches = col;
+                }
+                /* y^T[pq, k] = col^T[pq, crs] W^T[crs, k], written into NCHW y */
+                const blis_matrix a = {patches, 1, pq};
+                const blis_matrix bm = {wd + (size_t)(grp * g.kg * crs) * es, 1, crs};
+                blis_gemm(x->dtype, plan.gemm_threads, pq, g.kg, crs, a, bm, 0.0, y_img, 1, pq);
+                if (b) kern->add_bias(y_img, (const char *)b->data + (size_t)(grp * g.kg) * es,
+                                      g.kg, pq);
+            }
+        }
+    }
+    return NNOPT_OK;
+}
+
+nnopt_status blis_conv2d_bwd_data(blis_backend *be, const nnopt_op *op, nnopt_tensor *const *in,
+                                  int n_in, nnopt_tensor *const *out, int n_out) {
+    nnopt_status st = blis_check_counts(be, op, n_in, 2, 2, n_out, 1);
+    const nnopt_tensor *dy = in[0], *w = n_in > 1 ? in[1] : NULL;
+    nnopt_tensor *dx = out[0];
+    if (st == NNOPT_OK) st = blis_check_float(be, op, dy, "dy", NULL);
+    if (st == NNOPT_OK) st = blis_check_float(be, op, w, "w", dy);
+    if (st == NNOPT_OK) st = blis_check_float(be, op, dx, "dx", dy);
+    conv_geometry g;
+    if (st == NNOPT_OK) st = conv_geometry_make(be, op, dx, w, dy, &g);
+    if (st != NNOPT_OK) return st;
+
+    const conv_kernels *kern = conv_kernels_for(dy->dtype);
+    const size_t es = kern->elem_size;
+    const long pq = g.p * g.q, crs = g.cg * g.r * g.s, hw = g.h * g.w;
+    const int pointwise = conv_is_pointwise(&g);
+    const conv_plan plan = conv_plan_make(be, g.n);
+    st = blis_scratch_reserve(be, plan.team, pointwise ? 0 : (size_t)(crs * pq) * es);
+    if (st != NNOPT_OK) return st;
+
+    const char *dyd = dy->data, *wd = w->data;
+    char *dxd = dx->data;
+#pragma omp parallel num_threads(plan.team)
+    {
+        const int t = omp_get_thread_num(), team = omp_get_num_threads();
+        long first, end;
+        image_range(g.n, t, team, &first, &end);
+        void *dcol = be->scratch[t].data;
+        for (long n = first; n < end; n++) {
+            for (long grp = 0; grp < g.groups; grp++) {
+                const char *dy_img = dyd + (size_t)((n * g.k + grp * g.kg) * pq) * es;
+                char *dx_img = dxd + (size_t)((n * g.c + grp * g.cg) * hw) * es;
+                /* dcol[crs, pq] = W^T[crs, k] dy[k, pq] */
+                const blis_matrix a = {wd + (size_t)(grp * g.kg * crs) * es, 1, crs};
+                const blis_matrix bm = {dy_img, pq, 1};
+                if (pointwise) {
+                    blis_gemm(dy->dtype, plan.gemm_threads, crs, pq, g.kg, a, bm, 0.0, dx_img, pq,
+                              1);
+                    continue;
+                }
+                blis_gemm(dy->dtype, plan.gemm_threads, crs, pq, g.kg, a, bm, 0.0, dcol, pq, 1);
+                memset(dx_img, 0, (size_t)(g.cg * hw) * es);
+                kern->col2im_add(&g, dcol, dx_img);
+            }
+        }
+    }
+    return NNOPT_OK;
+}
+
+nnopt_status blis_conv2d_bwd_filter(blis_backend *be, const nnopt_op *op,
+                                    nnopt_tensor *const *in, int n_in, nnopt_tensor *const *out,
+                                    int n_out) {
+    nnopt_status st = blis_check_counts(be, op, n_in, 2, 2, n_out, 1);
+    const nnopt_tensor *x = in[0], *dy = n_in > 1 ? in[1] : NULL;
+    nnopt_tensor *dw = out[0];
+    if (st == NNOPT_OK) st = blis_check_float(be, op, x, "x", NULL);
+    if (st == NNOPT_OK) st = blis_check_float(be, op, dy, "dy", x);
+    if (st == NNOPT_OK) st = blis_check_float(be, op, dw, "dw", x);
+    conv_geometry g;
+    if (st == NNOPT_OK) st = conv_geometry_make(be, op, x, dw, dy, &g);
+    if (st != NNOPT_OK) return st;
+
+    const conv_kernels *kern = conv_kernels_for(x->dtype);
+    const size_t es = kern->elem_size;
+    const long pq = g.p * g.q, crs = g.cg * g.r * g.s, dw_count = g.k * crs;
+    const int pointwise = conv_is_pointwise(&g);
+    const conv_plan plan = conv_plan_make(be, g.n);
+    /* Each thread sums its images into a private dW (after its patch
+     * buffer); the partial sums are then added in thread order, so results
+     * do not depend on timing. */
+    const size_t col_bytes = pointwise ? 0 : blis_align64((size_t)(crs * pq) * es);
+    st = blis_scratch_reserve(be, plan.team, col_bytes + (size_t)dw_count * es);
+    if (st != NNOPT_OK) return st;
+
+    const char *xd = x->data, *dyd = dy->data;
+    int team_used = 1;
+#pragma omp parallel num_threads(plan.team)
+    {
+        const int t = omp_get_thread_num(), team = omp_get_num_threads();
+        if (t == 0) team_used = team;
+        long first, end;
+        image_range(g.n, t, team, &first, &end);
+        char *col = be->scratch[t].data;
+        char *dw_part = col + col_bytes;
+        memset(dw_part, 0, (size_t)dw_count * es);
+        for (long n = first; n < end; n++) {
+            for (long grp = 0; grp < g.groups; grp++) {
+                const char *x_img = xd + (size_t)((n * g.c + grp * g.cg) * g.h * g.w) * es;
+                const char *dy_img = dyd + (size_t)((n * g.k + grp * g.kg) * pq) * es;
+                const void *patches = x_img;
+                if (!pointwise) {
+                    kern->im2col(&g, x_img, col);
+                    patches = col;
+                }
+                /* dW[k, crs] += dy[k, pq] col^T[pq, crs] */
+                const blis_matrix a = {dy_img, pq, 1};
+                const blis_matrix bm = {patches, 1, pq};
+                blis_gemm(x->dtype, plan.gemm_threads, g.kg, crs, pq, a, bm, 1.0,
+                          dw_part + (size_t)(grp * g.kg * crs) * es, crs, 1);
+            }
+        }
+    }
+    memcpy(dw->data, (const char *)be->scratch[0].data + col_bytes, (size_t)dw_count * es);
+    for (int t = 1; t < team_used; t++)
+        kern->accumulate(dw->data, (const char *)be->scratch[t].data + col_bytes, dw_count);
+    return NNOPT_OK;
+}

@@ -1,0 +1,93 @@
+/* Private to the blis backend: the instance state every op sees, and the
+ * entry points of each op family (one source file per family). Only
+ * blis_arch.c and blis_gemm.c include blis.h, so the rest builds without it. */
+#ifndef NNOPT_BLIS_INTERNAL_H
+#define NNOPT_BLIS_INTERNAL_H
+
+#include "nnopt/nnopt.h"
+
+/* Typed kernels live in blis_<family>.inc files included twice, with
+ * T = float / BLIS_SUFFIX = f32, then T = double / f64. */
+#define BLIS_PASTE_(a, b) a##_##b
+#define BLIS_PASTE(a, b) BLIS_PASTE_(a, b)
+#define BLIS_FN(name) BLIS_PASTE(name, BLIS_SUFFIX)
+
+/* One thread's scratch memory, kept across ops so the hot path never mallocs. */
+typedef struct blis_scratch {
+    void *data;
+    size_t bytes;
+} blis_scratch;
+
+typedef struct blis_backend {
+    const nnopt_host_api *host;
+    int threads;           /* threads for our loops and for BLIS */
+    char kernels[32];      /* BLIS sub-configuration in effect (bli_arch_string) */
+    char arch_reason[96];  /* why those kernels (for describe) */
+    blis_scratch *scratch; /* [threads] */
+} blis_backend;
+
+/* ---- kernel selection (blis_arch.c) ---- */
+
+/* Resolves `requested` ("auto" or a sub-configuration name), makes it BLIS's
+ * kernel set if BLIS is not initialised yet, and checks what took effect.
+ * Fills be->kernels and be->arch_reason. */
+nnopt_status blis_arch_select(blis_backend *be, const char *requested);
+
+/* ---- GEMM (blis_gemm.c) ----
+ * C[m,n] = A[m,k] B[k,n] + beta C, each matrix given by element strides
+ * (rs: next row, cs: next column), so transposed operands and column-major
+ * results need no copies. Elements are of `dtype` (F32 or F64). */
+typedef struct blis_matrix {
+    const void *data;
+    long rs, cs;
+} blis_matrix;
+
+void blis_gemm(nnopt_dtype dtype, int threads, long m, long n, long k, blis_matrix a,
+               blis_matrix b, double beta, void *c, long rs_c, long cs_c);
+
+/* ---- scratch (blis_backend.c) ----
+ * Makes each of the first `count` threads' scratch at least `bytes` (64-byte
+ * aligned). Call before a parallel region, never inside one. */
+nnopt_status blis_scratch_reserve(blis_backend *be, int count, size_t bytes);
+
+/* Rounds a byte count up to a multiple of 64, for carving scratch into parts. */
+static inline size_t blis_align64(size_t bytes) { return (bytes + 63) & ~(size_t)63; }
+
+/* ---- argument checks (blis_backend.c) ---- */
+nnopt_status blis_check_counts(blis_backend *be, const nnopt_op *op, int n_in, int min_in,
+                               int max_in, int n_out, int want_out);
+/* Present, allocated, F32 or F64, and (when like != NULL) like's dtype. */
+nnopt_status blis_check_float(blis_backend *be, const nnopt_op *op, const nnopt_tensor *t,
+                              const char *role, const nnopt_tensor *like);
+
+/* ---- op families: same signature as the vtable's run, minus ctx ---- */
+typedef nnopt_status (*blis_op_fn)(blis_backend *be, const nnopt_op *op, nnopt_tensor *const *in,
+                                   int n_in, nnopt_tensor *const *out, int n_out);
+
+nnopt_status blis_conv2d(blis_backend *be, const nnopt_op *op, nnopt_tensor *const *in, int n_in,
+                         nnopt_tensor *const *out, int n_out);
+nnopt_status blis_conv2d_bwd_data(blis_backend *be, const nnopt_op *op, nnopt_tensor *const *in,
+                                  int n_in, nnopt_tensor *const *out, int n_out);
+nnopt_status blis_conv2d_bwd_filter(blis_backend *be, const nnopt_op *op,
+                                    nnopt_tensor *const *in, int n_in, nnopt_tensor *const *out,
+                                    int n_out);
+nnopt_status blis_dense(blis_backend *be, const nnopt_op *op, nnopt_tensor *const *in, int n_in,
+                        nnopt_tensor *const *out, int n_out);
+nnopt_status blis_dense_bwd_data(blis_backend *be, const nnopt_op *op, nnopt_tensor *const *in,
+                                 int n_in, nnopt_tensor *const *out, int n_out);
+nnopt_status blis_dense_bwd_weight(blis_backend *be, const nnopt_op *op, nnopt_tensor *const *in,
+                                   int n_in, nnopt_tensor *const *out, int n_out);
+nnopt_status blis_bias_bwd(blis_backend *be, const nnopt_op *op, nnopt_tensor *const *in, int n_in,
+                           nnopt_tensor *const *out, int n_out);
+nnopt_status blis_pool2d(blis_backend *be, const nnopt_op *op, nnopt_tensor *const *in, int n_in,
+                         nnopt_tensor *const *out, int n_out);
+nnopt_status blis_pool2d_bwd(blis_backend *be, const nnopt_op *op, nnopt_tensor *const *in,
+                             int n_in, nnopt_tensor *const *out, int n_out);
+nnopt_status blis_act(blis_backend *be, const nnopt_op *op, nnopt_tensor *const *in, int n_in,
+                      nnopt_tensor *const *out, int n_out);
+nnopt_status blis_act_bwd(blis_backend *be, const nnopt_op *op, nnopt_tensor *const *in, int n_in,
+                          nnopt_tensor *const *out, int n_out);
+nnopt_status blis_add(blis_backend *be, const nnopt_op *op, nnopt_tensor *const *in, int n_in,
+                      nnopt_tensor *const *out, int n_out);
+
+#endif

@@ -1,0 +1,523 @@
+/* Hand-computed numeric cases for every backend op, in f32 and f64.
+ * Usage: test_ref_ops [BACKEND]  (default "cpu"); any backend must give the
+ * same answers within rounding, so other backends reuse this test. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <math.h>
+#include <stdlib.h>
+
+#include "test_backend.h"
+
+static const char *backend_name = "cpu";
+static test_backend backend;
+
+static const nnopt_dtype float_dtypes[] = {NNOPT_F32, NNOPT_F64};
+#define N_FLOAT_DTYPES 2
+
+static int open_backend(void **state) {
+    (void)state;
+    return test_backend_open(backend_name, NULL, &backend);
+}
+
+static int close_backend(void **state) {
+    (void)state;
+    test_backend_close(&backend);
+    return 0;
+}
+
+static nnopt_tensor *tensor(nnopt_dtype dtype, int ndim, const int64_t *shape,
+                            const double *values) {
+    nnopt_tensor *t = test_tensor_new(&backend, dtype, ndim, shape, values);
+    assert_non_null(t);
+    return t;
+}
+
+/* Relative to max(1, |expected|): f32 results carry the rounding of their
+ * f32 inputs (0.1f and the like), f64 ones only a few ulps. */
+static double tolerance(nnopt_dtype dtype) { return dtype == NNOPT_F32 ? 1e-5 : 1e-12; }
+
+static void expect_values(const nnopt_tensor *t, const double *expected, const char *what) {
+    const int64_t count = nnopt_tensor_numel(t);
+    double *actual = malloc((size_t)count * sizeof *actual);
+    assert_non_null(actual);
+    test_tensor_read(&backend, t, actual);
+    for (int64_t i = 0; i < count; i++) {
+        const double allowed = tolerance(t->dtype) * fmax(1.0, fabs(expected[i]));
+        if (!(fabs(actual[i] - expected[i]) <= allowed)) {
+            free(actual);
+            fail_msg("%s [%s] element %lld: got %.17g, expected %.17g", what,
+                     nnopt_dtype_name(t->dtype), (long long)i, actual[i], expected[i]);
+        }
+    }
+    free(actual);
+}
+
+static void run_ok(const nnopt_op *op, nnopt_tensor *const *in, int n_in, nnopt_tensor *const *out,
+                   int n_out) {
+    assert_int_equal(test_run(&backend, op, in, n_in, out, n_out), NNOPT_OK);
+}
+
+static void free_all(nnopt_tensor **tensors, int count) {
+    for (int i = 0; i < count; i++) test_tensor_free(&backend, tensors[i]);
+}
+
+/* ---- conv2d ------------------------------------------------------------ */
+
+static const double image_3x3[9] = {1, 2, 3, 4, 5, 6, 7, 8, 9};
+static const double filter_2x2[4] = {1, 2, 3, 4};
+
+/* Padded input (pad 1) is a 5x5 ring of zeros around 1..9; with stride 2 the
+ * four windows see [0 0;0 1], [0 0;2 3], [0 4;0 7] and [5 6;8 9]. */
+static void test_conv2d_stride_pad(void **state) {
+    (void)state;
+    nnopt_op op = {.kind = NNOPT_OP_CONV2D,
+                   .p.conv2d = {.stride_h = 2, .stride_w = 2, .pad_h = 1, .pad_w = 1, .groups = 1}};
+    for (int d = 0; d < N_FLOAT_DTYPES; d++) {
+        const nnopt_dtype dt = float_dtypes[d];
+        nnopt_tensor *x = tensor(dt, 4, (int64_t[]){1, 1, 3, 3}, image_3x3);
+        nnopt_tensor *w = tensor(dt, 4, (int64_t[]){1, 1, 2, 2}, filter_2x2);
+        nnopt_tensor *b = tensor(dt, 1, (int64_t[]){1}, (double[]){0.5});
+        nnopt_tensor *y = tensor(dt, 4, (int64_t[]){1, 1, 2, 2}, NULL);
+        run_ok(&op, (nnopt_tensor *[]){x, w, b}, 3, &y, 1);
+        expect_values(y, (double[]){4.5, 18.5, 36.5, 77.5}, "conv2d with bias");
+        run_ok(&op, (nnopt_tensor *[]){x, w}, 2, &y, 1);
+        expect_values(y, (double[]){4, 18, 36, 77}, "conv2d without bias");
+
+        /* Backward through the same geometry with dy = [1 2;3 4]: each input
+         * belongs to exactly one window (stride == kernel). */
+        nnopt_tensor *dy = tensor(dt, 4, (int64_t[]){1, 1, 2, 2}, (double[]){1, 2, 3, 4});
+        nnopt_tensor *dx = tensor(dt, 4, (int64_t[]){1, 1, 3, 3}, NULL);
+        nnopt_tensor *dw = tensor(dt, 4, (int64_t[]){1, 1, 2, 2}, NULL);
+        op.kind = NNOPT_OP_CONV2D_BWD_DATA;
+        run_ok(&op, (nnopt_tensor *[]){dy, w}, 2, &dx, 1);
+        expect_values(dx, (double[]){4, 6, 8, 6, 4, 8, 12, 12, 16}, "conv2d_bwd_data stride 2");
+        op.kind = NNOPT_OP_CONV2D_BWD_FILTER;
+        run_ok(&op, (nnopt_tensor *[]){x, dy}, 2, &dw, 1);
+        expect_values(dw, (double[]){20, 36, 36, 64}, "conv2d_bwd_filter stride 2");
+        free_all((nnopt_tensor *[]){x, w, b, y, dy, dx, dw}, 7);
+    }
+}
+
+/* Stride 1, no padding, dy all ones: dx counts how often each input meets
+ * each tap, dw sums the 2x2 blocks of x. */
+static void test_conv2d_backward_valid(void **state) {
+    (void)state;
+    nnopt_op op = {.kind = NNOPT_OP_CONV2D_BWD_DATA,
+                   .p.conv2d = {.stride_h = 1, .stride_w = 1, .groups = 1}};
+    for (int d = 0; d < N_FLOAT_DTYPES; d++) {
+        const nnopt_dtype dt = float_dtypes[d];
+        nnopt_tensor *x = tensor(dt, 4, (int64_t[]){1, 1, 3, 3}, image_3x3);
+        nnopt_tensor *w = tensor(dt, 4, (int64_t[]){1, 1, 2, 2}, filter_2x2);
+        nnopt_tensor *dy = tensor(dt, 4, (int64_t[]){1, 1, 2, 2}, (double[]){1, 1, 1, 1});
+        nnopt_tensor *dx = tensor(dt, 4, (int64_t[]){1, 1, 3, 3}, NULL);
+        nnopt_tensor *dw = tensor(dt, 4, (int64_t[]){1, 1, 2, 2}, NULL);
+        op.kind = NNOPT_OP_CONV2D_BWD_DATA;
+        run_ok(&op, (nnopt_tensor *[]){dy, w}, 2, &dx, 1);
+        expect_values(dx, (double[]){1, 3, 2, 4, 10, 6, 3, 7, 4}, "conv2d_bwd_data");
+        op.kind = NNOPT_OP_CONV2D_BWD_FILTER;
+        run_ok(&op, (nnopt_tensor *[]){x, dy}, 2, &dw, 1);
+        expect_values(dw, (double[]){12, 16, 24, 28}, "conv2d_bwd_filter");
+        free_all((nnopt_tensor *[]){x, w, dy, dx, dw}, 5);
+    }
+}
+
+/* 1x1 convolutions over two channels: groups 1 mixes them, groups 2
+ * (depthwise) scales each on its own. */
+static void test_conv2d_channels_and_groups(void **state) {
+    (void)state;
+    const double x_values[8] = {1, 2, 3, 4, 10, 20, 30, 40};
+    for (int d = 0; d < N_FLOAT_DTYPES; d++) {
+        const nnopt_dtype dt = float_dtypes[d];
+        nnopt_tensor *x = tensor(dt, 4, (int64_t[]){1, 2, 2, 2}, x_values);
+        nnopt_tensor *y = tensor(dt, 4, (int64_t[]){1, 2, 2, 2}, NULL);
+        nnopt_tensor *mix = tensor(dt, 4, (int64_t[]){2, 2, 1, 1}, (double[]){1, 0.5, -1, 2});
+        nnopt_op op = {.kind = NNOPT_OP_CONV2D, .p.conv2d = {.stride_h = 1, .stride_w = 1, .groups = 1}};
+        run_ok(&op, (nnopt_tensor *[]){x, mix}, 2, &y, 1);
+        expect_values(y, (double[]){6, 12, 18, 24, 19, 38, 57, 76}, "conv2d channel mix");
+
+        nnopt_tensor *depthwise = tensor(dt, 4, (int64_t[]){2, 1, 1, 1}, (double[]){2, -1});
+        op.p.conv2d.groups = 2;
+        run_ok(&op, (nnopt_tensor *[]){x, depthwise}, 2, &y, 1);
+        expect_values(y, (double[]){2, 4, 6, 8, -10, -20, -30, -40}, "conv2d depthwise");
+
+        /* bias gradient of a [2,2,1,2] dy: sums over n and the spatial axes */
+        nnopt_tensor *dy = tensor(dt, 4, (int64_t[]){2, 2, 1, 2}, (double[]){1, 2, 3, 4, 5, 6, 7, 8});
+        nnopt_tensor *db = tensor(dt, 1, (int64_t[]){2}, NULL);
+        nnopt_op bias_op = {.kind = NNOPT_OP_BIAS_BWD};
+        run_ok(&bias_op, &dy, 1, &db, 1);
+        expect_values(db, (double[]){14, 22}, "bias_bwd 4-D");
+        free_all((nnopt_tensor *[]){x, y, mix, depthwise, dy, db}, 6);
+    }
+}
+
+/* ---- dense --------------------------------------------------------------- */
+
+static void test_dense(void **state) {
+    (void)state;
+    for (int d = 0; d < N_FLOAT_DTYPES; d++) {
+        const nnopt_dtype dt = float_dtypes[d];
+        nnopt_tensor *x = tensor(dt, 2, (int64_t[]){2, 3}, (double[]){1, 2, 3, 4, 5, 6});
+        nnopt_tensor *w = tensor(dt, 2, (int64_t[]){2, 3}, (double[]){1, 0, -1, 2, 1, 0});
+        nnopt_tensor *b = tensor(dt, 1, (int64_t[]){2}, (double[]){0.5, -1});
+        nnopt_tensor *y = tensor(dt, 2, (int64_t[]){2, 2}, NULL);
+        nnopt_op op = {.kind = NNOPT_OP_DENSE};
+        run_ok(&op, (nnopt_tensor *[]){x, w, b}, 3, &y, 1);
+        expect_values(y, (double[]){-1.5, 3, -1.5, 12}, "dense with bias");
+        run_ok(&op, (nnopt_tensor *[]){x, w}, 2, &y, 1);
+        expect_values(y, (double[]){-2, 4, -2, 13}, "dense without bias");
+
+        nnopt_tensor *dy = tensor(dt, 2, (int64_t[]){2, 2}, (double[]){1, 2, 3, 4});
+        nnopt_tensor *dx = tensor(dt, 2, (int64_t[]){2, 3}, NULL);
+        nnopt_tensor *dw = tensor(dt, 2, (int64_t[]){2, 3}, NULL);
+        nnopt_tensor *db = tensor(dt, 1, (int64_t[]){2}, NULL);
+        op.kind = NNOPT_OP_DENSE_BWD_DATA;
+        run_ok(&op, (nnopt_tensor *[]){dy, w}, 2, &dx, 1);
+        expect_values(dx, (double[]){5, 2, -1, 11, 4, -3}, "dense_bwd_data");
+        op.kind = NNOPT_OP_DENSE_BWD_WEIGHT;
+        run_ok(&op, (nnopt_tensor *[]){x, dy}, 2, &dw, 1);
+        expect_values(dw, (double[]){13, 17, 21, 18, 24, 30}, "dense_bwd_weight");
+        op.kind = NNOPT_OP_BIAS_BWD;
+        run_ok(&op, &dy, 1, &db, 1);
+        expect_values(db, (double[]){4, 6}, "bias_bwd 2-D");
+        free_all((nnopt_tensor *[]){x, w, b, y, dy, dx, dw, db}, 8);
+    }
+}
+
+/* ---- pool2d -------------------------------------------------------------- */
+
+static void run_pool(const nnopt_pool2d_params *params, nnopt_dtype dt, int64_t h, int64_t w,
+                     const double *x_values, int64_t p, int64_t q, const double *expected_y,
+                     const double *dy_values, const double *expected_dx, const char *what) {
+    nnopt_tensor *x = tensor(dt, 4, (int64_t[]){1, 1, h, w}, x_values);
+    nnopt_tensor *y = tensor(dt, 4, (int64_t[]){1, 1, p, q}, NULL);
+    nnopt_tensor *dy = tensor(dt, 4, (int64_t[]){1, 1, p, q}, dy_values);
+    nnopt_tensor *dx = tensor(dt, 4, (int64_t[]){1, 1, h, w}, NULL);
+    nnopt_op op = {.kind = NNOPT_OP_POOL2D, .p.pool2d = *params};
+    run_ok(&op, &x, 1, &y, 1);
+    expect_values(y, expected_y, what);
+    op.kind = NNOPT_OP_POOL2D_BWD;
+    run_ok(&op, (nnopt_tensor *[]){x, y, dy}, 3, &dx, 1);
+    expect_values(dx, expected_dx, what);
+    free_all((nnopt_tensor *[]){x, y, dy, dx}, 4);
+}
+
+static void test_pool2d(void **state) {
+    (void)state;
+    double image_4x4[16];
+    for (int i = 0; i < 16; i++) image_4x4[i] = i + 1;
+    const nnopt_pool2d_params max_2x2 = {NNOPT_POOL_MAX, 2, 2, 2, 2, 0, 0};
+    const nnopt_pool2d_params avg_2x2 = {NNOPT_POOL_AVG, 2, 2, 2, 2, 0, 0};
+    const nnopt_pool2d_params max_3x3_pad = {NNOPT_POOL_MAX, 3, 3, 2, 2, 1, 1};
+    const nnopt_pool2d_params avg_3x3_pad = {NNOPT_POOL_AVG, 3, 3, 2, 2, 1, 1};
+    for (int d = 0; d < N_FLOAT_DTYPES; d++) {
+        const nnopt_dtype dt = float_dtypes[d];
+        run_pool(&max_2x2, dt, 4, 4, image_4x4, 2, 2, (double[]){6, 8, 14, 16},
+                 (double[]){1, 2, 3, 4},
+                 (double[]){0, 0, 0, 0, 0, 1, 0, 2, 0, 0, 0, 0, 0, 3, 0, 4}, "max pool 2x2");
+        run_pool(&avg_2x2, dt, 4, 4, image_4x4, 2, 2, (double[]){3.5, 5.5, 11.5, 13.5},
+                 (double[]){4, 8, 12, 16},
+                 (double[]){1, 1, 2, 2, 1, 1, 2, 2, 3, 3, 4, 4, 3, 3, 4, 4}, "avg pool 2x2");
+        /* Overlapping windows over zero padding: padding never wins a max
+         * and counts as zero (but is still in the divisor) for avg. */
+        run_pool(&max_3x3_pad, dt, 3, 3, image_3x3, 2, 2, (double[]){5, 6, 8, 9},
+                 (double[]){1, 2, 3, 4}, (double[]){0, 0, 0, 0, 1, 2, 0, 3, 4},
+                 "max pool 3x3 pad 1");
+        run_pool(&avg_3x3_pad, dt, 3, 3, image_3x3, 2, 2,
+                 (double[]){12.0 / 9, 16.0 / 9, 24.0 / 9, 28.0 / 9}, (double[]){9, 18, 27, 36},
+                 (double[]){1, 3, 2, 4, 10, 6, 3, 7, 4}, "avg pool 3x3 pad 1");
+        /* All equal: the first maximum takes the whole gradient. */
+        run_pool(&max_2x2, dt, 2, 2, (double[]){1, 1, 1, 1}, 1, 1, (double[]){1}, (double[]){5},
+                 (double[]){5, 0, 0, 0}, "max pool tie");
+    }
+}
+
+/* ---- activations --------------------------------------------------------- */
+
+#define N_POINTS 6
+static const double act_x[N_POINTS] = {-2, -0.5, 0, 0.5, 3, 7};
+
+typedef struct act_case {
+    nnopt_act_kind kind;
+    double y[N_POINTS];     /* act(x) */
+    double slope[N_POINTS]; /* act'(x) */
+} act_case;
+
+/* Values from an independent double-precision evaluation of the formulas. */
+static const act_case act_cases[] = {
+    {NNOPT_ACT_IDENTITY, {-2, -0.5, 0, 0.5, 3, 7}, {1, 1, 1, 1, 1, 1}},
+    {NNOPT_ACT_RELU, {0, 0, 0, 0.5, 3, 7}, {0, 0, 0, 1, 1, 1}},
+    {NNOPT_ACT_RELU6, {0, 0, 0, 0.5, 3, 6}, {0, 0, 0, 1, 1, 0}},
+    {NNOPT_ACT_GELU_TANH,
+     {-0.04540230591222494, -0.15428599017485606, 0.0, 0.34571400982514394, 2.996362607918227,
+      6.999999999999997},
+     {-0.08609925662361825, 0.13263009646535764, 0.5, 0.8673699035346424, 1.0115841666309695,
+      1.0000000000000278}},
+    {NNOPT_ACT_GELU_ERF,
+     {-0.04550026389635842, -0.15426876936299344, 0.0, 0.34573123063700656, 2.99595030590511,
+      6.999999999991041},
+     {-0.08523180107819692, 0.13250487534383712, 0.5, 0.8674951246561629, 1.011945647204184,
+      1.0000000000626632}},
+    {NNOPT_ACT_TANH,
+     {-0.9640275800758169, -0.46211715726000974, 0.0, 0.46211715726000974, 0.9950547536867305,
+      0.9999983369439447},
+     {0.07065082485316443, 0.7864477329659274, 1.0, 0.7864477329659274, 0.009866037165440211,
+      3.3261093448366807e-06}},
+    {NNOPT_ACT_SIGMOID,
+     {0.11920292202211755, 0.3775406687981454, 0.5, 0.6224593312018546, 0.9525741268224334,
+      0.9990889488055994},
+     {0.1049935854035065, 0.2350037122015945, 0.25, 0.2350037122015945, 0.045176659730912,
+      0.000910221180121784}},
+};
+
+static void test_activations(void **state) {
+    (void)state;
+    const double dy_values[N_POINTS] = {1, -2, 3, 0.5, 1, 2};
+    for (int d = 0; d < N_FLOAT_DTYPES; d++) {
+        const nnopt_dtype dt = float_dtypes[d];
+        const int64_t shape[2] = {2, 3};
+        nnopt_tensor *x = tensor(dt, 2, shape, act_x);
+        nnopt_tensor *y = tensor(dt, 2, shape, NULL);
+        nnopt_tensor *dy = tensor(dt, 2, shape, dy_values);
+        nnopt_tensor *dx = tensor(dt, 2, shape, NULL);
+        for (size_t c = 0; c < sizeof act_cases / sizeof act_cases[0]; c++) {
+            const act_case *ac = &act_cases[c];
+            nnopt_op op = {.kind = NNOPT_OP_ACT, .p.act = {ac->kind}};
+            run_ok(&op, &x, 1, &y, 1);
+            expect_values(y, ac->y, nnopt_act_kind_name(ac->kind));
+            double expected_dx[N_POINTS];
+            for (int i = 0; i < N_POINTS; i++) expected_dx[i] = dy_values[i] * ac->slope[i];
+            op.kind = NNOPT_OP_ACT_BWD;
+            run_ok(&op, (nnopt_tensor *[]){x, y, dy}, 3, &dx, 1);
+            expect_values(dx, expected_dx, nnopt_act_kind_name(ac->kind));
+        }
+        free_all((nnopt_tensor *[]){x, y, dy, dx}, 4);
+    }
+}
+
+/* ---- softmax cross-entropy ----------------------------------------------- */
+
+static void run_xent(nnopt_dtype dt, const double *logits_values, int soft,
+                     const double *target_values, double temperature, double expected_loss,
+                     const double *expected_dlogits, const char *what) {
+    nnopt_tensor *logits = tensor(dt, 2, (int64_t[]){2, 3}, logits_values);
+    nnopt_tensor *target = soft ? tensor(dt, 2, (int64_t[]){2, 3}, target_values)
+                                : tensor(NNOPT_I32, 1, (int64_t[]){2}, target_values);
+    nnopt_tensor *loss = tensor(dt, 1, (int64_t[]){1}, NULL);
+    nnopt_tensor *dlogits = tensor(dt, 2, (int64_t[]){2, 3}, NULL);
+    nnopt_op op = {.kind = NNOPT_OP_SOFTMAX_XENT, .p.xent = {soft, temperature}};
+    run_ok(&op, (nnopt_tensor *[]){logits, target}, 2, (nnopt_tensor *[]){loss, dlogits}, 2);
+    expect_values(loss, &expected_loss, what);
+    expect_values(dlogits, expected_dlogits, what);
+    free_all((nnopt_tensor *[]){logits, target, loss, dlogits}, 4);
+}
+
+static void test_softmax_xent(void **state) {
+    (void)state;
+    for (int d = 0; d < N_FLOAT_DTYPES; d++) {
+        const nnopt_dtype dt = float_dtypes[d];
+        /* Row 0: log(1 + e^-1 + e^-2); row 1: log 3; dlogits = (p - onehot) / N. */
+        run_xent(dt, (double[]){1, 2, 3, 1, 1, 1}, 0, (double[]){2, 0}, 1.0, 0.7531091265562453,
+                 (double[]){0.04501528658519022, 0.12236423552739879, -0.16737952211258916,
+                            -0.33333333333333337, 0.1666666666666666, 0.1666666666666666},
+                 "xent labels");
+        run_xent(dt, (double[]){1, 2, 3, -1, 0.5, 2}, 0, (double[]){1, 2}, 0.5,
+                 1.0969386960114487,
+                 (double[]){0.015876239976466772, -0.8826895721738016, 0.8668133321973353,
+                            0.0023556330807966807, 0.04731415522182405, -0.04966978830262048},
+                 "xent labels T=0.5");
+        run_xent(dt, (double[]){1, 2, 3, -1, 0.5, 2}, 1, (double[]){0.2, 0.3, 0.5, 1, 0, 0}, 2.0,
+                 1.5291227072485223,
+                 (double[]){-0.003419069193538113, 0.0017989714296245962, 0.0016200977639135028,
+                            -0.2170995882132714, 0.06965017229906825, 0.14744941591420313},
+                 "xent soft targets T=2");
+        /* Huge logits: subtracting the max keeps exp finite. */
+        run_xent(dt, (double[]){1000, 0, -1000, 500, 500, 500}, 0, (double[]){0, 1}, 1.0,
+                 (0.0 + log(3.0)) / 2,
+                 (double[]){0, 0, 0, 1.0 / 6, 1.0 / 6 - 0.5, 1.0 / 6}, "xent large logits");
+    }
+}
+
+/* ---- optimizers ---------------------------------------------------------- */
+
+static const double param0[3] = {1, -2, 0.5}, grad0[3] = {0.5, 0.25, -1},
+                    velocity0[3] = {0.1, -0.1, 0};
+
+static void test_sgd(void **state) {
+    (void)state;
+    for (int d = 0; d < N_FLOAT_DTYPES; d++) {
+        const nnopt_dtype dt = float_dtypes[d];
+        const int64_t shape[1] = {3};
+        nnopt_tensor *param = tensor(dt, 1, shape, param0);
+        nnopt_tensor *grad = tensor(dt, 1, shape, grad0);
+        nnopt_tensor *velocity = tensor(dt, 1, shape, velocity0);
+
+        /* Plain SGD, no velocity tensor at all. */
+        nnopt_op op = {.kind = NNOPT_OP_SGD_UPDATE, .p.sgd = {.lr = 0.1}};
+        run_ok(&op, (nnopt_tensor *[]){param, grad}, 2, NULL, 0);
+        expect_values(param, (double[]){0.95, -2.025, 0.6}, "sgd plain");
+
+        /* g = grad + 0.01 param; v = 0.9 v + g; param -= 0.1 v */
+        test_tensor_write(&backend, param, param0);
+        op.p.sgd = (nnopt_sgd_params){.lr = 0.1, .momentum = 0.9, .weight_decay = 0.01};
+        run_ok(&op, (nnopt_tensor *[]){param, grad, velocity}, 3, NULL, 0);
+        expect_values(param, (double[]){0.94, -2.014, 0.5995}, "sgd momentum param");
+        expect_values(velocity, (double[]){0.6, 0.14, -0.995}, "sgd momentum velocity");
+
+        /* Nesterov: param -= 0.1 (g + 0.9 v) */
+        test_tensor_write(&backend, param, param0);
+        test_tensor_write(&backend, velocity, velocity0);
+        op.p.sgd.nesterov = 1;
+        run_ok(&op, (nnopt_tensor *[]){param, grad, velocity}, 3, NULL, 0);
+        expect_values(param, (double[]){0.895, -2.0356, 0.68905}, "sgd nesterov param");
+        expect_values(velocity, (double[]){0.6, 0.14, -0.995}, "sgd nesterov velocity");
+        free_all((nnopt_tensor *[]){param, grad, velocity}, 3);
+    }
+}
+
+static void test_adam(void **state) {
+    (void)state;
+    for (int d = 0; d < N_FLOAT_DTYPES; d++) {
+        const nnopt_dtype dt = float_dtypes[d];
+        const int64_t shape[1] = {2};
+        nnopt_tensor *param = tensor(dt, 1, shape, (double[]){1, -2});
+        nnopt_tensor *grad = tensor(dt, 1, shape, (double[]){0.5, -0.25});
+        nnopt_tensor *m = tensor(dt, 1, shape, NULL);
+        nnopt_tensor *v = tensor(dt, 1, shape, NULL);
+        nnopt_tensor *state_in[4] = {param, grad, m, v};
+
+        /* First step from zero moments: the bias-corrected update is
+         * lr * g / (|g| + eps), i.e. almost exactly lr * sign(g). */
+        nnopt_op op = {.kind = NNOPT_OP_ADAM_UPDATE,
+                       .p.adam = {.lr = 0.1, .beta1 = 0.9, .beta2 = 0.999, .eps = 1e-8, .step = 1}};
+        run_ok(&op, state_in, 4, NULL, 0);
+        expect_values(param, (double[]){0.900000002, -1.9000000039999998}, "adam step 1 param");
+        expect_values(m, (double[]){0.05, -0.025}, "adam step 1 m");
+        expect_values(v, (double[]){0.00025, 6.25e-05}, "adam step 1 v");
+
+        /* Step 3 from given moments, with L2 weight decay 0.1 in the gradient. */
+        test_tensor_write(&backend, param, (double[]){1, -2});
+        test_tensor_write(&backend, m, (double[]){0.1, 0});
+        test_tensor_write(&backend, v, (double[]){0.01, 0.02});
+        op.p.adam.weight_decay = 0.1;
+        op.p.adam.step = 3;
+        run_ok(&op, state_in, 4, NULL, 0);
+        expect_values(param, (double[]){0.9702151625098552, -1.993601190445963}, "adam step 3");
+        expect_values(m, (double[]){0.15, -0.045}, "adam step 3 m");
+        expect_values(v, (double[]){0.01035, 0.0201825}, "adam step 3 v");
+        free_all(state_in, 4);
+    }
+}
+
+/* ---- add and cast -------------------------------------------------------- */
+
+static void test_add(void **state) {
+    (void)state;
+    for (int d = 0; d < N_FLOAT_DTYPES; d++) {
+        const nnopt_dtype dt = float_dtypes[d];
+        const int64_t shape[2] = {1, 3};
+        nnopt_tensor *a = tensor(dt, 2, shape, (double[]){1, 2, 3});
+        nnopt_tensor *b = tensor(dt, 2, shape, (double[]){0.5, -2, 10});
+        nnopt_tensor *y = tensor(dt, 2, shape, NULL);
+        nnopt_op op = {.kind = NNOPT_OP_ADD};
+        run_ok(&op, (nnopt_tensor *[]){a, b}, 2, &y, 1);
+        expect_values(y, (double[]){1.5, 0, 13}, "add");
+        run_ok(&op, (nnopt_tensor *[]){a, b}, 2, &a, 1); /* in place: y is a */
+        expect_values(a, (double[]){1.5, 0, 13}, "add in place");
+        free_all((nnopt_tensor *[]){a, b, y}, 3);
+    }
+}
+
+static void test_cast(void **state) {
+    (void)state;
+    const double values[3] = {1.0 / 3.0, -2.5, 1e10};
+    const int64_t shape[1] = {3};
+    nnopt_tensor *wide = tensor(NNOPT_F64, 1, shape, values);
+    nnopt_tensor *narrow = tensor(NNOPT_F32, 1, shape, NULL);
+    nnopt_tensor *wide_again = tensor(NNOPT_F64, 1, shape, NULL);
+    nnopt_op op = {.kind = NNOPT_OP_CAST};
+    run_ok(&op, &wide, 1, &narrow, 1);
+    run_ok(&op, &narrow, 1, &wide_again, 1);
+    double rounded[3], back[3];
+    test_tensor_read(&backend, narrow, rounded);
+    test_tensor_read(&backend, wide_again, back);
+    for (int i = 0; i < 3; i++) {
+        assert_true(rounded[i] == (double)(float)values[i]); /* round to nearest */
+        assert_true(back[i] == rounded[i]);                  /* widening is exact */
+    }
+    run_ok(&op, &wide, 1, &wide_again, 1); /* same dtype: a copy */
+    test_tensor_read(&backend, wide_again, back);
+    for (int i = 0; i < 3; i++) assert_true(back[i] == values[i]);
+    free_all((nnopt_tensor *[]){wide, narrow, wide_again}, 3);
+}
+
+/* ---- argument checking --------------------------------------------------- */
+
+static void test_rejects_bad_arguments(void **state) {
+    (void)state;
+    const int64_t shape[2] = {2, 3};
+    nnopt_tensor *x = tensor(NNOPT_F32, 2, shape, NULL);
+    nnopt_tensor *y = tensor(NNOPT_F32, 2, shape, NULL);
+    nnopt_tensor *y64 = tensor(NNOPT_F64, 2, shape, NULL);
+    nnopt_tensor *bf16 = tensor(NNOPT_BF16, 2, shape, NULL);
+    nnopt_op act = {.kind = NNOPT_OP_ACT, .p.act = {NNOPT_ACT_RELU}};
+
+    assert_int_equal(test_run(&backend, &act, (nnopt_tensor *[]){x, x}, 2, &y, 1),
+                     NNOPT_STATUS_INVALID_ARGUMENT); /* too many inputs */
+    assert_int_equal(test_run(&backend, &act, &x, 1, &y64, 1),
+                     NNOPT_STATUS_INVALID_ARGUMENT); /* dtype mismatch */
+    assert_int_equal(test_run(&backend, &act, &bf16, 1, &bf16, 1), NNOPT_STATUS_UNSUPPORTED);
+    act.p.act.kind = NNOPT_ACT_KIND_COUNT;
+    assert_int_equal(test_run(&backend, &act, &x, 1, &y, 1), NNOPT_STATUS_INVALID_ARGUMENT);
+
+    nnopt_tensor *labels = tensor(NNOPT_I32, 1, (int64_t[]){2}, (double[]){0, 3});
+    nnopt_tensor *loss = tensor(NNOPT_F32, 1, (int64_t[]){1}, NULL);
+    nnopt_op xent = {.kind = NNOPT_OP_SOFTMAX_XENT, .p.xent = {0, 1.0}};
+    nnopt_tensor *xent_out[2] = {loss, y};
+    assert_int_equal(test_run(&backend, &xent, (nnopt_tensor *[]){x, labels}, 2, xent_out, 2),
+                     NNOPT_STATUS_INVALID_ARGUMENT); /* label 3 of 3 classes */
+    test_tensor_write(&backend, labels, (double[]){0, 2});
+    xent.p.xent.temperature = 0;
+    assert_int_equal(test_run(&backend, &xent, (nnopt_tensor *[]){x, labels}, 2, xent_out, 2),
+                     NNOPT_STATUS_INVALID_ARGUMENT);
+
+    nnopt_op sgd = {.kind = NNOPT_OP_SGD_UPDATE, .p.sgd = {.lr = 0.1, .momentum = 0.9}};
+    assert_int_equal(test_run(&backend, &sgd, (nnopt_tensor *[]){x, y}, 2, NULL, 0),
+                     NNOPT_STATUS_INVALID_ARGUMENT); /* momentum needs a velocity */
+
+    nnopt_op conv = {.kind = NNOPT_OP_CONV2D, .p.conv2d = {.stride_h = 0, .stride_w = 1, .groups = 1}};
+    nnopt_tensor *image = tensor(NNOPT_F32, 4, (int64_t[]){1, 1, 3, 3}, NULL);
+    nnopt_tensor *filter = tensor(NNOPT_F32, 4, (int64_t[]){1, 1, 2, 2}, NULL);
+    nnopt_tensor *out = tensor(NNOPT_F32, 4, (int64_t[]){1, 1, 2, 2}, NULL);
+    assert_int_equal(test_run(&backend, &conv, (nnopt_tensor *[]){image, filter}, 2, &out, 1),
+                     NNOPT_STATUS_INVALID_ARGUMENT); /* stride 0 */
+    conv.p.conv2d.stride_h = 2;
+    assert_int_equal(test_run(&backend, &conv, (nnopt_tensor *[]){image, filter}, 2, &out, 1),
+                     NNOPT_STATUS_INVALID_ARGUMENT); /* y should be [1,1,1,2] */
+
+    assert_true(backend.vt->supports(backend.ctx, NNOPT_OP_CONV2D, NNOPT_F32));
+    assert_true(backend.vt->supports(backend.ctx, NNOPT_OP_SOFTMAX_XENT, NNOPT_F64));
+    free_all((nnopt_tensor *[]){x, y, y64, bf16, labels, loss, image, filter, out}, 9);
+}
+
+int main(int argc, char **argv) {
+    if (argc > 1) backend_name = argv[1];
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_conv2d_stride_pad),
+        cmocka_unit_test(test_conv2d_backward_valid),
+        cmocka_unit_test(test_conv2d_channels_and_groups),
+        cmocka_unit_test(test_dense),
+        cmocka_unit_test(test_pool2d),
+        cmocka_unit_test(test_activations),
+        cmocka_unit_test(test_softmax_xent),
+        cmocka_unit_test(test_sgd),
+        cmocka_unit_test(test_adam),
+        cmocka_unit_test(test_add),
+        cmocka_unit_test(test_cast),
+        cmocka_unit_test(test_rejects_bad_arguments),
+    };
+    return cmocka_run_group_tests_name(backend_name, tests, open_backend, close_backend);
+}
