@@ -38,7 +38,9 @@ static nnopt_tensor *tensor(nnopt_dtype dtype, int ndim, const int64_t *shape,
 
 /* Relative to max(1, |expected|): f32 results carry the rounding of their
  * f32 inputs (0.1f and the like), f64 ones only a few ulps. */
-static double tolerance(nnopt_dtype dtype) { return dtype == NNOPT_F32 ? 1e-5 : 1e-12; }
+static double tolerance(nnopt_dtype dtype) {
+    return dtype == NNOPT_F32 ? 1e-5 : 1e-12;
+}
 
 static void expect_values(const nnopt_tensor *t, const double *expected, const char *what) {
     const int64_t count = nnopt_tensor_numel(t);
@@ -48,9 +50,10 @@ static void expect_values(const nnopt_tensor *t, const double *expected, const c
     for (int64_t i = 0; i < count; i++) {
         const double allowed = tolerance(t->dtype) * fmax(1.0, fabs(expected[i]));
         if (!(fabs(actual[i] - expected[i]) <= allowed)) {
+            const double got = actual[i];
             free(actual);
             fail_msg("%s [%s] element %lld: got %.17g, expected %.17g", what,
-                     nnopt_dtype_name(t->dtype), (long long)i, actual[i], expected[i]);
+                     nnopt_dtype_name(t->dtype), (long long)i, got, expected[i]);
         }
     }
     free(actual);
@@ -82,6 +85,7 @@ static void test_conv2d_stride_pad(void **state) {
         nnopt_tensor *w = tensor(dt, 4, (int64_t[]){1, 1, 2, 2}, filter_2x2);
         nnopt_tensor *b = tensor(dt, 1, (int64_t[]){1}, (double[]){0.5});
         nnopt_tensor *y = tensor(dt, 4, (int64_t[]){1, 1, 2, 2}, NULL);
+        op.kind = NNOPT_OP_CONV2D;
         run_ok(&op, (nnopt_tensor *[]){x, w, b}, 3, &y, 1);
         expect_values(y, (double[]){4.5, 18.5, 36.5, 77.5}, "conv2d with bias");
         run_ok(&op, (nnopt_tensor *[]){x, w}, 2, &y, 1);
@@ -135,7 +139,8 @@ static void test_conv2d_channels_and_groups(void **state) {
         nnopt_tensor *x = tensor(dt, 4, (int64_t[]){1, 2, 2, 2}, x_values);
         nnopt_tensor *y = tensor(dt, 4, (int64_t[]){1, 2, 2, 2}, NULL);
         nnopt_tensor *mix = tensor(dt, 4, (int64_t[]){2, 2, 1, 1}, (double[]){1, 0.5, -1, 2});
-        nnopt_op op = {.kind = NNOPT_OP_CONV2D, .p.conv2d = {.stride_h = 1, .stride_w = 1, .groups = 1}};
+        nnopt_op op = {.kind = NNOPT_OP_CONV2D,
+                       .p.conv2d = {.stride_h = 1, .stride_w = 1, .groups = 1}};
         run_ok(&op, (nnopt_tensor *[]){x, mix}, 2, &y, 1);
         expect_values(y, (double[]){6, 12, 18, 24, 19, 38, 57, 76}, "conv2d channel mix");
 
@@ -145,7 +150,8 @@ static void test_conv2d_channels_and_groups(void **state) {
         expect_values(y, (double[]){2, 4, 6, 8, -10, -20, -30, -40}, "conv2d depthwise");
 
         /* bias gradient of a [2,2,1,2] dy: sums over n and the spatial axes */
-        nnopt_tensor *dy = tensor(dt, 4, (int64_t[]){2, 2, 1, 2}, (double[]){1, 2, 3, 4, 5, 6, 7, 8});
+        nnopt_tensor *dy =
+            tensor(dt, 4, (int64_t[]){2, 2, 1, 2}, (double[]){1, 2, 3, 4, 5, 6, 7, 8});
         nnopt_tensor *db = tensor(dt, 1, (int64_t[]){2}, NULL);
         nnopt_op bias_op = {.kind = NNOPT_OP_BIAS_BWD};
         run_ok(&bias_op, &dy, 1, &db, 1);
@@ -216,8 +222,8 @@ static void test_pool2d(void **state) {
     for (int d = 0; d < N_FLOAT_DTYPES; d++) {
         const nnopt_dtype dt = float_dtypes[d];
         run_pool(&max_2x2, dt, 4, 4, image_4x4, 2, 2, (double[]){6, 8, 14, 16},
-                 (double[]){1, 2, 3, 4},
-                 (double[]){0, 0, 0, 0, 0, 1, 0, 2, 0, 0, 0, 0, 0, 3, 0, 4}, "max pool 2x2");
+                 (double[]){1, 2, 3, 4}, (double[]){0, 0, 0, 0, 0, 1, 0, 2, 0, 0, 0, 0, 0, 3, 0, 4},
+                 "max pool 2x2");
         run_pool(&avg_2x2, dt, 4, 4, image_4x4, 2, 2, (double[]){3.5, 5.5, 11.5, 13.5},
                  (double[]){4, 8, 12, 16},
                  (double[]){1, 1, 2, 2, 1, 1, 2, 2, 3, 3, 4, 4, 3, 3, 4, 4}, "avg pool 2x2");
@@ -324,8 +330,7 @@ static void test_softmax_xent(void **state) {
                  (double[]){0.04501528658519022, 0.12236423552739879, -0.16737952211258916,
                             -0.33333333333333337, 0.1666666666666666, 0.1666666666666666},
                  "xent labels");
-        run_xent(dt, (double[]){1, 2, 3, -1, 0.5, 2}, 0, (double[]){1, 2}, 0.5,
-                 1.0969386960114487,
+        run_xent(dt, (double[]){1, 2, 3, -1, 0.5, 2}, 0, (double[]){1, 2}, 0.5, 1.0969386960114487,
                  (double[]){0.015876239976466772, -0.8826895721738016, 0.8668133321973353,
                             0.0023556330807966807, 0.04731415522182405, -0.04966978830262048},
                  "xent labels T=0.5");
@@ -336,8 +341,8 @@ static void test_softmax_xent(void **state) {
                  "xent soft targets T=2");
         /* Huge logits: subtracting the max keeps exp finite. */
         run_xent(dt, (double[]){1000, 0, -1000, 500, 500, 500}, 0, (double[]){0, 1}, 1.0,
-                 (0.0 + log(3.0)) / 2,
-                 (double[]){0, 0, 0, 1.0 / 6, 1.0 / 6 - 0.5, 1.0 / 6}, "xent large logits");
+                 (0.0 + log(3.0)) / 2, (double[]){0, 0, 0, 1.0 / 6, 1.0 / 6 - 0.5, 1.0 / 6},
+                 "xent large logits");
     }
 }
 
@@ -488,7 +493,8 @@ static void test_rejects_bad_arguments(void **state) {
     assert_int_equal(test_run(&backend, &sgd, (nnopt_tensor *[]){x, y}, 2, NULL, 0),
                      NNOPT_STATUS_INVALID_ARGUMENT); /* momentum needs a velocity */
 
-    nnopt_op conv = {.kind = NNOPT_OP_CONV2D, .p.conv2d = {.stride_h = 0, .stride_w = 1, .groups = 1}};
+    nnopt_op conv = {.kind = NNOPT_OP_CONV2D,
+                     .p.conv2d = {.stride_h = 0, .stride_w = 1, .groups = 1}};
     nnopt_tensor *image = tensor(NNOPT_F32, 4, (int64_t[]){1, 1, 3, 3}, NULL);
     nnopt_tensor *filter = tensor(NNOPT_F32, 4, (int64_t[]){1, 1, 2, 2}, NULL);
     nnopt_tensor *out = tensor(NNOPT_F32, 4, (int64_t[]){1, 1, 2, 2}, NULL);

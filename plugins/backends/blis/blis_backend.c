@@ -195,10 +195,10 @@ static const nnopt_backend_vtable blis_vtable = {
     .describe = blis_describe,
 };
 
-static const struct nnopt_plugin_desc blis_descriptor = {
+static const nnopt_plugin_desc blis_descriptor = {
     .abi_major = NNOPT_ABI_MAJOR,
     .abi_minor = NNOPT_ABI_MINOR,
-    .struct_size = sizeof(struct nnopt_plugin_desc),
+    .struct_size = sizeof(nnopt_plugin_desc),
     .kind = NNOPT_PLUGIN_BACKEND,
     .name = "blis",
     .version = "0.1.0",
@@ -209,6 +209,6 @@ static const struct nnopt_plugin_desc blis_descriptor = {
     .vtable = &blis_vtable,
 };
 
-NNOPT_PLUGIN_EXPORT const struct nnopt_plugin_desc *nnopt_plugin_descriptor(void) {
+NNOPT_PLUGIN_EXPORT const nnopt_plugin_desc *nnopt_plugin_descriptor(void) {
     return &blis_descriptor;
 }

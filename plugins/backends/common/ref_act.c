@@ -18,15 +18,22 @@ static double sigmoid(double x) {
 
 static double act_value(nnopt_act_kind kind, double x) {
     switch (kind) {
-    case NNOPT_ACT_IDENTITY: return x;
-    case NNOPT_ACT_RELU: return x < 0 ? 0.0 : x; /* NaN passes through */
+    case NNOPT_ACT_IDENTITY:
+        return x;
+    case NNOPT_ACT_RELU:
+        return x < 0 ? 0.0 : x; /* NaN passes through */
     case NNOPT_ACT_GELU_TANH:
         return 0.5 * x * (1.0 + tanh(GELU_TANH_SCALE * (x + GELU_TANH_CUBIC * x * x * x)));
-    case NNOPT_ACT_GELU_ERF: return 0.5 * x * (1.0 + erf(x * INV_SQRT_2));
-    case NNOPT_ACT_TANH: return tanh(x);
-    case NNOPT_ACT_SIGMOID: return sigmoid(x);
-    case NNOPT_ACT_RELU6: return x < 0 ? 0.0 : (x > 6 ? 6.0 : x);
-    case NNOPT_ACT_KIND_COUNT: break;
+    case NNOPT_ACT_GELU_ERF:
+        return 0.5 * x * (1.0 + erf(x * INV_SQRT_2));
+    case NNOPT_ACT_TANH:
+        return tanh(x);
+    case NNOPT_ACT_SIGMOID:
+        return sigmoid(x);
+    case NNOPT_ACT_RELU6:
+        return x < 0 ? 0.0 : (x > 6 ? 6.0 : x);
+    case NNOPT_ACT_KIND_COUNT:
+        break;
     }
     return 0.0; /* unreachable: the kind is checked before the loop */
 }
@@ -35,8 +42,10 @@ static double act_value(nnopt_act_kind kind, double x) {
  * as 0, as PyTorch does. */
 static double act_derivative(nnopt_act_kind kind, double x) {
     switch (kind) {
-    case NNOPT_ACT_IDENTITY: return 1.0;
-    case NNOPT_ACT_RELU: return x > 0 ? 1.0 : 0.0;
+    case NNOPT_ACT_IDENTITY:
+        return 1.0;
+    case NNOPT_ACT_RELU:
+        return x > 0 ? 1.0 : 0.0;
     case NNOPT_ACT_GELU_TANH: {
         const double t = tanh(GELU_TANH_SCALE * (x + GELU_TANH_CUBIC * x * x * x));
         const double du_dx = GELU_TANH_SCALE * (1.0 + 3.0 * GELU_TANH_CUBIC * x * x);
@@ -52,8 +61,10 @@ static double act_derivative(nnopt_act_kind kind, double x) {
         const double s = sigmoid(x);
         return s * (1.0 - s);
     }
-    case NNOPT_ACT_RELU6: return x > 0 && x < 6 ? 1.0 : 0.0;
-    case NNOPT_ACT_KIND_COUNT: break;
+    case NNOPT_ACT_RELU6:
+        return x > 0 && x < 6 ? 1.0 : 0.0;
+    case NNOPT_ACT_KIND_COUNT:
+        break;
     }
     return 0.0;
 }

@@ -39,8 +39,7 @@ static nnopt_status conv_geometry_check(const nnopt_host_api *host, const nnopt_
         ref_error(host, "%s: %s and %s must be 4-D (NCHW, KCRS)", name, roles[0], roles[1]);
         return NNOPT_STATUS_INVALID_ARGUMENT;
     }
-    if (cp->stride_h < 1 || cp->stride_w < 1 || cp->pad_h < 0 || cp->pad_w < 0 ||
-        cp->groups < 1) {
+    if (cp->stride_h < 1 || cp->stride_w < 1 || cp->pad_h < 0 || cp->pad_w < 0 || cp->groups < 1) {
         ref_error(host, "%s: bad parameters (stride %dx%d, pad %dx%d, groups %d)", name,
                   cp->stride_h, cp->stride_w, cp->pad_h, cp->pad_w, cp->groups);
         return NNOPT_STATUS_INVALID_ARGUMENT;
@@ -58,8 +57,9 @@ static nnopt_status conv_geometry_check(const nnopt_host_api *host, const nnopt_
                          .pad_w = cp->pad_w,
                          .groups = cp->groups};
     if (g->c % g->groups != 0 || g->k % g->groups != 0 || w->shape[1] * g->groups != g->c) {
-        ref_error(host, "%s: %lld input channels, %lld filters of %lld channels and %d groups "
-                        "do not fit together",
+        ref_error(host,
+                  "%s: %lld input channels, %lld filters of %lld channels and %d groups "
+                  "do not fit together",
                   name, (long long)g->c, (long long)g->k, (long long)w->shape[1], cp->groups);
         return NNOPT_STATUS_INVALID_ARGUMENT;
     }

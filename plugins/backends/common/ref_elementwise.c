@@ -28,7 +28,8 @@ nnopt_status ref_add(const nnopt_host_api *host, const nnopt_op *op, nnopt_tenso
     if (status != NNOPT_OK) return status;
     /* Element i is read before it is written, so y may alias a or b. */
     const int64_t count = nnopt_tensor_numel(a);
-    for (int64_t i = 0; i < count; i++) store_element(y, i, load_element(a, i) + load_element(b, i));
+    for (int64_t i = 0; i < count; i++)
+        store_element(y, i, load_element(a, i) + load_element(b, i));
     return NNOPT_OK;
 }
 

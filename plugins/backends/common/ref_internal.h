@@ -58,9 +58,8 @@ nnopt_status ref_bias_bwd(const nnopt_host_api *host, const nnopt_op *op, nnopt_
                           int n_in, nnopt_tensor *const *out, int n_out);
 nnopt_status ref_pool2d(const nnopt_host_api *host, const nnopt_op *op, nnopt_tensor *const *in,
                         int n_in, nnopt_tensor *const *out, int n_out);
-nnopt_status ref_pool2d_bwd(const nnopt_host_api *host, const nnopt_op *op,
-                            nnopt_tensor *const *in, int n_in, nnopt_tensor *const *out,
-                            int n_out);
+nnopt_status ref_pool2d_bwd(const nnopt_host_api *host, const nnopt_op *op, nnopt_tensor *const *in,
+                            int n_in, nnopt_tensor *const *out, int n_out);
 nnopt_status ref_act(const nnopt_host_api *host, const nnopt_op *op, nnopt_tensor *const *in,
                      int n_in, nnopt_tensor *const *out, int n_out);
 nnopt_status ref_act_bwd(const nnopt_host_api *host, const nnopt_op *op, nnopt_tensor *const *in,
@@ -72,9 +71,8 @@ nnopt_status ref_cast(const nnopt_host_api *host, const nnopt_op *op, nnopt_tens
 nnopt_status ref_softmax_xent(const nnopt_host_api *host, const nnopt_op *op,
                               nnopt_tensor *const *in, int n_in, nnopt_tensor *const *out,
                               int n_out);
-nnopt_status ref_sgd_update(const nnopt_host_api *host, const nnopt_op *op,
-                            nnopt_tensor *const *in, int n_in, nnopt_tensor *const *out,
-                            int n_out);
+nnopt_status ref_sgd_update(const nnopt_host_api *host, const nnopt_op *op, nnopt_tensor *const *in,
+                            int n_in, nnopt_tensor *const *out, int n_out);
 nnopt_status ref_adam_update(const nnopt_host_api *host, const nnopt_op *op,
                              nnopt_tensor *const *in, int n_in, nnopt_tensor *const *out,
                              int n_out);

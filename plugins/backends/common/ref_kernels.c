@@ -30,9 +30,8 @@ int nnopt_ref_supports(nnopt_op_kind op, nnopt_dtype dtype) {
     return dtype == NNOPT_F32 || dtype == NNOPT_F64;
 }
 
-nnopt_status nnopt_ref_run(const nnopt_host_api *host, const nnopt_op *op,
-                           nnopt_tensor *const *in, int n_in, nnopt_tensor *const *out,
-                           int n_out) {
+nnopt_status nnopt_ref_run(const nnopt_host_api *host, const nnopt_op *op, nnopt_tensor *const *in,
+                           int n_in, nnopt_tensor *const *out, int n_out) {
     if (op == NULL || (n_in > 0 && in == NULL) || (n_out > 0 && out == NULL)) {
         ref_error(host, "reference kernels: NULL op or tensor array");
         return NNOPT_STATUS_INVALID_ARGUMENT;

@@ -16,9 +16,8 @@
 #undef T
 #undef REF_SUFFIX
 
-nnopt_status ref_sgd_update(const nnopt_host_api *host, const nnopt_op *op,
-                            nnopt_tensor *const *in, int n_in, nnopt_tensor *const *out,
-                            int n_out) {
+nnopt_status ref_sgd_update(const nnopt_host_api *host, const nnopt_op *op, nnopt_tensor *const *in,
+                            int n_in, nnopt_tensor *const *out, int n_out) {
     const nnopt_sgd_params *sp = &op->p.sgd;
     const int needs_velocity = sp->momentum != 0.0;
     nnopt_status status = ref_check_counts(host, op, n_in, needs_velocity ? 3 : 2, 3, n_out, 0);

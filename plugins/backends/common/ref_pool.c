@@ -84,9 +84,8 @@ nnopt_status ref_pool2d(const nnopt_host_api *host, const nnopt_op *op, nnopt_te
     return NNOPT_OK;
 }
 
-nnopt_status ref_pool2d_bwd(const nnopt_host_api *host, const nnopt_op *op,
-                            nnopt_tensor *const *in, int n_in, nnopt_tensor *const *out,
-                            int n_out) {
+nnopt_status ref_pool2d_bwd(const nnopt_host_api *host, const nnopt_op *op, nnopt_tensor *const *in,
+                            int n_in, nnopt_tensor *const *out, int n_out) {
     nnopt_status status = ref_check_counts(host, op, n_in, 3, 3, n_out, 1);
     if (status != NNOPT_OK) return status;
     /* y (in[1]) is part of the op's interface for backends that keep it;

@@ -14,8 +14,7 @@ static nnopt_status cpu_create(const nnopt_host_api *host, const nnopt_config *c
     (void)cfg; /* no parameters */
     cpu_backend *backend = calloc(1, sizeof *backend);
     if (backend == NULL) {
-        if (host != NULL && host->set_error != NULL)
-            host->set_error("cpu backend: out of memory");
+        if (host != NULL && host->set_error != NULL) host->set_error("cpu backend: out of memory");
         return NNOPT_STATUS_OUT_OF_MEMORY;
     }
     backend->host = host;
@@ -23,7 +22,9 @@ static nnopt_status cpu_create(const nnopt_host_api *host, const nnopt_config *c
     return NNOPT_OK;
 }
 
-static void cpu_destroy(void *ctx) { free(ctx); }
+static void cpu_destroy(void *ctx) {
+    free(ctx);
+}
 
 static int cpu_supports(void *ctx, nnopt_op_kind op, nnopt_dtype dtype) {
     (void)ctx;
@@ -57,8 +58,7 @@ static nnopt_status cpu_tensor_write(void *ctx, nnopt_tensor *t, size_t offset, 
 
 static nnopt_status cpu_tensor_read(void *ctx, const nnopt_tensor *t, size_t offset, void *dst,
                                     size_t nbytes) {
-    return report_copy(ctx, nnopt_host_tensor_read(t, offset, dst, nbytes), "read", offset,
-                       nbytes);
+    return report_copy(ctx, nnopt_host_tensor_read(t, offset, dst, nbytes), "read", offset, nbytes);
 }
 
 static nnopt_status cpu_tensor_zero(void *ctx, nnopt_tensor *t) {
@@ -95,10 +95,10 @@ static const nnopt_backend_vtable cpu_vtable = {
     .describe = cpu_describe,
 };
 
-static const struct nnopt_plugin_desc cpu_descriptor = {
+static const nnopt_plugin_desc cpu_descriptor = {
     .abi_major = NNOPT_ABI_MAJOR,
     .abi_minor = NNOPT_ABI_MINOR,
-    .struct_size = sizeof(struct nnopt_plugin_desc),
+    .struct_size = sizeof(nnopt_plugin_desc),
     .kind = NNOPT_PLUGIN_BACKEND,
     .name = "cpu",
     .version = "0.1.0",
@@ -109,6 +109,6 @@ static const struct nnopt_plugin_desc cpu_descriptor = {
     .vtable = &cpu_vtable,
 };
 
-NNOPT_PLUGIN_EXPORT const struct nnopt_plugin_desc *nnopt_plugin_descriptor(void) {
+NNOPT_PLUGIN_EXPORT const nnopt_plugin_desc *nnopt_plugin_descriptor(void) {
     return &cpu_descriptor;
 }

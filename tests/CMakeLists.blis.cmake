@@ -1,0 +1,15 @@
+# blis backend tests (included from tests/CMakeLists.txt): every op against the
+# reference backend, plus the shared hand-computed and gradient checks run on
+# blis. They need the blis plugin built.
+if(TARGET nnopt_backend_blis)
+  add_executable(test_blis_vs_ref test_blis_vs_ref.c)
+  target_link_libraries(test_blis_vs_ref PRIVATE nnopt_test_support cmocka m)
+  add_dependencies(test_blis_vs_ref nnopt_backend_blis nnopt_backend_cpu)
+  add_test(NAME blis_vs_ref COMMAND test_blis_vs_ref)
+  if(TARGET test_gradcheck)
+    add_test(NAME gradcheck_blis COMMAND test_gradcheck blis)
+  endif()
+  if(TARGET test_ref_ops)
+    add_test(NAME ref_ops_blis COMMAND test_ref_ops blis)
+  endif()
+endif()
