@@ -8,3 +8,7 @@ add_test(NAME ref_ops_cpu COMMAND test_ref_ops cpu)
 add_executable(test_gradcheck test_gradcheck.c gradcheck_support.c)
 target_link_libraries(test_gradcheck PRIVATE nnopt_test_support cmocka m)
 add_test(NAME gradcheck_cpu COMMAND test_gradcheck cpu)
+
+# The tests load the plugin at run time: make sure it is built with them.
+add_dependencies(test_ref_ops nnopt_backend_cpu)
+add_dependencies(test_gradcheck nnopt_backend_cpu)

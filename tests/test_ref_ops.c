@@ -509,6 +509,34 @@ static void test_rejects_bad_arguments(void **state) {
     free_all((nnopt_tensor *[]){x, y, y64, bf16, labels, loss, image, filter, out}, 9);
 }
 
+/* ---- tensor storage ------------------------------------------------------ */
+
+static void test_tensor_storage(void **state) {
+    (void)state;
+    const int64_t shape[1] = {5};
+    nnopt_tensor *t = tensor(NNOPT_F32, 1, shape, (double[]){1, 2, 3, 4, 5});
+    assert_int_equal((uintptr_t)t->data % 64, 0); /* cache-line aligned */
+    const nnopt_backend_vtable *vt = backend.vt;
+    float four[4] = {0};
+    /* In bounds at an offset; one byte past the end is refused. */
+    assert_int_equal(vt->tensor_read(backend.ctx, t, 4, four, 16), NNOPT_OK);
+    assert_true(four[0] == 2 && four[3] == 5);
+    assert_int_equal(vt->tensor_read(backend.ctx, t, 5, four, 16), NNOPT_STATUS_INVALID_ARGUMENT);
+    assert_int_equal(vt->tensor_write(backend.ctx, t, 8, four, 16), NNOPT_STATUS_INVALID_ARGUMENT);
+    assert_int_equal(vt->tensor_write(backend.ctx, t, SIZE_MAX, four, 2),
+                     NNOPT_STATUS_INVALID_ARGUMENT); /* offset + size wraps around */
+    assert_int_equal(vt->tensor_zero(backend.ctx, t), NNOPT_OK);
+    double values[5];
+    test_tensor_read(&backend, t, values);
+    for (int i = 0; i < 5; i++) assert_true(values[i] == 0);
+    test_tensor_free(&backend, t);
+
+    /* An empty tensor is still allocated (data != NULL). */
+    nnopt_tensor *empty = tensor(NNOPT_F64, 2, (int64_t[]){0, 3}, NULL);
+    assert_non_null(empty->data);
+    test_tensor_free(&backend, empty);
+}
+
 int main(int argc, char **argv) {
     if (argc > 1) backend_name = argv[1];
     const struct CMUnitTest tests[] = {
@@ -524,6 +552,7 @@ int main(int argc, char **argv) {
         cmocka_unit_test(test_add),
         cmocka_unit_test(test_cast),
         cmocka_unit_test(test_rejects_bad_arguments),
+        cmocka_unit_test(test_tensor_storage),
     };
     return cmocka_run_group_tests_name(backend_name, tests, open_backend, close_backend);
 }
