@@ -49,7 +49,8 @@ typedef enum nnopt_op_kind {
     /* In-place SGD: in: param, grad, velocity (unused, may be absent, when
      * momentum == 0)  out: (none; param and velocity are updated in place) */
     NNOPT_OP_SGD_UPDATE,
-    /* In-place Adam(W-style when decoupled_wd): in: param, grad, m, v  out: none */
+    /* In-place Adam (weight decay added to the gradient, as PyTorch's Adam):
+     * in: param, grad, m, v  out: none */
     NNOPT_OP_ADAM_UPDATE,
     /* in: x  out: y, same shape; dtypes may differ (conversion) or match (copy) */
     NNOPT_OP_CAST,

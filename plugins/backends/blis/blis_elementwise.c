@@ -145,6 +145,24 @@ nnopt_status blis_add(blis_backend *be, const nnopt_op *op, nnopt_tensor *const 
     return NNOPT_OK;
 }
 
+/* Dense layers' bias gradient (dy is [N, K]): one pass over the rows in
+ * double accumulators, which live in thread 0's scratch. */
+static nnopt_status bias_bwd_rows(blis_backend *be, const nnopt_tensor *dy, nnopt_tensor *db,
+                                  long images, long channels) {
+    nnopt_status st = blis_scratch_reserve(be, 1, (size_t)channels * sizeof(double));
+    if (st != NNOPT_OK) return st;
+    double *acc = be->scratch[0].data;
+    memset(acc, 0, (size_t)channels * sizeof *acc);
+    if (dy->dtype == NNOPT_F32) {
+        row_sums_f32(dy->data, 0, images, channels, acc);
+        for (long k = 0; k < channels; k++) ((float *)db->data)[k] = (float)acc[k];
+    } else {
+        row_sums_f64(dy->data, 0, images, channels, acc);
+        memcpy(db->data, acc, (size_t)channels * sizeof *acc);
+    }
+    return NNOPT_OK;
+}
+
 /* db[k] = sum of dy[n, k, ...] over n and the trailing dims; channels are
  * split across threads, each summed in double. */
 nnopt_status blis_bias_bwd(blis_backend *be, const nnopt_op *op, nnopt_tensor *const *in, int n_in,
@@ -163,6 +181,7 @@ nnopt_status blis_bias_bwd(blis_backend *be, const nnopt_op *op, nnopt_tensor *c
     long plane = 1;
     for (int d = 2; d < dy->ndim; d++) plane *= dy->shape[d];
     const int f32 = dy->dtype == NNOPT_F32;
+    if (plane == 1) return bias_bwd_rows(be, dy, db, images, channels);
     const long total = images * channels * plane;
     const int team = channels < 2 ? 1 : team_for(be, total, 32768);
 #pragma omp parallel for num_threads(team) schedule(static)
