@@ -61,9 +61,9 @@ static double run_shape(const gemm_shape *s, int threads, int reps) {
             for (long img = 0; img < batch; img++) {
                 rntm_t rntm = BLIS_RNTM_INITIALIZER;
                 bli_rntm_set_num_threads(1, &rntm);
-                bli_sgemm_ex(BLIS_NO_TRANSPOSE, BLIS_NO_TRANSPOSE, s->m, s->n, s->k, &one, a,
-                             rs_a, cs_a, b + (size_t)img * b_n, rs_b, cs_b, &zero,
-                             c + (size_t)img * c_n, rs_c, cs_c, NULL, &rntm);
+                bli_sgemm_ex(BLIS_NO_TRANSPOSE, BLIS_NO_TRANSPOSE, s->m, s->n, s->k, &one, a, rs_a,
+                             cs_a, b + (size_t)img * b_n, rs_b, cs_b, &zero, c + (size_t)img * c_n,
+                             rs_c, cs_c, NULL, &rntm);
             }
         } else {
             rntm_t rntm = BLIS_RNTM_INITIALIZER;
@@ -115,10 +115,9 @@ int main(int argc, char **argv) {
 
     if (argi < argc) {
         for (; argi + 2 < argc; argi += 3) {
-            gemm_shape s = {"custom", atol(argv[argi]), atol(argv[argi + 1]),
-                            atol(argv[argi + 2]), 0, 0, 0, 0};
-            printf("%6ld %6ld %6ld  %8.1f GFLOP/s\n", s.m, s.n, s.k,
-                   run_shape(&s, threads, reps));
+            gemm_shape s = {
+                "custom", atol(argv[argi]), atol(argv[argi + 1]), atol(argv[argi + 2]), 0, 0, 0, 0};
+            printf("%6ld %6ld %6ld  %8.1f GFLOP/s\n", s.m, s.n, s.k, run_shape(&s, threads, reps));
         }
         return 0;
     }
@@ -146,8 +145,8 @@ int main(int argc, char **argv) {
     };
     for (size_t i = 0; i < sizeof shapes / sizeof shapes[0]; i++) {
         const gemm_shape *s = &shapes[i];
-        printf("%-40s m=%-6ld n=%-6ld k=%-4ld x%-4ld %8.1f GFLOP/s\n", s->label, s->m, s->n,
-               s->k, s->batch > 1 ? s->batch : 1L, run_shape(s, threads, reps));
+        printf("%-40s m=%-6ld n=%-6ld k=%-4ld x%-4ld %8.1f GFLOP/s\n", s->label, s->m, s->n, s->k,
+               s->batch > 1 ? s->batch : 1L, run_shape(s, threads, reps));
     }
     return 0;
 }

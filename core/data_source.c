@@ -105,3 +105,9 @@ void nnopt_data_free(nnopt_data *d) {
     nnopt_dataset_free(&d->train);
     nnopt_dataset_free(&d->test);
 }
+
+void nnopt_data_train_batch(const nnopt_data *d, const int64_t *order, int64_t count,
+                            nnopt_dtype dtype, void *x, int32_t *y, uint64_t batch_seed) {
+    (void)batch_seed; /* no augmentation for IDX data */
+    nnopt_dataset_batch(&d->train, order, count, &d->norm, dtype, x, y);
+}

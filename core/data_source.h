@@ -14,4 +14,9 @@ typedef struct nnopt_data {
 nnopt_status nnopt_data_load(const nnopt_config *data_cfg, nnopt_data *out, nnopt_error *err);
 void nnopt_data_free(nnopt_data *d);
 
+/* A training batch: samples order[0..count) converted to dtype, with the
+ * [data] section's training augmentation (if any) drawn from batch_seed. */
+void nnopt_data_train_batch(const nnopt_data *d, const int64_t *order, int64_t count,
+                            nnopt_dtype dtype, void *x, int32_t *y, uint64_t batch_seed);
+
 #endif

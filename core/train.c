@@ -121,6 +121,7 @@ typedef struct trainer {
     const nnopt_experiment *e;
     const nnopt_data *data;
     const char *model_name;
+    uint64_t seed;
     nnopt_network *net;
     nnopt_exec *ex;
     nnopt_optimizer opt;
@@ -144,8 +145,8 @@ static nnopt_status train_epoch(trainer *t, int epoch, int epochs, double lr, do
     double loss_sum = 0;
     nnopt_progress_begin(&t->progress, epoch + 1, epochs, batches);
     for (int64_t b = 0; b < batches; b++) {
-        nnopt_dataset_batch(ds, t->order + b * t->batch, t->batch, &t->data->norm,
-                            t->net->graph->dtype, t->x, t->y);
+        nnopt_data_train_batch(t->data, t->order + b * t->batch, t->batch, t->net->graph->dtype,
+                               t->x, t->y, t->seed * 1000003u + (uint64_t)epoch * 100003u + (uint64_t)b);
         double loss = 0;
         nnopt_status st = nnopt_exec_forward(t->ex, t->x, err);
         if (st == NNOPT_OK) st = nnopt_exec_backward(t->ex, t->y, &loss, err);
@@ -189,6 +190,7 @@ nnopt_status nnopt_train_model(const nnopt_experiment *e, int index, const nnopt
         return st;
     }
     uint64_t seed = (uint64_t)nnopt_config_get_int(tc, "seed");
+    t.seed = seed;
     st = nnopt_network_create(g, backend, seed, &t.net, err);
     if (st == NNOPT_OK) st = nnopt_network_prepare_training(t.net, &t.opt, err);
     if (st == NNOPT_OK) st = nnopt_exec_create(t.net, t.batch, 1, &t.ex, err);

@@ -23,7 +23,9 @@ enum { MAX_TENSORS = 4, RANDOM_ROUNDS = 12 };
 
 static test_backend blis_backend, ref_backend;
 
-static double error_bound(nnopt_dtype dtype) { return dtype == NNOPT_F32 ? 1e-4 : 1e-10; }
+static double error_bound(nnopt_dtype dtype) {
+    return dtype == NNOPT_F32 ? 1e-4 : 1e-10;
+}
 
 /* ---- deterministic random numbers (xorshift64*) ---- */
 
@@ -35,7 +37,9 @@ static uint64_t rng_next(void) {
     rng_state ^= rng_state >> 27;
     return rng_state * 0x2545f4914f6cdd1dull;
 }
-static int rng_int(int lo, int hi) { return lo + (int)(rng_next() % (uint64_t)(hi - lo + 1)); }
+static int rng_int(int lo, int hi) {
+    return lo + (int)(rng_next() % (uint64_t)(hi - lo + 1));
+}
 static double rng_uniform(double lo, double hi) {
     return lo + (hi - lo) * (double)(rng_next() >> 11) * (1.0 / 9007199254740992.0);
 }
@@ -72,10 +76,18 @@ static double *spec_values(const tensor_spec *s) {
     const double range = s->range > 0 ? s->range : 1.0;
     for (int64_t i = 0; i < n; i++) {
         switch (s->values) {
-        case VALUES_UNIFORM: v[i] = rng_uniform(-range, range); break;
-        case VALUES_POSITIVE: v[i] = rng_uniform(0.01, range); break;
-        case VALUES_LABELS: v[i] = (double)rng_int(0, s->classes - 1); break;
-        case VALUES_PROBS: v[i] = rng_uniform(0.0, 1.0); break;
+        case VALUES_UNIFORM:
+            v[i] = rng_uniform(-range, range);
+            break;
+        case VALUES_POSITIVE:
+            v[i] = rng_uniform(0.01, range);
+            break;
+        case VALUES_LABELS:
+            v[i] = (double)rng_int(0, s->classes - 1);
+            break;
+        case VALUES_PROBS:
+            v[i] = rng_uniform(0.0, 1.0);
+            break;
         }
     }
     if (s->values == VALUES_PROBS) {
@@ -112,8 +124,8 @@ static void check_op(const char *what, const nnopt_op *op, nnopt_dtype dtype, in
     nnopt_tensor *blis_out[MAX_TENSORS] = {0}, *ref_out[MAX_TENSORS] = {0};
     for (int i = 0; i < n_in; i++) {
         const tensor_spec *s = &in_specs[i];
-        const nnopt_dtype dt = s->values == VALUES_LABELS ? NNOPT_I32
-                                                          : (s->dtype_override ? s->dtype : dtype);
+        const nnopt_dtype dt =
+            s->values == VALUES_LABELS ? NNOPT_I32 : (s->dtype_override ? s->dtype : dtype);
         double *values = spec_values(s);
         blis_in[i] = test_tensor_new(&blis_backend, dt, s->ndim, s->shape, values);
         ref_in[i] = test_tensor_new(&ref_backend, dt, s->ndim, s->shape, values);
@@ -168,8 +180,12 @@ static void check_op(const char *what, const nnopt_op *op, nnopt_dtype dtype, in
 static tensor_spec spec4(int64_t a, int64_t b, int64_t c, int64_t d) {
     return (tensor_spec){.ndim = 4, .shape = {a, b, c, d}};
 }
-static tensor_spec spec2(int64_t a, int64_t b) { return (tensor_spec){.ndim = 2, .shape = {a, b}}; }
-static tensor_spec spec1(int64_t a) { return (tensor_spec){.ndim = 1, .shape = {a}}; }
+static tensor_spec spec2(int64_t a, int64_t b) {
+    return (tensor_spec){.ndim = 2, .shape = {a, b}};
+}
+static tensor_spec spec1(int64_t a) {
+    return (tensor_spec){.ndim = 1, .shape = {a}};
+}
 
 static const nnopt_dtype dtypes[] = {NNOPT_F32, NNOPT_F64};
 
@@ -226,7 +242,8 @@ static void test_conv_special_shapes(void **state) {
         {2, 2, 4, 4, 3, 4, 4, {1, 1, 0, 0, 1}},  /* filter covers the image */
         {3, 2, 3, 5, 2, 3, 2, {3, 1, 2, 1, 1}},  /* padding wider than the stride */
     };
-    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) check_conv_case(&cases[i], "special");
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++)
+        check_conv_case(&cases[i], "special");
 }
 
 static void test_conv_random_shapes(void **state) {
@@ -307,8 +324,8 @@ static void check_pool_case(int64_t n, int64_t c, int64_t h, int64_t w,
     const tensor_spec x = spec4(n, c, h, w), y = spec4(n, c, p, q);
     char what[160];
     snprintf(what, sizeof what, "pool2d %s %lldx%lld k%dx%d s%d,%d p%d,%d",
-             pp->kind == NNOPT_POOL_MAX ? "max" : "avg", (long long)h, (long long)w,
-             pp->kernel_h, pp->kernel_w, pp->stride_h, pp->stride_w, pp->pad_h, pp->pad_w);
+             pp->kind == NNOPT_POOL_MAX ? "max" : "avg", (long long)h, (long long)w, pp->kernel_h,
+             pp->kernel_w, pp->stride_h, pp->stride_w, pp->pad_h, pp->pad_w);
     for (size_t d = 0; d < sizeof dtypes / sizeof dtypes[0]; d++) {
         nnopt_op op = {.kind = NNOPT_OP_POOL2D};
         op.p.pool2d = *pp;

@@ -54,6 +54,26 @@ typedef enum nnopt_op_kind {
     NNOPT_OP_ADAM_UPDATE,
     /* in: x  out: y, same shape; dtypes may differ (conversion) or match (copy) */
     NNOPT_OP_CAST,
+    /* Batch normalization over every axis but 1 (x is [N,C,H,W] or [N,C]).
+     * params.bn.training = 1: normalise with the batch's mean and biased
+     *   variance; in: x, gamma[C], beta[C], running_mean[C], running_var[C]
+     *   (updated in place: r = (1 - momentum) r + momentum * batch, with the
+     *   unbiased variance for running_var, as PyTorch does);
+     *   out: y, save_mean[C], save_invstd[C] (1 / sqrt(var + eps), for backward)
+     * params.bn.training = 0: normalise with the running statistics;
+     *   in: x, gamma, beta, running_mean, running_var  out: y */
+    NNOPT_OP_BATCHNORM,
+    /* in: x, gamma, dy, save_mean, save_invstd  out: dx, dgamma[C], dbeta[C] */
+    NNOPT_OP_BATCHNORM_BWD,
+    /* Inverted dropout. in: x  out: y, mask (x's dtype: 0 or 1 / (1 - p)).
+     * Element i (flat index) is kept iff u(seed, i) >= p, where u(seed, i) =
+     * (splitmix64(seed + i) >> 11) * 2^-53 and splitmix64(z) is: z +=
+     * 0x9e3779b97f4a7c15; z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9;
+     * z = (z ^ (z >> 27)) * 0x94d049bb133111eb; return z ^ (z >> 31). Every
+     * backend draws the same mask for the same seed. */
+    NNOPT_OP_DROPOUT,
+    /* in: dy, mask  out: dx = dy * mask */
+    NNOPT_OP_DROPOUT_BWD,
     NNOPT_OP_KIND_COUNT
 } nnopt_op_kind;
 
@@ -102,6 +122,16 @@ typedef struct nnopt_adam_params {
     int64_t step; /* 1-based step count, for bias correction */
 } nnopt_adam_params;
 
+typedef struct nnopt_bn_params {
+    double eps, momentum; /* PyTorch's convention: momentum 0.1 = keep 90% */
+    int32_t training;
+} nnopt_bn_params;
+
+typedef struct nnopt_dropout_params {
+    double p; /* probability of dropping an element, in [0, 1) */
+    uint64_t seed;
+} nnopt_dropout_params;
+
 typedef struct nnopt_op {
     nnopt_op_kind kind;
     union {
@@ -111,15 +141,21 @@ typedef struct nnopt_op {
         nnopt_xent_params xent;
         nnopt_sgd_params sgd;
         nnopt_adam_params adam;
+        nnopt_bn_params bn;
+        nnopt_dropout_params dropout;
         unsigned char reserved[128]; /* keeps the union's size stable as params grow */
     } p;
 } nnopt_op;
 
 static inline const char *nnopt_op_kind_name(nnopt_op_kind kind) {
     static const char *const names[NNOPT_OP_KIND_COUNT] = {
-        "conv2d", "conv2d_bwd_data", "conv2d_bwd_filter", "dense", "dense_bwd_data",
-        "dense_bwd_weight", "bias_bwd", "pool2d", "pool2d_bwd", "act", "act_bwd", "add",
-        "softmax_xent", "sgd_update", "adam_update", "cast"};
+        "conv2d",       "conv2d_bwd_data", "conv2d_bwd_filter",
+        "dense",        "dense_bwd_data",  "dense_bwd_weight",
+        "bias_bwd",     "pool2d",          "pool2d_bwd",
+        "act",          "act_bwd",         "add",
+        "softmax_xent", "sgd_update",      "adam_update",
+        "cast",         "batchnorm",       "batchnorm_bwd",
+        "dropout",      "dropout_bwd"};
     return (unsigned)kind < NNOPT_OP_KIND_COUNT ? names[kind] : "?";
 }
 

@@ -12,12 +12,12 @@ extern "C" {
 #endif
 
 typedef enum nnopt_param_type {
-    NNOPT_PARAM_INT = 0,  /* 64-bit integer, optional [min, max] */
-    NNOPT_PARAM_FLOAT,    /* double, optional [min, max] */
-    NNOPT_PARAM_BOOL,     /* true|false|yes|no|on|off|1|0 */
-    NNOPT_PARAM_STRING,   /* free text (paths, names) */
-    NNOPT_PARAM_ENUM,     /* one of `choices`, written "a|b|c" */
-    NNOPT_PARAM_INT_LIST, /* comma-separated integers, each within [min, max] */
+    NNOPT_PARAM_INT = 0,    /* 64-bit integer, optional [min, max] */
+    NNOPT_PARAM_FLOAT,      /* double, optional [min, max] */
+    NNOPT_PARAM_BOOL,       /* true|false|yes|no|on|off|1|0 */
+    NNOPT_PARAM_STRING,     /* free text (paths, names) */
+    NNOPT_PARAM_ENUM,       /* one of `choices`, written "a|b|c" */
+    NNOPT_PARAM_INT_LIST,   /* comma-separated integers, each within [min, max] */
     NNOPT_PARAM_FLOAT_LIST, /* comma-separated numbers, each within [min, max] */
     NNOPT_PARAM_TYPE_COUNT
 } nnopt_param_type;

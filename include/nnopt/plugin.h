@@ -55,9 +55,12 @@ NNOPT_PLUGIN_EXPORT const nnopt_plugin_desc *nnopt_plugin_descriptor(void);
 
 static inline const char *nnopt_plugin_kind_name(nnopt_plugin_kind kind) {
     switch (kind) {
-    case NNOPT_PLUGIN_BACKEND: return "backend";
-    case NNOPT_PLUGIN_MODEL: return "model";
-    case NNOPT_PLUGIN_TECHNIQUE: return "technique";
+    case NNOPT_PLUGIN_BACKEND:
+        return "backend";
+    case NNOPT_PLUGIN_MODEL:
+        return "model";
+    case NNOPT_PLUGIN_TECHNIQUE:
+        return "technique";
     }
     return "?";
 }

@@ -14,14 +14,14 @@ typedef enum nnopt_status {
     NNOPT_STATUS_INVALID_ARGUMENT, /* bad shape, dtype, parameter value */
     NNOPT_STATUS_UNSUPPORTED,      /* op/dtype combination the backend cannot run */
     NNOPT_STATUS_OUT_OF_MEMORY,
-    NNOPT_STATUS_IO,               /* file missing, truncated, unreadable */
-    NNOPT_STATUS_FORMAT,           /* file present but malformed */
-    NNOPT_STATUS_CONFIG,           /* INI error */
-    NNOPT_STATUS_PLUGIN,           /* plugin not found, not a plugin, wrong kind */
+    NNOPT_STATUS_IO,     /* file missing, truncated, unreadable */
+    NNOPT_STATUS_FORMAT, /* file present but malformed */
+    NNOPT_STATUS_CONFIG, /* INI error */
+    NNOPT_STATUS_PLUGIN, /* plugin not found, not a plugin, wrong kind */
     NNOPT_STATUS_ABI_MISMATCH,
     NNOPT_STATUS_INIT_FAILED,
-    NNOPT_STATUS_NUMERIC,          /* NaN/Inf loss */
-    NNOPT_STATUS_DEVICE,           /* no device, driver error */
+    NNOPT_STATUS_NUMERIC, /* NaN/Inf loss */
+    NNOPT_STATUS_DEVICE,  /* no device, driver error */
     NNOPT_STATUS_INTERNAL
 } nnopt_status;
 

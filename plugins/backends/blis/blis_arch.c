@@ -138,7 +138,8 @@ static int arch_runs_here(const arch_entry *a, const cpu_features *f) {
 static const char *arch_auto(const cpu_features *f, char *reason, size_t reason_size) {
     const char *order[6] = {NULL};
     int n = 0;
-    const int amd = strcmp(f->vendor, "AuthenticAMD") == 0 || strcmp(f->vendor, "HygonGenuine") == 0;
+    const int amd =
+        strcmp(f->vendor, "AuthenticAMD") == 0 || strcmp(f->vendor, "HygonGenuine") == 0;
     if (amd && f->family >= 0x19) order[n++] = "zen3";
     if (amd && f->family == 0x17) order[n++] = f->model >= 0x30 ? "zen2" : "zen";
     if (!amd && f->avx512) order[n++] = "skx";

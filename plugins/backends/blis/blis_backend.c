@@ -13,8 +13,8 @@
 
 static const nnopt_param_spec blis_params[] = {
     {"threads", NNOPT_PARAM_INT, "0",
-     "threads for BLIS and the backend's own loops; 0 = every core this process may use", NULL,
-     0, 4096},
+     "threads for BLIS and the backend's own loops; 0 = every core this process may use", NULL, 0,
+     4096},
     {"arch", NNOPT_PARAM_ENUM, "auto",
      "BLIS kernel set: auto picks from cpuid (zen3 on AMD Zen 3 and later, skx on Intel "
      "AVX-512, haswell on AVX2); the others force one",

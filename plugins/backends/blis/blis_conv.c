@@ -12,20 +12,21 @@
 #include <string.h>
 
 #include "blis_internal.h"
+#include "blis_math.h" /* BLIS_VECTOR_CLONES */
 
 typedef struct conv_geometry {
-    long n, c, h, w;        /* input */
-    long k, r, s;           /* filters */
-    long p, q;              /* output plane */
-    long groups, cg, kg;    /* channels per group: input, output */
+    long n, c, h, w;     /* input */
+    long k, r, s;        /* filters */
+    long p, q;           /* output plane */
+    long groups, cg, kg; /* channels per group: input, output */
     long stride_h, stride_w, pad_h, pad_w;
 } conv_geometry;
 
 /* The output columns q whose input column q*sw - pw + s lies inside the image:
  * [*q_lo, *q_hi). */
 static void conv_valid_columns(const conv_geometry *g, long s, long *q_lo, long *q_hi) {
-    const long first = g->pad_w - s;             /* need q*sw >= first */
-    const long last = g->w - 1 + g->pad_w - s;   /* need q*sw <= last */
+    const long first = g->pad_w - s;           /* need q*sw >= first */
+    const long last = g->w - 1 + g->pad_w - s; /* need q*sw <= last */
     long lo = first <= 0 ? 0 : (first + g->stride_w - 1) / g->stride_w;
     long hi = last < 0 ? 0 : last / g->stride_w + 1;
     if (lo > g->q) lo = g->q;
@@ -70,18 +71,28 @@ static nnopt_status conv_geometry_make(blis_backend *be, const nnopt_op *op, con
         return NNOPT_STATUS_INVALID_ARGUMENT;
     }
     *g = (conv_geometry){
-        .n = x->shape[0], .c = x->shape[1], .h = x->shape[2], .w = x->shape[3],
-        .k = w->shape[0], .r = w->shape[2], .s = w->shape[3],
-        .p = y->shape[2], .q = y->shape[3], .groups = cp->groups,
-        .stride_h = cp->stride_h, .stride_w = cp->stride_w, .pad_h = cp->pad_h, .pad_w = cp->pad_w,
+        .n = x->shape[0],
+        .c = x->shape[1],
+        .h = x->shape[2],
+        .w = x->shape[3],
+        .k = w->shape[0],
+        .r = w->shape[2],
+        .s = w->shape[3],
+        .p = y->shape[2],
+        .q = y->shape[3],
+        .groups = cp->groups,
+        .stride_h = cp->stride_h,
+        .stride_w = cp->stride_w,
+        .pad_h = cp->pad_h,
+        .pad_w = cp->pad_w,
     };
     g->cg = g->c / g->groups;
     g->kg = g->k / g->groups;
-    const int consistent =
-        g->c % g->groups == 0 && g->k % g->groups == 0 && w->shape[1] == g->cg &&
-        y->shape[0] == g->n && y->shape[1] == g->k && g->h + 2 * g->pad_h >= g->r &&
-        g->w + 2 * g->pad_w >= g->s && g->p == (g->h + 2 * g->pad_h - g->r) / g->stride_h + 1 &&
-        g->q == (g->w + 2 * g->pad_w - g->s) / g->stride_w + 1;
+    const int consistent = g->c % g->groups == 0 && g->k % g->groups == 0 && w->shape[1] == g->cg &&
+                           y->shape[0] == g->n && y->shape[1] == g->k &&
+                           g->h + 2 * g->pad_h >= g->r && g->w + 2 * g->pad_w >= g->s &&
+                           g->p == (g->h + 2 * g->pad_h - g->r) / g->stride_h + 1 &&
+                           g->q == (g->w + 2 * g->pad_w - g->s) / g->stride_w + 1;
     if (!consistent) {
         be->host->set_error("blis: %s: inconsistent shapes", nnopt_op_kind_name(op->kind));
         return NNOPT_STATUS_INVALID_ARGUMENT;
@@ -153,8 +164,9 @@ nnopt_status blis_conv2d(blis_backend *be, const nnopt_op *op, nnopt_tensor *con
                 const blis_matrix a = {patches, 1, pq};
                 const blis_matrix bm = {wd + (size_t)(grp * g.kg * crs) * es, 1, crs};
                 blis_gemm(x->dtype, plan.gemm_threads, pq, g.kg, crs, a, bm, 0.0, y_img, 1, pq);
-                if (b) kern->add_bias(y_img, (const char *)b->data + (size_t)(grp * g.kg) * es,
-                                      g.kg, pq);
+                if (b)
+                    kern->add_bias(y_img, (const char *)b->data + (size_t)(grp * g.kg) * es, g.kg,
+                                   pq);
             }
         }
     }
@@ -210,9 +222,8 @@ nnopt_status blis_conv2d_bwd_data(blis_backend *be, const nnopt_op *op, nnopt_te
     return NNOPT_OK;
 }
 
-nnopt_status blis_conv2d_bwd_filter(blis_backend *be, const nnopt_op *op,
-                                    nnopt_tensor *const *in, int n_in, nnopt_tensor *const *out,
-                                    int n_out) {
+nnopt_status blis_conv2d_bwd_filter(blis_backend *be, const nnopt_op *op, nnopt_tensor *const *in,
+                                    int n_in, nnopt_tensor *const *out, int n_out) {
     nnopt_status st = blis_check_counts(be, op, n_in, 2, 2, n_out, 1);
     const nnopt_tensor *x = in[0], *dy = n_in > 1 ? in[1] : NULL;
     nnopt_tensor *dw = out[0];

@@ -139,8 +139,8 @@ nnopt_status blis_add(blis_backend *be, const nnopt_op *op, nnopt_tensor *const 
             add_chunk_f32((const float *)a + first, (const float *)b + first, (float *)y + first,
                           end - first);
         else
-            add_chunk_f64((const double *)a + first, (const double *)b + first,
-                          (double *)y + first, end - first);
+            add_chunk_f64((const double *)a + first, (const double *)b + first, (double *)y + first,
+                          end - first);
     }
     return NNOPT_OK;
 }
@@ -190,8 +190,8 @@ nnopt_status blis_bias_bwd(blis_backend *be, const nnopt_op *op, nnopt_tensor *c
             ((float *)db->data)[k] = (float)channel_sum_f32((const float *)dy->data + k * plane,
                                                             images, plane, channels * plane);
         else
-            ((double *)db->data)[k] = channel_sum_f64((const double *)dy->data + k * plane,
-                                                      images, plane, channels * plane);
+            ((double *)db->data)[k] = channel_sum_f64((const double *)dy->data + k * plane, images,
+                                                      plane, channels * plane);
     }
     return NNOPT_OK;
 }

@@ -5,8 +5,8 @@
 
 #include "blis_internal.h"
 
-void blis_gemm(nnopt_dtype dtype, int threads, long m, long n, long k, blis_matrix a,
-               blis_matrix b, double beta, void *c, long rs_c, long cs_c) {
+void blis_gemm(nnopt_dtype dtype, int threads, long m, long n, long k, blis_matrix a, blis_matrix b,
+               double beta, void *c, long rs_c, long cs_c) {
     rntm_t rntm = BLIS_RNTM_INITIALIZER;
     bli_rntm_set_num_threads(threads > 0 ? threads : 1, &rntm);
     /* BLIS's typed API takes non-const operands but only reads A and B. */

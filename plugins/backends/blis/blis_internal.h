@@ -42,8 +42,8 @@ typedef struct blis_matrix {
     long rs, cs;
 } blis_matrix;
 
-void blis_gemm(nnopt_dtype dtype, int threads, long m, long n, long k, blis_matrix a,
-               blis_matrix b, double beta, void *c, long rs_c, long cs_c);
+void blis_gemm(nnopt_dtype dtype, int threads, long m, long n, long k, blis_matrix a, blis_matrix b,
+               double beta, void *c, long rs_c, long cs_c);
 
 /* ---- scratch (blis_backend.c) ----
  * Makes each of the first `count` threads' scratch at least `bytes` (64-byte
@@ -51,7 +51,9 @@ void blis_gemm(nnopt_dtype dtype, int threads, long m, long n, long k, blis_matr
 nnopt_status blis_scratch_reserve(blis_backend *be, int count, size_t bytes);
 
 /* Rounds a byte count up to a multiple of 64, for carving scratch into parts. */
-static inline size_t blis_align64(size_t bytes) { return (bytes + 63) & ~(size_t)63; }
+static inline size_t blis_align64(size_t bytes) {
+    return (bytes + 63) & ~(size_t)63;
+}
 
 /* ---- argument checks (blis_backend.c) ---- */
 nnopt_status blis_check_counts(blis_backend *be, const nnopt_op *op, int n_in, int min_in,
@@ -68,9 +70,8 @@ nnopt_status blis_conv2d(blis_backend *be, const nnopt_op *op, nnopt_tensor *con
                          nnopt_tensor *const *out, int n_out);
 nnopt_status blis_conv2d_bwd_data(blis_backend *be, const nnopt_op *op, nnopt_tensor *const *in,
                                   int n_in, nnopt_tensor *const *out, int n_out);
-nnopt_status blis_conv2d_bwd_filter(blis_backend *be, const nnopt_op *op,
-                                    nnopt_tensor *const *in, int n_in, nnopt_tensor *const *out,
-                                    int n_out);
+nnopt_status blis_conv2d_bwd_filter(blis_backend *be, const nnopt_op *op, nnopt_tensor *const *in,
+                                    int n_in, nnopt_tensor *const *out, int n_out);
 nnopt_status blis_dense(blis_backend *be, const nnopt_op *op, nnopt_tensor *const *in, int n_in,
                         nnopt_tensor *const *out, int n_out);
 nnopt_status blis_dense_bwd_data(blis_backend *be, const nnopt_op *op, nnopt_tensor *const *in,

@@ -9,7 +9,7 @@
 
 /* Loops worth compiling for several x86-64 levels, picked at load time. */
 #if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
-#define BLIS_VECTOR_CLONES \
+#define BLIS_VECTOR_CLONES                                                                         \
     __attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default")))
 #else
 #define BLIS_VECTOR_CLONES
@@ -48,7 +48,9 @@ static inline double blis_exp(double x) {
     return p * scale;
 }
 
-static inline double blis_sigmoid(double x) { return 1.0 / (1.0 + blis_exp(-x)); }
+static inline double blis_sigmoid(double x) {
+    return 1.0 / (1.0 + blis_exp(-x));
+}
 
 /* tanh: the Taylor series to x^19 near 0, where 1 - 2/(e^2x + 1) would lose
  * relative precision, and that formula elsewhere. */

@@ -25,6 +25,11 @@ static void pool_window_cols(const pool_geometry *g, long q, long *iw0, long *s_
     *s_hi = g->w - *iw0 < g->kernel_w ? g->w - *iw0 : g->kernel_w;
 }
 
+static int pool_is_2x2(const pool_geometry *g) {
+    return g->kernel_h == 2 && g->kernel_w == 2 && g->stride_h == 2 && g->stride_w == 2 &&
+           g->pad_h == 0 && g->pad_w == 0;
+}
+
 #define T float
 #define BLIS_SUFFIX f32
 #include "blis_pool.inc"
@@ -39,17 +44,25 @@ static void pool_window_cols(const pool_geometry *g, long q, long *iw0, long *s_
 static nnopt_status pool_geometry_make(blis_backend *be, const nnopt_op *op, const nnopt_tensor *x,
                                        const nnopt_tensor *y, pool_geometry *g) {
     const nnopt_pool2d_params *pp = &op->p.pool2d;
-    if (x->ndim != 4 || y->ndim != 4 || pp->kernel_h < 1 || pp->kernel_w < 1 ||
-        pp->stride_h < 1 || pp->stride_w < 1 || pp->pad_h < 0 || pp->pad_w < 0 ||
+    if (x->ndim != 4 || y->ndim != 4 || pp->kernel_h < 1 || pp->kernel_w < 1 || pp->stride_h < 1 ||
+        pp->stride_w < 1 || pp->pad_h < 0 || pp->pad_w < 0 ||
         (pp->kind != NNOPT_POOL_MAX && pp->kind != NNOPT_POOL_AVG)) {
         be->host->set_error("blis: %s: bad shapes or parameters", nnopt_op_kind_name(op->kind));
         return NNOPT_STATUS_INVALID_ARGUMENT;
     }
     *g = (pool_geometry){
-        .kind = pp->kind, .planes = x->shape[0] * x->shape[1], .h = x->shape[2],
-        .w = x->shape[3], .p = y->shape[2], .q = y->shape[3], .kernel_h = pp->kernel_h,
-        .kernel_w = pp->kernel_w, .stride_h = pp->stride_h, .stride_w = pp->stride_w,
-        .pad_h = pp->pad_h, .pad_w = pp->pad_w,
+        .kind = pp->kind,
+        .planes = x->shape[0] * x->shape[1],
+        .h = x->shape[2],
+        .w = x->shape[3],
+        .p = y->shape[2],
+        .q = y->shape[3],
+        .kernel_h = pp->kernel_h,
+        .kernel_w = pp->kernel_w,
+        .stride_h = pp->stride_h,
+        .stride_w = pp->stride_w,
+        .pad_h = pp->pad_h,
+        .pad_w = pp->pad_w,
     };
     if (y->shape[0] != x->shape[0] || y->shape[1] != x->shape[1] ||
         g->p != (g->h + 2 * g->pad_h - g->kernel_h) / g->stride_h + 1 ||
