@@ -10,7 +10,7 @@
  * BLIS's own threading (dense layers, and batched im2col for comparison).
  *
  * Build: gcc -std=c11 -O2 -fopenmp -D_POSIX_C_SOURCE=200809L
- *        -I/usr/include/x86_64-linux-gnu/blis-openmp bench/blis_gemm_shapes.c -lblis */
+ *        -isystem /usr/include/x86_64-linux-gnu/blis-openmp bench/blis_gemm_shapes.c -lblis -lm */
 #include <blis.h>
 #include <omp.h>
 #include <stdio.h>

@@ -22,6 +22,26 @@ static int consumers(const nnopt_graph *g, int id) {
     return count + (id == g->output);
 }
 
+/* Per-node extras: batchnorm's saved statistics (and a dx sink when its
+ * input needs no gradient), dropout's mask. */
+static nnopt_status allocate_aux(nnopt_exec *ex, int i, const int64_t *shape, nnopt_error *err) {
+    const nnopt_graph_node *n = &ex->net->graph->nodes[i];
+    nnopt_backend *b = ex->net->backend;
+    nnopt_dtype dt = ex->net->graph->dtype;
+    nnopt_tensor **aux = &ex->aux[i * NNOPT_EXEC_AUX];
+    nnopt_status st = NNOPT_OK;
+    if (n->kind == NNOPT_NODE_BATCHNORM && ex->training) {
+        int64_t channels[1] = {n->shape[1]};
+        st = nnopt_backend_tensor_new(b, dt, 1, channels, &aux[0], err);
+        if (st == NNOPT_OK) st = nnopt_backend_tensor_new(b, dt, 1, channels, &aux[1], err);
+        if (st == NNOPT_OK && !ex->needs_grad[n->inputs[0]])
+            st = nnopt_backend_tensor_new(b, dt, n->ndim, shape, &aux[2], err);
+    } else if (n->kind == NNOPT_NODE_DROPOUT && ex->training) {
+        st = nnopt_backend_tensor_new(b, dt, n->ndim, shape, &aux[0], err);
+    }
+    return st;
+}
+
 /* Activations and gradients for every non-parameter node. A flatten is a
  * view of its input's value and gradient. */
 static nnopt_status allocate(nnopt_exec *ex, nnopt_error *err) {
@@ -31,15 +51,23 @@ static nnopt_status allocate(nnopt_exec *ex, nnopt_error *err) {
         const nnopt_graph_node *n = &g->nodes[i];
         int64_t shape[NNOPT_MAX_DIMS];
         nnopt_status st = NNOPT_OK;
-        if (n->kind == NNOPT_NODE_PARAM) {
+        if (nnopt_node_is_state(n->kind)) {
             ex->value[i] = net->param[i];
             ex->grad[i] = net->grad[i];
-            ex->needs_grad[i] = ex->training;
+            ex->needs_grad[i] = ex->training && n->kind == NNOPT_NODE_PARAM;
             continue;
         }
         batch_shape(n, ex->batch, shape);
         for (int k = 0; k < n->n_inputs; k++) ex->needs_grad[i] |= ex->needs_grad[n->inputs[k]];
         if (!ex->training) ex->needs_grad[i] = 0;
+        st = allocate_aux(ex, i, shape, err);
+        if (st != NNOPT_OK) return st;
+        if (n->kind == NNOPT_NODE_DROPOUT && !ex->training) {
+            /* Identity at inference: a view of the input. */
+            ex->value[i] = nnopt_tensor_view(ex->value[n->inputs[0]], n->ndim, shape);
+            if (!ex->value[i]) return nnopt_error_set(err, NNOPT_STATUS_OUT_OF_MEMORY, "out of memory");
+            continue;
+        }
         if (n->kind == NNOPT_NODE_FLATTEN) {
             int x = n->inputs[0];
             if (ex->needs_grad[i] && consumers(g, x) > 1)
@@ -75,12 +103,14 @@ nnopt_status nnopt_exec_create(nnopt_network *net, int64_t batch, int training, 
     ex->value = calloc(n, sizeof *ex->value);
     ex->grad = calloc(n, sizeof *ex->grad);
     ex->scratch = calloc(n, sizeof *ex->scratch);
+    ex->aux = calloc(n * NNOPT_EXEC_AUX, sizeof *ex->aux);
+    ex->seed = net->seed;
     ex->needs_grad = calloc(n, 1);
     ex->grad_ready = calloc(n, 1);
     ex->forward_seconds = calloc(n, sizeof(double));
     ex->backward_seconds = calloc(n, sizeof(double));
     nnopt_status st = NNOPT_OK;
-    if (!ex->value || !ex->grad || !ex->scratch || !ex->needs_grad || !ex->grad_ready ||
+    if (!ex->value || !ex->grad || !ex->scratch || !ex->aux || !ex->needs_grad || !ex->grad_ready ||
         !ex->forward_seconds || !ex->backward_seconds)
         st = nnopt_error_set(err, NNOPT_STATUS_OUT_OF_MEMORY, "out of memory");
     if (st == NNOPT_OK) st = allocate(ex, err);
@@ -103,11 +133,14 @@ void nnopt_exec_free(nnopt_exec *ex) {
     nnopt_backend *b = ex->net->backend;
     const nnopt_graph *g = ex->net->graph;
     for (int i = 0; i < g->n_nodes; i++) {
-        if (g->nodes[i].kind == NNOPT_NODE_PARAM) continue; /* the network's */
+        for (int k = 0; ex->aux && k < NNOPT_EXEC_AUX; k++)
+            nnopt_backend_tensor_free(b, ex->aux[i * NNOPT_EXEC_AUX + k]);
+        if (nnopt_node_is_state(g->nodes[i].kind)) continue; /* the network's */
         if (ex->value) nnopt_backend_tensor_free(b, ex->value[i]);
         if (ex->grad) nnopt_backend_tensor_free(b, ex->grad[i]);
         if (ex->scratch) nnopt_backend_tensor_free(b, ex->scratch[i]);
     }
+    free(ex->aux);
     nnopt_backend_tensor_free(b, ex->labels);
     nnopt_backend_tensor_free(b, ex->loss);
     free(ex->value);
@@ -137,14 +170,27 @@ nnopt_status nnopt_exec_forward(nnopt_exec *ex, const void *x, nnopt_error *err)
     const nnopt_graph *g = ex->net->graph;
     nnopt_tensor *input = ex->value[g->input];
     nnopt_status st = nnopt_backend_write(ex->net->backend, input, x, nnopt_tensor_nbytes(input), err);
+    if (ex->training) ex->step++;
     for (int i = 0; st == NNOPT_OK && i < g->n_nodes; i++) {
         const nnopt_graph_node *n = &g->nodes[i];
-        if (n->kind == NNOPT_NODE_INPUT || n->kind == NNOPT_NODE_PARAM ||
-            n->kind == NNOPT_NODE_FLATTEN)
+        if (n->kind == NNOPT_NODE_INPUT || nnopt_node_is_state(n->kind) ||
+            n->kind == NNOPT_NODE_FLATTEN || (n->kind == NNOPT_NODE_DROPOUT && !ex->training))
             continue;
         nnopt_tensor *in[NNOPT_NODE_MAX_INPUTS];
         for (int k = 0; k < n->n_inputs; k++) in[k] = ex->value[n->inputs[k]];
-        st = run_op(ex, &n->op, in, n->n_inputs, &ex->value[i], 1, &ex->forward_seconds[i], err);
+        nnopt_tensor **aux = &ex->aux[i * NNOPT_EXEC_AUX];
+        nnopt_tensor *out[3] = {ex->value[i], aux[0], aux[1]};
+        int n_out = 1;
+        nnopt_op op = n->op;
+        if (n->kind == NNOPT_NODE_BATCHNORM) {
+            op.p.bn.training = ex->training;
+            n_out = ex->training ? 3 : 1;
+        } else if (n->kind == NNOPT_NODE_DROPOUT) {
+            /* A fresh mask every step and node, the same on every backend. */
+            op.p.dropout.seed = ex->seed * 0x9e3779b97f4a7c15ULL + ex->step * 1000003ULL + (uint64_t)i;
+            n_out = 2;
+        }
+        st = run_op(ex, &op, in, n->n_inputs, out, n_out, &ex->forward_seconds[i], err);
     }
     return st;
 }
@@ -202,6 +248,20 @@ static nnopt_status backward_node(nnopt_exec *ex, int i, nnopt_error *err) {
     case NNOPT_NODE_ACT:
         op.kind = n->kind == NNOPT_NODE_POOL2D ? NNOPT_OP_POOL2D_BWD : NNOPT_OP_ACT_BWD;
         return emit_grad(ex, &op, (nnopt_tensor *[]){ex->value[inp[0]], y, dy}, 3, inp[0], t, err);
+    case NNOPT_NODE_BATCHNORM: {
+        nnopt_tensor **aux = &ex->aux[i * NNOPT_EXEC_AUX];
+        op.kind = NNOPT_OP_BATCHNORM_BWD;
+        nnopt_tensor *in[5] = {ex->value[inp[0]], ex->value[inp[1]], dy, aux[0], aux[1]};
+        nnopt_tensor *out[3] = {ex->needs_grad[inp[0]] ? grad_slot(ex, inp[0]) : aux[2],
+                                grad_slot(ex, inp[1]), grad_slot(ex, inp[2])};
+        st = run_op(ex, &op, in, 5, out, 3, t, err);
+        for (int k = 0; st == NNOPT_OK && k < 3; k++)
+            if (ex->needs_grad[inp[k]]) st = grad_written(ex, inp[k], t, err);
+        return st;
+    }
+    case NNOPT_NODE_DROPOUT:
+        op.kind = NNOPT_OP_DROPOUT_BWD;
+        return emit_grad(ex, &op, (nnopt_tensor *[]){dy, ex->aux[i * NNOPT_EXEC_AUX]}, 2, inp[0], t, err);
     case NNOPT_NODE_ADD:
         /* d(a + b) passes dy through to both: a copy. */
         op.kind = NNOPT_OP_CAST;
@@ -210,7 +270,8 @@ static nnopt_status backward_node(nnopt_exec *ex, int i, nnopt_error *err) {
         return st;
     case NNOPT_NODE_FLATTEN: /* its gradient is its input's, by view */
     case NNOPT_NODE_INPUT:
-    case NNOPT_NODE_PARAM: return NNOPT_OK;
+    case NNOPT_NODE_PARAM:
+    case NNOPT_NODE_BUFFER: return NNOPT_OK;
     }
     return NNOPT_OK;
 }
@@ -225,7 +286,9 @@ nnopt_status nnopt_exec_backward(nnopt_exec *ex, const int32_t *labels, double *
                                           (size_t)ex->batch * sizeof *labels, err);
     if (st != NNOPT_OK) return st;
     memset(ex->grad_ready, 0, (size_t)g->n_nodes);
-    nnopt_op xent = {.kind = NNOPT_OP_SOFTMAX_XENT};
+    nnopt_op xent;
+    memset(&xent, 0, sizeof xent);
+    xent.kind = NNOPT_OP_SOFTMAX_XENT;
     xent.p.xent.temperature = 1.0;
     nnopt_tensor *in[2] = {ex->value[g->output], ex->labels};
     nnopt_tensor *out[2] = {ex->loss, ex->grad[g->output]};
@@ -233,7 +296,7 @@ nnopt_status nnopt_exec_backward(nnopt_exec *ex, const int32_t *labels, double *
     if (st != NNOPT_OK) return st;
     ex->grad_ready[g->output] = 1;
     for (int i = g->n_nodes - 1; st == NNOPT_OK && i >= 0; i--)
-        if (ex->needs_grad[i] && g->nodes[i].kind != NNOPT_NODE_PARAM) st = backward_node(ex, i, err);
+        if (ex->needs_grad[i] && !nnopt_node_is_state(g->nodes[i].kind)) st = backward_node(ex, i, err);
     if (st != NNOPT_OK || !loss) return st;
     if (g->dtype == NNOPT_F64) return nnopt_backend_read(net->backend, ex->loss, loss, sizeof *loss, err);
     float f;

@@ -6,6 +6,8 @@
 
 #include "network.h"
 
+#define NNOPT_EXEC_AUX 3
+
 typedef struct nnopt_exec {
     nnopt_network *net;
     int64_t batch;
@@ -13,6 +15,9 @@ typedef struct nnopt_exec {
     nnopt_tensor **value;   /* per node; parameters point at the network's */
     nnopt_tensor **grad;    /* per node (training); parameters point at the network's */
     nnopt_tensor **scratch; /* per node with several consumers: a gradient to add */
+    nnopt_tensor **aux;     /* NNOPT_EXEC_AUX per node: batchnorm statistics, dropout masks */
+    uint64_t step;          /* training forward passes so far (seeds dropout) */
+    uint64_t seed;
     unsigned char *needs_grad, *grad_ready;
     nnopt_tensor *labels, *loss;
     /* Per-node seconds, filled when profile is set (each op is synchronized). */

@@ -69,21 +69,31 @@ nnopt_node nnopt_graph_input(nnopt_graph *g, nnopt_dtype dtype) {
 
 int nnopt_graph_num_classes(const nnopt_graph *g) { return g->num_classes; }
 
-nnopt_node nnopt_graph_param(nnopt_graph *g, const char *name, int ndim, const int64_t *shape,
-                             nnopt_init_kind init) {
+static nnopt_node state_node(nnopt_graph *g, nnopt_node_kind kind, const char *name, int ndim,
+                             const int64_t *shape, nnopt_init_kind init) {
     if (ndim < 1 || ndim > NNOPT_MAX_DIMS) return fail(g, "parameter '%s' has a bad rank", name);
     for (int i = 0; i < ndim; i++)
         if (shape[i] <= 0) return fail(g, "parameter '%s' has a non-positive dimension", name);
     for (int i = 0; i < g->n_nodes; i++)
-        if (g->nodes[i].kind == NNOPT_NODE_PARAM && strcmp(g->nodes[i].name, name) == 0)
+        if (nnopt_node_is_state(g->nodes[i].kind) && strcmp(g->nodes[i].name, name) == 0)
             return fail(g, "parameter name '%s' is used twice", name);
-    nnopt_node id = push(g, NNOPT_NODE_PARAM, name);
+    nnopt_node id = push(g, kind, name);
     if (id < 0) return id;
     nnopt_graph_node *n = &g->nodes[id];
     n->ndim = ndim;
     memcpy(n->shape, shape, (size_t)ndim * sizeof *shape);
     n->init = init;
     return id;
+}
+
+nnopt_node nnopt_graph_param(nnopt_graph *g, const char *name, int ndim, const int64_t *shape,
+                             nnopt_init_kind init) {
+    return state_node(g, NNOPT_NODE_PARAM, name, ndim, shape, init);
+}
+
+nnopt_node nnopt_graph_buffer(nnopt_graph *g, const char *name, int ndim, const int64_t *shape,
+                              nnopt_init_kind init) {
+    return state_node(g, NNOPT_NODE_BUFFER, name, ndim, shape, init);
 }
 
 static const nnopt_graph_node *node(const nnopt_graph *g, nnopt_node id) { return &g->nodes[id]; }
@@ -232,6 +242,67 @@ nnopt_node nnopt_graph_add(nnopt_graph *g, nnopt_node a, nnopt_node b) {
     return id;
 }
 
+nnopt_node nnopt_graph_batchnorm(nnopt_graph *g, const char *name, nnopt_node x, double eps,
+                                 double momentum) {
+    if (g->err.status) return -1;
+    if (!valid(g, x) || (node(g, x)->ndim != 4 && node(g, x)->ndim != 2))
+        return fail(g, "%s", "batchnorm needs an [N,C,H,W] or [N,C] input");
+    if (!(eps > 0) || !(momentum >= 0 && momentum <= 1))
+        return fail(g, "%s", "batchnorm: eps must be > 0 and momentum in [0, 1]");
+    int64_t channels[1] = {node(g, x)->shape[1]};
+    char full[128];
+    static const struct {
+        const char *suffix;
+        nnopt_node_kind kind;
+        nnopt_init_kind init;
+    } state[4] = {{"weight", NNOPT_NODE_PARAM, NNOPT_INIT_ONES},
+                  {"bias", NNOPT_NODE_PARAM, NNOPT_INIT_ZEROS},
+                  {"running_mean", NNOPT_NODE_BUFFER, NNOPT_INIT_ZEROS},
+                  {"running_var", NNOPT_NODE_BUFFER, NNOPT_INIT_ONES}};
+    nnopt_node inputs[5] = {x};
+    for (int i = 0; i < 4; i++) {
+        snprintf(full, sizeof full, "%s.%s", name, state[i].suffix);
+        inputs[i + 1] = state_node(g, state[i].kind, full, 1, channels, state[i].init);
+    }
+    if (g->err.status) return -1;
+    nnopt_node id = push(g, NNOPT_NODE_BATCHNORM, name);
+    if (id < 0) return id;
+    nnopt_graph_node *n = &g->nodes[id];
+    memcpy(n->inputs, inputs, sizeof inputs);
+    n->n_inputs = 5;
+    n->ndim = node(g, x)->ndim;
+    memcpy(n->shape, node(g, x)->shape, sizeof n->shape);
+    n->op.kind = NNOPT_OP_BATCHNORM;
+    n->op.p.bn.eps = eps;
+    n->op.p.bn.momentum = momentum;
+    return id;
+}
+
+nnopt_node nnopt_graph_dropout(nnopt_graph *g, nnopt_node x, double p) {
+    if (g->err.status) return -1;
+    if (!valid(g, x)) return fail(g, "%s", "dropout: invalid input node");
+    if (!(p >= 0 && p < 1)) return fail(g, "%s", "dropout: p must be in [0, 1)");
+    nnopt_node id = push_op(g, NNOPT_NODE_DROPOUT, "dropout");
+    if (id < 0) return id;
+    nnopt_graph_node *n = &g->nodes[id];
+    n->inputs[0] = x;
+    n->n_inputs = 1;
+    n->ndim = node(g, x)->ndim;
+    memcpy(n->shape, node(g, x)->shape, sizeof n->shape);
+    n->op.kind = NNOPT_OP_DROPOUT;
+    n->op.p.dropout.p = p;
+    return id;
+}
+
+nnopt_node nnopt_graph_global_avg_pool(nnopt_graph *g, nnopt_node x) {
+    if (g->err.status) return -1;
+    if (!valid(g, x) || node(g, x)->ndim != 4)
+        return fail(g, "%s", "global average pooling needs an NCHW input");
+    const nnopt_graph_node *xn = node(g, x);
+    nnopt_pool2d_params p = {NNOPT_POOL_AVG, (int32_t)xn->shape[2], (int32_t)xn->shape[3], 1, 1, 0, 0};
+    return nnopt_graph_flatten(g, nnopt_graph_pool2d(g, x, &p));
+}
+
 int nnopt_graph_shape(const nnopt_graph *g, nnopt_node n, int64_t shape[NNOPT_MAX_DIMS]) {
     if (!valid(g, n)) return -1;
     memcpy(shape, g->nodes[n].shape, sizeof g->nodes[n].shape);
@@ -247,7 +318,7 @@ nnopt_status nnopt_graph_finish(nnopt_graph *g, nnopt_node logits, nnopt_error *
         return nnopt_error_set(err, NNOPT_STATUS_INVALID_ARGUMENT,
                                "model graph: the model returned no logits node");
     const nnopt_graph_node *n = node(g, logits);
-    if (n->ndim != 2 || n->shape[1] != g->num_classes || n->kind == NNOPT_NODE_PARAM)
+    if (n->ndim != 2 || n->shape[1] != g->num_classes || nnopt_node_is_state(n->kind))
         return nnopt_error_set(err, NNOPT_STATUS_INVALID_ARGUMENT,
                                "model graph: logits must be [N, %d]", g->num_classes);
     g->output = logits;

@@ -16,10 +16,13 @@ typedef enum nnopt_node_kind {
     NNOPT_NODE_DENSE, /* inputs: x, w[, b] */
     NNOPT_NODE_ACT,
     NNOPT_NODE_FLATTEN, /* a view of its input */
-    NNOPT_NODE_ADD
+    NNOPT_NODE_ADD,
+    NNOPT_NODE_BUFFER,    /* state that is not trained (batchnorm running statistics) */
+    NNOPT_NODE_BATCHNORM, /* inputs: x, gamma, beta, running_mean, running_var */
+    NNOPT_NODE_DROPOUT
 } nnopt_node_kind;
 
-#define NNOPT_NODE_MAX_INPUTS 3
+#define NNOPT_NODE_MAX_INPUTS 5
 
 typedef struct nnopt_graph_node {
     nnopt_node_kind kind;
@@ -50,6 +53,8 @@ nnopt_node nnopt_graph_input(nnopt_graph *g, nnopt_dtype dtype);
 int nnopt_graph_num_classes(const nnopt_graph *g);
 nnopt_node nnopt_graph_param(nnopt_graph *g, const char *name, int ndim, const int64_t *shape,
                              nnopt_init_kind init);
+nnopt_node nnopt_graph_buffer(nnopt_graph *g, const char *name, int ndim, const int64_t *shape,
+                              nnopt_init_kind init);
 nnopt_node nnopt_graph_conv2d(nnopt_graph *g, nnopt_node x, nnopt_node w, nnopt_node b,
                               const nnopt_conv2d_params *p);
 nnopt_node nnopt_graph_pool2d(nnopt_graph *g, nnopt_node x, const nnopt_pool2d_params *p);
@@ -57,6 +62,15 @@ nnopt_node nnopt_graph_dense(nnopt_graph *g, nnopt_node x, nnopt_node w, nnopt_n
 nnopt_node nnopt_graph_act(nnopt_graph *g, nnopt_node x, nnopt_act_kind kind);
 nnopt_node nnopt_graph_flatten(nnopt_graph *g, nnopt_node x);
 nnopt_node nnopt_graph_add(nnopt_graph *g, nnopt_node a, nnopt_node b);
+nnopt_node nnopt_graph_batchnorm(nnopt_graph *g, const char *name, nnopt_node x, double eps,
+                                 double momentum);
+nnopt_node nnopt_graph_dropout(nnopt_graph *g, nnopt_node x, double p);
+nnopt_node nnopt_graph_global_avg_pool(nnopt_graph *g, nnopt_node x);
+
+/* Parameters and buffers both live in the network, not in executors. */
+static inline int nnopt_node_is_state(nnopt_node_kind kind) {
+    return kind == NNOPT_NODE_PARAM || kind == NNOPT_NODE_BUFFER;
+}
 int nnopt_graph_shape(const nnopt_graph *g, nnopt_node n, int64_t shape[NNOPT_MAX_DIMS]);
 
 /* Checks the built graph has an input and a [1, num_classes] output. */

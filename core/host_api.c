@@ -55,6 +55,10 @@ static const nnopt_host_api host_api = {
     .graph_flatten = nnopt_graph_flatten,
     .graph_add = nnopt_graph_add,
     .graph_shape = nnopt_graph_shape,
+    .graph_batchnorm = nnopt_graph_batchnorm,
+    .graph_dropout = nnopt_graph_dropout,
+    .graph_global_avg_pool = nnopt_graph_global_avg_pool,
+    .graph_buffer = nnopt_graph_buffer,
 };
 
 const nnopt_host_api *nnopt_host_api_get(void) { return &host_api; }

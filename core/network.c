@@ -35,6 +35,14 @@ static void init_values(const nnopt_graph_node *n, uint64_t seed, double *v, int
         case NNOPT_INIT_LECUN_UNIFORM:
             v[i] = (2 * nnopt_rng_uniform(&rng) - 1) / sqrt(fan_in);
             break;
+        case NNOPT_INIT_IDENTITY: {
+            /* Element i is [k, c, taps...]: 1 on the diagonal's first tap. */
+            int64_t taps = 1, channels = n->ndim >= 2 ? n->shape[1] : 1;
+            for (int d = 2; d < n->ndim; d++) taps *= n->shape[d];
+            int64_t k = i / (channels * taps), c = (i / taps) % channels, tap = i % taps;
+            v[i] = k == c && tap == 0;
+            break;
+        }
         }
     }
 }
@@ -63,6 +71,7 @@ nnopt_status nnopt_network_create(nnopt_graph *graph, nnopt_backend *backend, ui
     }
     net->graph = graph;
     net->backend = backend;
+    net->seed = seed;
     net->param = node_table(graph);
     net->grad = node_table(graph);
     net->state1 = node_table(graph);
@@ -72,7 +81,7 @@ nnopt_status nnopt_network_create(nnopt_graph *graph, nnopt_backend *backend, ui
         st = nnopt_error_set(err, NNOPT_STATUS_OUT_OF_MEMORY, "out of memory");
     for (int i = 0; st == NNOPT_OK && i < graph->n_nodes; i++) {
         const nnopt_graph_node *n = &graph->nodes[i];
-        if (n->kind != NNOPT_NODE_PARAM) continue;
+        if (!nnopt_node_is_state(n->kind)) continue;
         st = nnopt_backend_tensor_new(backend, graph->dtype, n->ndim, n->shape, &net->param[i], err);
         if (st != NNOPT_OK) break;
         int64_t count = nnopt_tensor_numel(net->param[i]);
@@ -112,7 +121,7 @@ nnopt_status nnopt_network_prepare_training(nnopt_network *net, const nnopt_opti
     int need1 = opt->kind == NNOPT_OPTIMIZER_ADAM || opt->momentum != 0;
     int need2 = opt->kind == NNOPT_OPTIMIZER_ADAM;
     for (int i = 0; i < g->n_nodes; i++) {
-        if (!net->param[i]) continue;
+        if (!net->param[i] || g->nodes[i].kind != NNOPT_NODE_PARAM) continue;
         const nnopt_graph_node *n = &g->nodes[i];
         nnopt_status st = NNOPT_OK;
         if (!net->grad[i])
@@ -140,7 +149,7 @@ nnopt_status nnopt_network_step(nnopt_network *net, const nnopt_optimizer *opt, 
                                         net->step};
     }
     for (int i = 0; i < net->graph->n_nodes; i++) {
-        if (!net->param[i]) continue;
+        if (!net->grad[i]) continue; /* buffers are not trained */
         nnopt_tensor *in[4] = {net->param[i], net->grad[i], net->state1[i], net->state2[i]};
         int n_in = opt->kind == NNOPT_OPTIMIZER_ADAM ? 4 : (net->state1[i] ? 3 : 2);
         nnopt_status st = nnopt_backend_run(net->backend, &op, in, n_in, NULL, 0, err);

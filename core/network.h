@@ -18,9 +18,11 @@ typedef struct nnopt_optimizer {
 typedef struct nnopt_network {
     nnopt_graph *graph;
     nnopt_backend *backend;
-    /* Indexed by node id; NULL for nodes that are not parameters. */
+    /* Indexed by node id. param: parameters and buffers (NULL for other
+     * nodes); grad, state1, state2: parameters only. */
     nnopt_tensor **param, **grad, **state1, **state2;
     int64_t step;
+    uint64_t seed; /* the run's seed (initialisation, dropout masks) */
 } nnopt_network;
 
 /* Takes ownership of graph. Parameters are initialised on the host from

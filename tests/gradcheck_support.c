@@ -111,9 +111,9 @@ static double *read_all(scope *s, const nnopt_tensor *t) {
 typedef struct forward_fn {
     nnopt_op op;
     int n_in, n_out;
-    nnopt_tensor *in[3];
-    double *in_values[3];
-    nnopt_tensor *out[2];
+    nnopt_tensor *in[5];
+    double *in_values[5];
+    nnopt_tensor *out[3];
     int checked_output;
     const double *r;
     double *scratch; /* holds out[checked_output] */
@@ -387,6 +387,84 @@ static const xent_case xent_soft = {1, 1, 1.0};
 static const xent_case xent_soft_warm = {1, 1, 2.5};
 static const xent_case xent_soft_unnormalized = {1, 0, 1.5};
 
+/* ---- batch normalization ------------------------------------------------- */
+
+typedef struct bn_case {
+    int ndim;         /* 4: x is [N,C,H,W]; 2: x is [N,C] */
+    int64_t shape[4]; /* the first ndim entries are used */
+} bn_case;
+
+/* Training mode, where y depends on x through the batch mean and variance
+ * too: the check covers the full gradient, not just gamma * invstd * dy. The
+ * running statistics change at every evaluation but never affect y. */
+static void gradcheck_batchnorm(void **state) {
+    const bn_case *bc = *state;
+    scope s = {0};
+    seed_random();
+    const int64_t channels = bc->shape[1];
+    int64_t count = 1;
+    for (int i = 0; i < bc->ndim; i++) count *= bc->shape[i];
+    forward_fn f = {
+        .op = {.kind = NNOPT_OP_BATCHNORM, .p.bn = {.eps = 1e-3, .momentum = 0.1, .training = 1}},
+        .n_in = 5,
+        .n_out = 3};
+    f.in_values[0] = scope_random(&s, count, -2, 2);
+    f.in_values[1] = scope_random(&s, channels, 0.5, 1.5);
+    f.in_values[2] = scope_random(&s, channels, -1, 1);
+    f.in[0] = scope_tensor(&s, NNOPT_F64, bc->ndim, bc->shape, f.in_values[0]);
+    f.in[1] = scope_tensor(&s, NNOPT_F64, 1, &channels, f.in_values[1]);
+    f.in[2] = scope_tensor(&s, NNOPT_F64, 1, &channels, f.in_values[2]);
+    f.in[3] = scope_tensor(&s, NNOPT_F64, 1, &channels, NULL);
+    f.in[4] = scope_tensor(&s, NNOPT_F64, 1, &channels, NULL);
+    f.out[0] = scope_tensor(&s, NNOPT_F64, bc->ndim, bc->shape, NULL);
+    f.out[1] = scope_tensor(&s, NNOPT_F64, 1, &channels, NULL);
+    f.out[2] = scope_tensor(&s, NNOPT_F64, 1, &channels, NULL);
+    f.r = scope_random(&s, count, -1, 1);
+    f.scratch = scope_buffer(&s, count);
+
+    run_ok(&f.op, f.in, 5, f.out, 3); /* save_mean and save_invstd at the unperturbed x */
+    nnopt_tensor *dy = scope_tensor(&s, NNOPT_F64, bc->ndim, bc->shape, f.r);
+    nnopt_tensor *dx = scope_tensor(&s, NNOPT_F64, bc->ndim, bc->shape, NULL);
+    nnopt_tensor *dgamma = scope_tensor(&s, NNOPT_F64, 1, &channels, NULL);
+    nnopt_tensor *dbeta = scope_tensor(&s, NNOPT_F64, 1, &channels, NULL);
+    run_ok(&(nnopt_op){.kind = NNOPT_OP_BATCHNORM_BWD},
+           (nnopt_tensor *[]){f.in[0], f.in[1], dy, f.out[1], f.out[2]}, 5,
+           (nnopt_tensor *[]){dx, dgamma, dbeta}, 3);
+    check_gradient(&f, 0, read_all(&s, dx), "batchnorm dx");
+    check_gradient(&f, 1, read_all(&s, dgamma), "batchnorm dgamma");
+    check_gradient(&f, 2, read_all(&s, dbeta), "batchnorm dbeta");
+    scope_free(&s);
+}
+
+static const bn_case bn_4d = {4, {3, 2, 2, 3}};
+static const bn_case bn_2d = {2, {5, 4}};
+
+/* ---- dropout ------------------------------------------------------------- */
+
+/* With the seed fixed the mask is fixed, so y = x * mask is linear in x. */
+static void gradcheck_dropout(void **state) {
+    (void)state;
+    scope s = {0};
+    seed_random();
+    const int64_t shape[2] = {4, 6}, count = 24;
+    forward_fn f = {.op = {.kind = NNOPT_OP_DROPOUT, .p.dropout = {.p = 0.4, .seed = 99}},
+                    .n_in = 1,
+                    .n_out = 2};
+    f.in_values[0] = scope_random(&s, count, -1, 1);
+    f.in[0] = scope_tensor(&s, NNOPT_F64, 2, shape, f.in_values[0]);
+    f.out[0] = scope_tensor(&s, NNOPT_F64, 2, shape, NULL);
+    f.out[1] = scope_tensor(&s, NNOPT_F64, 2, shape, NULL);
+    f.r = scope_random(&s, count, -1, 1);
+    f.scratch = scope_buffer(&s, count);
+
+    run_ok(&f.op, f.in, 1, f.out, 2);
+    nnopt_tensor *dy = scope_tensor(&s, NNOPT_F64, 2, shape, f.r);
+    nnopt_tensor *dx = scope_tensor(&s, NNOPT_F64, 2, shape, NULL);
+    run_ok(&(nnopt_op){.kind = NNOPT_OP_DROPOUT_BWD}, (nnopt_tensor *[]){dy, f.out[1]}, 2, &dx, 1);
+    check_gradient(&f, 0, read_all(&s, dx), "dropout dx");
+    scope_free(&s);
+}
+
 /* ---- the group ----------------------------------------------------------- */
 
 #define CASE(name, fn, data)                                                                       \
@@ -420,6 +498,9 @@ int gradcheck_all(const char *name) {
         CASE("softmax_xent soft targets T=2.5", gradcheck_softmax_xent, &xent_soft_warm),
         CASE("softmax_xent unnormalized targets T=1.5", gradcheck_softmax_xent,
              &xent_soft_unnormalized),
+        CASE("batchnorm training [3,2,2,3]", gradcheck_batchnorm, &bn_4d),
+        CASE("batchnorm training [5,4]", gradcheck_batchnorm, &bn_2d),
+        CASE("dropout p=0.4", gradcheck_dropout, NULL),
     };
     char group_name[128];
     snprintf(group_name, sizeof group_name, "gradcheck %s", name);

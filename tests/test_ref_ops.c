@@ -459,6 +459,304 @@ static void test_cast(void **state) {
     free_all((nnopt_tensor *[]){wide, narrow, wide_again}, 3);
 }
 
+/* ---- batch normalization ------------------------------------------------- */
+
+/* x is [2,2,1,2]. Channel 0 holds 1, 2, 3, 6: mean 3, biased variance 14/4 =
+ * 3.5 (unbiased 14/3); channel 1 holds 14, 6, 11, 9: mean 10, variance
+ * 34/4 = 8.5 (unbiased 34/3). With eps 0.5, invstd is 1/2 and 1/3. */
+static const double bn_x[8] = {1, 2, 14, 6, 3, 6, 11, 9};
+static const double bn_gamma[2] = {2, -3}, bn_beta[2] = {0.5, 1};
+
+static void test_batchnorm_training(void **state) {
+    (void)state;
+    const int64_t x_shape[4] = {2, 2, 1, 2}, c_shape[1] = {2};
+    nnopt_op op = {.kind = NNOPT_OP_BATCHNORM,
+                   .p.bn = {.eps = 0.5, .momentum = 0.1, .training = 1}};
+    for (int d = 0; d < N_FLOAT_DTYPES; d++) {
+        const nnopt_dtype dt = float_dtypes[d];
+        nnopt_tensor *x = tensor(dt, 4, x_shape, bn_x);
+        nnopt_tensor *gamma = tensor(dt, 1, c_shape, bn_gamma);
+        nnopt_tensor *beta = tensor(dt, 1, c_shape, bn_beta);
+        nnopt_tensor *running_mean = tensor(dt, 1, c_shape, (double[]){0, 1});
+        nnopt_tensor *running_var = tensor(dt, 1, c_shape, (double[]){1, 2});
+        nnopt_tensor *y = tensor(dt, 4, x_shape, NULL);
+        nnopt_tensor *save_mean = tensor(dt, 1, c_shape, NULL);
+        nnopt_tensor *save_invstd = tensor(dt, 1, c_shape, NULL);
+        run_ok(&op, (nnopt_tensor *[]){x, gamma, beta, running_mean, running_var}, 5,
+               (nnopt_tensor *[]){y, save_mean, save_invstd}, 3);
+        /* y = gamma xhat + beta; xhat is (-1, -0.5, 0, 1.5) and (4, -4, 1, -1) / 3. */
+        expect_values(y, (double[]){-1.5, -0.5, -3, 5, 0.5, 3.5, 0, 2}, "batchnorm y");
+        expect_values(save_mean, (double[]){3, 10}, "batchnorm save_mean");
+        expect_values(save_invstd, (double[]){0.5, 1.0 / 3}, "batchnorm save_invstd");
+        /* r = 0.9 r + 0.1 batch, with the unbiased variance. */
+        expect_values(running_mean, (double[]){0.3, 1.9}, "batchnorm running_mean");
+        expect_values(running_var, (double[]){0.9 + 1.4 / 3, 1.8 + 3.4 / 3},
+                      "batchnorm running_var");
+
+        /* Backward with one nonzero dy per channel: dbeta = sum dy,
+         * dgamma = sum dy xhat, dx = gamma invstd / 4 (4 dy - dbeta - xhat dgamma). */
+        nnopt_tensor *dy = tensor(dt, 4, x_shape, (double[]){1, 0, 0, 0, 0, 0, 0, 1});
+        nnopt_tensor *dx = tensor(dt, 4, x_shape, NULL);
+        nnopt_tensor *dgamma = tensor(dt, 1, c_shape, NULL);
+        nnopt_tensor *dbeta = tensor(dt, 1, c_shape, NULL);
+        nnopt_op bwd = {.kind = NNOPT_OP_BATCHNORM_BWD};
+        run_ok(&bwd, (nnopt_tensor *[]){x, gamma, dy, save_mean, save_invstd}, 5,
+               (nnopt_tensor *[]){dx, dgamma, dbeta}, 3);
+        expect_values(
+            dx, (double[]){0.5, -0.375, 5.0 / 36, 13.0 / 36, -0.25, 0.125, 8.0 / 36, -26.0 / 36},
+            "batchnorm_bwd dx");
+        expect_values(dgamma, (double[]){-1, -1.0 / 3}, "batchnorm_bwd dgamma");
+        expect_values(dbeta, (double[]){1, 1}, "batchnorm_bwd dbeta");
+        free_all((nnopt_tensor *[]){x, gamma, beta, running_mean, running_var, y, save_mean,
+                                    save_invstd, dy, dx, dgamma, dbeta},
+                 12);
+    }
+}
+
+/* 2-D x with one sample: each channel's variance is 0, and the running
+ * variance takes the biased 0 rather than dividing by count - 1 = 0. */
+static void test_batchnorm_single_value(void **state) {
+    (void)state;
+    const int64_t x_shape[2] = {1, 2}, c_shape[1] = {2};
+    nnopt_op op = {.kind = NNOPT_OP_BATCHNORM,
+                   .p.bn = {.eps = 1e-5, .momentum = 0.25, .training = 1}};
+    for (int d = 0; d < N_FLOAT_DTYPES; d++) {
+        const nnopt_dtype dt = float_dtypes[d];
+        nnopt_tensor *x = tensor(dt, 2, x_shape, (double[]){7, -3});
+        nnopt_tensor *gamma = tensor(dt, 1, c_shape, bn_gamma);
+        nnopt_tensor *beta = tensor(dt, 1, c_shape, bn_beta);
+        nnopt_tensor *running_mean = tensor(dt, 1, c_shape, (double[]){1, 1});
+        nnopt_tensor *running_var = tensor(dt, 1, c_shape, (double[]){4, 8});
+        nnopt_tensor *y = tensor(dt, 2, x_shape, NULL);
+        nnopt_tensor *save_mean = tensor(dt, 1, c_shape, NULL);
+        nnopt_tensor *save_invstd = tensor(dt, 1, c_shape, NULL);
+        run_ok(&op, (nnopt_tensor *[]){x, gamma, beta, running_mean, running_var}, 5,
+               (nnopt_tensor *[]){y, save_mean, save_invstd}, 3);
+        expect_values(y, bn_beta, "batchnorm count 1 y");
+        expect_values(save_invstd, (double[]){1 / sqrt(1e-5), 1 / sqrt(1e-5)},
+                      "batchnorm count 1 save_invstd");
+        expect_values(running_mean, (double[]){2.5, 0}, "batchnorm count 1 running_mean");
+        expect_values(running_var, (double[]){3, 6}, "batchnorm count 1 running_var");
+        free_all((nnopt_tensor *[]){x, gamma, beta, running_mean, running_var, y, save_mean,
+                                    save_invstd},
+                 8);
+    }
+}
+
+/* Inference: running mean (1, -2), running variance (3, 8) and eps 1 give
+ * invstd 1/2 and 1/3, so channel 0 maps x to x - 0.5 and channel 1 to -x - 1.
+ * The running statistics are left alone. */
+static void test_batchnorm_inference(void **state) {
+    (void)state;
+    const int64_t x_shape[4] = {2, 2, 1, 2}, c_shape[1] = {2};
+    nnopt_op op = {.kind = NNOPT_OP_BATCHNORM, .p.bn = {.eps = 1, .momentum = 0.1, .training = 0}};
+    for (int d = 0; d < N_FLOAT_DTYPES; d++) {
+        const nnopt_dtype dt = float_dtypes[d];
+        nnopt_tensor *x = tensor(dt, 4, x_shape, bn_x);
+        nnopt_tensor *gamma = tensor(dt, 1, c_shape, bn_gamma);
+        nnopt_tensor *beta = tensor(dt, 1, c_shape, bn_beta);
+        nnopt_tensor *running_mean = tensor(dt, 1, c_shape, (double[]){1, -2});
+        nnopt_tensor *running_var = tensor(dt, 1, c_shape, (double[]){3, 8});
+        nnopt_tensor *y = tensor(dt, 4, x_shape, NULL);
+        run_ok(&op, (nnopt_tensor *[]){x, gamma, beta, running_mean, running_var}, 5, &y, 1);
+        expect_values(y, (double[]){0.5, 1.5, -15, -7, 2.5, 5.5, -12, -10}, "batchnorm inference");
+        expect_values(running_mean, (double[]){1, -2}, "batchnorm inference running_mean");
+        expect_values(running_var, (double[]){3, 8}, "batchnorm inference running_var");
+        free_all((nnopt_tensor *[]){x, gamma, beta, running_mean, running_var, y}, 6);
+    }
+}
+
+/* ---- dropout ------------------------------------------------------------- */
+
+/* An independent transcription of the mask formula in ops.h. */
+static uint64_t splitmix64_for_test(uint64_t z) {
+    z += 0x9e3779b97f4a7c15ULL;
+    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
+    z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
+    return z ^ (z >> 31);
+}
+
+static int expected_keep(uint64_t seed, int64_t index, double p) {
+    const uint64_t bits = splitmix64_for_test(seed + (uint64_t)index) >> 11;
+    return ldexp((double)bits, -53) >= p;
+}
+
+/* The survivors' scale as stored in a tensor of dtype dt (1/(1-p) rounded). */
+static double keep_value(nnopt_dtype dt, double p) {
+    const double scale = 1.0 / (1.0 - p);
+    return dt == NNOPT_F32 ? (double)(float)scale : scale;
+}
+
+/* Runs dropout on `count` values x_i = i + 1 and returns the mask, checking
+ * y = x * mask on the way. */
+static double *run_dropout(nnopt_dtype dt, int64_t count, double p, uint64_t seed) {
+    double *values = malloc((size_t)count * sizeof *values);
+    double *mask_values = malloc((size_t)count * sizeof *mask_values);
+    assert_non_null(values);
+    assert_non_null(mask_values);
+    for (int64_t i = 0; i < count; i++) values[i] = (double)(i % 1000) + 1;
+    nnopt_tensor *x = tensor(dt, 1, &count, values);
+    nnopt_tensor *y = tensor(dt, 1, &count, NULL);
+    nnopt_tensor *mask = tensor(dt, 1, &count, NULL);
+    nnopt_op op = {.kind = NNOPT_OP_DROPOUT, .p.dropout = {.p = p, .seed = seed}};
+    run_ok(&op, &x, 1, (nnopt_tensor *[]){y, mask}, 2);
+    test_tensor_read(&backend, mask, mask_values);
+    for (int64_t i = 0; i < count; i++) values[i] *= mask_values[i];
+    expect_values(y, values, "dropout y = x * mask");
+    free(values);
+    free_all((nnopt_tensor *[]){x, y, mask}, 3);
+    return mask_values;
+}
+
+static void test_dropout_mask_statistics(void **state) {
+    (void)state;
+    const int64_t count = 100000;
+    const double p = 0.3;
+    for (int d = 0; d < N_FLOAT_DTYPES; d++) {
+        const nnopt_dtype dt = float_dtypes[d];
+        double *mask = run_dropout(dt, count, p, 42);
+        const double kept_value = keep_value(dt, p);
+        int64_t kept = 0;
+        for (int64_t i = 0; i < count; i++) {
+            if (mask[i] != 0.0 && mask[i] != kept_value)
+                fail_msg("dropout [%s] mask[%lld] = %.17g, expected 0 or %.17g",
+                         nnopt_dtype_name(dt), (long long)i, mask[i], kept_value);
+            kept += mask[i] != 0.0;
+        }
+        /* The kept fraction's standard deviation is sqrt(0.21 / 1e5) ~ 0.0015. */
+        const double fraction = (double)kept / (double)count;
+        if (fabs(fraction - (1 - p)) > 0.01)
+            fail_msg("dropout [%s] kept %.4f of the elements, expected about %.2f",
+                     nnopt_dtype_name(dt), fraction, 1 - p);
+        free(mask);
+    }
+}
+
+/* The backend's mask is exactly the ops.h formula, including a seed whose
+ * seed + i wraps around 2^64; the same seed gives the same mask and another
+ * seed a different one; p = 0 keeps everything with scale 1. */
+static void test_dropout_mask_formula(void **state) {
+    (void)state;
+    const int64_t count = 2000;
+    const uint64_t seeds[3] = {0, 12345, UINT64_MAX - 999};
+    const double p = 0.5;
+    for (int d = 0; d < N_FLOAT_DTYPES; d++) {
+        const nnopt_dtype dt = float_dtypes[d];
+        for (int k = 0; k < 3; k++) {
+            double *mask = run_dropout(dt, count, p, seeds[k]);
+            for (int64_t i = 0; i < count; i++) {
+                const double expected = expected_keep(seeds[k], i, p) ? keep_value(dt, p) : 0.0;
+                if (mask[i] != expected)
+                    fail_msg("dropout [%s] seed %llu element %lld: mask %g, expected %g",
+                             nnopt_dtype_name(dt), (unsigned long long)seeds[k], (long long)i,
+                             mask[i], expected);
+            }
+            double *again = run_dropout(dt, count, p, seeds[k]);
+            for (int64_t i = 0; i < count; i++) assert_true(again[i] == mask[i]);
+            double *other = run_dropout(dt, count, p, seeds[k] + 1);
+            int64_t differences = 0;
+            for (int64_t i = 0; i < count; i++) differences += other[i] != mask[i];
+            assert_true(differences > count / 4); /* shifted by one index, not identical */
+            free(mask);
+            free(again);
+            free(other);
+        }
+        double *keep_all = run_dropout(dt, count, 0.0, 7);
+        for (int64_t i = 0; i < count; i++) assert_true(keep_all[i] == 1.0);
+        free(keep_all);
+    }
+}
+
+static void test_dropout_backward(void **state) {
+    (void)state;
+    const int64_t shape[2] = {2, 3};
+    for (int d = 0; d < N_FLOAT_DTYPES; d++) {
+        const nnopt_dtype dt = float_dtypes[d];
+        nnopt_tensor *dy = tensor(dt, 2, shape, (double[]){1, -2, 3, 0.5, 4, -1});
+        nnopt_tensor *mask = tensor(dt, 2, shape, (double[]){0, 2, 2, 0, 0, 2});
+        nnopt_tensor *dx = tensor(dt, 2, shape, NULL);
+        nnopt_op op = {.kind = NNOPT_OP_DROPOUT_BWD};
+        run_ok(&op, (nnopt_tensor *[]){dy, mask}, 2, &dx, 1);
+        expect_values(dx, (double[]){0, -4, 6, 0, 0, -2}, "dropout_bwd");
+        free_all((nnopt_tensor *[]){dy, mask, dx}, 3);
+    }
+}
+
+static void test_norm_dropout_reject_bad_arguments(void **state) {
+    (void)state;
+    const int64_t x_shape[4] = {2, 2, 1, 2}, c_shape[1] = {2}, three[1] = {3};
+    nnopt_tensor *x = tensor(NNOPT_F32, 4, x_shape, bn_x);
+    nnopt_tensor *x3d = tensor(NNOPT_F32, 3, (int64_t[]){2, 2, 2}, NULL);
+    nnopt_tensor *gamma = tensor(NNOPT_F32, 1, c_shape, bn_gamma);
+    nnopt_tensor *gamma3 = tensor(NNOPT_F32, 1, three, NULL);
+    nnopt_tensor *gamma64 = tensor(NNOPT_F64, 1, c_shape, bn_gamma);
+    nnopt_tensor *beta = tensor(NNOPT_F32, 1, c_shape, bn_beta);
+    nnopt_tensor *stats[2] = {tensor(NNOPT_F32, 1, c_shape, NULL),
+                              tensor(NNOPT_F32, 1, c_shape, (double[]){1, 1})};
+    nnopt_tensor *y = tensor(NNOPT_F32, 4, x_shape, NULL);
+    nnopt_tensor *saved[2] = {tensor(NNOPT_F32, 1, c_shape, NULL),
+                              tensor(NNOPT_F32, 1, c_shape, NULL)};
+    nnopt_op bn = {.kind = NNOPT_OP_BATCHNORM,
+                   .p.bn = {.eps = 1e-5, .momentum = 0.1, .training = 1}};
+    nnopt_tensor *bn_out[3] = {y, saved[0], saved[1]};
+    const nnopt_status invalid = NNOPT_STATUS_INVALID_ARGUMENT;
+
+    run_ok(&bn, (nnopt_tensor *[]){x, gamma, beta, stats[0], stats[1]}, 5, bn_out, 3);
+    assert_int_equal(
+        test_run(&backend, &bn, (nnopt_tensor *[]){x, gamma, beta, stats[0]}, 4, bn_out, 3),
+        invalid); /* no running_var */
+    assert_int_equal(test_run(&backend, &bn, (nnopt_tensor *[]){x, gamma, beta, stats[0], stats[1]},
+                              5, bn_out, 1),
+                     invalid); /* training needs save_mean and save_invstd */
+    assert_int_equal(test_run(&backend, &bn,
+                              (nnopt_tensor *[]){x, gamma3, beta, stats[0], stats[1]}, 5, bn_out,
+                              3),
+                     invalid); /* gamma is [3] for 2 channels */
+    assert_int_equal(test_run(&backend, &bn,
+                              (nnopt_tensor *[]){x, gamma64, beta, stats[0], stats[1]}, 5, bn_out,
+                              3),
+                     invalid); /* f64 gamma with f32 x */
+    assert_int_equal(test_run(&backend, &bn,
+                              (nnopt_tensor *[]){x3d, gamma, beta, stats[0], stats[1]}, 5, bn_out,
+                              3),
+                     invalid); /* 3-D x */
+    bn.p.bn.momentum = 1.5;
+    assert_int_equal(test_run(&backend, &bn, (nnopt_tensor *[]){x, gamma, beta, stats[0], stats[1]},
+                              5, bn_out, 3),
+                     invalid);
+    bn.p.bn = (nnopt_bn_params){.eps = -1, .momentum = 0.1, .training = 0};
+    assert_int_equal(
+        test_run(&backend, &bn, (nnopt_tensor *[]){x, gamma, beta, stats[0], stats[1]}, 5, &y, 1),
+        invalid);
+    nnopt_op bn_bwd = {.kind = NNOPT_OP_BATCHNORM_BWD};
+    assert_int_equal(test_run(&backend, &bn_bwd, (nnopt_tensor *[]){x, gamma, y, saved[0], gamma3},
+                              5, bn_out, 3),
+                     invalid); /* save_invstd is [3] */
+
+    nnopt_tensor *mask = tensor(NNOPT_F32, 4, x_shape, NULL);
+    nnopt_op dropout = {.kind = NNOPT_OP_DROPOUT, .p.dropout = {.p = 1.0, .seed = 1}};
+    assert_int_equal(test_run(&backend, &dropout, &x, 1, (nnopt_tensor *[]){y, mask}, 2), invalid);
+    dropout.p.dropout.p = -0.1;
+    assert_int_equal(test_run(&backend, &dropout, &x, 1, (nnopt_tensor *[]){y, mask}, 2), invalid);
+    dropout.p.dropout.p = 0.5;
+    assert_int_equal(test_run(&backend, &dropout, &x, 1, &y, 1), invalid); /* no mask */
+    assert_int_equal(test_run(&backend, &dropout, &x, 1, (nnopt_tensor *[]){x3d, mask}, 2),
+                     invalid); /* y shape differs */
+    nnopt_op dropout_bwd = {.kind = NNOPT_OP_DROPOUT_BWD};
+    assert_int_equal(test_run(&backend, &dropout_bwd, (nnopt_tensor *[]){y, x3d}, 2, &mask, 1),
+                     invalid); /* mask shape differs */
+
+    for (int d = 0; d < N_FLOAT_DTYPES; d++) {
+        assert_true(backend.vt->supports(backend.ctx, NNOPT_OP_BATCHNORM, float_dtypes[d]));
+        assert_true(backend.vt->supports(backend.ctx, NNOPT_OP_BATCHNORM_BWD, float_dtypes[d]));
+        assert_true(backend.vt->supports(backend.ctx, NNOPT_OP_DROPOUT, float_dtypes[d]));
+        assert_true(backend.vt->supports(backend.ctx, NNOPT_OP_DROPOUT_BWD, float_dtypes[d]));
+    }
+    free_all((nnopt_tensor *[]){x, x3d, gamma, gamma3, gamma64, beta, stats[0], stats[1], y,
+                                saved[0], saved[1], mask},
+             12);
+}
+
 /* ---- argument checking --------------------------------------------------- */
 
 static void test_rejects_bad_arguments(void **state) {
@@ -551,6 +849,13 @@ int main(int argc, char **argv) {
         cmocka_unit_test(test_adam),
         cmocka_unit_test(test_add),
         cmocka_unit_test(test_cast),
+        cmocka_unit_test(test_batchnorm_training),
+        cmocka_unit_test(test_batchnorm_single_value),
+        cmocka_unit_test(test_batchnorm_inference),
+        cmocka_unit_test(test_dropout_mask_statistics),
+        cmocka_unit_test(test_dropout_mask_formula),
+        cmocka_unit_test(test_dropout_backward),
+        cmocka_unit_test(test_norm_dropout_reject_bad_arguments),
         cmocka_unit_test(test_rejects_bad_arguments),
         cmocka_unit_test(test_tensor_storage),
     };

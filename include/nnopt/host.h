@@ -30,7 +30,8 @@ typedef enum nnopt_init_kind {
     NNOPT_INIT_ONES,
     NNOPT_INIT_GLOROT_UNIFORM, /* U(+-sqrt(6 / (fan_in + fan_out))) */
     NNOPT_INIT_KAIMING_NORMAL, /* N(0, sqrt(2 / fan_in)) */
-    NNOPT_INIT_LECUN_UNIFORM   /* U(+-1 / sqrt(fan_in)), PyTorch's default */
+    NNOPT_INIT_LECUN_UNIFORM,  /* U(+-1 / sqrt(fan_in)), PyTorch's default */
+    NNOPT_INIT_IDENTITY        /* [K,C,...]: 1 where k == c at the first tap, else 0 */
 } nnopt_init_kind;
 
 #define NNOPT_FMT_PRINTF(f, a) __attribute__((format(printf, f, a)))
@@ -72,6 +73,19 @@ typedef struct nnopt_host_api {
     nnopt_node (*graph_add)(nnopt_graph *g, nnopt_node a, nnopt_node b);
     /* Shape of a node (batch dimension included, as 1); returns ndim or -1. */
     int (*graph_shape)(const nnopt_graph *g, nnopt_node n, int64_t shape[NNOPT_MAX_DIMS]);
+    /* Batch normalization of x over every axis but 1, with learnable
+     * NAME.weight (ones) and NAME.bias (zeros) and running statistics
+     * NAME.running_mean / NAME.running_var. momentum in PyTorch's
+     * convention (0.1 = running stats keep 90%). */
+    nnopt_node (*graph_batchnorm)(nnopt_graph *g, const char *name, nnopt_node x, double eps,
+                                  double momentum);
+    /* Inverted dropout with drop probability p while training; identity at inference. */
+    nnopt_node (*graph_dropout)(nnopt_graph *g, nnopt_node x, double p);
+    /* Average over H and W: [N,C,H,W] -> [N,C]. */
+    nnopt_node (*graph_global_avg_pool)(nnopt_graph *g, nnopt_node x);
+    /* Like graph_param, but never trained (fixed weights, statistics). */
+    nnopt_node (*graph_buffer)(nnopt_graph *g, const char *name, int ndim, const int64_t *shape,
+                               nnopt_init_kind init);
 } nnopt_host_api;
 
 #ifdef __cplusplus

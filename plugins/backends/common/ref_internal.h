@@ -76,5 +76,15 @@ nnopt_status ref_sgd_update(const nnopt_host_api *host, const nnopt_op *op, nnop
 nnopt_status ref_adam_update(const nnopt_host_api *host, const nnopt_op *op,
                              nnopt_tensor *const *in, int n_in, nnopt_tensor *const *out,
                              int n_out);
+nnopt_status ref_batchnorm(const nnopt_host_api *host, const nnopt_op *op, nnopt_tensor *const *in,
+                           int n_in, nnopt_tensor *const *out, int n_out);
+nnopt_status ref_batchnorm_bwd(const nnopt_host_api *host, const nnopt_op *op,
+                               nnopt_tensor *const *in, int n_in, nnopt_tensor *const *out,
+                               int n_out);
+nnopt_status ref_dropout(const nnopt_host_api *host, const nnopt_op *op, nnopt_tensor *const *in,
+                         int n_in, nnopt_tensor *const *out, int n_out);
+nnopt_status ref_dropout_bwd(const nnopt_host_api *host, const nnopt_op *op,
+                             nnopt_tensor *const *in, int n_in, nnopt_tensor *const *out,
+                             int n_out);
 
 #endif

@@ -23,6 +23,10 @@ static const ref_op_fn ref_ops[NNOPT_OP_KIND_COUNT] = {
     [NNOPT_OP_SGD_UPDATE] = ref_sgd_update,
     [NNOPT_OP_ADAM_UPDATE] = ref_adam_update,
     [NNOPT_OP_CAST] = ref_cast,
+    [NNOPT_OP_BATCHNORM] = ref_batchnorm,
+    [NNOPT_OP_BATCHNORM_BWD] = ref_batchnorm_bwd,
+    [NNOPT_OP_DROPOUT] = ref_dropout,
+    [NNOPT_OP_DROPOUT_BWD] = ref_dropout_bwd,
 };
 
 int nnopt_ref_supports(nnopt_op_kind op, nnopt_dtype dtype) {
