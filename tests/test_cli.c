@@ -161,6 +161,24 @@ static void test_plugins_listing(void **state) {
     assert_non_null(strstr(err_text, "no plugin named 'nosuch'"));
 }
 
+static void test_example_plugin_runs(void **state) {
+    (void)state;
+    /* The README's plugin, found through NNOPT_PLUGIN_PATH, trains like any model. */
+    char args[1024];
+    snprintf(args, sizeof args, "plugins mlp --path '%s'", NNOPT_EXAMPLE_PLUGIN_DIR);
+    assert_int_equal(nnopt(args), 0);
+    assert_non_null(strstr(out_text, "hidden"));
+    write_text("mlp.ini", "[data]\ndataset = idx\ndir = .\ntrain_images = train-images-idx3-ubyte\n"
+                          "train_labels = train-labels-idx1-ubyte\ntest_images = t10k-images-idx3-ubyte\n"
+                          "test_labels = t10k-labels-idx1-ubyte\n[model mlp]\nplugin = mlp\nhidden = 32\n"
+                          "[training]\nepochs = 3\nbatch = 20\nlr = 0.02\n");
+    snprintf(args, sizeof args, "NNOPT_PLUGIN_PATH='%s' '%s' run mlp.ini", NNOPT_EXAMPLE_PLUGIN_DIR, NNOPT_CLI);
+    char cmd[2048];
+    snprintf(cmd, sizeof cmd, "cd '%s' && %s > stdout.txt 2> stderr.txt", dir, args);
+    assert_int_equal(system(cmd), 0);
+    assert_true(exists("runs/mlp/report.md"));
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_run_writes_results),
@@ -168,6 +186,7 @@ int main(void) {
         cmocka_unit_test(test_truncated_dataset),
         cmocka_unit_test(test_failed_run_keeps_earlier_results),
         cmocka_unit_test(test_plugins_listing),
+        cmocka_unit_test(test_example_plugin_runs),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }

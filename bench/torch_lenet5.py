@@ -1,0 +1,188 @@
+#!/usr/bin/env python3
+"""The PyTorch side of bench/run.sh: the same workloads as nnopt_bench.
+
+    torch_lenet5.py [--model lenet5] [--activation relu|gelu] [--dtype f32|f64]
+                    [--threads N] [--batch 128] [--infer-batch 128,1000]
+                    [--seconds 2] [--warmup-seconds 0.5] [--repeats 3]
+                    [--channels 1] [--height 28] [--width 28] [--classes 10]
+
+Synthetic inputs (uniform [0, 1), fixed seed) and labels, a few distinct
+batches used in turn, as nnopt_bench does. Measures
+  - training: forward + cross-entropy + backward + SGD step (and reading the
+    loss, as a training loop does), images/s at --batch;
+  - inference: forward in eval mode under torch.inference_mode(), images/s at
+    each --infer-batch.
+Each throughput is measured over --repeats windows of --seconds / --repeats;
+"images_per_second" is the best window, "images_per_second_mean" the whole
+run. Prints JSON on stdout.
+
+Models live in MODELS (name -> builder); ResNet-56 and MobileNetV1 join there
+when nnopt has them. Run it under the interpreter that has Debian's
+python3-torch (/usr/bin/python3 here).
+"""
+import argparse
+import json
+import os
+import sys
+import time
+
+import torch
+from torch import nn
+
+INPUT_POOL = 4  # distinct synthetic batches, used in turn
+
+
+def activation_layer(name):
+    if name == "relu":
+        return nn.ReLU()
+    if name == "gelu":  # nnopt's "gelu" is the tanh approximation
+        return nn.GELU(approximate="tanh")
+    if name == "gelu_erf":
+        return nn.GELU()
+    if name == "tanh":
+        return nn.Tanh()
+    if name == "sigmoid":
+        return nn.Sigmoid()
+    if name == "relu6":
+        return nn.ReLU6()
+    raise ValueError(f"unknown activation {name}")
+
+
+def build_lenet5(activation, channels, height, width, classes):
+    """nnopt's lenet5 plugin with its defaults: conv 5x5 pad 2 -> act -> avgpool 2
+    -> conv 5x5 -> act -> avgpool 2 -> flatten -> dense 120 -> act -> 84 -> act -> 10."""
+    def act():
+        return activation_layer(activation)
+
+    features = nn.Sequential(
+        nn.Conv2d(channels, 6, 5, padding=2), act(), nn.AvgPool2d(2),
+        nn.Conv2d(6, 16, 5), act(), nn.AvgPool2d(2), nn.Flatten())
+    with torch.no_grad():
+        flat = features(torch.zeros(1, channels, height, width)).shape[1]
+    return nn.Sequential(
+        features,
+        nn.Linear(flat, 120), act(),
+        nn.Linear(120, 84), act(),
+        nn.Linear(84, classes))
+
+
+# name -> builder(activation, channels, height, width, classes) -> nn.Module
+MODELS = {
+    "lenet5": build_lenet5,
+}
+
+
+def parse_args(argv):
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--model", default="lenet5", choices=sorted(MODELS))
+    p.add_argument("--activation", default="relu")
+    p.add_argument("--dtype", default="f32", choices=["f32", "f64"])
+    p.add_argument("--threads", type=int, default=os.cpu_count())
+    p.add_argument("--batch", type=int, default=128)
+    p.add_argument("--infer-batch", default="128,1000")
+    p.add_argument("--seconds", type=float, default=2.0)
+    p.add_argument("--warmup-seconds", type=float, default=0.5)
+    p.add_argument("--repeats", type=int, default=3)
+    p.add_argument("--channels", type=int, default=1)
+    p.add_argument("--height", type=int, default=28)
+    p.add_argument("--width", type=int, default=28)
+    p.add_argument("--classes", type=int, default=10)
+    p.add_argument("--lr", type=float, default=0.01)
+    p.add_argument("--seed", type=int, default=1)
+    args = p.parse_args(argv)
+    args.infer_batches = [int(b) for b in args.infer_batch.split(",") if b]
+    return args
+
+
+def synthetic(batch, args, dtype, generator):
+    images = [torch.rand(batch, args.channels, args.height, args.width, generator=generator,
+                         dtype=dtype) for _ in range(INPUT_POOL)]
+    labels = [torch.randint(0, args.classes, (batch,), generator=generator)
+              for _ in range(INPUT_POOL)]
+    return images, labels
+
+
+def run_for(step, seconds, min_steps):
+    """Calls step() until `seconds` have passed (at least min_steps times)."""
+    start = now = time.perf_counter()
+    done = 0
+    while done < min_steps or now - start < seconds:
+        step(done)
+        done += 1
+        now = time.perf_counter()
+    return done, now - start
+
+
+def measure(step, batch, args):
+    run_for(step, args.warmup_seconds, 2)
+    best, steps, seconds = 0.0, 0, 0.0
+    for _ in range(args.repeats):
+        n, dt = run_for(step, args.seconds / args.repeats, 2)
+        best = max(best, n * batch / dt)
+        steps += n
+        seconds += dt
+    return {"batch": batch, "images_per_second": best,
+            "images_per_second_mean": steps * batch / seconds if seconds > 0 else 0.0,
+            "steps": steps, "seconds": seconds}
+
+
+def main(argv):
+    args = parse_args(argv)
+    torch.set_num_threads(args.threads)
+    dtype = torch.float64 if args.dtype == "f64" else torch.float32
+    torch.manual_seed(args.seed)
+    generator = torch.Generator().manual_seed(args.seed)
+    model = MODELS[args.model](args.activation, args.channels, args.height, args.width,
+                               args.classes).to(dtype)
+    loss_fn = nn.CrossEntropyLoss()
+    optimizer = torch.optim.SGD(model.parameters(), lr=args.lr)
+
+    results = {}
+    images, labels = synthetic(args.batch, args, dtype, generator)
+
+    def train_step(i):
+        optimizer.zero_grad(set_to_none=True)
+        loss = loss_fn(model(images[i % INPUT_POOL]), labels[i % INPUT_POOL])
+        loss.backward()
+        optimizer.step()
+        loss.item()
+
+    print(f"torch_lenet5: {args.model} {args.dtype} {args.activation}: training, batch "
+          f"{args.batch}", file=sys.stderr)
+    model.train()
+    results["train"] = measure(train_step, args.batch, args)
+
+    model.eval()
+    for batch in args.infer_batches:
+        images, _ = synthetic(batch, args, dtype, generator)
+
+        def infer_step(i, images=images):
+            with torch.inference_mode():
+                model(images[i % INPUT_POOL])
+
+        print(f"torch_lenet5: inference, batch {batch}", file=sys.stderr)
+        results[f"infer_b{batch}"] = measure(infer_step, batch, args)
+
+    report = {
+        "tool": "torch_lenet5",
+        "model": args.model,
+        "activation": args.activation,
+        "dtype": args.dtype,
+        "torch_version": torch.__version__,
+        "python": sys.executable,
+        "threads": torch.get_num_threads(),
+        "glibc_tunables": os.environ.get("GLIBC_TUNABLES", ""),
+        "input": [args.channels, args.height, args.width],
+        "classes": args.classes,
+        "parameters": sum(p.numel() for p in model.parameters()),
+        "seconds": args.seconds,
+        "repeats": args.repeats,
+        "results": results,
+    }
+    json.dump(report, sys.stdout, indent=2)
+    print()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

@@ -1,0 +1,123 @@
+/* The cuda backend's own kernels (cuda_kernels.cu), callable from C. Every
+ * launcher queues its kernel(s) on `stream` and returns the launch status
+ * (cudaGetLastError), never waiting for the device. Pointers are device
+ * memory; `dtype` selects float (NNOPT_F32) or double (NNOPT_F64) for the
+ * floating-point arrays. Numerics follow the reference kernels in
+ * plugins/backends/common: element-wise results are computed in double and
+ * rounded once, reductions accumulate in double. */
+#ifndef NNOPT_CUDA_KERNELS_H
+#define NNOPT_CUDA_KERNELS_H
+
+#include <cuda_runtime_api.h>
+#include <stdint.h>
+
+#include "nnopt/ops.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* Sizes of a convolution, as the reference names them. */
+typedef struct cuda_conv_geometry {
+    int64_t n, c, h, w; /* input x */
+    int64_t k, r, s;    /* filters w[K, C/groups, R, S] */
+    int64_t p, q;       /* output y */
+    int64_t stride_h, stride_w, pad_h, pad_w, groups;
+} cuda_conv_geometry;
+
+/* Sizes of a pooling: every (n, c) plane is pooled on its own. */
+typedef struct cuda_pool_geometry {
+    nnopt_pool_kind kind;
+    int64_t planes, h, w, p, q;
+    int64_t kernel_h, kernel_w, stride_h, stride_w, pad_h, pad_w;
+} cuda_pool_geometry;
+
+/* Direct convolutions (any groups; used for depthwise and as the fallback
+ * when cuDNN has no algorithm). bias may be NULL. */
+cudaError_t cuda_conv2d_forward_direct(cudaStream_t stream, nnopt_dtype dtype,
+                                       const cuda_conv_geometry *g, const void *x, const void *w,
+                                       const void *bias, void *y);
+cudaError_t cuda_conv2d_backward_data_direct(cudaStream_t stream, nnopt_dtype dtype,
+                                             const cuda_conv_geometry *g, const void *dy,
+                                             const void *w, void *dx);
+cudaError_t cuda_conv2d_backward_filter_direct(cudaStream_t stream, nnopt_dtype dtype,
+                                               const cuda_conv_geometry *g, const void *x,
+                                               const void *dy, void *dw);
+
+/* y[r, c] = bias[c] for a row-major [rows, cols] y. */
+cudaError_t cuda_fill_rows(cudaStream_t stream, nnopt_dtype dtype, int64_t rows, int64_t cols,
+                           const void *bias, void *y);
+/* db[k] = sum over n and j of dy[(n * channels + k) * inner + j]. */
+cudaError_t cuda_bias_backward(cudaStream_t stream, nnopt_dtype dtype, int64_t batch,
+                               int64_t channels, int64_t inner, const void *dy, void *db);
+
+cudaError_t cuda_pool2d_forward(cudaStream_t stream, nnopt_dtype dtype,
+                                const cuda_pool_geometry *g, const void *x, void *y);
+cudaError_t cuda_pool2d_backward(cudaStream_t stream, nnopt_dtype dtype,
+                                 const cuda_pool_geometry *g, const void *x, const void *dy,
+                                 void *dx);
+
+cudaError_t cuda_act_forward(cudaStream_t stream, nnopt_dtype dtype, nnopt_act_kind kind,
+                             int64_t count, const void *x, void *y);
+cudaError_t cuda_act_backward(cudaStream_t stream, nnopt_dtype dtype, nnopt_act_kind kind,
+                              int64_t count, const void *x, const void *dy, void *dx);
+
+/* y = a + b (y may alias a or b); y = scale * x. */
+cudaError_t cuda_add(cudaStream_t stream, nnopt_dtype dtype, int64_t count, const void *a,
+                     const void *b, void *y);
+cudaError_t cuda_scale(cudaStream_t stream, nnopt_dtype dtype, int64_t count, double scale,
+                       const void *x, void *y);
+/* y = x converted from x_dtype to y_dtype (round to nearest). */
+cudaError_t cuda_cast(cudaStream_t stream, nnopt_dtype x_dtype, nnopt_dtype y_dtype, int64_t count,
+                      const void *x, void *y);
+
+cudaError_t cuda_sgd_update(cudaStream_t stream, nnopt_dtype dtype, const nnopt_sgd_params *sp,
+                            int64_t count, void *param, const void *grad, void *velocity);
+/* step_size = lr / (1 - beta1^t), sqrt_correction2 = sqrt(1 - beta2^t). */
+cudaError_t cuda_adam_update(cudaStream_t stream, nnopt_dtype dtype, const nnopt_adam_params *ap,
+                             double step_size, double sqrt_correction2, int64_t count, void *param,
+                             const void *grad, void *m, void *v);
+
+cudaError_t cuda_dropout_forward(cudaStream_t stream, nnopt_dtype dtype,
+                                 const nnopt_dropout_params *dp, int64_t count, const void *x,
+                                 void *y, void *mask);
+cudaError_t cuda_dropout_backward(cudaStream_t stream, nnopt_dtype dtype, int64_t count,
+                                  const void *dy, const void *mask, void *dx);
+
+/* Batch normalization over axis 1 of x[batch, channels, spatial]. */
+cudaError_t cuda_batchnorm_train(cudaStream_t stream, nnopt_dtype dtype, int64_t batch,
+                                 int64_t channels, int64_t spatial, const nnopt_bn_params *bp,
+                                 const void *x, const void *gamma, const void *beta,
+                                 void *running_mean, void *running_var, void *y, void *save_mean,
+                                 void *save_invstd);
+cudaError_t cuda_batchnorm_infer(cudaStream_t stream, nnopt_dtype dtype, int64_t batch,
+                                 int64_t channels, int64_t spatial, double eps, const void *x,
+                                 const void *gamma, const void *beta, const void *running_mean,
+                                 const void *running_var, void *y);
+cudaError_t cuda_batchnorm_backward(cudaStream_t stream, nnopt_dtype dtype, int64_t batch,
+                                    int64_t channels, int64_t spatial, const void *x,
+                                    const void *gamma, const void *dy, const void *save_mean,
+                                    const void *save_invstd, void *dx, void *dgamma, void *dbeta);
+
+/* Softmax cross-entropy, mean over the batch. Either from logits (softmax
+ * computed here, in double) or from log_probs = log softmax(logits / T)
+ * already computed (by cuDNN); pass the other pointer NULL. labels (I32) or
+ * soft_targets (dtype) gives the target. row_loss is scratch of `batch`
+ * doubles; *bad_label (device int) is set to 1 + the first sample whose label
+ * is out of range, and left alone otherwise. */
+typedef struct cuda_xent_args {
+    int64_t batch, classes;
+    double temperature;
+    const void *logits, *log_probs;
+    const int32_t *labels;
+    const void *soft_targets;
+    void *loss, *dlogits;
+    double *row_loss;
+    int *bad_label;
+} cuda_xent_args;
+cudaError_t cuda_softmax_xent(cudaStream_t stream, nnopt_dtype dtype, const cuda_xent_args *a);
+
+#ifdef __cplusplus
+}
+#endif
+#endif
