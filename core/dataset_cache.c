@@ -50,8 +50,12 @@ static uint32_t crc_update(uint32_t crc, const void *data, size_t len) {
     return (uint32_t)crc32_z(crc, data, len);
 }
 
-static void put_u32(uint8_t *p, uint32_t v) { memcpy(p, &v, 4); }
-static void put_u64(uint8_t *p, uint64_t v) { memcpy(p, &v, 8); }
+static void put_u32(uint8_t *p, uint32_t v) {
+    memcpy(p, &v, 4);
+}
+static void put_u64(uint8_t *p, uint64_t v) {
+    memcpy(p, &v, 8);
+}
 static uint32_t get_u32(const uint8_t *p) {
     uint32_t v;
     memcpy(&v, p, 4);
@@ -109,8 +113,7 @@ nnopt_status nnopt_dataset_cache_write(const char *path, const nnopt_dataset *ds
         return nnopt_error_set(err, NNOPT_STATUS_INVALID_ARGUMENT,
                                "%s: cannot cache a dataset of %" PRId64 " x %d x %d x %d", path,
                                ds->n, ds->c, ds->h, ds->w);
-    cache_header h = {ds->n,       ds->c, ds->h, ds->w, ds->num_classes, source_fingerprint,
-                      payload, 0};
+    cache_header h = {ds->n, ds->c, ds->h, ds->w, ds->num_classes, source_fingerprint, payload, 0};
     size_t pixel_bytes = (size_t)ds->n * ds->c * ds->h * ds->w;
     h.payload_crc = crc_update(0, ds->pixels, pixel_bytes);
     h.payload_crc = crc_update(h.payload_crc, ds->labels, (size_t)ds->n * sizeof(int32_t));
@@ -125,8 +128,7 @@ nnopt_status nnopt_dataset_cache_read(const char *path, uint64_t source_fingerpr
     memset(out, 0, sizeof *out);
     FILE *f = fopen(path, "rb");
     if (!f)
-        return nnopt_error_set(err, NNOPT_STATUS_IO, "%s: cannot open: %s", path,
-                               strerror(errno));
+        return nnopt_error_set(err, NNOPT_STATUS_IO, "%s: cannot open: %s", path, strerror(errno));
     nnopt_status st = NNOPT_OK;
     uint8_t *pixels = NULL;
     int32_t *labels = NULL;
@@ -142,20 +144,16 @@ nnopt_status nnopt_dataset_cache_read(const char *path, uint64_t source_fingerpr
         goto done;
     }
     if (get_u32(raw + 8) != CACHE_VERSION || get_u32(raw + 12) != CACHE_BYTE_ORDER) {
-        st = nnopt_error_set(err, NNOPT_STATUS_FORMAT,
-                             "%s: cache from another nnopt version or machine (version %" PRIu32
-                             ")",
-                             path, get_u32(raw + 8));
+        st =
+            nnopt_error_set(err, NNOPT_STATUS_FORMAT,
+                            "%s: cache from another nnopt version or machine (version %" PRIu32 ")",
+                            path, get_u32(raw + 8));
         goto done;
     }
-    cache_header h = {(int64_t)get_u64(raw + 16),
-                      (int32_t)get_u32(raw + 24),
-                      (int32_t)get_u32(raw + 28),
-                      (int32_t)get_u32(raw + 32),
-                      (int32_t)get_u32(raw + 36),
-                      get_u64(raw + 40),
-                      get_u64(raw + 48),
-                      get_u32(raw + 56)};
+    cache_header h = {(int64_t)get_u64(raw + 16), (int32_t)get_u32(raw + 24),
+                      (int32_t)get_u32(raw + 28), (int32_t)get_u32(raw + 32),
+                      (int32_t)get_u32(raw + 36), get_u64(raw + 40),
+                      get_u64(raw + 48),          get_u32(raw + 56)};
     if (h.fingerprint != source_fingerprint) {
         st = nnopt_error_set(err, NNOPT_STATUS_FORMAT,
                              "%s: stale cache: the image files changed since it was written", path);

@@ -23,8 +23,7 @@
 static nnopt_status cifar_record_count(const char *path, int64_t *records, nnopt_error *err) {
     struct stat st;
     if (stat(path, &st) != 0)
-        return nnopt_error_set(err, NNOPT_STATUS_IO, "%s: cannot open: %s", path,
-                               strerror(errno));
+        return nnopt_error_set(err, NNOPT_STATUS_IO, "%s: cannot open: %s", path, strerror(errno));
     if (!S_ISREG(st.st_mode))
         return nnopt_error_set(err, NNOPT_STATUS_IO, "%s: not a regular file", path);
     int64_t size = (int64_t)st.st_size;
@@ -47,8 +46,7 @@ static nnopt_status cifar_read_records(const char *path, int64_t records, uint8_
                                        int32_t *labels, nnopt_error *err) {
     FILE *f = fopen(path, "rb");
     if (!f)
-        return nnopt_error_set(err, NNOPT_STATUS_IO, "%s: cannot open: %s", path,
-                               strerror(errno));
+        return nnopt_error_set(err, NNOPT_STATUS_IO, "%s: cannot open: %s", path, strerror(errno));
     nnopt_status st = NNOPT_OK;
     uint8_t record[NNOPT_CIFAR10_RECORD_BYTES];
     for (int64_t r = 0; r < records; r++) {

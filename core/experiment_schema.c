@@ -17,10 +17,23 @@ const nnopt_param_spec nnopt_plugins_schema[] = {
 const int nnopt_plugins_schema_count = COUNT(nnopt_plugins_schema);
 
 const nnopt_param_spec nnopt_data_schema[] = {
-    {"dataset", NNOPT_PARAM_ENUM, "mnist", "which dataset (IDX files)", "mnist|fashion-mnist|idx", 0, 0},
+    {"dataset", NNOPT_PARAM_ENUM, "mnist",
+     "which dataset: IDX files (mnist, fashion-mnist, idx), CIFAR-10 binary batches (cifar10), "
+     "or an image folder <dir>/<split>/<class>/*.{jpg,png} (cifar10-jpeg, images)",
+     "mnist|fashion-mnist|idx|cifar10|cifar10-jpeg|images", 0, 0},
     {"dir", NNOPT_PARAM_STRING, "",
-     "folder with the IDX files (default: $NNOPT_DATA/<dataset>, ../shared/data/<dataset>, "
-     "data/<dataset>)", NULL, 0, 0},
+     "dataset folder (default: the first of $NNOPT_DATA/<dataset>, ../shared/data/<dataset>, "
+     "data/<dataset> holding it; for cifar10 also data/cifar-10-batches-bin; required for "
+     "images)", NULL, 0, 0},
+    {"train_split", NNOPT_PARAM_STRING, "train", "image folders: subfolder with the training images", NULL, 0, 0},
+    {"test_split", NNOPT_PARAM_STRING, "test", "image folders: subfolder with the test images", NULL, 0, 0},
+    {"cache", NNOPT_PARAM_STRING, "",
+     "image folders: folder for the decoded-image cache (default: <dir>/.nnopt-cache if "
+     "writable, else $XDG_CACHE_HOME/nnopt or ~/.cache/nnopt; off = no cache)", NULL, 0, 0},
+    {"augment_crop", NNOPT_PARAM_INT, "0",
+     "training augmentation: random crop of the image zero-padded by this many pixels (0 = off)",
+     NULL, 0, 1024},
+    {"augment_flip", NNOPT_PARAM_BOOL, "false", "training augmentation: random horizontal flip", NULL, 0, 0},
     {"train_images", NNOPT_PARAM_STRING, "train-images-idx3-ubyte.gz", "training images file", NULL, 0, 0},
     {"train_labels", NNOPT_PARAM_STRING, "train-labels-idx1-ubyte.gz", "training labels file", NULL, 0, 0},
     {"test_images", NNOPT_PARAM_STRING, "t10k-images-idx3-ubyte.gz", "test images file", NULL, 0, 0},

@@ -151,6 +151,8 @@ nnopt_node nnopt_graph_pool2d(nnopt_graph *g, nnopt_node x, const nnopt_pool2d_p
     int64_t P = (xn->shape[2] + 2 * p->pad_h - p->kernel_h) / p->stride_h + 1;
     int64_t Q = (xn->shape[3] + 2 * p->pad_w - p->kernel_w) / p->stride_w + 1;
     if (P < 1 || Q < 1) return fail(g, "%s", "pool2d: window larger than the input");
+    int64_t C = xn->shape[1];
+    /* push may move the node array: xn is not used past this point. */
     nnopt_node id = push_op(g, NNOPT_NODE_POOL2D, p->kind == NNOPT_POOL_MAX ? "maxpool" : "avgpool");
     if (id < 0) return id;
     nnopt_graph_node *n = &g->nodes[id];
@@ -158,7 +160,7 @@ nnopt_node nnopt_graph_pool2d(nnopt_graph *g, nnopt_node x, const nnopt_pool2d_p
     n->n_inputs = 1;
     n->ndim = 4;
     n->shape[0] = 1;
-    n->shape[1] = xn->shape[1];
+    n->shape[1] = C;
     n->shape[2] = P;
     n->shape[3] = Q;
     n->op.kind = NNOPT_OP_POOL2D;
@@ -176,7 +178,8 @@ nnopt_node nnopt_graph_dense(nnopt_graph *g, nnopt_node x, nnopt_node w, nnopt_n
         return fail(g, "%s", "dense: weight must be [OUT, IN] with IN = input features");
     if (b >= 0 && (node(g, b)->ndim != 1 || node(g, b)->shape[0] != wn->shape[0]))
         return fail(g, "%s", "dense: bias must be [OUT]");
-    nnopt_node id = push_op(g, NNOPT_NODE_DENSE, "dense");
+    int64_t out = wn->shape[0];
+    nnopt_node id = push_op(g, NNOPT_NODE_DENSE, "dense"); /* may move the node array */
     if (id < 0) return id;
     nnopt_graph_node *n = &g->nodes[id];
     n->inputs[0] = x;
@@ -185,7 +188,7 @@ nnopt_node nnopt_graph_dense(nnopt_graph *g, nnopt_node x, nnopt_node w, nnopt_n
     if (b >= 0) n->inputs[n->n_inputs++] = b;
     n->ndim = 2;
     n->shape[0] = 1;
-    n->shape[1] = wn->shape[0];
+    n->shape[1] = out;
     n->op.kind = NNOPT_OP_DENSE;
     return id;
 }
@@ -230,14 +233,15 @@ nnopt_node nnopt_graph_add(nnopt_graph *g, nnopt_node a, nnopt_node b) {
     const nnopt_graph_node *an = node(g, a), *bn = node(g, b);
     if (an->ndim != bn->ndim || memcmp(an->shape, bn->shape, sizeof an->shape) != 0)
         return fail(g, "%s", "add: inputs differ in shape");
-    nnopt_node id = push_op(g, NNOPT_NODE_ADD, "add");
+    nnopt_graph_node shape_of_a = *an;
+    nnopt_node id = push_op(g, NNOPT_NODE_ADD, "add"); /* may move the node array */
     if (id < 0) return id;
     nnopt_graph_node *n = &g->nodes[id];
     n->inputs[0] = a;
     n->inputs[1] = b;
     n->n_inputs = 2;
-    n->ndim = an->ndim;
-    memcpy(n->shape, an->shape, sizeof n->shape);
+    n->ndim = shape_of_a.ndim;
+    memcpy(n->shape, shape_of_a.shape, sizeof n->shape);
     n->op.kind = NNOPT_OP_ADD;
     return id;
 }

@@ -3,8 +3,9 @@
 # --bench also installs PyTorch (python3-torch), the benchmark's peer.
 set -euo pipefail
 
-packages=(build-essential cmake pkg-config git xz-utils
-          libinih-dev libcmocka-dev zlib1g-dev libblis-openmp-dev)
+packages=(build-essential cmake pkg-config git xz-utils valgrind
+          libinih-dev libcmocka-dev zlib1g-dev libblis-openmp-dev
+          libjpeg62-turbo-dev libpng-dev)
 [[ "${1:-}" == "--bench" ]] && packages+=(python3-torch)
 
 missing=()

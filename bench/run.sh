@@ -1,0 +1,211 @@
+#!/usr/bin/env bash
+# The benchmark, in one command: LeNet-5 {f32,f64} x {relu,gelu} with nnopt
+# and with PyTorch (same threads, shapes and batches), a table of images/s and
+# nnopt/PyTorch ratios, the per-op breakdown and per-layer GFLOP/s (next to
+# bare BLIS sgemm) of f32 relu, all also written as JSON.
+#
+#   bench/run.sh [--backend blis] [--threads N] [--seconds S] [--repeats R]
+#                [--configs "f32:relu f32:gelu f64:relu f64:gelu"] [--teacher]
+#                [--no-build] [--no-torch]
+#
+# Environment: BUILD_DIR (default: build), PYTHON (an interpreter that imports
+# torch; default: /usr/bin/python3, Debian's python3-torch), OUT (when set, the
+# JSON goes to $OUT/bench.json instead of bench/results/latest.json).
+#
+# PyTorch runs twice per config: with glibc's default allocator and with
+# GLIBC_TUNABLES raising the mmap/trim thresholds (which PyTorch needs at large
+# batches); ratios compare nnopt with the faster of the two.
+# --teacher also times the study's teacher run (bench/lenet5_teacher.ini: f64
+# gelu, 10 epochs of MNIST with evaluation) through `nnopt run`.
+set -euo pipefail
+
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+BUILD_DIR=${BUILD_DIR:-$ROOT/build}
+BUILD_DIR=$(mkdir -p "$BUILD_DIR" && cd "$BUILD_DIR" && pwd)
+TUNABLES="glibc.malloc.mmap_threshold=4294967296:glibc.malloc.trim_threshold=4294967296"
+
+backend=blis
+threads=$(nproc)
+seconds=2
+repeats=3
+configs="f32:relu f32:gelu f64:relu f64:gelu"
+detail_config="f32:relu"
+run_teacher=0
+do_build=1
+run_torch=1
+train_batch=128
+infer_batches="128,1000"
+command_line="bench/run.sh${*:+ $*}"
+
+usage() { sed -n '7,10p' "$0" | sed 's/^# \{0,1\}//'; }
+
+while [[ $# -gt 0 ]]; do
+  case "$1" in
+    --backend) backend=$2; shift 2 ;;
+    --threads) threads=$2; shift 2 ;;
+    --seconds) seconds=$2; shift 2 ;;
+    --repeats) repeats=$2; shift 2 ;;
+    --configs) configs=$2; shift 2 ;;
+    --teacher) run_teacher=1; shift ;;
+    --no-build) do_build=0; shift ;;
+    --no-torch) run_torch=0; shift ;;
+    -h|--help) usage; exit 0 ;;
+    *) echo "run.sh: unknown argument '$1'" >&2; usage >&2; exit 2 ;;
+  esac
+done
+
+log() { echo "run.sh: $*" >&2; }
+banner() {
+  echo "************************************************************************" >&2
+  echo "run.sh: $*" >&2
+  echo "************************************************************************" >&2
+}
+
+# ---- build ----
+if [[ $do_build -eq 1 ]]; then
+  if [[ ! -f $BUILD_DIR/CMakeCache.txt ]]; then
+    log "configuring $BUILD_DIR"
+    cmake -S "$ROOT" -B "$BUILD_DIR" -DCMAKE_BUILD_TYPE=Release >&2
+  fi
+  log "building $BUILD_DIR"
+  if ! cmake --build "$BUILD_DIR" -j"$(nproc)" >&2; then
+    banner "WARNING: the build failed; benchmarking whatever binaries $BUILD_DIR already has"
+  fi
+fi
+bench_bin=$BUILD_DIR/bench/nnopt_bench
+gemm_bin=$BUILD_DIR/bench/blis_gemm_shapes
+nnopt_cli=$BUILD_DIR/cli/nnopt
+plugin_dir=$BUILD_DIR/plugins
+if [[ ! -x $bench_bin ]]; then
+  log "no $bench_bin: build the tree first (cmake --build $BUILD_DIR)"
+  exit 1
+fi
+export NNOPT_PLUGIN_PATH=$plugin_dir
+
+# ---- backend ----
+backend_note=""
+if [[ ! -f $plugin_dir/nnopt_backend_$backend.so ]]; then
+  if [[ $backend == blis && -f $plugin_dir/nnopt_backend_cpu.so ]]; then
+    backend_note="the blis backend plugin is not built ($plugin_dir/nnopt_backend_blis.so missing); these are the single-threaded reference 'cpu' backend's numbers"
+    banner "WARNING: $backend_note"
+    backend=cpu
+  else
+    log "no backend plugin $plugin_dir/nnopt_backend_$backend.so"
+    exit 1
+  fi
+fi
+
+# ---- python with torch ----
+python=""
+if [[ $run_torch -eq 1 ]]; then
+  for candidate in ${PYTHON:+"$PYTHON"} /usr/bin/python3 python3; do
+    if "$candidate" -c 'import torch' >/dev/null 2>&1; then
+      python=$candidate
+      break
+    fi
+    [[ -n ${PYTHON:-} && $candidate == "$PYTHON" ]] && log "PYTHON=$PYTHON cannot import torch"
+  done
+  if [[ -z $python ]]; then
+    banner "WARNING: no python that imports torch (apt-get install python3-torch, or set PYTHON); PyTorch columns stay empty"
+  fi
+fi
+report_python=${python:-python3}
+
+# ---- output ----
+if [[ -n ${OUT:-} ]]; then
+  json_out=$OUT/bench.json
+else
+  json_out=$ROOT/bench/results/latest.json
+fi
+raw=$(mktemp -d "${TMPDIR:-/tmp}/nnopt_bench.XXXXXX")
+trap 'rm -rf "$raw"' EXIT
+
+"$report_python" - "$raw/meta.json" "$backend" "$backend_note" "$threads" "$seconds" "$repeats" \
+  "$train_batch" "$infer_batches" "$configs" "$TUNABLES" "$python" "$BUILD_DIR" \
+  "$command_line" <<'EOF'
+import json, sys
+keys = ["backend", "backend_note", "threads", "seconds", "repeats", "batch", "infer_batches",
+        "configs", "tunables", "python", "build_dir", "command"]
+meta = dict(zip(keys, sys.argv[2:]))
+for key in ("threads", "repeats", "batch"):
+    meta[key] = int(meta[key])
+meta["seconds"] = float(meta["seconds"])
+meta["model"] = "lenet5"
+json.dump(meta, open(sys.argv[1], "w"), indent=2)
+EOF
+
+common_args=(--threads "$threads" --batch "$train_batch" --infer-batch "$infer_batches"
+             --seconds "$seconds" --repeats "$repeats")
+
+# ---- the workloads: nnopt, then PyTorch both ways, config by config ----
+for config in $configs; do
+  dtype=${config%%:*}
+  activation=${config##*:}
+  key=${dtype}_${activation}
+  log "nnopt $backend lenet5 $dtype $activation"
+  "$bench_bin" --backend "$backend" --model lenet5 --param activation="$activation" \
+    --param dtype="$dtype" --profile-steps 10 "${common_args[@]}" >"$raw/nnopt_$key.json"
+  if [[ -n $python ]]; then
+    log "PyTorch lenet5 $dtype $activation, default allocator"
+    "$python" "$ROOT/bench/torch_lenet5.py" --model lenet5 --activation "$activation" \
+      --dtype "$dtype" "${common_args[@]}" >"$raw/torch_default_$key.json"
+    log "PyTorch lenet5 $dtype $activation, GLIBC_TUNABLES=$TUNABLES"
+    GLIBC_TUNABLES=$TUNABLES "$python" "$ROOT/bench/torch_lenet5.py" --model lenet5 \
+      --activation "$activation" --dtype "$dtype" "${common_args[@]}" \
+      >"$raw/torch_tuned_$key.json"
+  fi
+done
+
+# ---- bare BLIS sgemm on the layer GEMM shapes of the detailed config ----
+detail_key=${detail_config/:/_}
+if [[ -x $gemm_bin && -f $raw/nnopt_$detail_key.json ]]; then
+  mapfile -t shapes < <("$report_python" - "$raw/nnopt_$detail_key.json" <<'EOF'
+import json, sys
+seen = []
+for profile in json.load(open(sys.argv[1]))["profile"].values():
+    for node in profile["nodes"]:
+        for mnk in node.get("gemm_mnk", {}).values():
+            if mnk not in seen:
+                seen.append(mnk)
+for m, n, k in seen:
+    print(m, n, k)
+EOF
+  )
+  if [[ ${#shapes[@]} -gt 0 ]]; then
+    log "bare BLIS sgemm on ${#shapes[@]} layer GEMM shapes"
+    # shellcheck disable=SC2068  # each line is "M N K", split on purpose
+    "$gemm_bin" --threads "$threads" --reps 10 ${shapes[@]} >"$raw/gemm.txt"
+  fi
+elif [[ ! -x $gemm_bin ]]; then
+  log "no $gemm_bin (BLIS not found at configure time): no bare sgemm column"
+fi
+
+# ---- the teacher run ----
+if [[ $run_teacher -eq 1 ]]; then
+  teacher_out=$(mktemp -d "${TMPDIR:-/tmp}/nnopt_teacher.XXXXXX")
+  log "teacher run: $nnopt_cli run bench/lenet5_teacher.ini (backend $backend), output under $teacher_out"
+  start=$(date +%s.%N)
+  set +e
+  (cd "$ROOT" && "$nnopt_cli" run bench/lenet5_teacher.ini --set backend.plugin="$backend" \
+    --set experiment.output="$teacher_out") >"$raw/teacher.log" 2>&1
+  teacher_rc=$?
+  set -e
+  end=$(date +%s.%N)
+  tail -n 20 "$raw/teacher.log" >&2
+  "$report_python" - "$raw/teacher.json" "$start" "$end" "$teacher_rc" "$backend" \
+    "$teacher_out/lenet5_teacher/results.json" <<'EOF'
+import json, sys
+out, start, end, rc, backend, results = sys.argv[1:7]
+entry = {"conf": "bench/lenet5_teacher.ini", "backend": backend,
+         "wall_seconds": float(end) - float(start), "exit_code": int(rc),
+         "output": results.rsplit("/", 1)[0]}
+try:
+    entry["results"] = json.load(open(results))
+except (OSError, ValueError):
+    pass
+json.dump(entry, open(out, "w"), indent=2)
+EOF
+fi
+
+"$report_python" "$ROOT/bench/report.py" --raw "$raw" --out "$json_out" --configs "$configs" \
+  --detail "$detail_config"

@@ -1,0 +1,132 @@
+/* Private to the cuda backend: the per-instance context, error reporting,
+ * device scratch memory, argument checks, and the entry point of every op
+ * family (cuda_conv.c, cuda_dense.c, cuda_cudnn_ops.c, cuda_backend.c). */
+#ifndef NNOPT_CUDA_INTERNAL_H
+#define NNOPT_CUDA_INTERNAL_H
+
+#include <cublas_v2.h>
+#include <cuda_runtime_api.h>
+#include <cudnn.h>
+
+#include "cuda_kernels.h"
+#include "nnopt/nnopt.h"
+
+/* A convolution's cuDNN algorithm, chosen once per shape. */
+typedef struct cuda_conv_plan {
+    int valid;
+    nnopt_op_kind kind;
+    nnopt_dtype dtype;
+    int64_t dims[11]; /* n c h w k r s stride_h stride_w pad_h pad_w */
+    int64_t groups;
+    int algorithm;          /* cudnnConvolution{Fwd,BwdData,BwdFilter}Algo_t */
+    size_t workspace_bytes; /* what the algorithm needs */
+    int use_direct;         /* cuDNN had no usable algorithm: own kernels */
+} cuda_conv_plan;
+
+#define CUDA_CONV_PLAN_SLOTS 64
+
+typedef struct cuda_backend {
+    const nnopt_host_api *host;
+    int device;
+    cudaStream_t stream; /* every copy and kernel of this instance, in order */
+    cudnnHandle_t cudnn;
+    cublasHandle_t cublas;
+    int stream_ordered_alloc; /* cudaMallocAsync available */
+
+    /* Settings (the plugin's schema). */
+    int own_kernels;    /* kernels = own: no cuDNN for pooling/act/batchnorm/softmax */
+    int own_depthwise;  /* depthwise = own */
+    int find_conv_algo; /* conv_algo = find: benchmark (cudnnFind*Ex) instead of heuristics */
+    int deterministic;  /* only deterministic cuDNN algorithms */
+    int allow_tf32;     /* tensor-core TF32 for f32 conv and dense */
+    int sync_each_op;   /* wait after every op, so device faults name their op */
+    size_t workspace_limit;
+
+    /* Device workspace for cuDNN convolutions, grown on demand. */
+    void *workspace;
+    size_t workspace_bytes;
+    /* Pinned host staging for tensor_write/read, and a pinned int for flags. */
+    void *staging;
+    size_t staging_bytes;
+    int *host_flag;
+
+    cuda_conv_plan plans[CUDA_CONV_PLAN_SLOTS];
+    int next_plan_slot;
+
+    char description[384];
+} cuda_backend;
+
+/* host->set_error (messages start with what failed, not "cuda backend"). */
+void cuda_error(const cuda_backend *b, const char *fmt, ...) NNOPT_FMT_PRINTF(2, 3);
+/* Report a failed CUDA/cuDNN/cuBLAS call (`what` names it) and map it to a
+ * status; NNOPT_OK when the call succeeded. */
+nnopt_status cuda_check(const cuda_backend *b, cudaError_t status, const char *what);
+nnopt_status cudnn_check(const cuda_backend *b, cudnnStatus_t status, const char *what);
+nnopt_status cublas_check(const cuda_backend *b, cublasStatus_t status, const char *what);
+
+/* Stream-ordered device scratch (cudaMallocAsync, or cudaMalloc where the
+ * device has no memory pools). Freed memory may still be in use by queued
+ * work: both calls are ordered on b->stream. */
+nnopt_status cuda_device_alloc(cuda_backend *b, size_t bytes, void **out);
+void cuda_device_free(cuda_backend *b, void *ptr);
+/* b->workspace holds at least `bytes`. */
+nnopt_status cuda_workspace_reserve(cuda_backend *b, size_t bytes);
+
+/* Argument checks (the core checks shapes; these keep a bad direct call from
+ * becoming a device fault). */
+nnopt_status cuda_check_counts(const cuda_backend *b, const nnopt_op *op, int n_in, int min_in,
+                               int max_in, int n_out, int want_out);
+/* Present, allocated, F32 or F64 (or exactly `dtype` when dtype >= 0). */
+nnopt_status cuda_check_tensor(const cuda_backend *b, const nnopt_op *op, const nnopt_tensor *t,
+                               const char *role, int dtype);
+/* Present, allocated, with like's dtype and shape. */
+nnopt_status cuda_check_like(const cuda_backend *b, const nnopt_op *op, const nnopt_tensor *t,
+                             const char *role, const nnopt_tensor *like);
+nnopt_status cuda_check_shape(const cuda_backend *b, const nnopt_op *op, const nnopt_tensor *t,
+                              const char *role, int ndim, const int64_t *dims);
+/* cuDNN and cuBLAS take int sizes. */
+nnopt_status cuda_check_int_range(const cuda_backend *b, const nnopt_op *op, int64_t value,
+                                  const char *what);
+
+cudnnDataType_t cuda_cudnn_dtype(nnopt_dtype dtype);
+/* A packed NCHW descriptor; 2-D [N,C] is [N,C,1,1], anything else [1,1,1,numel]. */
+nnopt_status cuda_tensor_descriptor(const cuda_backend *b, const nnopt_op *op,
+                                    const nnopt_tensor *t, cudnnTensorDescriptor_t *out);
+/* alpha = 1 and beta = 0 in the type cuDNN wants for dtype. */
+const void *cuda_one(nnopt_dtype dtype);
+const void *cuda_zero(nnopt_dtype dtype);
+
+typedef nnopt_status (*cuda_op_fn)(cuda_backend *b, const nnopt_op *op, nnopt_tensor *const *in,
+                                   int n_in, nnopt_tensor *const *out, int n_out);
+
+nnopt_status cuda_conv2d(cuda_backend *b, const nnopt_op *op, nnopt_tensor *const *in, int n_in,
+                         nnopt_tensor *const *out, int n_out);
+nnopt_status cuda_conv2d_bwd_data(cuda_backend *b, const nnopt_op *op, nnopt_tensor *const *in,
+                                  int n_in, nnopt_tensor *const *out, int n_out);
+nnopt_status cuda_conv2d_bwd_filter(cuda_backend *b, const nnopt_op *op, nnopt_tensor *const *in,
+                                    int n_in, nnopt_tensor *const *out, int n_out);
+void cuda_conv_plans_clear(cuda_backend *b);
+
+nnopt_status cuda_dense(cuda_backend *b, const nnopt_op *op, nnopt_tensor *const *in, int n_in,
+                        nnopt_tensor *const *out, int n_out);
+nnopt_status cuda_dense_bwd_data(cuda_backend *b, const nnopt_op *op, nnopt_tensor *const *in,
+                                 int n_in, nnopt_tensor *const *out, int n_out);
+nnopt_status cuda_dense_bwd_weight(cuda_backend *b, const nnopt_op *op, nnopt_tensor *const *in,
+                                   int n_in, nnopt_tensor *const *out, int n_out);
+
+nnopt_status cuda_pool2d(cuda_backend *b, const nnopt_op *op, nnopt_tensor *const *in, int n_in,
+                         nnopt_tensor *const *out, int n_out);
+nnopt_status cuda_pool2d_bwd(cuda_backend *b, const nnopt_op *op, nnopt_tensor *const *in,
+                             int n_in, nnopt_tensor *const *out, int n_out);
+nnopt_status cuda_act(cuda_backend *b, const nnopt_op *op, nnopt_tensor *const *in, int n_in,
+                      nnopt_tensor *const *out, int n_out);
+nnopt_status cuda_act_bwd(cuda_backend *b, const nnopt_op *op, nnopt_tensor *const *in, int n_in,
+                          nnopt_tensor *const *out, int n_out);
+nnopt_status cuda_batchnorm(cuda_backend *b, const nnopt_op *op, nnopt_tensor *const *in, int n_in,
+                            nnopt_tensor *const *out, int n_out);
+nnopt_status cuda_batchnorm_bwd(cuda_backend *b, const nnopt_op *op, nnopt_tensor *const *in,
+                                int n_in, nnopt_tensor *const *out, int n_out);
+nnopt_status cuda_softmax_xent_op(cuda_backend *b, const nnopt_op *op, nnopt_tensor *const *in,
+                                  int n_in, nnopt_tensor *const *out, int n_out);
+
+#endif
