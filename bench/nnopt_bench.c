@@ -247,7 +247,7 @@ static nnopt_status workload_step(workload *w, nnopt_error *err) {
     if (st != NNOPT_OK) return st;
     if (!w->opt) return nnopt_exec_read_logits(w->ex, w->logits, err);
     double loss = 0;
-    st = nnopt_exec_backward(w->ex, w->data.labels[p], &loss, err);
+    st = nnopt_exec_backward(w->ex, w->data.labels[p], NULL, &loss, err);
     if (st == NNOPT_OK) st = nnopt_network_step(w->ex->net, w->opt, w->lr, err);
     if (st == NNOPT_OK && !isfinite(loss))
         st = nnopt_error_set(err, NNOPT_STATUS_NUMERIC, "loss became %g", loss);
@@ -401,7 +401,7 @@ static nnopt_status print_profile(const char *key, workload *w, int steps, nnopt
     for (int s = 0; st == NNOPT_OK && s < steps; s++) {
         int p = (int)(w->step++ % INPUT_POOL);
         st = nnopt_exec_forward(ex, w->data.images[p], err);
-        if (st == NNOPT_OK && w->opt) st = nnopt_exec_backward(ex, w->data.labels[p], NULL, err);
+        if (st == NNOPT_OK && w->opt) st = nnopt_exec_backward(ex, w->data.labels[p], NULL, NULL, err);
         if (st == NNOPT_OK && w->opt) {
             double t0 = now_seconds();
             st = nnopt_network_step(ex->net, w->opt, w->lr, err);

@@ -149,6 +149,10 @@ def main(argv):
     if any_torch:
         print(f"  PyTorch {any_torch['torch_version']} ({any_torch['python']}), "
               f"{any_torch['threads']} threads; 'tuned' = GLIBC_TUNABLES={meta.get('tunables', '')}")
+        blas = [lib for lib in any_torch.get("blas_libraries", []) if "lapack" not in lib]
+        env = " ".join(f"{k}={v}" for k, v in any_torch.get("environment", {}).items())
+        print(f"  PyTorch's BLAS (its dense layers, f64 convs): {', '.join(blas) or '?'}"
+              f"{'; env ' + env if env else ''}")
     else:
         print("  PyTorch: not run (no python with torch found)")
     print(f"  best of {meta.get('repeats', '?')} windows over {meta.get('seconds', '?')} s "

@@ -6,7 +6,8 @@
 #
 #   bench/run.sh [--backend blis] [--threads N] [--seconds S] [--repeats R]
 #                [--configs "f32:relu f32:gelu f64:relu f64:gelu"] [--teacher]
-#                [--no-build] [--no-torch]
+#                [--no-build] [--no-torch] [--torch-env "VAR=VALUE ..."]
+#                [--blis-arch NAME]
 #
 # Environment: BUILD_DIR (default: build), PYTHON (an interpreter that imports
 # torch; default: /usr/bin/python3, Debian's python3-torch), OUT (when set, the
@@ -14,7 +15,14 @@
 #
 # PyTorch runs twice per config: with glibc's default allocator and with
 # GLIBC_TUNABLES raising the mmap/trim thresholds (which PyTorch needs at large
-# batches); ratios compare nnopt with the faster of the two.
+# batches); ratios compare nnopt with the faster of the two. PyTorch's dense
+# layers and f64 convolutions run on whatever libblas.so.3 the system resolves
+# (netlib's reference BLAS, or BLIS once libblis is installed); the table names
+# it. --torch-env pins it for both runs, e.g.
+#   --torch-env LD_LIBRARY_PATH=/usr/lib/x86_64-linux-gnu/blas   (netlib BLAS)
+#   --torch-env BLIS_ARCH_TYPE=6                                 (BLIS, zen3 kernels)
+# --blis-arch: kernels for the bare sgemm column (default: the ones the blis
+# backend reports using, else a cpuid guess).
 # --teacher also times the study's teacher run (bench/lenet5_teacher.ini: f64
 # gelu, 10 epochs of MNIST with evaluation) through `nnopt run`.
 set -euo pipefail
@@ -35,9 +43,11 @@ do_build=1
 run_torch=1
 train_batch=128
 infer_batches="128,1000"
+torch_env=""
+blis_arch=""
 command_line="bench/run.sh${*:+ $*}"
 
-usage() { sed -n '7,10p' "$0" | sed 's/^# \{0,1\}//'; }
+usage() { sed -n '7,11p' "$0" | sed 's/^# \{0,1\}//'; }
 
 while [[ $# -gt 0 ]]; do
   case "$1" in
@@ -49,6 +59,8 @@ while [[ $# -gt 0 ]]; do
     --teacher) run_teacher=1; shift ;;
     --no-build) do_build=0; shift ;;
     --no-torch) run_torch=0; shift ;;
+    --torch-env) torch_env=$2; shift 2 ;;
+    --blis-arch) blis_arch=$2; shift 2 ;;
     -h|--help) usage; exit 0 ;;
     *) echo "run.sh: unknown argument '$1'" >&2; usage >&2; exit 2 ;;
   esac
@@ -122,10 +134,10 @@ trap 'rm -rf "$raw"' EXIT
 
 "$report_python" - "$raw/meta.json" "$backend" "$backend_note" "$threads" "$seconds" "$repeats" \
   "$train_batch" "$infer_batches" "$configs" "$TUNABLES" "$python" "$BUILD_DIR" \
-  "$command_line" <<'EOF'
+  "$command_line" "$torch_env" <<'EOF'
 import json, sys
 keys = ["backend", "backend_note", "threads", "seconds", "repeats", "batch", "infer_batches",
-        "configs", "tunables", "python", "build_dir", "command"]
+        "configs", "tunables", "python", "build_dir", "command", "torch_env"]
 meta = dict(zip(keys, sys.argv[2:]))
 for key in ("threads", "repeats", "batch"):
     meta[key] = int(meta[key])
@@ -134,6 +146,8 @@ meta["model"] = "lenet5"
 json.dump(meta, open(sys.argv[1], "w"), indent=2)
 EOF
 
+# shellcheck disable=SC2206  # "VAR=VALUE VAR=VALUE", split on purpose
+torch_env_words=(env $torch_env)
 common_args=(--threads "$threads" --batch "$train_batch" --infer-batch "$infer_batches"
              --seconds "$seconds" --repeats "$repeats")
 
@@ -147,10 +161,12 @@ for config in $configs; do
     --param dtype="$dtype" --profile-steps 10 "${common_args[@]}" >"$raw/nnopt_$key.json"
   if [[ -n $python ]]; then
     log "PyTorch lenet5 $dtype $activation, default allocator"
-    "$python" "$ROOT/bench/torch_lenet5.py" --model lenet5 --activation "$activation" \
-      --dtype "$dtype" "${common_args[@]}" >"$raw/torch_default_$key.json"
+    "${torch_env_words[@]}" "$python" "$ROOT/bench/torch_lenet5.py" --model lenet5 \
+      --activation "$activation" --dtype "$dtype" "${common_args[@]}" \
+      >"$raw/torch_default_$key.json"
     log "PyTorch lenet5 $dtype $activation, GLIBC_TUNABLES=$TUNABLES"
-    GLIBC_TUNABLES=$TUNABLES "$python" "$ROOT/bench/torch_lenet5.py" --model lenet5 \
+    "${torch_env_words[@]}" GLIBC_TUNABLES=$TUNABLES "$python" "$ROOT/bench/torch_lenet5.py" \
+      --model lenet5 \
       --activation "$activation" --dtype "$dtype" "${common_args[@]}" \
       >"$raw/torch_tuned_$key.json"
   fi
@@ -171,10 +187,27 @@ for m, n, k in seen:
     print(m, n, k)
 EOF
   )
+  if [[ -z $blis_arch ]]; then
+    # The kernels the blis backend chose ("BLIS zen3 kernels (...)"), else a guess
+    # from cpuid as the backend makes it (BLIS 0.9 itself picks 'generic' on Zen 5).
+    blis_arch=$(sed -n 's/.*"backend_description": "BLIS \([a-z0-9]*\) kernels.*/\1/p' \
+      "$raw/nnopt_$detail_key.json")
+    if [[ -z $blis_arch ]]; then
+      cpu_family=$(awk -F: '/^cpu family/ {print $2 + 0; exit}' /proc/cpuinfo)
+      if grep -q AuthenticAMD /proc/cpuinfo && [[ ${cpu_family:-0} -ge 25 ]]; then
+        blis_arch=zen3
+      elif grep -qw avx512bw /proc/cpuinfo; then
+        blis_arch=skx
+      elif grep -qw avx2 /proc/cpuinfo; then
+        blis_arch=haswell
+      fi
+    fi
+  fi
   if [[ ${#shapes[@]} -gt 0 ]]; then
-    log "bare BLIS sgemm on ${#shapes[@]} layer GEMM shapes"
+    log "bare BLIS sgemm (${blis_arch:-default} kernels) on ${#shapes[@]} layer GEMM shapes"
     # shellcheck disable=SC2068  # each line is "M N K", split on purpose
-    "$gemm_bin" --threads "$threads" --reps 10 ${shapes[@]} >"$raw/gemm.txt"
+    "$gemm_bin" ${blis_arch:+--arch "$blis_arch"} --threads "$threads" --reps 10 ${shapes[@]} \
+      >"$raw/gemm.txt"
   fi
 elif [[ ! -x $gemm_bin ]]; then
   log "no $gemm_bin (BLIS not found at configure time): no bare sgemm column"

@@ -72,6 +72,25 @@ MODELS = {
 }
 
 
+def blas_libraries():
+    """The BLAS/LAPACK shared objects this process has mapped: PyTorch's dense
+    layers (and its f64 convolutions) go through whichever libblas.so.3 the
+    system's alternatives (or LD_LIBRARY_PATH) resolve, and that changes its
+    speed severalfold."""
+    found = []
+    try:
+        with open("/proc/self/maps") as maps:
+            for line in maps:
+                path = line.split()[-1] if len(line.split()) >= 6 else ""
+                name = os.path.basename(path)
+                if any(word in name for word in ("blas", "blis", "lapack", "mkl")) \
+                        and path not in found:
+                    found.append(path)
+    except OSError:
+        pass
+    return found
+
+
 def parse_args(argv):
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--model", default="lenet5", choices=sorted(MODELS))
@@ -172,6 +191,10 @@ def main(argv):
         "python": sys.executable,
         "threads": torch.get_num_threads(),
         "glibc_tunables": os.environ.get("GLIBC_TUNABLES", ""),
+        "blas_libraries": blas_libraries(),
+        "environment": {k: os.environ[k] for k in ("BLIS_ARCH_TYPE", "BLIS_NUM_THREADS",
+                                                   "OMP_NUM_THREADS", "LD_LIBRARY_PATH",
+                                                   "LD_PRELOAD") if k in os.environ},
         "input": [args.channels, args.height, args.width],
         "classes": args.classes,
         "parameters": sum(p.numel() for p in model.parameters()),

@@ -6,8 +6,8 @@
 #include "commands.h"
 #include "data_source.h"
 #include "experiment.h"
+#include "pipeline.h"
 #include "report.h"
-#include "train.h"
 
 static int fail(const nnopt_error *err) {
     fprintf(stderr, "nnopt: error: %s\n", err->message);
@@ -40,8 +40,8 @@ int nnopt_cmd_run(int argc, char **argv, int check_only) {
     nnopt_error err = {0};
     nnopt_experiment e;
     nnopt_data data = {0};
-    nnopt_run_result runs[NNOPT_MAX_MODELS];
-    int n_runs = 0, rc = 0;
+    nnopt_run_result *results = NULL;
+    int rc = 0;
     nnopt_status st = nnopt_experiment_load(path, overrides, n_overrides, &e, &err);
     free(overrides);
     if (st == NNOPT_OK) st = nnopt_data_load(e.data, &data, &err);
@@ -61,21 +61,27 @@ int nnopt_cmd_run(int argc, char **argv, int check_only) {
         nnopt_graph_free(g);
     }
     if (st == NNOPT_OK && check_only) {
-        printf("%s: OK (backend %s, %d model%s, output %s)\n", path, e.backend->desc->name,
-               e.n_models, e.n_models == 1 ? "" : "s", e.output_dir);
+        printf("%s: OK (%d run%s:", path, e.n_runs, e.n_runs == 1 ? "" : "s");
+        for (int k = 0; k < e.n_runs; k++) printf(" %s", e.runs[e.order[k]].name);
+        printf("; output %s)\n", e.output_dir);
     } else if (st == NNOPT_OK) {
-        for (int i = 0; st == NNOPT_OK && i < e.n_models; i++) {
-            st = nnopt_train_model(&e, i, &data, &runs[i], &err);
-            if (st == NNOPT_OK) n_runs++;
-        }
-        if (st == NNOPT_OK) st = nnopt_report_write(&e, data.dir, runs, n_runs, &err);
+        results = calloc((size_t)e.n_runs, sizeof *results);
+        st = results ? nnopt_pipeline_run(&e, &data, results, &err)
+                     : nnopt_error_set(&err, NNOPT_STATUS_OUT_OF_MEMORY, "out of memory");
+        if (st == NNOPT_OK) st = nnopt_report_write(&e, data.dir, results, e.n_runs, &err);
         if (st == NNOPT_OK) {
-            nnopt_report_table(runs, n_runs, stdout);
+            nnopt_report_table(results, e.n_runs, stdout);
+            for (int c = 0; c < e.n_compares; c++) {
+                printf("\n%s (baseline %s):\n", e.compares[c].name,
+                       e.runs[e.compares[c].runs[e.compares[c].baseline]].name);
+                nnopt_report_compare(&e, &e.compares[c], results, stdout);
+            }
             printf("\nresults: %s/{report.md,results.json,results.csv,config.ini}\n", e.output_dir);
         }
     }
     if (st != NNOPT_OK) rc = fail(&err);
-    for (int i = 0; i < n_runs; i++) nnopt_run_result_free(&runs[i]);
+    for (int i = 0; results && i < e.n_runs; i++) nnopt_run_result_free(&results[i]);
+    free(results);
     nnopt_data_free(&data);
     if (e.ini.path) nnopt_experiment_free(&e);
     return rc;

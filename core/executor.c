@@ -1,14 +1,8 @@
+#include "clock.h"
 #include "executor.h"
 
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
-
-static double now_seconds(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
 
 static void batch_shape(const nnopt_graph_node *n, int64_t batch, int64_t shape[NNOPT_MAX_DIMS]) {
     memcpy(shape, n->shape, sizeof n->shape);
@@ -142,6 +136,7 @@ void nnopt_exec_free(nnopt_exec *ex) {
     }
     free(ex->aux);
     nnopt_backend_tensor_free(b, ex->labels);
+    for (int k = 0; k < NNOPT_MAX_SOFT_TERMS; k++) nnopt_backend_tensor_free(b, ex->soft[k]);
     nnopt_backend_tensor_free(b, ex->loss);
     free(ex->value);
     free(ex->grad);
@@ -159,10 +154,10 @@ static nnopt_status run_op(nnopt_exec *ex, const nnopt_op *op, nnopt_tensor *con
                            nnopt_error *err) {
     nnopt_backend *b = ex->net->backend;
     if (!ex->profile) return nnopt_backend_run(b, op, in, n_in, out, n_out, err);
-    double start = now_seconds();
+    double start = nnopt_now_seconds();
     nnopt_status st = nnopt_backend_run(b, op, in, n_in, out, n_out, err);
     if (st == NNOPT_OK) st = nnopt_backend_sync(b, err);
-    *seconds += now_seconds() - start;
+    *seconds += nnopt_now_seconds() - start;
     return st;
 }
 
@@ -276,8 +271,55 @@ static nnopt_status backward_node(nnopt_exec *ex, int i, nnopt_error *err) {
     return NNOPT_OK;
 }
 
-nnopt_status nnopt_exec_backward(nnopt_exec *ex, const int32_t *labels, double *loss,
-                                 nnopt_error *err) {
+/* Upload host probabilities (doubles) into a soft-target tensor in the graph's dtype. */
+static nnopt_status upload_probs(nnopt_exec *ex, int k, const double *probs, nnopt_error *err) {
+    nnopt_network *net = ex->net;
+    const nnopt_graph *g = net->graph;
+    int64_t shape[2] = {ex->batch, g->num_classes}, count = shape[0] * shape[1];
+    nnopt_status st = NNOPT_OK;
+    if (!ex->soft[k]) st = nnopt_backend_tensor_new(net->backend, g->dtype, 2, shape, &ex->soft[k], err);
+    if (st != NNOPT_OK) return st;
+    if (g->dtype == NNOPT_F64) return nnopt_backend_write(net->backend, ex->soft[k], probs, (size_t)count * 8, err);
+    float *f = malloc((size_t)count * sizeof *f);
+    if (!f) return nnopt_error_set(err, NNOPT_STATUS_OUT_OF_MEMORY, "out of memory");
+    for (int64_t i = 0; i < count; i++) f[i] = (float)probs[i];
+    st = nnopt_backend_write(net->backend, ex->soft[k], f, (size_t)count * sizeof *f, err);
+    free(f);
+    return st;
+}
+
+/* Every loss term adds into the loss and the logits' gradient. */
+static nnopt_status loss_and_gradient(nnopt_exec *ex, const nnopt_loss_terms *terms, nnopt_error *err) {
+    const nnopt_graph *g = ex->net->graph;
+    nnopt_loss_terms labels_only = {.label_weight = 1};
+    if (!terms) terms = &labels_only;
+    nnopt_op xent;
+    memset(&xent, 0, sizeof xent);
+    xent.kind = NNOPT_OP_SOFTMAX_XENT;
+    nnopt_tensor *out[2] = {ex->loss, ex->grad[g->output]};
+    double *seconds = &ex->backward_seconds[g->output];
+    int written = 0;
+    nnopt_status st = NNOPT_OK;
+    if (terms->label_weight != 0) {
+        xent.p.xent = (nnopt_xent_params){0, 1.0, terms->label_weight, 0};
+        st = run_op(ex, &xent, (nnopt_tensor *[]){ex->value[g->output], ex->labels}, 2, out, 2, seconds, err);
+        written = 1;
+    }
+    for (int k = 0; st == NNOPT_OK && k < terms->n_soft; k++) {
+        st = upload_probs(ex, k, terms->soft_probs[k], err);
+        xent.p.xent = (nnopt_xent_params){1, terms->temperature[k], terms->weight[k], written};
+        if (st == NNOPT_OK)
+            st = run_op(ex, &xent, (nnopt_tensor *[]){ex->value[g->output], ex->soft[k]}, 2, out, 2, seconds, err);
+        written = 1;
+    }
+    if (st == NNOPT_OK && !written)
+        st = nnopt_error_set(err, NNOPT_STATUS_INVALID_ARGUMENT,
+                             "the batch has no loss: the label term has weight 0 and no technique added one");
+    return st;
+}
+
+nnopt_status nnopt_exec_backward(nnopt_exec *ex, const int32_t *labels,
+                                 const nnopt_loss_terms *terms, double *loss, nnopt_error *err) {
     nnopt_network *net = ex->net;
     const nnopt_graph *g = net->graph;
     if (!ex->training)
@@ -286,13 +328,7 @@ nnopt_status nnopt_exec_backward(nnopt_exec *ex, const int32_t *labels, double *
                                           (size_t)ex->batch * sizeof *labels, err);
     if (st != NNOPT_OK) return st;
     memset(ex->grad_ready, 0, (size_t)g->n_nodes);
-    nnopt_op xent;
-    memset(&xent, 0, sizeof xent);
-    xent.kind = NNOPT_OP_SOFTMAX_XENT;
-    xent.p.xent.temperature = 1.0;
-    nnopt_tensor *in[2] = {ex->value[g->output], ex->labels};
-    nnopt_tensor *out[2] = {ex->loss, ex->grad[g->output]};
-    st = run_op(ex, &xent, in, 2, out, 2, &ex->backward_seconds[g->output], err);
+    st = loss_and_gradient(ex, terms, err);
     if (st != NNOPT_OK) return st;
     ex->grad_ready[g->output] = 1;
     for (int i = g->n_nodes - 1; st == NNOPT_OK && i >= 0; i--)

@@ -7,6 +7,7 @@
 #include "network.h"
 
 #define NNOPT_EXEC_AUX 3
+#define NNOPT_MAX_SOFT_TERMS 4
 
 typedef struct nnopt_exec {
     nnopt_network *net;
@@ -20,6 +21,7 @@ typedef struct nnopt_exec {
     uint64_t seed;
     unsigned char *needs_grad, *grad_ready;
     nnopt_tensor *labels, *loss;
+    nnopt_tensor *soft[NNOPT_MAX_SOFT_TERMS]; /* soft targets, allocated when first used */
     /* Per-node seconds, filled when profile is set (each op is synchronized). */
     int profile;
     double *forward_seconds, *backward_seconds;
@@ -31,9 +33,19 @@ void nnopt_exec_free(nnopt_exec *ex);
 
 /* x: batch images in the graph's dtype, NCHW. */
 nnopt_status nnopt_exec_forward(nnopt_exec *ex, const void *x, nnopt_error *err);
-/* After forward: loss against labels, then gradients of every parameter. */
-nnopt_status nnopt_exec_backward(nnopt_exec *ex, const int32_t *labels, double *loss,
-                                 nnopt_error *err);
+/* The loss of a training batch: weight * cross-entropy with the labels plus
+ * soft-target terms (distillation). */
+typedef struct nnopt_loss_terms {
+    double label_weight;
+    int n_soft;
+    const double *soft_probs[NNOPT_MAX_SOFT_TERMS]; /* host, [batch, classes] */
+    double temperature[NNOPT_MAX_SOFT_TERMS], weight[NNOPT_MAX_SOFT_TERMS];
+} nnopt_loss_terms;
+
+/* After forward: the loss (labels only when terms is NULL), then gradients
+ * of every parameter. */
+nnopt_status nnopt_exec_backward(nnopt_exec *ex, const int32_t *labels,
+                                 const nnopt_loss_terms *terms, double *loss, nnopt_error *err);
 /* Copies the logits ([batch, classes], graph dtype) to dst. */
 nnopt_status nnopt_exec_read_logits(nnopt_exec *ex, void *dst, nnopt_error *err);
 

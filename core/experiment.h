@@ -1,5 +1,6 @@
 /* An experiment: an INI file validated against the core's section schemas
- * and the plugins' parameter schemas, with its plugins loaded. */
+ * and the plugins' parameter schemas, with its plugins loaded and its runs
+ * resolved (sweeps expanded, dependencies ordered). */
 #ifndef NNOPT_CORE_EXPERIMENT_H
 #define NNOPT_CORE_EXPERIMENT_H
 
@@ -7,14 +8,42 @@
 #include "ini_file.h"
 #include "plugin_loader.h"
 
-#define NNOPT_MAX_MODELS 16
+#define NNOPT_MAX_SPECS 16
+#define NNOPT_MAX_RUNS 32
+#define NNOPT_MAX_RUN_TECHNIQUES 8
+#define NNOPT_MAX_DEPS 8
 
-typedef struct nnopt_model_spec {
-    char name[64]; /* from [model NAME]; "model" for a plain [model] */
-    char section[80];
+/* A [backend NAME], [model NAME] or [technique NAME] section. */
+typedef struct nnopt_plugin_spec {
+    char name[64];    /* NAME; "default" for a plain [backend], "model" for [model] */
+    char section[80]; /* the section as written, for messages */
+    int line;
     const nnopt_plugin *plugin;
     nnopt_config *cfg;
-} nnopt_model_spec;
+    /* Backends: another backend to use when this one cannot run here. */
+    const nnopt_plugin *fallback;
+    nnopt_config *fallback_cfg;
+    /* Techniques: active epochs (1-based, inclusive; 0 = unbounded). */
+    int epoch_from, epoch_to;
+} nnopt_plugin_spec;
+
+typedef struct nnopt_run_spec {
+    char name[96];
+    char section[80];
+    int line;
+    int model, backend; /* indices into models[] and backends[] */
+    int techniques[NNOPT_MAX_RUN_TECHNIQUES], n_techniques;
+    nnopt_config *training; /* [training] with the run's own overrides */
+    int init_from;          /* run index whose final weights start this one; -1: none */
+    int deps[NNOPT_MAX_DEPS], n_deps; /* runs that must finish first */
+} nnopt_run_spec;
+
+typedef struct nnopt_compare_spec {
+    char name[64];
+    int line;
+    int runs[NNOPT_MAX_RUNS], n_runs;
+    int baseline; /* index into runs[] of this comparison */
+} nnopt_compare_spec;
 
 typedef struct nnopt_experiment {
     nnopt_ini ini;
@@ -22,10 +51,14 @@ typedef struct nnopt_experiment {
     char output_dir[1024]; /* runs/<name> unless [experiment] output says otherwise */
     nnopt_config *experiment, *plugins, *data, *training;
     nnopt_plugin_search search;
-    const nnopt_plugin *backend;
-    nnopt_config *backend_cfg;
-    nnopt_model_spec models[NNOPT_MAX_MODELS];
-    int n_models;
+    nnopt_plugin_spec backends[NNOPT_MAX_SPECS], models[NNOPT_MAX_SPECS],
+        techniques[NNOPT_MAX_SPECS];
+    int n_backends, n_models, n_techniques;
+    nnopt_run_spec runs[NNOPT_MAX_RUNS];
+    int n_runs;
+    int order[NNOPT_MAX_RUNS]; /* run indices in an order that honours dependencies */
+    nnopt_compare_spec compares[NNOPT_MAX_SPECS];
+    int n_compares;
 } nnopt_experiment;
 
 /* Reads and validates path with the --set overrides applied. Every missing

@@ -354,3 +354,25 @@ int64_t nnopt_graph_forward_macs(const nnopt_graph *g) {
     }
     return total;
 }
+
+int nnopt_graph_node_count(const nnopt_graph *g) { return g->n_nodes; }
+
+int nnopt_graph_node_act(const nnopt_graph *g, nnopt_node n) {
+    if (!valid(g, n) || g->nodes[n].kind != NNOPT_NODE_ACT) return -1;
+    return (int)g->nodes[n].op.p.act.kind;
+}
+
+nnopt_status nnopt_graph_set_act(nnopt_graph *g, nnopt_node n, nnopt_act_kind kind) {
+    if (!valid(g, n) || g->nodes[n].kind != NNOPT_NODE_ACT || (unsigned)kind >= NNOPT_ACT_KIND_COUNT)
+        return NNOPT_STATUS_INVALID_ARGUMENT;
+    g->nodes[n].op.p.act.kind = kind;
+    return NNOPT_OK;
+}
+
+nnopt_dtype nnopt_graph_dtype(const nnopt_graph *g) { return g->dtype; }
+
+nnopt_status nnopt_graph_set_dtype(nnopt_graph *g, nnopt_dtype dtype) {
+    if (g->frozen || (dtype != NNOPT_F32 && dtype != NNOPT_F64)) return NNOPT_STATUS_INVALID_ARGUMENT;
+    g->dtype = dtype;
+    return NNOPT_OK;
+}

@@ -41,6 +41,7 @@ struct nnopt_graph {
     nnopt_graph_node *nodes;
     int n_nodes, cap;
     nnopt_node input, output;
+    int frozen; /* set once a network holds tensors for it: no more dtype changes */
     nnopt_error err;
 };
 
@@ -72,6 +73,13 @@ static inline int nnopt_node_is_state(nnopt_node_kind kind) {
     return kind == NNOPT_NODE_PARAM || kind == NNOPT_NODE_BUFFER;
 }
 int nnopt_graph_shape(const nnopt_graph *g, nnopt_node n, int64_t shape[NNOPT_MAX_DIMS]);
+
+/* Inspection and rewriting (techniques). */
+int nnopt_graph_node_count(const nnopt_graph *g);
+int nnopt_graph_node_act(const nnopt_graph *g, nnopt_node n);
+nnopt_status nnopt_graph_set_act(nnopt_graph *g, nnopt_node n, nnopt_act_kind kind);
+nnopt_dtype nnopt_graph_dtype(const nnopt_graph *g);
+nnopt_status nnopt_graph_set_dtype(nnopt_graph *g, nnopt_dtype dtype);
 
 /* Checks the built graph has an input and a [1, num_classes] output. */
 nnopt_status nnopt_graph_finish(nnopt_graph *g, nnopt_node logits, nnopt_error *err);

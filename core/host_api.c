@@ -6,6 +6,7 @@
 #include "config.h"
 #include "graph.h"
 #include "log.h"
+#include "pipeline.h"
 #include "plugin_loader.h"
 
 static void host_log(nnopt_log_level level, const char *fmt, ...) {
@@ -59,6 +60,21 @@ static const nnopt_host_api host_api = {
     .graph_dropout = nnopt_graph_dropout,
     .graph_global_avg_pool = nnopt_graph_global_avg_pool,
     .graph_buffer = nnopt_graph_buffer,
+    .graph_node_count = nnopt_graph_node_count,
+    .graph_node_act = nnopt_graph_node_act,
+    .graph_set_act = nnopt_graph_set_act,
+    .graph_dtype = nnopt_graph_dtype,
+    .graph_set_dtype = nnopt_graph_set_dtype,
+    .run_name = nnopt_run_name,
+    .run_graph = nnopt_run_graph,
+    .run_find = nnopt_run_find,
+    .run_predict = nnopt_run_predict,
+    .run_train_size = nnopt_run_train_size,
+    .batch_size = nnopt_batch_size,
+    .batch_classes = nnopt_batch_classes,
+    .batch_indices = nnopt_batch_indices,
+    .batch_set_label_weight = nnopt_batch_set_label_weight,
+    .batch_add_soft_targets = nnopt_batch_add_soft_targets,
 };
 
 const nnopt_host_api *nnopt_host_api_get(void) { return &host_api; }

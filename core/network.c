@@ -72,6 +72,7 @@ nnopt_status nnopt_network_create(nnopt_graph *graph, nnopt_backend *backend, ui
     net->graph = graph;
     net->backend = backend;
     net->seed = seed;
+    graph->frozen = 1;
     net->param = node_table(graph);
     net->grad = node_table(graph);
     net->state1 = node_table(graph);

@@ -1,14 +1,8 @@
+#include "clock.h"
 #include "progress.h"
 
 #include <stdio.h>
-#include <time.h>
 #include <unistd.h>
-
-static double now_seconds(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
 
 void nnopt_progress_init(nnopt_progress *p, const char *label, int mode) {
     p->label = label;
@@ -20,7 +14,7 @@ void nnopt_progress_begin(nnopt_progress *p, int epoch, int epochs, int64_t tota
     p->epochs = epochs;
     p->total = total;
     p->last_drawn = -1;
-    p->started = now_seconds();
+    p->started = nnopt_now_seconds();
 }
 
 void nnopt_progress_update(nnopt_progress *p, int64_t done, double loss) {
@@ -34,7 +28,7 @@ void nnopt_progress_update(nnopt_progress *p, int64_t done, double loss) {
     char bar[31];
     for (int i = 0; i < width; i++) bar[i] = i < filled ? '#' : '.';
     bar[width] = '\0';
-    double elapsed = now_seconds() - p->started;
+    double elapsed = nnopt_now_seconds() - p->started;
     fprintf(stderr, "\r%s epoch %d/%d [%s] %lld/%lld loss %.4f %.1fs", p->label, p->epoch,
             p->epochs, bar, (long long)done, (long long)p->total, loss, elapsed);
     fflush(stderr);

@@ -45,8 +45,20 @@ static void write_json(FILE *f, void *user) {
     fprintf(f, "},\n  \"runs\": [");
     for (int i = 0; i < r->n_runs; i++) {
         const nnopt_run_result *run = &r->runs[i];
-        fprintf(f, "%s\n    {\"model\": ", i ? "," : "");
+        fprintf(f, "%s\n    {\"run\": ", i ? "," : "");
+        json_string(f, run->run);
+        fprintf(f, ", \"model\": ");
         json_string(f, run->model);
+        fprintf(f, ", \"note\": ");
+        json_string(f, run->note);
+        fprintf(f, ", \"columns\": {");
+        for (int c = 0; c < run->n_columns; c++) {
+            fprintf(f, "%s", c ? ", " : "");
+            json_string(f, run->column_names[c]);
+            fprintf(f, ": ");
+            json_string(f, run->column_values[c]);
+        }
+        fprintf(f, "}");
         fprintf(f, ", \"plugin\": ");
         json_string(f, run->plugin);
         fprintf(f, ", \"backend\": ");
@@ -72,18 +84,38 @@ static void write_json(FILE *f, void *user) {
         }
         fprintf(f, "]}");
     }
+    fprintf(f, "\n  ],\n  \"comparisons\": [");
+    for (int c = 0; c < r->e->n_compares; c++) {
+        const nnopt_compare_spec *cmp = &r->e->compares[c];
+        const nnopt_run_result *base = &r->runs[cmp->runs[cmp->baseline]];
+        fprintf(f, "%s\n    {\"name\": ", c ? "," : "");
+        json_string(f, cmp->name);
+        fprintf(f, ", \"baseline\": ");
+        json_string(f, base->run);
+        fprintf(f, ", \"rows\": [");
+        for (int k = 0; k < cmp->n_runs; k++) {
+            const nnopt_run_result *run = &r->runs[cmp->runs[k]];
+            fprintf(f, "%s{\"run\": ", k ? ", " : "");
+            json_string(f, run->run);
+            fprintf(f, ", \"training_speedup\": %.6f, \"inference_speedup\": %.6f, "
+                       "\"accuracy_delta\": %.6f}",
+                    base->train_seconds / run->train_seconds, base->eval_seconds / run->eval_seconds,
+                    run->test_accuracy - base->test_accuracy);
+        }
+        fprintf(f, "]}");
+    }
     fprintf(f, "\n  ]\n}\n");
 }
 
 static void write_csv(FILE *f, void *user) {
     const report_ctx *r = user;
-    fprintf(f, "model,plugin,backend,dtype,parameters,epoch,lr,train_loss,train_seconds,"
+    fprintf(f, "run,model,plugin,backend,dtype,parameters,epoch,lr,train_loss,train_seconds,"
                "test_loss,test_accuracy,eval_seconds\n");
     for (int i = 0; i < r->n_runs; i++) {
         const nnopt_run_result *run = &r->runs[i];
         for (int k = 0; k < run->n_epochs; k++) {
             const nnopt_epoch_result *ep = &run->epochs[k];
-            fprintf(f, "%s,%s,%s,%s,%lld,%d,%g,%.6f,%.6f,%.6f,%.6f,%.6f\n", run->model,
+            fprintf(f, "%s,%s,%s,%s,%s,%lld,%d,%g,%.6f,%.6f,%.6f,%.6f,%.6f\n", run->run, run->model,
                     run->plugin, run->backend, run->dtype, (long long)run->params, ep->epoch,
                     ep->lr, ep->train_loss, ep->train_seconds, ep->test_loss, ep->test_accuracy,
                     ep->eval_seconds);
@@ -92,15 +124,53 @@ static void write_csv(FILE *f, void *user) {
 }
 
 void nnopt_report_table(const nnopt_run_result *runs, int n_runs, FILE *f) {
-    fprintf(f, "| model | backend | dtype | parameters | epochs | training time (s) | "
-               "inference time (s) | test accuracy |\n");
-    fprintf(f, "|---|---|---|---:|---:|---:|---:|---:|\n");
+    /* Technique columns: the union of every run's, in first-seen order. */
+    char names[NNOPT_MAX_REPORT_COLUMNS][48];
+    int n_names = 0;
+    for (int i = 0; i < n_runs; i++)
+        for (int c = 0; c < runs[i].n_columns; c++) {
+            int seen = 0;
+            for (int k = 0; k < n_names; k++) seen |= !strcmp(names[k], runs[i].column_names[c]);
+            if (!seen && n_names < NNOPT_MAX_REPORT_COLUMNS)
+                snprintf(names[n_names++], sizeof names[0], "%s", runs[i].column_names[c]);
+        }
+    fprintf(f, "| run | model | backend | dtype | parameters | epochs | training time (s) | "
+               "inference time (s) | test accuracy |");
+    for (int k = 0; k < n_names; k++) fprintf(f, " %s |", names[k]);
+    fprintf(f, "\n|---|---|---|---|---:|---:|---:|---:|---:|");
+    for (int k = 0; k < n_names; k++) fprintf(f, "---:|");
+    fputc('\n', f);
     for (int i = 0; i < n_runs; i++) {
         const nnopt_run_result *r = &runs[i];
-        fprintf(f, "| %s (%s) | %s | %s | %lld | %d | %.3f | %.4f | %.4f |\n", r->model, r->plugin,
-                r->backend, r->dtype, (long long)r->params, r->n_epochs, r->train_seconds,
-                r->eval_seconds, r->test_accuracy);
+        fprintf(f, "| %s | %s (%s) | %s%s | %s | %lld | %d | %.3f | %.4f | %.4f |", r->run, r->model,
+                r->plugin, r->backend, r->note[0] ? " *" : "", r->dtype, (long long)r->params,
+                r->n_epochs, r->train_seconds, r->eval_seconds, r->test_accuracy);
+        for (int k = 0; k < n_names; k++) {
+            const char *v = "";
+            for (int c = 0; c < r->n_columns; c++)
+                if (!strcmp(r->column_names[c], names[k])) v = r->column_values[c];
+            fprintf(f, " %s |", v);
+        }
+        fputc('\n', f);
     }
+    for (int i = 0; i < n_runs; i++)
+        if (runs[i].note[0]) fprintf(f, "\n\\* %s: %s\n", runs[i].run, runs[i].note);
+}
+
+void nnopt_report_compare(const nnopt_experiment *e, const nnopt_compare_spec *c,
+                          const nnopt_run_result *runs, FILE *f) {
+    const nnopt_run_result *base = &runs[c->runs[c->baseline]];
+    fprintf(f, "| run | backend | dtype | training time (s) | inference time (s) | test accuracy | "
+               "training speed-up | inference speed-up | accuracy change |\n");
+    fprintf(f, "|---|---|---|---:|---:|---:|---:|---:|---:|\n");
+    for (int k = 0; k < c->n_runs; k++) {
+        const nnopt_run_result *r = &runs[c->runs[k]];
+        fprintf(f, "| %s%s | %s | %s | %.3f | %.4f | %.4f | %.2fx | %.2fx | %+.4f |\n", r->run,
+                k == c->baseline ? " (baseline)" : "", r->backend, r->dtype, r->train_seconds,
+                r->eval_seconds, r->test_accuracy, base->train_seconds / r->train_seconds,
+                base->eval_seconds / r->eval_seconds, r->test_accuracy - base->test_accuracy);
+    }
+    (void)e;
 }
 
 static void write_markdown(FILE *f, void *user) {
@@ -112,9 +182,16 @@ static void write_markdown(FILE *f, void *user) {
                "phase over all epochs; inference time is one pass over the %lld test images.\n\n",
             r->e->ini.path, r->data_dir, r->n_runs ? (long long)r->runs[0].test_images : 0LL);
     nnopt_report_table(r->runs, r->n_runs, f);
+    for (int c = 0; c < r->e->n_compares; c++) {
+        const nnopt_compare_spec *cmp = &r->e->compares[c];
+        fprintf(f, "\n## Comparison: %s\n\nSpeed-ups are the baseline's time divided by the run's "
+                   "(above 1: faster than %s).\n\n",
+                cmp->name, r->runs[cmp->runs[cmp->baseline]].run);
+        nnopt_report_compare(r->e, cmp, r->runs, f);
+    }
     for (int i = 0; i < r->n_runs; i++) {
         const nnopt_run_result *run = &r->runs[i];
-        fprintf(f, "\n## %s: accuracy per epoch\n\nBackend: %s (%s).\n\n", run->model,
+        fprintf(f, "\n## %s: accuracy per epoch\n\nBackend: %s (%s).\n\n", run->run,
                 run->backend, run->backend_description);
         fprintf(f, "| epoch | lr | train loss | test loss | test accuracy | train (s) | eval (s) |\n");
         fprintf(f, "|---:|---:|---:|---:|---:|---:|---:|\n");

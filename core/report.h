@@ -12,5 +12,8 @@ nnopt_status nnopt_report_write(const nnopt_experiment *e, const char *data_dir,
 
 /* The report's table, in Markdown (also printed at the end of `nnopt run`). */
 void nnopt_report_table(const nnopt_run_result *runs, int n_runs, FILE *f);
+/* One [compare] section's table: times, accuracy and multipliers against its baseline. */
+void nnopt_report_compare(const nnopt_experiment *e, const nnopt_compare_spec *c,
+                          const nnopt_run_result *runs, FILE *f);
 
 #endif

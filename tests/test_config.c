@@ -202,7 +202,10 @@ static void test_experiment_ok(void **state) {
     assert_string_equal(e.output_dir, "runs/demo");
     assert_int_equal(e.n_models, 2);
     assert_string_equal(e.models[1].name, "student");
-    assert_string_equal(e.backend->desc->name, "cpu");
+    assert_string_equal(e.backends[0].plugin->desc->name, "cpu");
+    assert_int_equal(e.n_runs, 2); /* one implicit run per model */
+    assert_string_equal(e.runs[1].name, "student");
+    assert_int_equal(nnopt_config_get_int(e.runs[1].training, "epochs"), 4);
     assert_int_equal(nnopt_config_get_int(e.training, "epochs"), 4);
     assert_string_equal(nnopt_config_get(e.models[1].cfg, "dense"), "50");
     assert_string_equal(nnopt_config_get(e.models[0].cfg, "channels"), "6,16");

@@ -15,6 +15,7 @@
 #include "executor.h"
 #include "experiment.h"
 #include "idx_fixture.h"
+#include "pipeline.h"
 #include "train.h"
 
 static const char *backend_name(void) {
@@ -57,7 +58,7 @@ static double loss_at(nnopt_exec *ex, const double *x, const int32_t *y) {
     nnopt_error err = {0};
     double loss = 0;
     assert_int_equal(nnopt_exec_forward(ex, x, &err), NNOPT_OK);
-    assert_int_equal(nnopt_exec_backward(ex, y, &loss, &err), NNOPT_OK);
+    assert_int_equal(nnopt_exec_backward(ex, y, NULL, &loss, &err), NNOPT_OK);
     return loss;
 }
 
@@ -184,7 +185,7 @@ static void test_end_to_end_learns(void **state) {
     load(&e, &data, NULL, NULL);
     nnopt_run_result a, b;
     nnopt_error err = {0};
-    if (nnopt_train_model(&e, 0, &data, &a, &err) != NNOPT_OK) fail_msg("%s", err.message);
+    if (nnopt_pipeline_run(&e, &data, &a, &err) != NNOPT_OK) fail_msg("%s", err.message);
     assert_int_equal(a.n_epochs, 3);
     assert_int_equal(a.params, 11246);
     /* Chance is 0.1. */
@@ -192,7 +193,7 @@ static void test_end_to_end_learns(void **state) {
     assert_true(a.epochs[2].train_loss < a.epochs[0].train_loss);
     assert_true(a.train_seconds > 0 && a.eval_seconds > 0);
     /* Same seed, same backend: the same numbers, bit for bit. */
-    assert_int_equal(nnopt_train_model(&e, 0, &data, &b, &err), NNOPT_OK);
+    assert_int_equal(nnopt_pipeline_run(&e, &data, &b, &err), NNOPT_OK);
     for (int k = 0; k < 3; k++) {
         assert_memory_equal(&a.epochs[k].train_loss, &b.epochs[k].train_loss, sizeof(double));
         assert_memory_equal(&a.epochs[k].test_loss, &b.epochs[k].test_loss, sizeof(double));
@@ -212,8 +213,8 @@ static void test_divergence_is_an_error(void **state) {
     load(&e, &data, "data.std=1e-6", "training.lr=1e6");
     nnopt_run_result r;
     nnopt_error err = {0};
-    assert_int_equal(nnopt_train_model(&e, 0, &data, &r, &err), NNOPT_STATUS_NUMERIC);
-    assert_non_null(strstr(err.message, "model 'student': training diverged: loss is"));
+    assert_int_equal(nnopt_pipeline_run(&e, &data, &r, &err), NNOPT_STATUS_NUMERIC);
+    assert_non_null(strstr(err.message, "run 'student': training diverged: loss is"));
     assert_non_null(strstr(err.message, "at epoch 1, batch"));
     nnopt_data_free(&data);
     nnopt_experiment_free(&e);

@@ -25,6 +25,11 @@ typedef enum nnopt_log_level {
 typedef struct nnopt_graph nnopt_graph;
 typedef int32_t nnopt_node;
 
+/* A run of a pipeline, and the training batch being processed (opaque; for
+ * techniques). */
+typedef struct nnopt_run nnopt_run;
+typedef struct nnopt_batch nnopt_batch;
+
 typedef enum nnopt_init_kind {
     NNOPT_INIT_ZEROS = 0,
     NNOPT_INIT_ONES,
@@ -86,6 +91,40 @@ typedef struct nnopt_host_api {
     /* Like graph_param, but never trained (fixed weights, statistics). */
     nnopt_node (*graph_buffer)(nnopt_graph *g, const char *name, int ndim, const int64_t *shape,
                                nnopt_init_kind init);
+
+    /* Graph inspection and rewriting (techniques, before training). */
+    int (*graph_node_count)(const nnopt_graph *g);
+    /* The activation kind of node n, or -1 when n is not an activation. */
+    int (*graph_node_act)(const nnopt_graph *g, nnopt_node n);
+    nnopt_status (*graph_set_act)(nnopt_graph *g, nnopt_node n, nnopt_act_kind kind);
+    nnopt_dtype (*graph_dtype)(const nnopt_graph *g);
+    nnopt_status (*graph_set_dtype)(nnopt_graph *g, nnopt_dtype dtype);
+
+    /* Runs (techniques). */
+    const char *(*run_name)(const nnopt_run *run);
+    /* The run's graph (rewritable in before_train only). */
+    nnopt_graph *(*run_graph)(nnopt_run *run);
+    /* A finished run of the same pipeline, by name; NULL if none. */
+    nnopt_run *(*run_find)(nnopt_run *self, const char *name);
+    /* Softmax probabilities at `temperature` of finished run `other` on the
+     * images of `batch`: [batch_size, classes] doubles. The other run uses
+     * its own backend and dtype; its batch norm uses running statistics
+     * unless train_mode is set. */
+    nnopt_status (*run_predict)(nnopt_run *other, const nnopt_batch *batch, double temperature,
+                                int train_mode, double *probs);
+    /* Number of training images (sample indices are below it). */
+    int64_t (*run_train_size)(const nnopt_run *run);
+
+    /* The batch (techniques' batch_loss). */
+    int64_t (*batch_size)(const nnopt_batch *b);
+    int (*batch_classes)(const nnopt_batch *b);
+    /* Training-set index of each sample, for per-sample caches. */
+    const int64_t *(*batch_indices)(const nnopt_batch *b);
+    /* Weight of the cross-entropy with the labels (1 unless changed; 0 removes it). */
+    void (*batch_set_label_weight)(nnopt_batch *b, double weight);
+    /* Adds weight * cross-entropy(probs, softmax(logits / temperature)) to the loss. */
+    nnopt_status (*batch_add_soft_targets)(nnopt_batch *b, const double *probs, double temperature,
+                                           double weight);
 } nnopt_host_api;
 
 #ifdef __cplusplus

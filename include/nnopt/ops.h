@@ -44,7 +44,9 @@ typedef enum nnopt_op_kind {
     /* Softmax cross-entropy, mean over the batch.
      * in: logits[N,K], target (I32 labels [N], or probabilities [N,K] in the
      *     logits' dtype when params.xent.soft_targets)
-     * out: loss[1] (logits' dtype), dlogits[N,K] = d(loss)/d(logits) */
+     * out: loss[1] (logits' dtype), dlogits[N,K] = d(loss)/d(logits).
+     * weight and accumulate let several loss terms share one gradient
+     * (distillation: soft targets at temperature T plus hard labels). */
     NNOPT_OP_SOFTMAX_XENT,
     /* In-place SGD: in: param, grad, velocity (unused, may be absent, when
      * momentum == 0)  out: (none; param and velocity are updated in place) */
@@ -110,6 +112,8 @@ typedef struct nnopt_act_params {
 typedef struct nnopt_xent_params {
     int32_t soft_targets; /* 0: I32 labels; 1: probabilities */
     double temperature;   /* logits are divided by this first; 1 = plain softmax */
+    double weight;        /* loss and dlogits are multiplied by this; 0 is read as 1 */
+    int32_t accumulate;   /* 1: add into loss and dlogits instead of overwriting */
 } nnopt_xent_params;
 
 typedef struct nnopt_sgd_params {

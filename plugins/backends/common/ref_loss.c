@@ -24,6 +24,7 @@ nnopt_status ref_softmax_xent(const nnopt_host_api *host, const nnopt_op *op,
     const nnopt_tensor *logits = in[0], *target = in[1];
     nnopt_tensor *loss = out[0], *dlogits = out[1];
     const nnopt_xent_params *xp = &op->p.xent;
+    const double weight = xp->weight == 0 ? 1.0 : xp->weight;
     status = ref_check_float(host, op, logits, "logits");
     if (status != NNOPT_OK) return status;
     if (logits->ndim != 2 || logits->shape[0] < 1 || logits->shape[1] < 1) {
@@ -58,10 +59,10 @@ nnopt_status ref_softmax_xent(const nnopt_host_api *host, const nnopt_op *op,
     }
     const void *soft_targets = xp->soft_targets ? target->data : NULL;
     if (logits->dtype == NNOPT_F32)
-        softmax_xent_f32(batch, classes, xp->temperature, logits->data, labels, soft_targets,
-                         loss->data, dlogits->data);
+        softmax_xent_f32(batch, classes, xp->temperature, weight, xp->accumulate, logits->data,
+                         labels, soft_targets, loss->data, dlogits->data);
     else
-        softmax_xent_f64(batch, classes, xp->temperature, logits->data, labels, soft_targets,
-                         loss->data, dlogits->data);
+        softmax_xent_f64(batch, classes, xp->temperature, weight, xp->accumulate, logits->data,
+                         labels, soft_targets, loss->data, dlogits->data);
     return NNOPT_OK;
 }

@@ -105,7 +105,6 @@ nnopt_status cuda_conv2d_bwd_data(cuda_backend *b, const nnopt_op *op, nnopt_ten
                                   int n_in, nnopt_tensor *const *out, int n_out);
 nnopt_status cuda_conv2d_bwd_filter(cuda_backend *b, const nnopt_op *op, nnopt_tensor *const *in,
                                     int n_in, nnopt_tensor *const *out, int n_out);
-void cuda_conv_plans_clear(cuda_backend *b);
 
 nnopt_status cuda_dense(cuda_backend *b, const nnopt_op *op, nnopt_tensor *const *in, int n_in,
                         nnopt_tensor *const *out, int n_out);

@@ -481,7 +481,7 @@ __device__ double xent_target(const cuda_xent_args &a, int64_t n, int64_t k) {
 }
 
 template <typename T> __global__ void softmax_xent_rows_kernel(cuda_xent_args a) {
-    const double grad_scale = 1.0 / ((double)a.batch * a.temperature);
+    const double grad_scale = a.weight / ((double)a.batch * a.temperature);
     const T *logits = (const T *)a.logits, *log_probs = (const T *)a.log_probs;
     T *dlogits = (T *)a.dlogits;
     for (int64_t n = blockIdx.x; n < a.batch; n += gridDim.x) {
@@ -518,18 +518,24 @@ template <typename T> __global__ void softmax_xent_rows_kernel(cuda_xent_args a)
                                            : (double)logits[n * a.classes + k] / a.temperature -
                                                  shift;
             const double target = xent_target<T>(a, n, k);
-            dlogits[n * a.classes + k] = (T)((target_sum * exp(log_p) - target) * grad_scale);
+            const double grad = (target_sum * exp(log_p) - target) * grad_scale;
+            const int64_t index = n * a.classes + k;
+            dlogits[index] = a.accumulate ? (T)((double)dlogits[index] + grad) : (T)grad;
         }
         if (threadIdx.x == 0) a.row_loss[n] = loss;
     }
 }
 
-template <typename T> __global__ void mean_loss_kernel(int64_t batch, const double *row_loss,
-                                                       T *loss) {
+template <typename T>
+__global__ void mean_loss_kernel(int64_t batch, double weight, int accumulate,
+                                 const double *row_loss, T *loss) {
     double sum = 0.0;
     for (int64_t n = threadIdx.x; n < batch; n += blockDim.x) sum += row_loss[n];
     sum = block_reduce<Reduce::kSum>(sum);
-    if (threadIdx.x == 0) loss[0] = (T)(sum / (double)batch);
+    if (threadIdx.x == 0) {
+        const double mean_loss = weight * sum / (double)batch;
+        loss[0] = accumulate ? (T)((double)loss[0] + mean_loss) : (T)mean_loss;
+    }
 }
 
 } // namespace
@@ -720,8 +726,8 @@ cudaError_t cuda_softmax_xent(cudaStream_t stream, nnopt_dtype dtype, const cuda
     WITH_FLOAT_TYPE(dtype, (softmax_xent_rows_kernel<T><<<blocks, row_threads, 0, stream>>>(*a)));
     cudaError_t status = cudaGetLastError();
     if (status != cudaSuccess) return status;
-    WITH_FLOAT_TYPE(dtype, (mean_loss_kernel<T><<<1, kThreads, 0, stream>>>(a->batch, a->row_loss,
-                                                                            (T *)a->loss)));
+    WITH_FLOAT_TYPE(dtype, (mean_loss_kernel<T><<<1, kThreads, 0, stream>>>(
+                               a->batch, a->weight, a->accumulate, a->row_loss, (T *)a->loss)));
     return cudaGetLastError();
 }
 

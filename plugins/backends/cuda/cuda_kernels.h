@@ -108,6 +108,8 @@ cudaError_t cuda_batchnorm_backward(cudaStream_t stream, nnopt_dtype dtype, int6
 typedef struct cuda_xent_args {
     int64_t batch, classes;
     double temperature;
+    double weight;  /* both results are multiplied by it */
+    int accumulate; /* add into loss and dlogits instead of overwriting them */
     const void *logits, *log_probs;
     const int32_t *labels;
     const void *soft_targets;

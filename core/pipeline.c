@@ -1,0 +1,426 @@
+#include "pipeline.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "clock.h"
+#include "log.h"
+#include "progress.h"
+
+/* ---- host API entries for techniques ---------------------------------- */
+
+const char *nnopt_run_name(const nnopt_run *run) { return run->spec->name; }
+
+nnopt_graph *nnopt_run_graph(nnopt_run *run) {
+    return run->net ? run->net->graph : run->graph;
+}
+
+nnopt_run *nnopt_run_find(nnopt_run *self, const char *name) {
+    nnopt_pipeline *p = self->pipeline;
+    for (int i = 0; i < p->e->n_runs; i++)
+        if (p->runs[i].finished && strcmp(p->runs[i].spec->name, name) == 0) return &p->runs[i];
+    return NULL;
+}
+
+int64_t nnopt_run_train_size(const nnopt_run *run) { return run->pipeline->data->train.n; }
+int64_t nnopt_batch_size(const nnopt_batch *b) { return b->size; }
+int nnopt_batch_classes(const nnopt_batch *b) { return b->classes; }
+const int64_t *nnopt_batch_indices(const nnopt_batch *b) { return b->indices; }
+void nnopt_batch_set_label_weight(nnopt_batch *b, double weight) { b->terms.label_weight = weight; }
+
+nnopt_status nnopt_batch_add_soft_targets(nnopt_batch *b, const double *probs, double temperature,
+                                          double weight) {
+    nnopt_loss_terms *t = &b->terms;
+    if (t->n_soft == NNOPT_MAX_SOFT_TERMS || !(temperature > 0)) return NNOPT_STATUS_INVALID_ARGUMENT;
+    /* Copied: the technique's buffer may change before the loss is computed. */
+    size_t bytes = (size_t)(b->size * b->classes) * sizeof(double);
+    double *copy = b->soft_storage[t->n_soft];
+    if (!copy) copy = b->soft_storage[t->n_soft] = malloc(bytes);
+    if (!copy) return NNOPT_STATUS_OUT_OF_MEMORY;
+    memcpy(copy, probs, bytes);
+    t->soft_probs[t->n_soft] = copy;
+    t->temperature[t->n_soft] = temperature;
+    t->weight[t->n_soft] = weight;
+    t->n_soft++;
+    return NNOPT_OK;
+}
+
+/* Converts n values between float dtypes (host memory). */
+static void convert(const void *src, nnopt_dtype from, void *dst, nnopt_dtype to, int64_t n) {
+    for (int64_t i = 0; i < n; i++) {
+        double v = from == NNOPT_F64 ? ((const double *)src)[i] : ((const float *)src)[i];
+        if (to == NNOPT_F64)
+            ((double *)dst)[i] = v;
+        else
+            ((float *)dst)[i] = (float)v;
+    }
+}
+
+nnopt_status nnopt_run_predict(nnopt_run *other, const nnopt_batch *batch, double temperature,
+                               int train_mode, double *probs) {
+    if (!other || !other->finished || !other->net || !(temperature > 0)) return NNOPT_STATUS_INVALID_ARGUMENT;
+    nnopt_error err = {0};
+    nnopt_network *net = other->net;
+    const nnopt_graph *g = net->graph;
+    train_mode = train_mode != 0;
+    if (other->predict_batch != batch->size) {
+        nnopt_exec_free(other->predict_exec[0]);
+        nnopt_exec_free(other->predict_exec[1]);
+        other->predict_exec[0] = other->predict_exec[1] = NULL;
+        other->predict_batch = batch->size;
+    }
+    nnopt_status st = NNOPT_OK;
+    if (!other->predict_exec[train_mode])
+        st = nnopt_exec_create(net, batch->size, train_mode, &other->predict_exec[train_mode], &err);
+    nnopt_exec *ex = other->predict_exec[train_mode];
+    const nnopt_graph *mine = batch->run->net->graph;
+    int64_t inputs = batch->size * g->in_c * g->in_h * g->in_w;
+    int64_t outputs = batch->size * g->num_classes;
+    void *x = NULL, *logits = malloc((size_t)outputs * sizeof(double));
+    if (st == NNOPT_OK && mine->dtype != g->dtype) {
+        x = malloc((size_t)inputs * nnopt_dtype_size(g->dtype));
+        if (x) convert(batch->x, mine->dtype, x, g->dtype, inputs);
+    }
+    if (st == NNOPT_OK && (!logits || (mine->dtype != g->dtype && !x))) st = NNOPT_STATUS_OUT_OF_MEMORY;
+    if (st == NNOPT_OK) st = nnopt_exec_forward(ex, x ? x : batch->x, &err);
+    if (st == NNOPT_OK) st = nnopt_exec_read_logits(ex, logits, &err);
+    if (st == NNOPT_OK) {
+        for (int64_t n = 0; n < batch->size; n++) {
+            double row[1024], max = -INFINITY, sum = 0;
+            int k_count = g->num_classes < 1024 ? g->num_classes : 1024;
+            for (int k = 0; k < k_count; k++) {
+                double v = g->dtype == NNOPT_F64 ? ((double *)logits)[n * g->num_classes + k]
+                                                 : ((float *)logits)[n * g->num_classes + k];
+                row[k] = v / temperature;
+                if (row[k] > max) max = row[k];
+            }
+            for (int k = 0; k < k_count; k++) sum += (row[k] = exp(row[k] - max));
+            for (int k = 0; k < k_count; k++) probs[n * g->num_classes + k] = row[k] / sum;
+        }
+    } else if (err.status != NNOPT_OK) {
+        nnopt_log(NNOPT_LOG_ERROR, "run '%s': %s", other->spec->name, err.message);
+    }
+    free(x);
+    free(logits);
+    return st;
+}
+
+/* ---- running one run ---------------------------------------------------- */
+
+static const nnopt_technique_vtable *technique_vt(const nnopt_experiment *e, const nnopt_run *run, int k) {
+    return e->techniques[run->spec->techniques[k]].plugin->desc->vtable;
+}
+
+static int technique_active(const nnopt_experiment *e, const nnopt_run *run, int k, int epoch) {
+    const nnopt_plugin_spec *t = &e->techniques[run->spec->techniques[k]];
+    return t->epoch_from == 0 || (epoch + 1 >= t->epoch_from && epoch + 1 <= t->epoch_to);
+}
+
+static nnopt_status technique_failed(const nnopt_experiment *e, const nnopt_run *run, int k,
+                                     const char *hook, nnopt_status st, nnopt_error *err) {
+    const char *why = nnopt_plugin_error_take();
+    return nnopt_error_set(err, st, "run '%s', [technique %s] %s: %s", run->spec->name,
+                           e->techniques[run->spec->techniques[k]].name, hook,
+                           why[0] ? why : nnopt_status_name(st));
+}
+
+/* Calls hook `name` of every technique (active in `epoch` when >= 0). */
+#define EACH_TECHNIQUE(e, run, epoch, hook, ...)                                                   \
+    do {                                                                                           \
+        for (int k_ = 0; st == NNOPT_OK && k_ < (run)->spec->n_techniques; k_++) {                 \
+            const nnopt_technique_vtable *vt_ = technique_vt(e, run, k_);                          \
+            if (!vt_->hook || ((epoch) >= 0 && !technique_active(e, run, k_, epoch))) continue;    \
+            st = vt_->hook((run)->technique_ctx[k_], __VA_ARGS__);                                 \
+            if (st != NNOPT_OK) st = technique_failed(e, run, k_, #hook, st, err);                 \
+        }                                                                                          \
+    } while (0)
+
+static nnopt_status open_backend(const nnopt_experiment *e, nnopt_run *run, nnopt_run_result *out,
+                                 nnopt_error *err) {
+    const nnopt_plugin_spec *b = &e->backends[run->spec->backend];
+    nnopt_error first = {0};
+    nnopt_status st = nnopt_backend_open(b->plugin, b->cfg, &run->backend, &first);
+    snprintf(out->backend, sizeof out->backend, "%s", b->plugin->desc->name);
+    if (st == NNOPT_OK) return st;
+    if (!b->fallback) {
+        *err = first;
+        return st;
+    }
+    /* The configured fallback runs instead; the report says so. */
+    nnopt_log(NNOPT_LOG_WARN, "run '%s': %s; falling back to the %s backend", run->spec->name,
+              first.message, b->fallback->desc->name);
+    snprintf(out->note, sizeof out->note, "fell back from %s: %.200s", b->plugin->desc->name, first.message);
+    snprintf(out->backend, sizeof out->backend, "%s", b->fallback->desc->name);
+    return nnopt_backend_open(b->fallback, b->fallback_cfg, &run->backend, err);
+}
+
+/* Every op the graph needs, in its dtype, must be supported by the backend. */
+static nnopt_status check_support(const nnopt_run *run, nnopt_error *err) {
+    const nnopt_graph *g = run->net->graph;
+    nnopt_backend *b = run->backend;
+    char missing[512] = "";
+    size_t used = 0;
+    static const nnopt_op_kind always[] = {NNOPT_OP_SOFTMAX_XENT, NNOPT_OP_SGD_UPDATE, NNOPT_OP_ADD,
+                                           NNOPT_OP_CAST};
+    for (size_t i = 0; i < sizeof always / sizeof *always; i++)
+        if (!b->vt->supports(b->ctx, always[i], g->dtype))
+            used += (size_t)snprintf(missing + used, sizeof missing - used, " %s", nnopt_op_kind_name(always[i]));
+    for (int i = 0; i < g->n_nodes && used < sizeof missing; i++) {
+        const nnopt_graph_node *n = &g->nodes[i];
+        if (n->kind == NNOPT_NODE_INPUT || nnopt_node_is_state(n->kind) || n->kind == NNOPT_NODE_FLATTEN) continue;
+        if (!b->vt->supports(b->ctx, n->op.kind, g->dtype))
+            used += (size_t)snprintf(missing + used, sizeof missing - used, " %s", nnopt_op_kind_name(n->op.kind));
+    }
+    if (!used) return NNOPT_OK;
+    return nnopt_error_set(err, NNOPT_STATUS_UNSUPPORTED,
+                           "run '%s': the %s backend cannot run these ops in %s:%s", run->spec->name,
+                           b->plugin->desc->name, nnopt_dtype_name(g->dtype), missing);
+}
+
+/* Starts from another run's final weights: same names and shapes required. */
+static nnopt_status copy_weights(const nnopt_run *from, nnopt_run *to, nnopt_error *err) {
+    const nnopt_graph *gs = from->net->graph, *gd = to->net->graph;
+    for (int i = 0; i < gd->n_nodes; i++) {
+        if (!to->net->param[i]) continue;
+        int j = -1;
+        for (int k = 0; k < gs->n_nodes && j < 0; k++)
+            if (from->net->param[k] && strcmp(gs->nodes[k].name, gd->nodes[i].name) == 0) j = k;
+        const nnopt_tensor *src = j >= 0 ? from->net->param[j] : NULL;
+        nnopt_tensor *dst = to->net->param[i];
+        if (!src || nnopt_tensor_numel(src) != nnopt_tensor_numel(dst))
+            return nnopt_error_set(err, NNOPT_STATUS_CONFIG,
+                                   "run '%s': init_from '%s': it has no parameter '%s' of %lld values",
+                                   to->spec->name, from->spec->name, gd->nodes[i].name,
+                                   (long long)nnopt_tensor_numel(dst));
+        int64_t n = nnopt_tensor_numel(dst);
+        void *a = malloc((size_t)n * 8), *b = malloc((size_t)n * 8);
+        nnopt_status st = a && b ? NNOPT_OK : NNOPT_STATUS_OUT_OF_MEMORY;
+        if (st == NNOPT_OK) st = nnopt_backend_read(from->backend, src, a, nnopt_tensor_nbytes(src), err);
+        if (st == NNOPT_OK) {
+            convert(a, src->dtype, b, dst->dtype, n);
+            st = nnopt_backend_write(to->backend, dst, b, nnopt_tensor_nbytes(dst), err);
+        }
+        free(a);
+        free(b);
+        if (st != NNOPT_OK) return st;
+    }
+    return NNOPT_OK;
+}
+
+static void add_column(void *sink, const char *name, const char *value) {
+    nnopt_run_result *r = sink;
+    if (r->n_columns == NNOPT_MAX_REPORT_COLUMNS) return;
+    snprintf(r->column_names[r->n_columns], sizeof r->column_names[0], "%s", name);
+    snprintf(r->column_values[r->n_columns], sizeof r->column_values[0], "%s", value);
+    r->n_columns++;
+}
+
+typedef struct epoch_loop {
+    nnopt_run *run;
+    nnopt_exec *ex;
+    nnopt_optimizer opt;
+    int64_t batch_size;
+    int64_t *order;
+    void *x;
+    int32_t *y;
+    uint64_t seed;
+    nnopt_batch batch;
+    nnopt_progress progress;
+} epoch_loop;
+
+static nnopt_status train_epoch(epoch_loop *L, int epoch, int epochs, double lr, double *mean_loss,
+                                nnopt_error *err) {
+    nnopt_run *run = L->run;
+    const nnopt_experiment *e = run->pipeline->e;
+    const nnopt_data *data = run->pipeline->data;
+    const nnopt_config *tc = run->spec->training;
+    int64_t n = data->train.n;
+    if (nnopt_config_get_bool(tc, "shuffle"))
+        nnopt_dataset_shuffle(L->order, n, L->seed * 7919u + (uint64_t)epoch);
+    else
+        for (int64_t i = 0; i < n; i++) L->order[i] = i;
+    int64_t batches = n / L->batch_size; /* the last partial batch is dropped */
+    double loss_sum = 0;
+    nnopt_dtype dtype = run->net->graph->dtype;
+    nnopt_progress_begin(&L->progress, epoch + 1, epochs, batches);
+    nnopt_status st = NNOPT_OK;
+    for (int64_t b = 0; st == NNOPT_OK && b < batches; b++) {
+        const int64_t *indices = L->order + b * L->batch_size;
+        nnopt_data_train_batch(data, indices, L->batch_size, dtype, L->x, L->y,
+                               L->seed * 1000003u + (uint64_t)epoch * 100003u + (uint64_t)b);
+        L->batch.indices = indices;
+        L->batch.terms.label_weight = 1;
+        L->batch.terms.n_soft = 0;
+        EACH_TECHNIQUE(e, run, epoch, batch_loss, run, &L->batch);
+        double loss = 0;
+        if (st == NNOPT_OK) st = nnopt_exec_forward(L->ex, L->x, err);
+        if (st == NNOPT_OK) st = nnopt_exec_backward(L->ex, L->y, &L->batch.terms, &loss, err);
+        if (st == NNOPT_OK && !isfinite(loss))
+            st = nnopt_error_set(err, NNOPT_STATUS_NUMERIC,
+                                 "run '%s': training diverged: loss is %g at epoch %d, batch %lld "
+                                 "(lr %g); lower the learning rate",
+                                 run->spec->name, loss, epoch + 1, (long long)b + 1, lr);
+        if (st == NNOPT_OK) st = nnopt_network_step(run->net, &L->opt, lr, err);
+        loss_sum += loss;
+        if (st == NNOPT_OK) nnopt_progress_update(&L->progress, b + 1, loss_sum / (double)(b + 1));
+    }
+    if (st != NNOPT_OK) nnopt_progress_abort(&L->progress);
+    *mean_loss = batches ? loss_sum / (double)batches : 0;
+    return st;
+}
+
+static nnopt_status run_one(nnopt_pipeline *p, nnopt_run *run, nnopt_run_result *out, nnopt_error *err) {
+    const nnopt_experiment *e = p->e;
+    const nnopt_data *data = p->data;
+    const nnopt_run_spec *spec = run->spec;
+    const nnopt_config *tc = spec->training;
+    const nnopt_plugin_spec *model = &e->models[spec->model];
+    memset(out, 0, sizeof *out);
+    snprintf(out->run, sizeof out->run, "%s", spec->name);
+    snprintf(out->model, sizeof out->model, "%s", model->name);
+    snprintf(out->plugin, sizeof out->plugin, "%s", model->plugin->desc->name);
+    epoch_loop L = {.run = run, .opt = nnopt_optimizer_from(tc)};
+    L.batch_size = nnopt_config_get_int(tc, "batch");
+    L.seed = (uint64_t)nnopt_config_get_int(tc, "seed");
+    if (L.batch_size > data->train.n)
+        return nnopt_error_set(err, NNOPT_STATUS_CONFIG,
+                               "run '%s': batch %lld is larger than the %lld training images",
+                               spec->name, (long long)L.batch_size, (long long)data->train.n);
+    nnopt_status st = nnopt_build_model(e, spec->model, data->train.c, data->train.h, data->train.w,
+                                        data->train.num_classes, &run->graph, err);
+    for (int k = 0; st == NNOPT_OK && k < spec->n_techniques; k++) {
+        const nnopt_technique_vtable *vt = technique_vt(e, run, k);
+        nnopt_plugin_error_take();
+        st = vt->create(nnopt_host_api_get(), e->techniques[spec->techniques[k]].cfg, &run->technique_ctx[k]);
+        if (st != NNOPT_OK) st = technique_failed(e, run, k, "create", st, err);
+    }
+    EACH_TECHNIQUE(e, run, -1, before_train, run);
+    if (st == NNOPT_OK) st = open_backend(e, run, out, err);
+    if (st == NNOPT_OK) {
+        nnopt_graph *g = run->graph;
+        run->graph = NULL; /* the network owns it now */
+        st = nnopt_network_create(g, run->backend, L.seed, &run->net, err);
+    }
+    if (st == NNOPT_OK) st = check_support(run, err);
+    if (st == NNOPT_OK && spec->init_from >= 0) st = copy_weights(&p->runs[spec->init_from], run, err);
+    if (st == NNOPT_OK) st = nnopt_network_prepare_training(run->net, &L.opt, err);
+    if (st == NNOPT_OK) st = nnopt_exec_create(run->net, L.batch_size, 1, &L.ex, err);
+    if (st != NNOPT_OK) return st;
+
+    const nnopt_graph *g = run->net->graph;
+    snprintf(out->backend_description, sizeof out->backend_description, "%s", run->backend->description);
+    snprintf(out->dtype, sizeof out->dtype, "%s", nnopt_dtype_name(g->dtype));
+    out->params = nnopt_graph_param_count(g);
+    out->macs = nnopt_graph_forward_macs(g);
+    out->train_images = data->train.n;
+    out->test_images = data->test.n;
+    out->batch = L.batch_size;
+    nnopt_log(NNOPT_LOG_INFO, "run '%s': model %s (%s, %s), %lld parameters, %.2f M multiply-adds per image; backend %s: %s",
+              spec->name, model->name, model->plugin->desc->name, out->dtype, (long long)out->params,
+              (double)out->macs / 1e6, out->backend, run->backend->description);
+
+    int epochs = (int)nnopt_config_get_int(tc, "epochs");
+    int64_t eval_batch = nnopt_config_get_int(tc, "eval_batch");
+    int64_t per_image = (int64_t)data->train.c * data->train.h * data->train.w;
+    out->epochs = calloc((size_t)(epochs ? epochs : 1), sizeof *out->epochs);
+    L.order = malloc((size_t)data->train.n * sizeof *L.order);
+    L.x = malloc((size_t)(L.batch_size * per_image) * nnopt_dtype_size(g->dtype));
+    L.y = malloc((size_t)L.batch_size * sizeof *L.y);
+    L.batch = (nnopt_batch){.run = run, .size = L.batch_size, .classes = g->num_classes, .x = L.x};
+    if (!out->epochs || !L.order || !L.x || !L.y)
+        st = nnopt_error_set(err, NNOPT_STATUS_OUT_OF_MEMORY, "out of memory");
+    const char *progress = nnopt_config_get(tc, "progress");
+    nnopt_progress_init(&L.progress, spec->name,
+                        strcmp(progress, "on") == 0 ? 1 : strcmp(progress, "off") == 0 ? 0 : -1);
+    for (int ep = 0; st == NNOPT_OK && ep < epochs; ep++) {
+        nnopt_epoch_result *r = &out->epochs[ep];
+        r->epoch = ep + 1;
+        r->lr = nnopt_schedule_lr(tc, ep, epochs);
+        EACH_TECHNIQUE(e, run, ep, before_epoch, run, ep + 1);
+        double start = nnopt_now_seconds();
+        if (st == NNOPT_OK) st = train_epoch(&L, ep, epochs, r->lr, &r->train_loss, err);
+        if (st == NNOPT_OK) st = nnopt_backend_sync(run->backend, err);
+        r->train_seconds = nnopt_now_seconds() - start;
+        EACH_TECHNIQUE(e, run, ep, after_epoch, run, ep + 1);
+        if (st != NNOPT_OK) break;
+        start = nnopt_now_seconds();
+        st = nnopt_evaluate(run->net, &data->test, &data->norm, eval_batch, &r->test_accuracy,
+                            &r->test_loss, err);
+        if (st == NNOPT_OK) st = nnopt_backend_sync(run->backend, err);
+        r->eval_seconds = nnopt_now_seconds() - start;
+        if (st != NNOPT_OK) break;
+        out->n_epochs = ep + 1;
+        out->train_seconds += r->train_seconds;
+        out->eval_seconds = r->eval_seconds;
+        out->test_accuracy = r->test_accuracy;
+        nnopt_progress_end(&L.progress, r->train_loss, r->test_accuracy, r->train_seconds, r->eval_seconds);
+    }
+    EACH_TECHNIQUE(e, run, -1, after_train, run);
+    for (int k = 0; st == NNOPT_OK && k < spec->n_techniques; k++) {
+        const nnopt_technique_vtable *vt = technique_vt(e, run, k);
+        if (vt->report) vt->report(run->technique_ctx[k], run, add_column, out);
+    }
+    free(L.order);
+    free(L.x);
+    free(L.y);
+    for (int k = 0; k < NNOPT_MAX_SOFT_TERMS; k++) free(L.batch.soft_storage[k]);
+    nnopt_exec_free(L.ex);
+    if (st == NNOPT_OK) run->finished = 1;
+    return st;
+}
+
+static void release_run(const nnopt_experiment *e, nnopt_run *run) {
+    for (int k = 0; k < run->spec->n_techniques; k++) {
+        const nnopt_technique_vtable *vt = technique_vt(e, run, k);
+        if (run->technique_ctx[k] && vt->destroy) vt->destroy(run->technique_ctx[k]);
+        run->technique_ctx[k] = NULL;
+    }
+    nnopt_exec_free(run->predict_exec[0]);
+    nnopt_exec_free(run->predict_exec[1]);
+    run->predict_exec[0] = run->predict_exec[1] = NULL;
+    nnopt_network_free(run->net);
+    nnopt_graph_free(run->graph);
+    nnopt_backend_close(run->backend);
+    run->net = NULL;
+    run->graph = NULL;
+    run->backend = NULL;
+}
+
+/* Whether a later run still needs this one (as teacher, start or dependency). */
+static int still_needed(const nnopt_experiment *e, int run, int position) {
+    for (int k = position + 1; k < e->n_runs; k++) {
+        const nnopt_run_spec *later = &e->runs[e->order[k]];
+        for (int d = 0; d < later->n_deps; d++)
+            if (later->deps[d] == run) return 1;
+    }
+    return 0;
+}
+
+nnopt_status nnopt_pipeline_run(const nnopt_experiment *e, const nnopt_data *data,
+                                nnopt_run_result *results, nnopt_error *err) {
+    nnopt_pipeline *p = calloc(1, sizeof *p);
+    if (!p) return nnopt_error_set(err, NNOPT_STATUS_OUT_OF_MEMORY, "out of memory");
+    p->e = e;
+    p->data = data;
+    for (int i = 0; i < e->n_runs; i++) {
+        p->runs[i].pipeline = p;
+        p->runs[i].index = i;
+        p->runs[i].spec = &e->runs[i];
+    }
+    memset(results, 0, (size_t)e->n_runs * sizeof *results);
+    nnopt_status st = NNOPT_OK;
+    for (int k = 0; st == NNOPT_OK && k < e->n_runs; k++) {
+        int i = e->order[k];
+        st = run_one(p, &p->runs[i], &results[i], err);
+        /* Free what no later run needs: networks can be large. */
+        for (int j = 0; st == NNOPT_OK && j <= k; j++)
+            if (p->runs[e->order[j]].net && !still_needed(e, e->order[j], k)) release_run(e, &p->runs[e->order[j]]);
+    }
+    for (int i = 0; i < e->n_runs; i++) release_run(e, &p->runs[i]);
+    if (st != NNOPT_OK)
+        for (int i = 0; i < e->n_runs; i++) nnopt_run_result_free(&results[i]);
+    free(p);
+    return st;
+}

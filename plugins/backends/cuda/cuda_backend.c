@@ -1,0 +1,756 @@
+/* The `cuda` backend: tensors in device memory, ops on one CUDA stream per
+ * instance. Convolutions, pooling, activations, batch norm and softmax go
+ * through cuDNN, dense layers through cuBLAS, everything else through the
+ * plugin's own kernels (cuda_kernels.cu). f32 and f64 throughout.
+ *
+ * This file: the plugin descriptor and settings, instance setup (which is
+ * where a machine without a GPU or driver is reported), device memory and
+ * host<->device copies through pinned staging, the element-wise ops, and the
+ * op dispatch. */
+#include "cuda_internal.h"
+
+#include <math.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define STAGING_CHUNK_BYTES ((size_t)16 << 20) /* pinned staging buffer, at most */
+#define MIN_ALLOCATION_BYTES 256
+
+/* ---- errors ---- */
+
+void cuda_error(const cuda_backend *b, const char *fmt, ...) {
+    if (b == NULL || b->host == NULL || b->host->set_error == NULL) return;
+    char message[512];
+    va_list args;
+    va_start(args, fmt);
+    vsnprintf(message, sizeof message, fmt, args);
+    va_end(args);
+    b->host->set_error("%s", message);
+}
+
+nnopt_status cuda_check(const cuda_backend *b, cudaError_t status, const char *what) {
+    if (status == cudaSuccess) return NNOPT_OK;
+    cudaGetLastError(); /* clear a non-sticky error so later calls start clean */
+    cuda_error(b, "%s: %s (%s)", what, cudaGetErrorString(status), cudaGetErrorName(status));
+    return status == cudaErrorMemoryAllocation ? NNOPT_STATUS_OUT_OF_MEMORY : NNOPT_STATUS_DEVICE;
+}
+
+nnopt_status cudnn_check(const cuda_backend *b, cudnnStatus_t status, const char *what) {
+    if (status == CUDNN_STATUS_SUCCESS) return NNOPT_OK;
+    cuda_error(b, "%s: %s", what, cudnnGetErrorString(status));
+    if (status == CUDNN_STATUS_NOT_SUPPORTED) return NNOPT_STATUS_UNSUPPORTED;
+    if (status == CUDNN_STATUS_ALLOC_FAILED) return NNOPT_STATUS_OUT_OF_MEMORY;
+    if (status == CUDNN_STATUS_BAD_PARAM) return NNOPT_STATUS_INVALID_ARGUMENT;
+    return NNOPT_STATUS_DEVICE;
+}
+
+nnopt_status cublas_check(const cuda_backend *b, cublasStatus_t status, const char *what) {
+    if (status == CUBLAS_STATUS_SUCCESS) return NNOPT_OK;
+    cuda_error(b, "%s: %s", what, cublasGetStatusString(status));
+    if (status == CUBLAS_STATUS_NOT_SUPPORTED) return NNOPT_STATUS_UNSUPPORTED;
+    if (status == CUBLAS_STATUS_ALLOC_FAILED) return NNOPT_STATUS_OUT_OF_MEMORY;
+    if (status == CUBLAS_STATUS_INVALID_VALUE) return NNOPT_STATUS_INVALID_ARGUMENT;
+    return NNOPT_STATUS_DEVICE;
+}
+
+/* ---- argument checks ---- */
+
+nnopt_status cuda_check_counts(const cuda_backend *b, const nnopt_op *op, int n_in, int min_in,
+                               int max_in, int n_out, int want_out) {
+    const char *name = nnopt_op_kind_name(op->kind);
+    if (n_in < min_in || n_in > max_in) {
+        if (min_in == max_in)
+            cuda_error(b, "%s: expected %d inputs, got %d", name, min_in, n_in);
+        else
+            cuda_error(b, "%s: expected %d to %d inputs, got %d", name, min_in, max_in, n_in);
+        return NNOPT_STATUS_INVALID_ARGUMENT;
+    }
+    if (n_out != want_out) {
+        cuda_error(b, "%s: expected %d outputs, got %d", name, want_out, n_out);
+        return NNOPT_STATUS_INVALID_ARGUMENT;
+    }
+    return NNOPT_OK;
+}
+
+nnopt_status cuda_check_tensor(const cuda_backend *b, const nnopt_op *op, const nnopt_tensor *t,
+                               const char *role, int dtype) {
+    const char *name = nnopt_op_kind_name(op->kind);
+    if (t == NULL || t->data == NULL) {
+        cuda_error(b, "%s: %s tensor is %s", name, role, t == NULL ? "missing" : "not allocated");
+        return NNOPT_STATUS_INVALID_ARGUMENT;
+    }
+    if (t->ndim < 0 || t->ndim > NNOPT_MAX_DIMS) {
+        cuda_error(b, "%s: %s has %d dimensions", name, role, (int)t->ndim);
+        return NNOPT_STATUS_INVALID_ARGUMENT;
+    }
+    for (int i = 0; i < t->ndim; i++) {
+        if (t->shape[i] < 0) {
+            cuda_error(b, "%s: %s has a negative dimension", name, role);
+            return NNOPT_STATUS_INVALID_ARGUMENT;
+        }
+    }
+    if (dtype >= 0 && t->dtype != (nnopt_dtype)dtype) {
+        cuda_error(b, "%s: %s is %s, expected %s", name, role, nnopt_dtype_name(t->dtype),
+                   nnopt_dtype_name((nnopt_dtype)dtype));
+        return NNOPT_STATUS_INVALID_ARGUMENT;
+    }
+    if (dtype < 0 && t->dtype != NNOPT_F32 && t->dtype != NNOPT_F64) {
+        cuda_error(b, "%s: %s dtype %s is not supported by the cuda backend (f32, f64)", name,
+                   role, nnopt_dtype_name(t->dtype));
+        return NNOPT_STATUS_UNSUPPORTED;
+    }
+    return NNOPT_OK;
+}
+
+nnopt_status cuda_check_shape(const cuda_backend *b, const nnopt_op *op, const nnopt_tensor *t,
+                              const char *role, int ndim, const int64_t *dims) {
+    int same = t->ndim == ndim;
+    for (int i = 0; same && i < ndim; i++) same = t->shape[i] == dims[i];
+    if (same) return NNOPT_OK;
+    char expected[96] = "", actual[96] = "";
+    size_t used = 0;
+    for (int i = 0; i < ndim && used < sizeof expected; i++)
+        used += (size_t)snprintf(expected + used, sizeof expected - used, "%s%lld", i ? "," : "",
+                                 (long long)dims[i]);
+    used = 0;
+    for (int i = 0; i < t->ndim && used < sizeof actual; i++)
+        used += (size_t)snprintf(actual + used, sizeof actual - used, "%s%lld", i ? "," : "",
+                                 (long long)t->shape[i]);
+    cuda_error(b, "%s: %s has shape [%s], expected [%s]", nnopt_op_kind_name(op->kind), role,
+               actual, expected);
+    return NNOPT_STATUS_INVALID_ARGUMENT;
+}
+
+nnopt_status cuda_check_like(const cuda_backend *b, const nnopt_op *op, const nnopt_tensor *t,
+                             const char *role, const nnopt_tensor *like) {
+    nnopt_status status = cuda_check_tensor(b, op, t, role, (int)like->dtype);
+    if (status == NNOPT_OK) status = cuda_check_shape(b, op, t, role, like->ndim, like->shape);
+    return status;
+}
+
+nnopt_status cuda_check_int_range(const cuda_backend *b, const nnopt_op *op, int64_t value,
+                                  const char *what) {
+    if (value >= 0 && value <= 0x7fffffff) return NNOPT_OK;
+    cuda_error(b, "%s: %s (%lld) does not fit cuDNN/cuBLAS's int sizes",
+               nnopt_op_kind_name(op->kind), what, (long long)value);
+    return NNOPT_STATUS_UNSUPPORTED;
+}
+
+/* ---- cuDNN helpers ---- */
+
+cudnnDataType_t cuda_cudnn_dtype(nnopt_dtype dtype) {
+    return dtype == NNOPT_F64 ? CUDNN_DATA_DOUBLE : CUDNN_DATA_FLOAT;
+}
+
+const void *cuda_one(nnopt_dtype dtype) {
+    static const float one_f32 = 1.0f;
+    static const double one_f64 = 1.0;
+    return dtype == NNOPT_F64 ? (const void *)&one_f64 : (const void *)&one_f32;
+}
+
+const void *cuda_zero(nnopt_dtype dtype) {
+    static const float zero_f32 = 0.0f;
+    static const double zero_f64 = 0.0;
+    return dtype == NNOPT_F64 ? (const void *)&zero_f64 : (const void *)&zero_f32;
+}
+
+nnopt_status cuda_tensor_descriptor(const cuda_backend *b, const nnopt_op *op,
+                                    const nnopt_tensor *t, cudnnTensorDescriptor_t *out) {
+    int64_t dims[4] = {1, 1, 1, nnopt_tensor_numel(t)};
+    if (t->ndim == 4) {
+        for (int i = 0; i < 4; i++) dims[i] = t->shape[i];
+    } else if (t->ndim == 2) {
+        dims[0] = t->shape[0], dims[1] = t->shape[1], dims[3] = 1;
+    }
+    for (int i = 0; i < 4; i++) {
+        nnopt_status status = cuda_check_int_range(b, op, dims[i], "a tensor dimension");
+        if (status != NNOPT_OK) return status;
+    }
+    nnopt_status status = cudnn_check(b, cudnnCreateTensorDescriptor(out), "cudnnCreateTensorDescriptor");
+    if (status != NNOPT_OK) return status;
+    status = cudnn_check(b,
+                         cudnnSetTensor4dDescriptor(*out, CUDNN_TENSOR_NCHW,
+                                                    cuda_cudnn_dtype(t->dtype), (int)dims[0],
+                                                    (int)dims[1], (int)dims[2], (int)dims[3]),
+                         "cudnnSetTensor4dDescriptor");
+    if (status != NNOPT_OK) {
+        cudnnDestroyTensorDescriptor(*out);
+        *out = NULL;
+    }
+    return status;
+}
+
+/* ---- device memory ---- */
+
+nnopt_status cuda_device_alloc(cuda_backend *b, size_t bytes, void **out) {
+    *out = NULL;
+    if (bytes < MIN_ALLOCATION_BYTES) bytes = MIN_ALLOCATION_BYTES;
+    cudaError_t status =
+        b->stream_ordered_alloc ? cudaMallocAsync(out, bytes, b->stream) : cudaMalloc(out, bytes);
+    if (status != cudaSuccess) {
+        cudaGetLastError();
+        cuda_error(b, "out of device memory allocating %zu bytes (%s)", bytes,
+                   cudaGetErrorString(status));
+        *out = NULL;
+        return status == cudaErrorMemoryAllocation ? NNOPT_STATUS_OUT_OF_MEMORY
+                                                   : NNOPT_STATUS_DEVICE;
+    }
+    return NNOPT_OK;
+}
+
+void cuda_device_free(cuda_backend *b, void *ptr) {
+    if (ptr == NULL) return;
+    if (b->stream_ordered_alloc)
+        cudaFreeAsync(ptr, b->stream);
+    else
+        cudaFree(ptr);
+}
+
+nnopt_status cuda_workspace_reserve(cuda_backend *b, size_t bytes) {
+    if (bytes <= b->workspace_bytes) return NNOPT_OK;
+    cuda_device_free(b, b->workspace);
+    b->workspace = NULL;
+    b->workspace_bytes = 0;
+    nnopt_status status = cuda_device_alloc(b, bytes, &b->workspace);
+    if (status == NNOPT_OK) b->workspace_bytes = bytes;
+    return status;
+}
+
+/* Byte size of t, or 0 with *ok cleared for a bad shape or size overflow. */
+static size_t tensor_bytes(const nnopt_tensor *t, int *ok) {
+    *ok = 0;
+    const size_t element_size = nnopt_dtype_size(t->dtype);
+    if (element_size == 0 || t->ndim < 0 || t->ndim > NNOPT_MAX_DIMS) return 0;
+    size_t bytes = element_size;
+    for (int i = 0; i < t->ndim; i++) {
+        if (t->shape[i] < 0) return 0;
+        const size_t dim = (size_t)t->shape[i];
+        if (dim != 0 && bytes > SIZE_MAX / dim) return 0;
+        bytes *= dim;
+    }
+    *ok = 1;
+    return bytes;
+}
+
+/* Makes this instance's device current for the calling thread. */
+static nnopt_status activate(cuda_backend *b) {
+    return cuda_check(b, cudaSetDevice(b->device), "cudaSetDevice");
+}
+
+static nnopt_status cuda_tensor_alloc(void *ctx, nnopt_tensor *t) {
+    cuda_backend *b = ctx;
+    if (t == NULL || t->data != NULL) {
+        cuda_error(b, "tensor_alloc: %s", t == NULL ? "NULL tensor" : "tensor is already allocated");
+        return NNOPT_STATUS_INVALID_ARGUMENT;
+    }
+    int ok;
+    const size_t bytes = tensor_bytes(t, &ok);
+    if (!ok) {
+        cuda_error(b, "tensor_alloc: invalid %s tensor shape (ndim %d)", nnopt_dtype_name(t->dtype),
+                   (int)t->ndim);
+        return NNOPT_STATUS_INVALID_ARGUMENT;
+    }
+    nnopt_status status = activate(b);
+    void *data = NULL;
+    if (status == NNOPT_OK) status = cuda_device_alloc(b, bytes, &data);
+    /* Zeroed, as the CPU backends' tensors are. */
+    if (status == NNOPT_OK && bytes > 0)
+        status = cuda_check(b, cudaMemsetAsync(data, 0, bytes, b->stream), "cudaMemsetAsync");
+    if (status != NNOPT_OK) {
+        cuda_device_free(b, data);
+        return status;
+    }
+    t->data = data;
+    return NNOPT_OK;
+}
+
+static void cuda_tensor_free(void *ctx, nnopt_tensor *t) {
+    cuda_backend *b = ctx;
+    if (t == NULL || t->data == NULL) return;
+    activate(b);
+    cuda_device_free(b, t->data);
+    t->data = NULL;
+}
+
+static nnopt_status check_copy_range(cuda_backend *b, const nnopt_tensor *t, size_t offset,
+                                     size_t nbytes, const void *host_ptr, const char *what) {
+    int ok = t != NULL && t->data != NULL && (host_ptr != NULL || nbytes == 0);
+    const size_t bytes = ok ? tensor_bytes(t, &ok) : 0;
+    if (!ok || offset > bytes || nbytes > bytes - offset) {
+        cuda_error(b, "%s of %zu bytes at offset %zu is out of bounds or on an unallocated tensor",
+                   what, nbytes, offset);
+        return NNOPT_STATUS_INVALID_ARGUMENT;
+    }
+    return NNOPT_OK;
+}
+
+/* b->staging holds min(wanted, STAGING_CHUNK_BYTES) bytes of pinned memory. */
+static nnopt_status reserve_staging(cuda_backend *b, size_t wanted) {
+    if (wanted > STAGING_CHUNK_BYTES) wanted = STAGING_CHUNK_BYTES;
+    if (wanted <= b->staging_bytes) return NNOPT_OK;
+    if (b->staging != NULL) cudaFreeHost(b->staging);
+    b->staging = NULL;
+    b->staging_bytes = 0;
+    size_t bytes = 64 << 10;
+    while (bytes < wanted) bytes *= 2;
+    nnopt_status status = cuda_check(b, cudaMallocHost(&b->staging, bytes), "cudaMallocHost");
+    if (status == NNOPT_OK) b->staging_bytes = bytes;
+    return status;
+}
+
+static nnopt_status cuda_tensor_write(void *ctx, nnopt_tensor *t, size_t offset, const void *src,
+                                      size_t nbytes) {
+    cuda_backend *b = ctx;
+    nnopt_status status = check_copy_range(b, t, offset, nbytes, src, "write");
+    if (status == NNOPT_OK) status = activate(b);
+    if (status == NNOPT_OK) status = reserve_staging(b, nbytes);
+    for (size_t done = 0; status == NNOPT_OK && done < nbytes;) {
+        const size_t chunk = nbytes - done < b->staging_bytes ? nbytes - done : b->staging_bytes;
+        memcpy(b->staging, (const unsigned char *)src + done, chunk);
+        status = cuda_check(b,
+                            cudaMemcpyAsync((unsigned char *)t->data + offset + done, b->staging,
+                                            chunk, cudaMemcpyHostToDevice, b->stream),
+                            "tensor_write: cudaMemcpyAsync");
+        /* The staging buffer is reused by the next chunk (or call). */
+        if (status == NNOPT_OK)
+            status = cuda_check(b, cudaStreamSynchronize(b->stream), "tensor_write");
+        done += chunk;
+    }
+    return status;
+}
+
+static nnopt_status cuda_tensor_read(void *ctx, const nnopt_tensor *t, size_t offset, void *dst,
+                                     size_t nbytes) {
+    cuda_backend *b = ctx;
+    nnopt_status status = check_copy_range(b, t, offset, nbytes, dst, "read");
+    if (status == NNOPT_OK) status = activate(b);
+    if (status == NNOPT_OK) status = reserve_staging(b, nbytes);
+    for (size_t done = 0; status == NNOPT_OK && done < nbytes;) {
+        const size_t chunk = nbytes - done < b->staging_bytes ? nbytes - done : b->staging_bytes;
+        status = cuda_check(b,
+                            cudaMemcpyAsync(b->staging,
+                                            (const unsigned char *)t->data + offset + done, chunk,
+                                            cudaMemcpyDeviceToHost, b->stream),
+                            "tensor_read: cudaMemcpyAsync");
+        if (status == NNOPT_OK)
+            status = cuda_check(b, cudaStreamSynchronize(b->stream), "tensor_read");
+        if (status == NNOPT_OK) memcpy((unsigned char *)dst + done, b->staging, chunk);
+        done += chunk;
+    }
+    return status;
+}
+
+static nnopt_status cuda_tensor_zero(void *ctx, nnopt_tensor *t) {
+    cuda_backend *b = ctx;
+    int ok = t != NULL && t->data != NULL;
+    const size_t bytes = ok ? tensor_bytes(t, &ok) : 0;
+    if (!ok) {
+        cuda_error(b, "zero: NULL, unallocated or malformed tensor");
+        return NNOPT_STATUS_INVALID_ARGUMENT;
+    }
+    nnopt_status status = activate(b);
+    if (status == NNOPT_OK && bytes > 0)
+        status = cuda_check(b, cudaMemsetAsync(t->data, 0, bytes, b->stream), "tensor_zero");
+    return status;
+}
+
+/* ---- element-wise ops, optimizers, dropout, bias gradient ---- */
+
+static nnopt_status launched(cuda_backend *b, const nnopt_op *op, cudaError_t status) {
+    return cuda_check(b, status, nnopt_op_kind_name(op->kind));
+}
+
+static nnopt_status cuda_bias_bwd(cuda_backend *b, const nnopt_op *op, nnopt_tensor *const *in,
+                                  int n_in, nnopt_tensor *const *out, int n_out) {
+    nnopt_status status = cuda_check_counts(b, op, n_in, 1, 1, n_out, 1);
+    if (status != NNOPT_OK) return status;
+    const nnopt_tensor *dy = in[0];
+    nnopt_tensor *db = out[0];
+    status = cuda_check_tensor(b, op, dy, "dy", -1);
+    if (status == NNOPT_OK) status = cuda_check_tensor(b, op, db, "db", (int)dy->dtype);
+    if (status != NNOPT_OK) return status;
+    if (dy->ndim < 2) {
+        cuda_error(b, "bias_bwd: dy must have at least 2 dimensions [N,K,...]");
+        return NNOPT_STATUS_INVALID_ARGUMENT;
+    }
+    status = cuda_check_shape(b, op, db, "db", 1, &dy->shape[1]);
+    if (status != NNOPT_OK || dy->shape[1] == 0) return status;
+    int64_t inner = 1;
+    for (int i = 2; i < dy->ndim; i++) inner *= dy->shape[i];
+    return launched(b, op,
+                    cuda_bias_backward(b->stream, dy->dtype, dy->shape[0], dy->shape[1], inner,
+                                       dy->data, db->data));
+}
+
+static nnopt_status cuda_add_op(cuda_backend *b, const nnopt_op *op, nnopt_tensor *const *in,
+                                int n_in, nnopt_tensor *const *out, int n_out) {
+    nnopt_status status = cuda_check_counts(b, op, n_in, 2, 2, n_out, 1);
+    if (status != NNOPT_OK) return status;
+    const nnopt_tensor *a = in[0], *b_in = in[1];
+    nnopt_tensor *y = out[0];
+    status = cuda_check_tensor(b, op, a, "a", -1);
+    if (status == NNOPT_OK) status = cuda_check_like(b, op, b_in, "b", a);
+    if (status == NNOPT_OK) status = cuda_check_like(b, op, y, "y", a);
+    if (status != NNOPT_OK) return status;
+    const int64_t count = nnopt_tensor_numel(a);
+    if (count == 0) return NNOPT_OK;
+    return launched(b, op, cuda_add(b->stream, a->dtype, count, a->data, b_in->data, y->data));
+}
+
+static nnopt_status cuda_cast_op(cuda_backend *b, const nnopt_op *op, nnopt_tensor *const *in,
+                                 int n_in, nnopt_tensor *const *out, int n_out) {
+    nnopt_status status = cuda_check_counts(b, op, n_in, 1, 1, n_out, 1);
+    if (status != NNOPT_OK) return status;
+    const nnopt_tensor *x = in[0];
+    nnopt_tensor *y = out[0];
+    status = cuda_check_tensor(b, op, x, "x", -1);
+    if (status == NNOPT_OK) status = cuda_check_tensor(b, op, y, "y", -1);
+    if (status == NNOPT_OK) status = cuda_check_shape(b, op, y, "y", x->ndim, x->shape);
+    if (status != NNOPT_OK) return status;
+    const int64_t count = nnopt_tensor_numel(x);
+    if (count == 0 || (x->dtype == y->dtype && x->data == y->data)) return NNOPT_OK;
+    if (x->dtype == y->dtype)
+        return launched(b, op,
+                        cudaMemcpyAsync(y->data, x->data, nnopt_tensor_nbytes(x),
+                                        cudaMemcpyDeviceToDevice, b->stream));
+    return launched(b, op, cuda_cast(b->stream, x->dtype, y->dtype, count, x->data, y->data));
+}
+
+static nnopt_status cuda_sgd_op(cuda_backend *b, const nnopt_op *op, nnopt_tensor *const *in,
+                                int n_in, nnopt_tensor *const *out, int n_out) {
+    const nnopt_sgd_params *sp = &op->p.sgd;
+    const int needs_velocity = sp->momentum != 0.0;
+    nnopt_status status = cuda_check_counts(b, op, n_in, needs_velocity ? 3 : 2, 3, n_out, 0);
+    if (status != NNOPT_OK) return status;
+    (void)out;
+    nnopt_tensor *param = in[0], *grad = in[1], *velocity = needs_velocity ? in[2] : NULL;
+    status = cuda_check_tensor(b, op, param, "param", -1);
+    if (status == NNOPT_OK) status = cuda_check_like(b, op, grad, "grad", param);
+    if (status == NNOPT_OK && velocity != NULL)
+        status = cuda_check_like(b, op, velocity, "velocity", param);
+    if (status != NNOPT_OK) return status;
+    const int64_t count = nnopt_tensor_numel(param);
+    if (count == 0) return NNOPT_OK;
+    return launched(b, op,
+                    cuda_sgd_update(b->stream, param->dtype, sp, count, param->data, grad->data,
+                                    velocity ? velocity->data : NULL));
+}
+
+static nnopt_status cuda_adam_op(cuda_backend *b, const nnopt_op *op, nnopt_tensor *const *in,
+                                 int n_in, nnopt_tensor *const *out, int n_out) {
+    const nnopt_adam_params *ap = &op->p.adam;
+    nnopt_status status = cuda_check_counts(b, op, n_in, 4, 4, n_out, 0);
+    if (status != NNOPT_OK) return status;
+    (void)out;
+    if (ap->step < 1 || !(ap->beta1 >= 0 && ap->beta1 < 1) || !(ap->beta2 >= 0 && ap->beta2 < 1)) {
+        cuda_error(b, "adam_update: need step >= 1 and betas in [0, 1) (step %lld, betas %g %g)",
+                   (long long)ap->step, ap->beta1, ap->beta2);
+        return NNOPT_STATUS_INVALID_ARGUMENT;
+    }
+    nnopt_tensor *param = in[0], *grad = in[1], *m = in[2], *v = in[3];
+    status = cuda_check_tensor(b, op, param, "param", -1);
+    if (status == NNOPT_OK) status = cuda_check_like(b, op, grad, "grad", param);
+    if (status == NNOPT_OK) status = cuda_check_like(b, op, m, "m", param);
+    if (status == NNOPT_OK) status = cuda_check_like(b, op, v, "v", param);
+    if (status != NNOPT_OK) return status;
+    const int64_t count = nnopt_tensor_numel(param);
+    if (count == 0) return NNOPT_OK;
+    /* The bias corrections, in double on the host exactly as the reference. */
+    const double correction1 = 1.0 - pow(ap->beta1, (double)ap->step);
+    const double sqrt_correction2 = sqrt(1.0 - pow(ap->beta2, (double)ap->step));
+    return launched(b, op,
+                    cuda_adam_update(b->stream, param->dtype, ap, ap->lr / correction1,
+                                     sqrt_correction2, count, param->data, grad->data, m->data,
+                                     v->data));
+}
+
+static nnopt_status cuda_dropout_op(cuda_backend *b, const nnopt_op *op, nnopt_tensor *const *in,
+                                    int n_in, nnopt_tensor *const *out, int n_out) {
+    const nnopt_dropout_params *dp = &op->p.dropout;
+    nnopt_status status = cuda_check_counts(b, op, n_in, 1, 1, n_out, 2);
+    if (status != NNOPT_OK) return status;
+    if (!(dp->p >= 0 && dp->p < 1)) {
+        cuda_error(b, "dropout: p must be in [0, 1) (got %g)", dp->p);
+        return NNOPT_STATUS_INVALID_ARGUMENT;
+    }
+    const nnopt_tensor *x = in[0];
+    nnopt_tensor *y = out[0], *mask = out[1];
+    status = cuda_check_tensor(b, op, x, "x", -1);
+    if (status == NNOPT_OK) status = cuda_check_like(b, op, y, "y", x);
+    if (status == NNOPT_OK) status = cuda_check_like(b, op, mask, "mask", x);
+    if (status != NNOPT_OK) return status;
+    const int64_t count = nnopt_tensor_numel(x);
+    if (count == 0) return NNOPT_OK;
+    return launched(b, op,
+                    cuda_dropout_forward(b->stream, x->dtype, dp, count, x->data, y->data,
+                                         mask->data));
+}
+
+static nnopt_status cuda_dropout_bwd_op(cuda_backend *b, const nnopt_op *op,
+                                        nnopt_tensor *const *in, int n_in,
+                                        nnopt_tensor *const *out, int n_out) {
+    nnopt_status status = cuda_check_counts(b, op, n_in, 2, 2, n_out, 1);
+    if (status != NNOPT_OK) return status;
+    const nnopt_tensor *dy = in[0], *mask = in[1];
+    nnopt_tensor *dx = out[0];
+    status = cuda_check_tensor(b, op, dy, "dy", -1);
+    if (status == NNOPT_OK) status = cuda_check_like(b, op, mask, "mask", dy);
+    if (status == NNOPT_OK) status = cuda_check_like(b, op, dx, "dx", dy);
+    if (status != NNOPT_OK) return status;
+    const int64_t count = nnopt_tensor_numel(dy);
+    if (count == 0) return NNOPT_OK;
+    return launched(b, op,
+                    cuda_dropout_backward(b->stream, dy->dtype, count, dy->data, mask->data,
+                                          dx->data));
+}
+
+/* ---- dispatch ---- */
+
+static const cuda_op_fn cuda_ops[NNOPT_OP_KIND_COUNT] = {
+    [NNOPT_OP_CONV2D] = cuda_conv2d,
+    [NNOPT_OP_CONV2D_BWD_DATA] = cuda_conv2d_bwd_data,
+    [NNOPT_OP_CONV2D_BWD_FILTER] = cuda_conv2d_bwd_filter,
+    [NNOPT_OP_DENSE] = cuda_dense,
+    [NNOPT_OP_DENSE_BWD_DATA] = cuda_dense_bwd_data,
+    [NNOPT_OP_DENSE_BWD_WEIGHT] = cuda_dense_bwd_weight,
+    [NNOPT_OP_BIAS_BWD] = cuda_bias_bwd,
+    [NNOPT_OP_POOL2D] = cuda_pool2d,
+    [NNOPT_OP_POOL2D_BWD] = cuda_pool2d_bwd,
+    [NNOPT_OP_ACT] = cuda_act,
+    [NNOPT_OP_ACT_BWD] = cuda_act_bwd,
+    [NNOPT_OP_ADD] = cuda_add_op,
+    [NNOPT_OP_SOFTMAX_XENT] = cuda_softmax_xent_op,
+    [NNOPT_OP_SGD_UPDATE] = cuda_sgd_op,
+    [NNOPT_OP_ADAM_UPDATE] = cuda_adam_op,
+    [NNOPT_OP_CAST] = cuda_cast_op,
+    [NNOPT_OP_BATCHNORM] = cuda_batchnorm,
+    [NNOPT_OP_BATCHNORM_BWD] = cuda_batchnorm_bwd,
+    [NNOPT_OP_DROPOUT] = cuda_dropout_op,
+    [NNOPT_OP_DROPOUT_BWD] = cuda_dropout_bwd_op,
+};
+
+static int cuda_supports(void *ctx, nnopt_op_kind op, nnopt_dtype dtype) {
+    (void)ctx;
+    if ((unsigned)op >= NNOPT_OP_KIND_COUNT || cuda_ops[op] == NULL) return 0;
+    return dtype == NNOPT_F32 || dtype == NNOPT_F64;
+}
+
+static nnopt_status cuda_run(void *ctx, const nnopt_op *op, nnopt_tensor *const *in, int n_in,
+                             nnopt_tensor *const *out, int n_out) {
+    cuda_backend *b = ctx;
+    if (op == NULL || (n_in > 0 && in == NULL) || (n_out > 0 && out == NULL)) {
+        cuda_error(b, "run: NULL op or tensor array");
+        return NNOPT_STATUS_INVALID_ARGUMENT;
+    }
+    if ((unsigned)op->kind >= NNOPT_OP_KIND_COUNT || cuda_ops[op->kind] == NULL) {
+        cuda_error(b, "run: unknown op kind %d", (int)op->kind);
+        return NNOPT_STATUS_UNSUPPORTED;
+    }
+    nnopt_status status = activate(b);
+    if (status == NNOPT_OK) status = cuda_ops[op->kind](b, op, in, n_in, out, n_out);
+    if (status == NNOPT_OK && b->sync_each_op)
+        status = cuda_check(b, cudaStreamSynchronize(b->stream), nnopt_op_kind_name(op->kind));
+    return status;
+}
+
+static nnopt_status cuda_synchronize(void *ctx) {
+    cuda_backend *b = ctx;
+    nnopt_status status = activate(b);
+    if (status == NNOPT_OK)
+        status = cuda_check(b, cudaStreamSynchronize(b->stream), "cudaStreamSynchronize");
+    return status;
+}
+
+static void cuda_describe(void *ctx, char *buf, size_t size) {
+    const cuda_backend *b = ctx;
+    if (buf != NULL && size > 0) snprintf(buf, size, "%s", b->description);
+}
+
+/* ---- instances ---- */
+
+static void cuda_destroy(void *ctx) {
+    cuda_backend *b = ctx;
+    if (b == NULL) return;
+    if (b->stream != NULL) {
+        cudaSetDevice(b->device);
+        cudaStreamSynchronize(b->stream);
+        cuda_device_free(b, b->workspace);
+        cudaStreamSynchronize(b->stream);
+    }
+    if (b->staging != NULL) cudaFreeHost(b->staging);
+    if (b->host_flag != NULL) cudaFreeHost(b->host_flag);
+    if (b->cublas != NULL) cublasDestroy(b->cublas);
+    if (b->cudnn != NULL) cudnnDestroy(b->cudnn);
+    if (b->stream != NULL) cudaStreamDestroy(b->stream);
+    free(b);
+}
+
+static void read_settings(cuda_backend *b, const nnopt_config *cfg) {
+    const nnopt_host_api *host = b->host;
+    b->device = (int)host->config_int(cfg, "device");
+    const char *kernels = host->config_string(cfg, "kernels");
+    b->own_kernels = kernels != NULL && strcmp(kernels, "own") == 0;
+    const char *depthwise = host->config_string(cfg, "depthwise");
+    b->own_depthwise = depthwise == NULL || strcmp(depthwise, "own") == 0;
+    const char *conv_algo = host->config_string(cfg, "conv_algo");
+    b->find_conv_algo = conv_algo != NULL && strcmp(conv_algo, "find") == 0;
+    b->deterministic = host->config_bool(cfg, "deterministic");
+    b->allow_tf32 = host->config_bool(cfg, "tf32");
+    b->sync_each_op = host->config_bool(cfg, "sync_each_op");
+    b->workspace_limit = (size_t)host->config_int(cfg, "workspace_mb") << 20;
+}
+
+static void describe_instance(cuda_backend *b) {
+    struct cudaDeviceProp prop;
+    int runtime = 0, driver = 0, cublas = 0;
+    cudaRuntimeGetVersion(&runtime);
+    cudaDriverGetVersion(&driver);
+    cublasGetVersion(b->cublas, &cublas);
+    const size_t cudnn = cudnnGetVersion();
+    if (cudaGetDeviceProperties(&prop, b->device) != cudaSuccess) {
+        cudaGetLastError();
+        snprintf(prop.name, sizeof prop.name, "device %d", b->device);
+        prop.major = prop.minor = 0;
+        prop.totalGlobalMem = 0;
+    }
+    snprintf(b->description, sizeof b->description,
+             "%.100s (sm_%d%d, %.0f GiB), CUDA runtime %d.%d, driver %d.%d, cuDNN %zu.%zu.%zu, "
+             "cuBLAS %d, kernels=%s, depthwise=%s%s",
+             prop.name, prop.major, prop.minor, (double)prop.totalGlobalMem / (1 << 30),
+             runtime / 1000, runtime % 1000 / 10, driver / 1000, driver % 1000 / 10,
+             cudnn / 10000, cudnn / 100 % 100, cudnn % 100, cublas,
+             b->own_kernels ? "own" : "cudnn", b->own_depthwise ? "own" : "cudnn",
+             b->allow_tf32 ? ", tf32" : "");
+}
+
+static nnopt_status cuda_create(const nnopt_host_api *host, const nnopt_config *cfg, void **ctx) {
+    *ctx = NULL;
+    cuda_backend *b = calloc(1, sizeof *b);
+    if (b == NULL) {
+        if (host != NULL && host->set_error != NULL) host->set_error("out of memory");
+        return NNOPT_STATUS_OUT_OF_MEMORY;
+    }
+    b->host = host;
+    read_settings(b, cfg);
+
+    /* The first runtime call loads the driver: no driver or no GPU shows here. */
+    int device_count = 0;
+    const cudaError_t count_status = cudaGetDeviceCount(&device_count);
+    if (count_status != cudaSuccess || device_count == 0) {
+        cudaGetLastError();
+        cuda_error(b, "no CUDA device: %s",
+                   count_status != cudaSuccess ? cudaGetErrorString(count_status)
+                                               : "the driver reports 0 devices");
+        free(b);
+        return NNOPT_STATUS_DEVICE;
+    }
+    if (b->device >= device_count) {
+        cuda_error(b, "no CUDA device %d: this machine has %d (device = 0..%d)", b->device,
+                   device_count, device_count - 1);
+        free(b);
+        return NNOPT_STATUS_DEVICE;
+    }
+
+    nnopt_status status = activate(b);
+    if (status == NNOPT_OK)
+        status = cuda_check(b, cudaStreamCreateWithFlags(&b->stream, cudaStreamNonBlocking),
+                            "cudaStreamCreate");
+    int pools = 0;
+    if (status == NNOPT_OK &&
+        cudaDeviceGetAttribute(&pools, cudaDevAttrMemoryPoolsSupported, b->device) == cudaSuccess &&
+        pools) {
+        /* Keep freed blocks in the pool instead of returning them at every sync. */
+        cudaMemPool_t pool;
+        uint64_t keep_everything = UINT64_MAX;
+        if (cudaDeviceGetDefaultMemPool(&pool, b->device) == cudaSuccess)
+            cudaMemPoolSetAttribute(pool, cudaMemPoolAttrReleaseThreshold, &keep_everything);
+        b->stream_ordered_alloc = 1;
+    }
+    cudaGetLastError();
+    if (status == NNOPT_OK) status = cudnn_check(b, cudnnCreate(&b->cudnn), "cudnnCreate");
+    if (status == NNOPT_OK)
+        status = cudnn_check(b, cudnnSetStream(b->cudnn, b->stream), "cudnnSetStream");
+    if (status == NNOPT_OK) status = cublas_check(b, cublasCreate(&b->cublas), "cublasCreate");
+    if (status == NNOPT_OK)
+        status = cublas_check(b, cublasSetStream(b->cublas, b->stream), "cublasSetStream");
+    if (status == NNOPT_OK)
+        status = cublas_check(b,
+                              cublasSetMathMode(b->cublas, b->allow_tf32
+                                                               ? CUBLAS_TF32_TENSOR_OP_MATH
+                                                               : CUBLAS_PEDANTIC_MATH),
+                              "cublasSetMathMode");
+    if (status == NNOPT_OK)
+        status = cuda_check(b, cudaMallocHost((void **)&b->host_flag, sizeof *b->host_flag),
+                            "cudaMallocHost");
+    if (status != NNOPT_OK) {
+        cuda_destroy(b);
+        return status;
+    }
+    describe_instance(b);
+    *ctx = b;
+    return NNOPT_OK;
+}
+
+/* ---- descriptor ---- */
+
+static const nnopt_param_spec cuda_params[] = {
+    {"device", NNOPT_PARAM_INT, "0", "CUDA device index", NULL, 0, 1023},
+    {"kernels", NNOPT_PARAM_ENUM, "cudnn",
+     "pooling, activations, batch norm and softmax: cudnn, or own (the plugin's CUDA kernels, "
+     "closest to the reference's rounding and max-pool tie-breaking)",
+     "cudnn|own", 0, 0},
+    {"depthwise", NNOPT_PARAM_ENUM, "own",
+     "depthwise convolutions (groups == C == K): own direct kernels, or cudnn", "own|cudnn", 0,
+     0},
+    {"conv_algo", NNOPT_PARAM_ENUM, "heuristic",
+     "cuDNN convolution algorithm choice per shape: heuristic (cudnnGet*_v7), or find "
+     "(benchmark every algorithm once, cudnnFind*Ex)",
+     "heuristic|find", 0, 0},
+    {"deterministic", NNOPT_PARAM_BOOL, "true",
+     "only cuDNN algorithms that give bit-identical results run to run", NULL, 0, 0},
+    {"tf32", NNOPT_PARAM_BOOL, "false",
+     "allow TF32 tensor cores for f32 convolutions and dense layers (faster, ~1e-3 relative "
+     "error)",
+     NULL, 0, 0},
+    {"workspace_mb", NNOPT_PARAM_INT, "1024", "largest cuDNN convolution workspace, MiB", NULL, 0,
+     1 << 20},
+    {"sync_each_op", NNOPT_PARAM_BOOL, "false",
+     "wait for every op to finish (slow; pins a device fault on the op that caused it)", NULL, 0,
+     0},
+};
+
+static const nnopt_backend_vtable cuda_vtable = {
+    .struct_size = sizeof(nnopt_backend_vtable),
+    .create = cuda_create,
+    .destroy = cuda_destroy,
+    .supports = cuda_supports,
+    .tensor_alloc = cuda_tensor_alloc,
+    .tensor_free = cuda_tensor_free,
+    .tensor_write = cuda_tensor_write,
+    .tensor_read = cuda_tensor_read,
+    .tensor_zero = cuda_tensor_zero,
+    .run = cuda_run,
+    .synchronize = cuda_synchronize,
+    .describe = cuda_describe,
+};
+
+static const nnopt_plugin_desc cuda_descriptor = {
+    .abi_major = NNOPT_ABI_MAJOR,
+    .abi_minor = NNOPT_ABI_MINOR,
+    .struct_size = sizeof(nnopt_plugin_desc),
+    .kind = NNOPT_PLUGIN_BACKEND,
+    .name = "cuda",
+    .version = "0.1.0",
+    .description = "NVIDIA GPUs (f32, f64): cuDNN convolutions, pooling, activations, batch norm "
+                   "and softmax; cuBLAS dense layers; own CUDA kernels for the rest",
+    .params = cuda_params,
+    .n_params = sizeof cuda_params / sizeof cuda_params[0],
+    .init = NULL,
+    .vtable = &cuda_vtable,
+};
+
+NNOPT_PLUGIN_EXPORT const nnopt_plugin_desc *nnopt_plugin_descriptor(void) {
+    return &cuda_descriptor;
+}
