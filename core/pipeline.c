@@ -357,6 +357,14 @@ static nnopt_status run_one(nnopt_pipeline *p, nnopt_run *run, nnopt_run_result 
         out->test_accuracy = r->test_accuracy;
         nnopt_progress_end(&L.progress, r->train_loss, r->test_accuracy, r->train_seconds, r->eval_seconds);
     }
+    if (st == NNOPT_OK && epochs == 0) {
+        /* No training (a converted or swapped model, say): evaluate once. */
+        double start = nnopt_now_seconds();
+        st = nnopt_evaluate(run->net, &data->test, &data->norm, eval_batch, &out->test_accuracy,
+                            &out->epochs[0].test_loss, err);
+        if (st == NNOPT_OK) st = nnopt_backend_sync(run->backend, err);
+        out->eval_seconds = nnopt_now_seconds() - start;
+    }
     EACH_TECHNIQUE(e, run, -1, after_train, run);
     for (int k = 0; st == NNOPT_OK && k < spec->n_techniques; k++) {
         const nnopt_technique_vtable *vt = technique_vt(e, run, k);
