@@ -365,7 +365,18 @@ static nnopt_status run_one(nnopt_pipeline *p, nnopt_run *run, nnopt_run_result 
         if (st == NNOPT_OK) st = nnopt_backend_sync(run->backend, err);
         out->eval_seconds = nnopt_now_seconds() - start;
     }
+    int transforms = 0;
+    for (int k = 0; k < spec->n_techniques; k++) transforms |= technique_vt(e, run, k)->after_train != NULL;
     EACH_TECHNIQUE(e, run, -1, after_train, run);
+    if (st == NNOPT_OK && transforms) {
+        /* after_train may have changed the model (quantised it, say): the
+         * reported accuracy and inference time are those of the final model. */
+        double start = nnopt_now_seconds(), loss = 0;
+        st = nnopt_evaluate(run->net, &data->test, &data->norm, eval_batch, &out->test_accuracy,
+                            &loss, err);
+        if (st == NNOPT_OK) st = nnopt_backend_sync(run->backend, err);
+        out->eval_seconds = nnopt_now_seconds() - start;
+    }
     for (int k = 0; st == NNOPT_OK && k < spec->n_techniques; k++) {
         const nnopt_technique_vtable *vt = technique_vt(e, run, k);
         if (vt->report) vt->report(run->technique_ctx[k], run, add_column, out);
