@@ -97,8 +97,8 @@ nnopt_status cuda_check_tensor(const cuda_backend *b, const nnopt_op *op, const 
         return NNOPT_STATUS_INVALID_ARGUMENT;
     }
     if (dtype < 0 && t->dtype != NNOPT_F32 && t->dtype != NNOPT_F64) {
-        cuda_error(b, "%s: %s dtype %s is not supported by the cuda backend (f32, f64)", name,
-                   role, nnopt_dtype_name(t->dtype));
+        cuda_error(b, "%s: %s dtype %s is not supported by the cuda backend (f32, f64)", name, role,
+                   nnopt_dtype_name(t->dtype));
         return NNOPT_STATUS_UNSUPPORTED;
     }
     return NNOPT_OK;
@@ -168,7 +168,8 @@ nnopt_status cuda_tensor_descriptor(const cuda_backend *b, const nnopt_op *op,
         nnopt_status status = cuda_check_int_range(b, op, dims[i], "a tensor dimension");
         if (status != NNOPT_OK) return status;
     }
-    nnopt_status status = cudnn_check(b, cudnnCreateTensorDescriptor(out), "cudnnCreateTensorDescriptor");
+    nnopt_status status =
+        cudnn_check(b, cudnnCreateTensorDescriptor(out), "cudnnCreateTensorDescriptor");
     if (status != NNOPT_OK) return status;
     status = cudnn_check(b,
                          cudnnSetTensor4dDescriptor(*out, CUDNN_TENSOR_NCHW,
@@ -242,7 +243,8 @@ static nnopt_status activate(cuda_backend *b) {
 static nnopt_status cuda_tensor_alloc(void *ctx, nnopt_tensor *t) {
     cuda_backend *b = ctx;
     if (t == NULL || t->data != NULL) {
-        cuda_error(b, "tensor_alloc: %s", t == NULL ? "NULL tensor" : "tensor is already allocated");
+        cuda_error(b, "tensor_alloc: %s",
+                   t == NULL ? "NULL tensor" : "tensor is already allocated");
         return NNOPT_STATUS_INVALID_ARGUMENT;
     }
     int ok;
@@ -329,11 +331,11 @@ static nnopt_status cuda_tensor_read(void *ctx, const nnopt_tensor *t, size_t of
     if (status == NNOPT_OK) status = reserve_staging(b, nbytes);
     for (size_t done = 0; status == NNOPT_OK && done < nbytes;) {
         const size_t chunk = nbytes - done < b->staging_bytes ? nbytes - done : b->staging_bytes;
-        status = cuda_check(b,
-                            cudaMemcpyAsync(b->staging,
-                                            (const unsigned char *)t->data + offset + done, chunk,
-                                            cudaMemcpyDeviceToHost, b->stream),
-                            "tensor_read: cudaMemcpyAsync");
+        status =
+            cuda_check(b,
+                       cudaMemcpyAsync(b->staging, (const unsigned char *)t->data + offset + done,
+                                       chunk, cudaMemcpyDeviceToHost, b->stream),
+                       "tensor_read: cudaMemcpyAsync");
         if (status == NNOPT_OK)
             status = cuda_check(b, cudaStreamSynchronize(b->stream), "tensor_read");
         if (status == NNOPT_OK) memcpy((unsigned char *)dst + done, b->staging, chunk);
@@ -483,14 +485,13 @@ static nnopt_status cuda_dropout_op(cuda_backend *b, const nnopt_op *op, nnopt_t
     if (status != NNOPT_OK) return status;
     const int64_t count = nnopt_tensor_numel(x);
     if (count == 0) return NNOPT_OK;
-    return launched(b, op,
-                    cuda_dropout_forward(b->stream, x->dtype, dp, count, x->data, y->data,
-                                         mask->data));
+    return launched(
+        b, op, cuda_dropout_forward(b->stream, x->dtype, dp, count, x->data, y->data, mask->data));
 }
 
 static nnopt_status cuda_dropout_bwd_op(cuda_backend *b, const nnopt_op *op,
-                                        nnopt_tensor *const *in, int n_in,
-                                        nnopt_tensor *const *out, int n_out) {
+                                        nnopt_tensor *const *in, int n_in, nnopt_tensor *const *out,
+                                        int n_out) {
     nnopt_status status = cuda_check_counts(b, op, n_in, 2, 2, n_out, 1);
     if (status != NNOPT_OK) return status;
     const nnopt_tensor *dy = in[0], *mask = in[1];
@@ -501,9 +502,8 @@ static nnopt_status cuda_dropout_bwd_op(cuda_backend *b, const nnopt_op *op,
     if (status != NNOPT_OK) return status;
     const int64_t count = nnopt_tensor_numel(dy);
     if (count == 0) return NNOPT_OK;
-    return launched(b, op,
-                    cuda_dropout_backward(b->stream, dy->dtype, count, dy->data, mask->data,
-                                          dx->data));
+    return launched(
+        b, op, cuda_dropout_backward(b->stream, dy->dtype, count, dy->data, mask->data, dx->data));
 }
 
 /* ---- dispatch ---- */
@@ -589,6 +589,11 @@ static void cuda_destroy(void *ctx) {
 
 static void read_settings(cuda_backend *b, const nnopt_config *cfg) {
     const nnopt_host_api *host = b->host;
+    /* The schema's defaults when there is no configuration to read. */
+    b->own_depthwise = 1;
+    b->deterministic = 1;
+    b->workspace_limit = (size_t)1024 << 20;
+    if (cfg == NULL || host == NULL || host->config_int == NULL) return;
     b->device = (int)host->config_int(cfg, "device");
     const char *kernels = host->config_string(cfg, "kernels");
     b->own_kernels = kernels != NULL && strcmp(kernels, "own") == 0;
@@ -619,10 +624,9 @@ static void describe_instance(cuda_backend *b) {
              "%.100s (sm_%d%d, %.0f GiB), CUDA runtime %d.%d, driver %d.%d, cuDNN %zu.%zu.%zu, "
              "cuBLAS %d, kernels=%s, depthwise=%s%s",
              prop.name, prop.major, prop.minor, (double)prop.totalGlobalMem / (1 << 30),
-             runtime / 1000, runtime % 1000 / 10, driver / 1000, driver % 1000 / 10,
-             cudnn / 10000, cudnn / 100 % 100, cudnn % 100, cublas,
-             b->own_kernels ? "own" : "cudnn", b->own_depthwise ? "own" : "cudnn",
-             b->allow_tf32 ? ", tf32" : "");
+             runtime / 1000, runtime % 1000 / 10, driver / 1000, driver % 1000 / 10, cudnn / 10000,
+             cudnn / 100 % 100, cudnn % 100, cublas, b->own_kernels ? "own" : "cudnn",
+             b->own_depthwise ? "own" : "cudnn", b->allow_tf32 ? ", tf32" : "");
 }
 
 static nnopt_status cuda_create(const nnopt_host_api *host, const nnopt_config *cfg, void **ctx) {
@@ -676,11 +680,11 @@ static nnopt_status cuda_create(const nnopt_host_api *host, const nnopt_config *
     if (status == NNOPT_OK)
         status = cublas_check(b, cublasSetStream(b->cublas, b->stream), "cublasSetStream");
     if (status == NNOPT_OK)
-        status = cublas_check(b,
-                              cublasSetMathMode(b->cublas, b->allow_tf32
-                                                               ? CUBLAS_TF32_TENSOR_OP_MATH
-                                                               : CUBLAS_PEDANTIC_MATH),
-                              "cublasSetMathMode");
+        status =
+            cublas_check(b,
+                         cublasSetMathMode(b->cublas, b->allow_tf32 ? CUBLAS_TF32_TENSOR_OP_MATH
+                                                                    : CUBLAS_PEDANTIC_MATH),
+                         "cublasSetMathMode");
     if (status == NNOPT_OK)
         status = cuda_check(b, cudaMallocHost((void **)&b->host_flag, sizeof *b->host_flag),
                             "cudaMallocHost");
@@ -702,8 +706,7 @@ static const nnopt_param_spec cuda_params[] = {
      "closest to the reference's rounding and max-pool tie-breaking)",
      "cudnn|own", 0, 0},
     {"depthwise", NNOPT_PARAM_ENUM, "own",
-     "depthwise convolutions (groups == C == K): own direct kernels, or cudnn", "own|cudnn", 0,
-     0},
+     "depthwise convolutions (groups == C == K): own direct kernels, or cudnn", "own|cudnn", 0, 0},
     {"conv_algo", NNOPT_PARAM_ENUM, "heuristic",
      "cuDNN convolution algorithm choice per shape: heuristic (cudnnGet*_v7), or find "
      "(benchmark every algorithm once, cudnnFind*Ex)",

@@ -46,8 +46,8 @@ static nnopt_status conv_geometry_check(cuda_backend *b, const nnopt_op *op, con
         return NNOPT_STATUS_INVALID_ARGUMENT;
     }
     if (cp->stride_h < 1 || cp->stride_w < 1 || cp->pad_h < 0 || cp->pad_w < 0 || cp->groups < 1) {
-        cuda_error(b, "%s: bad parameters (stride %dx%d, pad %dx%d, groups %d)", name,
-                   cp->stride_h, cp->stride_w, cp->pad_h, cp->pad_w, cp->groups);
+        cuda_error(b, "%s: bad parameters (stride %dx%d, pad %dx%d, groups %d)", name, cp->stride_h,
+                   cp->stride_w, cp->pad_h, cp->pad_w, cp->groups);
         return NNOPT_STATUS_INVALID_ARGUMENT;
     }
     *g = (cuda_conv_geometry){.n = x->shape[0],
@@ -102,11 +102,11 @@ static nnopt_status conv_call_describe(cuda_backend *b, const nnopt_op *op, conv
         status = cudnn_check(b, cudnnCreateFilterDescriptor(&call->w_desc),
                              "cudnnCreateFilterDescriptor");
     if (status == NNOPT_OK)
-        status = cudnn_check(b,
-                             cudnnSetFilter4dDescriptor(call->w_desc, type, CUDNN_TENSOR_NCHW,
-                                                        (int)g->k, (int)(g->c / g->groups),
-                                                        (int)g->r, (int)g->s),
-                             "cudnnSetFilter4dDescriptor");
+        status =
+            cudnn_check(b,
+                        cudnnSetFilter4dDescriptor(call->w_desc, type, CUDNN_TENSOR_NCHW, (int)g->k,
+                                                   (int)(g->c / g->groups), (int)g->r, (int)g->s),
+                        "cudnnSetFilter4dDescriptor");
     if (status == NNOPT_OK)
         status = cudnn_check(b, cudnnCreateConvolutionDescriptor(&call->conv_desc),
                              "cudnnCreateConvolutionDescriptor");
@@ -121,11 +121,11 @@ static nnopt_status conv_call_describe(cuda_backend *b, const nnopt_op *op, conv
                              "cudnnSetConvolutionGroupCount");
     /* FMA math keeps f32 in f32 (no TF32 tensor cores) unless tf32 = true. */
     if (status == NNOPT_OK)
-        status = cudnn_check(
-            b,
-            cudnnSetConvolutionMathType(call->conv_desc,
-                                        b->allow_tf32 ? CUDNN_DEFAULT_MATH : CUDNN_FMA_MATH),
-            "cudnnSetConvolutionMathType");
+        status =
+            cudnn_check(b,
+                        cudnnSetConvolutionMathType(
+                            call->conv_desc, b->allow_tf32 ? CUDNN_DEFAULT_MATH : CUDNN_FMA_MATH),
+                        "cudnnSetConvolutionMathType");
     return status;
 }
 
@@ -134,9 +134,9 @@ static nnopt_status conv_call_describe(cuda_backend *b, const nnopt_op *op, conv
 #define COPY_CANDIDATES(perf, returned, out)                                                       \
     do {                                                                                           \
         for (int i_ = 0; i_ < (returned) && i_ < MAX_CANDIDATES; i_++)                             \
-            (out)[i_] = (conv_candidate){(int)(perf)[i_].algo, (perf)[i_].status,                  \
-                                         (perf)[i_].memory, (perf)[i_].determinism,                \
-                                         (perf)[i_].mathType};                                     \
+            (out)[i_] =                                                                            \
+                (conv_candidate){(int)(perf)[i_].algo, (perf)[i_].status, (perf)[i_].memory,       \
+                                 (perf)[i_].determinism, (perf)[i_].mathType};                     \
     } while (0)
 
 /* cuDNN's ranked algorithms for the call (benchmarked with `find`). */
@@ -222,8 +222,8 @@ static int plan_matches(const cuda_conv_plan *plan, const conv_call *call, const
 static nnopt_status conv_plan_for(cuda_backend *b, const conv_call *call, void *output,
                                   cuda_conv_plan **out) {
     const cuda_conv_geometry *g = &call->g;
-    const int64_t dims[11] = {g->n,        g->c,        g->h,     g->w,    g->k,    g->r,
-                              g->s,        g->stride_h, g->stride_w, g->pad_h, g->pad_w};
+    const int64_t dims[11] = {g->n, g->c,        g->h,        g->w,     g->k,    g->r,
+                              g->s, g->stride_h, g->stride_w, g->pad_h, g->pad_w};
     for (int i = 0; i < CUDA_CONV_PLAN_SLOTS; i++) {
         if (plan_matches(&b->plans[i], call, dims)) {
             *out = &b->plans[i];
@@ -232,8 +232,8 @@ static nnopt_status conv_plan_for(cuda_backend *b, const conv_call *call, void *
     }
     cuda_conv_plan *plan = &b->plans[b->next_plan_slot];
     b->next_plan_slot = (b->next_plan_slot + 1) % CUDA_CONV_PLAN_SLOTS;
-    *plan = (cuda_conv_plan){.valid = 1, .kind = call->kind, .dtype = call->dtype,
-                             .groups = g->groups, .use_direct = 1};
+    *plan = (cuda_conv_plan){
+        .valid = 1, .kind = call->kind, .dtype = call->dtype, .groups = g->groups, .use_direct = 1};
     memcpy(plan->dims, dims, sizeof plan->dims);
     *out = plan;
 
@@ -299,8 +299,8 @@ static nnopt_status run_direct(cuda_backend *b, const conv_call *call, void *out
                                                   call->w->data, output);
         break;
     default:
-        status = cuda_conv2d_backward_filter_direct(b->stream, call->dtype, &call->g,
-                                                    call->x->data, call->y->data, output);
+        status = cuda_conv2d_backward_filter_direct(b->stream, call->dtype, &call->g, call->x->data,
+                                                    call->y->data, output);
         break;
     }
     return cuda_check(b, status, nnopt_op_kind_name(call->kind));
@@ -308,8 +308,8 @@ static nnopt_status run_direct(cuda_backend *b, const conv_call *call, void *out
 
 static nnopt_status add_bias(cuda_backend *b, const nnopt_op *op, const conv_call *call) {
     cudnnTensorDescriptor_t bias_desc = NULL;
-    nnopt_status status = cudnn_check(b, cudnnCreateTensorDescriptor(&bias_desc),
-                                      "cudnnCreateTensorDescriptor");
+    nnopt_status status =
+        cudnn_check(b, cudnnCreateTensorDescriptor(&bias_desc), "cudnnCreateTensorDescriptor");
     if (status == NNOPT_OK)
         status = cudnn_check(b,
                              cudnnSetTensor4dDescriptor(bias_desc, CUDNN_TENSOR_NCHW,
@@ -341,7 +341,8 @@ static nnopt_status run_conv(cuda_backend *b, const nnopt_op *op, conv_call *cal
         return cuda_check(b, cudaMemsetAsync(output, 0, output_bytes, b->stream),
                           "cudaMemsetAsync");
     }
-    if (b->own_depthwise && g->groups == g->c && g->groups == g->k) return run_direct(b, call, output);
+    if (b->own_depthwise && g->groups == g->c && g->groups == g->k)
+        return run_direct(b, call, output);
 
     nnopt_status status = conv_call_describe(b, op, call);
     cuda_conv_plan *plan = NULL;
@@ -367,8 +368,8 @@ nnopt_status cuda_conv2d(cuda_backend *b, const nnopt_op *op, nnopt_tensor *cons
                          nnopt_tensor *const *out, int n_out) {
     nnopt_status status = cuda_check_counts(b, op, n_in, 2, 3, n_out, 1);
     if (status != NNOPT_OK) return status;
-    conv_call call = {.kind = op->kind, .x = in[0], .w = in[1], .y = out[0],
-                      .bias = n_in == 3 ? in[2] : NULL};
+    conv_call call = {
+        .kind = op->kind, .x = in[0], .w = in[1], .y = out[0], .bias = n_in == 3 ? in[2] : NULL};
     status = conv_geometry_check(b, op, call.x, call.w, call.y,
                                  (const char *const[3]){"x", "w", "y"}, &call.g);
     if (status == NNOPT_OK && call.bias != NULL) {

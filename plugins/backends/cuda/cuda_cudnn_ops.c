@@ -69,12 +69,12 @@ static nnopt_status pooling_descriptor(cuda_backend *b, const cuda_pool_geometry
     const cudnnPoolingMode_t mode = g->kind == NNOPT_POOL_MAX
                                         ? CUDNN_POOLING_MAX_DETERMINISTIC
                                         : CUDNN_POOLING_AVERAGE_COUNT_INCLUDE_PADDING;
-    status = cudnn_check(b,
-                         cudnnSetPooling2dDescriptor(*out, mode, CUDNN_NOT_PROPAGATE_NAN,
-                                                     (int)g->kernel_h, (int)g->kernel_w,
-                                                     (int)g->pad_h, (int)g->pad_w,
-                                                     (int)g->stride_h, (int)g->stride_w),
-                         "cudnnSetPooling2dDescriptor");
+    status =
+        cudnn_check(b,
+                    cudnnSetPooling2dDescriptor(*out, mode, CUDNN_NOT_PROPAGATE_NAN,
+                                                (int)g->kernel_h, (int)g->kernel_w, (int)g->pad_h,
+                                                (int)g->pad_w, (int)g->stride_h, (int)g->stride_w),
+                    "cudnnSetPooling2dDescriptor");
     if (status != NNOPT_OK) {
         cudnnDestroyPoolingDescriptor(*out);
         *out = NULL;
@@ -109,8 +109,8 @@ nnopt_status cuda_pool2d(cuda_backend *b, const nnopt_op *op, nnopt_tensor *cons
     return status;
 }
 
-nnopt_status cuda_pool2d_bwd(cuda_backend *b, const nnopt_op *op, nnopt_tensor *const *in,
-                             int n_in, nnopt_tensor *const *out, int n_out) {
+nnopt_status cuda_pool2d_bwd(cuda_backend *b, const nnopt_op *op, nnopt_tensor *const *in, int n_in,
+                             nnopt_tensor *const *out, int n_out) {
     nnopt_status status = cuda_check_counts(b, op, n_in, 3, 3, n_out, 1);
     if (status != NNOPT_OK) return status;
     const nnopt_tensor *x = in[0], *y = in[1], *dy = in[2];
@@ -121,10 +121,9 @@ nnopt_status cuda_pool2d_bwd(cuda_backend *b, const nnopt_op *op, nnopt_tensor *
     if (status == NNOPT_OK) status = cuda_check_like(b, op, dx, "dx", x);
     if (status != NNOPT_OK || nnopt_tensor_numel(dx) == 0) return status;
     if (b->own_kernels)
-        return cuda_check(b,
-                          cuda_pool2d_backward(b->stream, x->dtype, &g, x->data, dy->data,
-                                               dx->data),
-                          "pool2d_bwd");
+        return cuda_check(
+            b, cuda_pool2d_backward(b->stream, x->dtype, &g, x->data, dy->data, dx->data),
+            "pool2d_bwd");
     cudnnTensorDescriptor_t descs[2] = {NULL, NULL}; /* x and dx; y and dy */
     cudnnPoolingDescriptor_t pool = NULL;
     status = cuda_tensor_descriptor(b, op, x, &descs[0]);
@@ -166,9 +165,10 @@ static int cudnn_activation_mode(nnopt_act_kind kind, cudnnActivationMode_t *mod
 }
 
 /* Runs cuDNN's activation forward (dy == NULL) or backward on x's shape. */
-static nnopt_status cudnn_activation(cuda_backend *b, const nnopt_op *op, cudnnActivationMode_t mode,
-                                     double coef, const nnopt_tensor *x, const nnopt_tensor *y,
-                                     const nnopt_tensor *dy, nnopt_tensor *result) {
+static nnopt_status cudnn_activation(cuda_backend *b, const nnopt_op *op,
+                                     cudnnActivationMode_t mode, double coef, const nnopt_tensor *x,
+                                     const nnopt_tensor *y, const nnopt_tensor *dy,
+                                     nnopt_tensor *result) {
     cudnnTensorDescriptor_t desc = NULL;
     cudnnActivationDescriptor_t act = NULL;
     nnopt_status status = cuda_tensor_descriptor(b, op, x, &desc);
@@ -180,16 +180,15 @@ static nnopt_status cudnn_activation(cuda_backend *b, const nnopt_op *op, cudnnA
                              "cudnnSetActivationDescriptor");
     const void *one = cuda_one(x->dtype), *zero = cuda_zero(x->dtype);
     if (status == NNOPT_OK && dy == NULL)
-        status = cudnn_check(b,
-                             cudnnActivationForward(b->cudnn, act, one, desc, x->data, zero, desc,
-                                                    result->data),
-                             "cudnnActivationForward");
+        status = cudnn_check(
+            b, cudnnActivationForward(b->cudnn, act, one, desc, x->data, zero, desc, result->data),
+            "cudnnActivationForward");
     else if (status == NNOPT_OK)
-        status = cudnn_check(b,
-                             cudnnActivationBackward(b->cudnn, act, one, desc, y->data, desc,
-                                                     dy->data, desc, x->data, zero, desc,
-                                                     result->data),
-                             "cudnnActivationBackward");
+        status =
+            cudnn_check(b,
+                        cudnnActivationBackward(b->cudnn, act, one, desc, y->data, desc, dy->data,
+                                                desc, x->data, zero, desc, result->data),
+                        "cudnnActivationBackward");
     if (act != NULL) cudnnDestroyActivationDescriptor(act);
     if (desc != NULL) cudnnDestroyTensorDescriptor(desc);
     return status;
@@ -217,9 +216,8 @@ nnopt_status cuda_act(cuda_backend *b, const nnopt_op *op, nnopt_tensor *const *
     double coef;
     if (!b->own_kernels && cudnn_activation_mode(op->p.act.kind, &mode, &coef))
         return cudnn_activation(b, op, mode, coef, x, NULL, NULL, y);
-    return cuda_check(b, cuda_act_forward(b->stream, x->dtype, op->p.act.kind, count, x->data,
-                                          y->data),
-                      "act");
+    return cuda_check(
+        b, cuda_act_forward(b->stream, x->dtype, op->p.act.kind, count, x->data, y->data), "act");
 }
 
 nnopt_status cuda_act_bwd(cuda_backend *b, const nnopt_op *op, nnopt_tensor *const *in, int n_in,
@@ -240,10 +238,10 @@ nnopt_status cuda_act_bwd(cuda_backend *b, const nnopt_op *op, nnopt_tensor *con
     /* cuDNN's backward reads y (the forward's output), as the op allows. */
     if (!b->own_kernels && cudnn_activation_mode(op->p.act.kind, &mode, &coef))
         return cudnn_activation(b, op, mode, coef, x, y, dy, dx);
-    return cuda_check(b,
-                      cuda_act_backward(b->stream, x->dtype, op->p.act.kind, count, x->data,
-                                        dy->data, dx->data),
-                      "act_bwd");
+    return cuda_check(
+        b,
+        cuda_act_backward(b->stream, x->dtype, op->p.act.kind, count, x->data, dy->data, dx->data),
+        "act_bwd");
 }
 
 /* ---- batch normalization ---- */
@@ -290,13 +288,12 @@ static nnopt_status bn_descriptors(cuda_backend *b, const nnopt_op *op, const nn
                                    cudnnTensorDescriptor_t descs[2]) {
     nnopt_status status = cuda_tensor_descriptor(b, op, x, &descs[0]);
     if (status == NNOPT_OK)
-        status = cudnn_check(b, cudnnCreateTensorDescriptor(&descs[1]),
-                             "cudnnCreateTensorDescriptor");
+        status =
+            cudnn_check(b, cudnnCreateTensorDescriptor(&descs[1]), "cudnnCreateTensorDescriptor");
     if (status == NNOPT_OK)
-        status = cudnn_check(b,
-                             cudnnDeriveBNTensorDescriptor(descs[1], descs[0],
-                                                           CUDNN_BATCHNORM_SPATIAL),
-                             "cudnnDeriveBNTensorDescriptor");
+        status = cudnn_check(
+            b, cudnnDeriveBNTensorDescriptor(descs[1], descs[0], CUDNN_BATCHNORM_SPATIAL),
+            "cudnnDeriveBNTensorDescriptor");
     return status;
 }
 
@@ -331,14 +328,14 @@ nnopt_status cuda_batchnorm(cuda_backend *b, const nnopt_op *op, nnopt_tensor *c
 
     if (!bn_uses_cudnn(b, &sizes, bp->eps, training)) {
         const cudaError_t launch =
-            training ? cuda_batchnorm_train(b->stream, x->dtype, sizes.batch, sizes.channels,
-                                            sizes.spatial, bp, x->data, gamma->data, beta->data,
-                                            running_mean->data, running_var->data, y->data,
-                                            save_mean->data, save_invstd->data)
-                     : cuda_batchnorm_infer(b->stream, x->dtype, sizes.batch, sizes.channels,
-                                            sizes.spatial, bp->eps, x->data, gamma->data,
-                                            beta->data, running_mean->data, running_var->data,
-                                            y->data);
+            training
+                ? cuda_batchnorm_train(b->stream, x->dtype, sizes.batch, sizes.channels,
+                                       sizes.spatial, bp, x->data, gamma->data, beta->data,
+                                       running_mean->data, running_var->data, y->data,
+                                       save_mean->data, save_invstd->data)
+                : cuda_batchnorm_infer(b->stream, x->dtype, sizes.batch, sizes.channels,
+                                       sizes.spatial, bp->eps, x->data, gamma->data, beta->data,
+                                       running_mean->data, running_var->data, y->data);
         return cuda_check(b, launch, "batchnorm");
     }
     cudnnTensorDescriptor_t descs[2] = {NULL, NULL};
@@ -350,9 +347,9 @@ nnopt_status cuda_batchnorm(cuda_backend *b, const nnopt_op *op, nnopt_tensor *c
         status = cudnn_check(b,
                              cudnnBatchNormalizationForwardTraining(
                                  b->cudnn, CUDNN_BATCHNORM_SPATIAL, one, zero, descs[0], x->data,
-                                 descs[0], y->data, descs[1], gamma->data, beta->data,
-                                 bp->momentum, running_mean->data, running_var->data, bp->eps,
-                                 save_mean->data, save_invstd->data),
+                                 descs[0], y->data, descs[1], gamma->data, beta->data, bp->momentum,
+                                 running_mean->data, running_var->data, bp->eps, save_mean->data,
+                                 save_invstd->data),
                              "cudnnBatchNormalizationForwardTraining");
     else if (status == NNOPT_OK)
         status = cudnn_check(b,
@@ -396,13 +393,13 @@ nnopt_status cuda_batchnorm_bwd(cuda_backend *b, const nnopt_op *op, nnopt_tenso
     status = bn_descriptors(b, op, x, descs);
     const void *one = cuda_one(x->dtype), *zero = cuda_zero(x->dtype);
     if (status == NNOPT_OK)
-        status = cudnn_check(b,
-                             cudnnBatchNormalizationBackward(
-                                 b->cudnn, CUDNN_BATCHNORM_SPATIAL, one, zero, one, zero,
-                                 descs[0], x->data, descs[0], dy->data, descs[0], dx->data,
-                                 descs[1], gamma->data, dgamma->data, dbeta->data, eps,
-                                 save_mean->data, save_invstd->data),
-                             "cudnnBatchNormalizationBackward");
+        status =
+            cudnn_check(b,
+                        cudnnBatchNormalizationBackward(
+                            b->cudnn, CUDNN_BATCHNORM_SPATIAL, one, zero, one, zero, descs[0],
+                            x->data, descs[0], dy->data, descs[0], dx->data, descs[1], gamma->data,
+                            dgamma->data, dbeta->data, eps, save_mean->data, save_invstd->data),
+                        "cudnnBatchNormalizationBackward");
     destroy_descriptors(descs, 2);
     return status;
 }
@@ -418,21 +415,20 @@ static nnopt_status cudnn_log_softmax(cuda_backend *b, const nnopt_op *op,
     const void *input = logits->data;
     nnopt_status status = NNOPT_OK;
     if (temperature != 1.0) {
-        status = cuda_check(b,
-                            cuda_scale(b->stream, logits->dtype, count, 1.0 / temperature,
-                                       logits->data, scaled),
-                            "softmax_xent");
+        status = cuda_check(
+            b, cuda_scale(b->stream, logits->dtype, count, 1.0 / temperature, logits->data, scaled),
+            "softmax_xent");
         input = scaled;
     }
     cudnnTensorDescriptor_t desc = NULL;
     if (status == NNOPT_OK) status = cuda_tensor_descriptor(b, op, logits, &desc);
     if (status == NNOPT_OK)
-        status = cudnn_check(b,
-                             cudnnSoftmaxForward(b->cudnn, CUDNN_SOFTMAX_LOG,
-                                                 CUDNN_SOFTMAX_MODE_INSTANCE,
-                                                 cuda_one(logits->dtype), desc, input,
-                                                 cuda_zero(logits->dtype), desc, log_probs),
-                             "cudnnSoftmaxForward");
+        status =
+            cudnn_check(b,
+                        cudnnSoftmaxForward(b->cudnn, CUDNN_SOFTMAX_LOG,
+                                            CUDNN_SOFTMAX_MODE_INSTANCE, cuda_one(logits->dtype),
+                                            desc, input, cuda_zero(logits->dtype), desc, log_probs),
+                        "cudnnSoftmaxForward");
     if (desc != NULL) cudnnDestroyTensorDescriptor(desc);
     return status;
 }
@@ -476,8 +472,8 @@ nnopt_status cuda_softmax_xent_op(cuda_backend *b, const nnopt_op *op, nnopt_ten
     if (status == NNOPT_OK && use_cudnn && xp->temperature != 1.0)
         status = cuda_device_alloc(b, logits_bytes, &scaled);
     if (status == NNOPT_OK)
-        status = cuda_check(b, cudaMemsetAsync(bad_label, 0, sizeof(int), b->stream),
-                            "cudaMemsetAsync");
+        status =
+            cuda_check(b, cudaMemsetAsync(bad_label, 0, sizeof(int), b->stream), "cudaMemsetAsync");
     if (status == NNOPT_OK && use_cudnn)
         status = cudnn_log_softmax(b, op, logits, xp->temperature, scaled, log_probs);
     if (status == NNOPT_OK) {

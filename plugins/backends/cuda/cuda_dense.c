@@ -70,14 +70,13 @@ nnopt_status cuda_dense(cuda_backend *b, const nnopt_op *op, nnopt_tensor *const
     }
     if (status != NNOPT_OK) return status;
     if (bias != NULL && d.batch * d.out_features > 0)
-        status = cuda_check(b,
-                            cuda_fill_rows(b->stream, x->dtype, d.batch, d.out_features,
-                                           bias->data, y->data),
-                            "dense bias");
+        status = cuda_check(
+            b, cuda_fill_rows(b->stream, x->dtype, d.batch, d.out_features, bias->data, y->data),
+            "dense bias");
     if (status != NNOPT_OK) return status;
-    return gemm(b, op, x->dtype, CUBLAS_OP_T, CUBLAS_OP_N, d.out_features, d.batch,
-                d.in_features, w->data, d.in_features, x->data, d.in_features, bias != NULL,
-                y->data, d.out_features);
+    return gemm(b, op, x->dtype, CUBLAS_OP_T, CUBLAS_OP_N, d.out_features, d.batch, d.in_features,
+                w->data, d.in_features, x->data, d.in_features, bias != NULL, y->data,
+                d.out_features);
 }
 
 nnopt_status cuda_dense_bwd_data(cuda_backend *b, const nnopt_op *op, nnopt_tensor *const *in,
@@ -89,9 +88,8 @@ nnopt_status cuda_dense_bwd_data(cuda_backend *b, const nnopt_op *op, nnopt_tens
     dense_sizes d;
     status = dense_sizes_check(b, op, dx, w, dy, (const char *const[3]){"dx", "w", "dy"}, &d);
     if (status != NNOPT_OK) return status;
-    return gemm(b, op, dx->dtype, CUBLAS_OP_N, CUBLAS_OP_N, d.in_features, d.batch,
-                d.out_features, w->data, d.in_features, dy->data, d.out_features, 0, dx->data,
-                d.in_features);
+    return gemm(b, op, dx->dtype, CUBLAS_OP_N, CUBLAS_OP_N, d.in_features, d.batch, d.out_features,
+                w->data, d.in_features, dy->data, d.out_features, 0, dx->data, d.in_features);
 }
 
 nnopt_status cuda_dense_bwd_weight(cuda_backend *b, const nnopt_op *op, nnopt_tensor *const *in,

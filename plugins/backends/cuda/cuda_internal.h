@@ -115,8 +115,8 @@ nnopt_status cuda_dense_bwd_weight(cuda_backend *b, const nnopt_op *op, nnopt_te
 
 nnopt_status cuda_pool2d(cuda_backend *b, const nnopt_op *op, nnopt_tensor *const *in, int n_in,
                          nnopt_tensor *const *out, int n_out);
-nnopt_status cuda_pool2d_bwd(cuda_backend *b, const nnopt_op *op, nnopt_tensor *const *in,
-                             int n_in, nnopt_tensor *const *out, int n_out);
+nnopt_status cuda_pool2d_bwd(cuda_backend *b, const nnopt_op *op, nnopt_tensor *const *in, int n_in,
+                             nnopt_tensor *const *out, int n_out);
 nnopt_status cuda_act(cuda_backend *b, const nnopt_op *op, nnopt_tensor *const *in, int n_in,
                       nnopt_tensor *const *out, int n_out);
 nnopt_status cuda_act_bwd(cuda_backend *b, const nnopt_op *op, nnopt_tensor *const *in, int n_in,

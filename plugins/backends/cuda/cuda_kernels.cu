@@ -150,8 +150,8 @@ __global__ void conv2d_backward_filter_kernel(cuda_conv_geometry g, const T *x, 
 
 // ---- dense bias, bias gradient ----
 
-template <typename T> __global__ void fill_rows_kernel(int64_t rows, int64_t cols, const T *bias,
-                                                       T *y) {
+template <typename T>
+__global__ void fill_rows_kernel(int64_t rows, int64_t cols, const T *bias, T *y) {
     GRID_STRIDE_LOOP(i, rows * cols) y[i] = bias[i % cols];
 }
 
@@ -424,15 +424,15 @@ __global__ void batchnorm_train_kernel(int64_t batch, int64_t channels, int64_t 
             save_invstd[c] = (T)invstd;
             running_mean[c] =
                 (T)((1.0 - bp.momentum) * (double)running_mean[c] + bp.momentum * mean);
-            running_var[c] = (T)((1.0 - bp.momentum) * (double)running_var[c] +
-                                 bp.momentum * variance * unbias);
+            running_var[c] =
+                (T)((1.0 - bp.momentum) * (double)running_var[c] + bp.momentum * variance * unbias);
         }
     }
 }
 
 template <typename T>
-__global__ void batchnorm_infer_kernel(int64_t batch, int64_t channels, int64_t spatial,
-                                       double eps, const T *x, const T *gamma, const T *beta,
+__global__ void batchnorm_infer_kernel(int64_t batch, int64_t channels, int64_t spatial, double eps,
+                                       const T *x, const T *gamma, const T *beta,
                                        const T *running_mean, const T *running_var, T *y) {
     GRID_STRIDE_LOOP(i, batch * channels * spatial) {
         const int64_t c = (i / spatial) % channels;
@@ -474,8 +474,7 @@ __global__ void batchnorm_backward_kernel(int64_t batch, int64_t channels, int64
 
 // ---- softmax cross-entropy: one block per row, then one block for the mean ----
 
-template <typename T>
-__device__ double xent_target(const cuda_xent_args &a, int64_t n, int64_t k) {
+template <typename T> __device__ double xent_target(const cuda_xent_args &a, int64_t n, int64_t k) {
     if (a.soft_targets) return (double)((const T *)a.soft_targets)[n * a.classes + k];
     return k == a.labels[n] ? 1.0 : 0.0;
 }
@@ -504,9 +503,9 @@ template <typename T> __global__ void softmax_xent_rows_kernel(cuda_xent_args a)
         }
         double loss = 0.0, target_sum = 0.0;
         for (int64_t k = threadIdx.x; k < a.classes; k += blockDim.x) {
-            const double log_p = log_probs ? (double)log_probs[n * a.classes + k]
-                                           : (double)logits[n * a.classes + k] / a.temperature -
-                                                 shift;
+            const double log_p = log_probs
+                                     ? (double)log_probs[n * a.classes + k]
+                                     : (double)logits[n * a.classes + k] / a.temperature - shift;
             const double target = xent_target<T>(a, n, k);
             if (target != 0.0) loss -= target * log_p; // 0 * -inf would be NaN
             target_sum += target;
@@ -514,9 +513,9 @@ template <typename T> __global__ void softmax_xent_rows_kernel(cuda_xent_args a)
         loss = block_reduce<Reduce::kSum>(loss);
         target_sum = block_reduce<Reduce::kSum>(target_sum);
         for (int64_t k = threadIdx.x; k < a.classes; k += blockDim.x) {
-            const double log_p = log_probs ? (double)log_probs[n * a.classes + k]
-                                           : (double)logits[n * a.classes + k] / a.temperature -
-                                                 shift;
+            const double log_p = log_probs
+                                     ? (double)log_probs[n * a.classes + k]
+                                     : (double)logits[n * a.classes + k] / a.temperature - shift;
             const double target = xent_target<T>(a, n, k);
             const double grad = (target_sum * exp(log_p) - target) * grad_scale;
             const int64_t index = n * a.classes + k;
@@ -588,8 +587,8 @@ cudaError_t cuda_bias_backward(cudaStream_t stream, nnopt_dtype dtype, int64_t b
     return cudaGetLastError();
 }
 
-cudaError_t cuda_pool2d_forward(cudaStream_t stream, nnopt_dtype dtype,
-                                const cuda_pool_geometry *g, const void *x, void *y) {
+cudaError_t cuda_pool2d_forward(cudaStream_t stream, nnopt_dtype dtype, const cuda_pool_geometry *g,
+                                const void *x, void *y) {
     const int64_t count = g->planes * g->p * g->q;
     WITH_FLOAT_TYPE(dtype, (pool2d_forward_kernel<T><<<blocks_for(count), kThreads, 0, stream>>>(
                                *g, (const T *)x, (T *)y)));
@@ -637,17 +636,17 @@ cudaError_t cuda_cast(cudaStream_t stream, nnopt_dtype x_dtype, nnopt_dtype y_dt
                       const void *x, void *y) {
     const int64_t blocks = blocks_for(count);
     if (x_dtype == NNOPT_F32 && y_dtype == NNOPT_F64)
-        cast_kernel<float, double><<<blocks, kThreads, 0, stream>>>(count, (const float *)x,
-                                                                   (double *)y);
+        cast_kernel<float, double>
+            <<<blocks, kThreads, 0, stream>>>(count, (const float *)x, (double *)y);
     else if (x_dtype == NNOPT_F64 && y_dtype == NNOPT_F32)
-        cast_kernel<double, float><<<blocks, kThreads, 0, stream>>>(count, (const double *)x,
-                                                                   (float *)y);
+        cast_kernel<double, float>
+            <<<blocks, kThreads, 0, stream>>>(count, (const double *)x, (float *)y);
     else if (x_dtype == NNOPT_F32)
-        cast_kernel<float, float><<<blocks, kThreads, 0, stream>>>(count, (const float *)x,
-                                                                  (float *)y);
+        cast_kernel<float, float>
+            <<<blocks, kThreads, 0, stream>>>(count, (const float *)x, (float *)y);
     else
-        cast_kernel<double, double><<<blocks, kThreads, 0, stream>>>(count, (const double *)x,
-                                                                    (double *)y);
+        cast_kernel<double, double>
+            <<<blocks, kThreads, 0, stream>>>(count, (const double *)x, (double *)y);
     return cudaGetLastError();
 }
 
@@ -661,10 +660,9 @@ cudaError_t cuda_sgd_update(cudaStream_t stream, nnopt_dtype dtype, const nnopt_
 cudaError_t cuda_adam_update(cudaStream_t stream, nnopt_dtype dtype, const nnopt_adam_params *ap,
                              double step_size, double sqrt_correction2, int64_t count, void *param,
                              const void *grad, void *m, void *v) {
-    WITH_FLOAT_TYPE(dtype,
-                    (adam_kernel<T><<<blocks_for(count), kThreads, 0, stream>>>(
-                        *ap, step_size, sqrt_correction2, count, (T *)param, (const T *)grad,
-                        (T *)m, (T *)v)));
+    WITH_FLOAT_TYPE(dtype, (adam_kernel<T><<<blocks_for(count), kThreads, 0, stream>>>(
+                               *ap, step_size, sqrt_correction2, count, (T *)param, (const T *)grad,
+                               (T *)m, (T *)v)));
     return cudaGetLastError();
 }
 
@@ -689,10 +687,10 @@ cudaError_t cuda_batchnorm_train(cudaStream_t stream, nnopt_dtype dtype, int64_t
                                  void *running_mean, void *running_var, void *y, void *save_mean,
                                  void *save_invstd) {
     const int64_t blocks = channels < 1 ? 1 : (channels > kMaxBlocks ? kMaxBlocks : channels);
-    WITH_FLOAT_TYPE(dtype, (batchnorm_train_kernel<T><<<blocks, kThreads, 0, stream>>>(
-                               batch, channels, spatial, *bp, (const T *)x, (const T *)gamma,
-                               (const T *)beta, (T *)running_mean, (T *)running_var, (T *)y,
-                               (T *)save_mean, (T *)save_invstd)));
+    WITH_FLOAT_TYPE(
+        dtype, (batchnorm_train_kernel<T><<<blocks, kThreads, 0, stream>>>(
+                   batch, channels, spatial, *bp, (const T *)x, (const T *)gamma, (const T *)beta,
+                   (T *)running_mean, (T *)running_var, (T *)y, (T *)save_mean, (T *)save_invstd)));
     return cudaGetLastError();
 }
 
@@ -701,10 +699,10 @@ cudaError_t cuda_batchnorm_infer(cudaStream_t stream, nnopt_dtype dtype, int64_t
                                  const void *gamma, const void *beta, const void *running_mean,
                                  const void *running_var, void *y) {
     const int64_t count = batch * channels * spatial;
-    WITH_FLOAT_TYPE(dtype, (batchnorm_infer_kernel<T><<<blocks_for(count), kThreads, 0, stream>>>(
-                               batch, channels, spatial, eps, (const T *)x, (const T *)gamma,
-                               (const T *)beta, (const T *)running_mean, (const T *)running_var,
-                               (T *)y)));
+    WITH_FLOAT_TYPE(dtype,
+                    (batchnorm_infer_kernel<T><<<blocks_for(count), kThreads, 0, stream>>>(
+                        batch, channels, spatial, eps, (const T *)x, (const T *)gamma,
+                        (const T *)beta, (const T *)running_mean, (const T *)running_var, (T *)y)));
     return cudaGetLastError();
 }
 
@@ -715,8 +713,8 @@ cudaError_t cuda_batchnorm_backward(cudaStream_t stream, nnopt_dtype dtype, int6
     const int64_t blocks = channels < 1 ? 1 : (channels > kMaxBlocks ? kMaxBlocks : channels);
     WITH_FLOAT_TYPE(dtype, (batchnorm_backward_kernel<T><<<blocks, kThreads, 0, stream>>>(
                                batch, channels, spatial, (const T *)x, (const T *)gamma,
-                               (const T *)dy, (const T *)save_mean, (const T *)save_invstd,
-                               (T *)dx, (T *)dgamma, (T *)dbeta)));
+                               (const T *)dy, (const T *)save_mean, (const T *)save_invstd, (T *)dx,
+                               (T *)dgamma, (T *)dbeta)));
     return cudaGetLastError();
 }
 

@@ -51,8 +51,8 @@ cudaError_t cuda_fill_rows(cudaStream_t stream, nnopt_dtype dtype, int64_t rows,
 cudaError_t cuda_bias_backward(cudaStream_t stream, nnopt_dtype dtype, int64_t batch,
                                int64_t channels, int64_t inner, const void *dy, void *db);
 
-cudaError_t cuda_pool2d_forward(cudaStream_t stream, nnopt_dtype dtype,
-                                const cuda_pool_geometry *g, const void *x, void *y);
+cudaError_t cuda_pool2d_forward(cudaStream_t stream, nnopt_dtype dtype, const cuda_pool_geometry *g,
+                                const void *x, void *y);
 cudaError_t cuda_pool2d_backward(cudaStream_t stream, nnopt_dtype dtype,
                                  const cuda_pool_geometry *g, const void *x, const void *dy,
                                  void *dx);
