@@ -5,7 +5,7 @@ set -euo pipefail
 
 packages=(build-essential cmake pkg-config git xz-utils valgrind
           libinih-dev libcmocka-dev zlib1g-dev libblis-openmp-dev
-          libjpeg62-turbo-dev libpng-dev)
+          libjpeg62-turbo-dev libpng-dev libcjson-dev)
 [[ "${1:-}" == "--bench" ]] && packages+=(python3-torch)
 
 missing=()

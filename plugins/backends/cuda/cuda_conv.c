@@ -250,12 +250,19 @@ static nnopt_status conv_plan_for(cuda_backend *b, const conv_call *call, void *
         size_t bytes = 0;
         if (c->status != CUDNN_STATUS_SUCCESS) continue;
         if (b->deterministic && c->determinism != CUDNN_DETERMINISTIC) continue;
-        if (!b->allow_tf32 && call->dtype == NNOPT_F32 &&
-            (c->math == CUDNN_TENSOR_OP_MATH || c->math == CUDNN_TENSOR_OP_MATH_ALLOW_CONVERSION))
+        /* f32 without tf32 runs with FMA math only (DEFAULT math may use TF32 on
+         * sm_80+): tensor-op algorithms are skipped, and an algorithm listed
+         * under DEFAULT math that has no FMA kernel answers NOT_SUPPORTED at
+         * run time, which sends the shape to the direct kernels. */
+        const int fma_only = !b->allow_tf32 && call->dtype == NNOPT_F32;
+        if (fma_only && c->math != CUDNN_FMA_MATH && c->math != CUDNN_DEFAULT_MATH) continue;
+        const cudnnMathType_t math = fma_only ? CUDNN_FMA_MATH : c->math;
+        if (cudnnSetConvolutionMathType(call->conv_desc, math) != CUDNN_STATUS_SUCCESS ||
+            workspace_size(b, call, c->algorithm, &bytes) != CUDNN_STATUS_SUCCESS)
             continue;
-        if (workspace_size(b, call, c->algorithm, &bytes) != CUDNN_STATUS_SUCCESS) continue;
         if (bytes > b->workspace_limit) continue;
         plan->algorithm = c->algorithm;
+        plan->math_type = (int)math;
         plan->workspace_bytes = bytes;
         plan->use_direct = 0;
         break;
@@ -349,6 +356,10 @@ static nnopt_status run_conv(cuda_backend *b, const nnopt_op *op, conv_call *cal
     if (status == NNOPT_OK) status = conv_plan_for(b, call, output, &plan);
     if (status == NNOPT_OK && !plan->use_direct)
         status = cuda_workspace_reserve(b, plan->workspace_bytes);
+    if (status == NNOPT_OK && !plan->use_direct)
+        status = cudnn_check(
+            b, cudnnSetConvolutionMathType(call->conv_desc, (cudnnMathType_t)plan->math_type),
+            "cudnnSetConvolutionMathType");
     if (status == NNOPT_OK && !plan->use_direct) {
         const cudnnStatus_t run_status = execute_cudnn(b, call, plan, output);
         if (run_status == CUDNN_STATUS_NOT_SUPPORTED) {

@@ -19,6 +19,7 @@ typedef struct cuda_conv_plan {
     int64_t dims[11]; /* n c h w k r s stride_h stride_w pad_h pad_w */
     int64_t groups;
     int algorithm;          /* cudnnConvolution{Fwd,BwdData,BwdFilter}Algo_t */
+    int math_type;          /* cudnnMathType_t the algorithm was chosen with */
     size_t workspace_bytes; /* what the algorithm needs */
     int use_direct;         /* cuDNN had no usable algorithm: own kernels */
 } cuda_conv_plan;
