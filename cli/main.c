@@ -5,10 +5,11 @@
 #include "commands.h"
 
 static void usage(FILE *f) {
-    fprintf(f, "usage: nnopt run FILE.ini [--set section.key=value]...   train and report\n"
-               "       nnopt check FILE.ini [--set section.key=value]... validate without training\n"
-               "       nnopt plugins [NAME] [--path DIR]                 list plugins and parameters\n"
-               "       nnopt --version\n");
+    fprintf(f,
+            "usage: nnopt run FILE.ini [--set section.key=value]...   train and report\n"
+            "       nnopt check FILE.ini [--set section.key=value]... validate without training\n"
+            "       nnopt plugins [NAME] [--path DIR]                 list plugins and parameters\n"
+            "       nnopt --version\n");
 }
 
 int main(int argc, char **argv) {

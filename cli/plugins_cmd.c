@@ -51,8 +51,8 @@ static void show(const nnopt_plugin *p, void *user) {
     const nnopt_plugin_desc *d = p->desc;
     if (l->only && strcmp(l->only, d->name) != 0) return;
     l->shown++;
-    printf("%-9s %-14s %-8s ABI %u.%u  %s\n", nnopt_plugin_kind_name(d->kind), d->name,
-           d->version, d->abi_major, d->abi_minor, d->description ? d->description : "");
+    printf("%-9s %-14s %-8s ABI %u.%u  %s\n", nnopt_plugin_kind_name(d->kind), d->name, d->version,
+           d->abi_major, d->abi_minor, d->description ? d->description : "");
     if (l->only) {
         printf("  file: %s\n", p->path);
         if (d->kind == NNOPT_PLUGIN_BACKEND) print_backend_detail(p);

@@ -47,8 +47,8 @@ int nnopt_cmd_run(int argc, char **argv, int check_only) {
     if (st == NNOPT_OK) st = nnopt_data_load(e.data, &data, &err);
     if (st == NNOPT_OK)
         fprintf(stderr, "nnopt: %s: %lld training and %lld test images of %dx%dx%d from %s\n",
-                e.name, (long long)data.train.n, (long long)data.test.n, data.train.c,
-                data.train.h, data.train.w, data.dir);
+                e.name, (long long)data.train.n, (long long)data.test.n, data.train.c, data.train.h,
+                data.train.w, data.dir);
     /* Build every model first: a broken one fails before anything trains. */
     for (int i = 0; st == NNOPT_OK && i < e.n_models; i++) {
         nnopt_graph *g = NULL;

@@ -50,16 +50,22 @@ static const dtype_info *find_dtype(const char *name) {
 /* The safetensors name of a network dtype, or NULL if checkpoints cannot hold it. */
 static const char *safetensors_dtype(nnopt_dtype dtype) {
     switch (dtype) {
-    case NNOPT_F32: return "F32";
-    case NNOPT_F64: return "F64";
-    default: return NULL;
+    case NNOPT_F32:
+        return "F32";
+    case NNOPT_F64:
+        return "F64";
+    default:
+        return NULL;
     }
 }
 
 static int network_dtype_of(const dtype_info *d, nnopt_dtype *out) {
-    if (strcmp(d->name, "F32") == 0) *out = NNOPT_F32;
-    else if (strcmp(d->name, "F64") == 0) *out = NNOPT_F64;
-    else return 0;
+    if (strcmp(d->name, "F32") == 0)
+        *out = NNOPT_F32;
+    else if (strcmp(d->name, "F64") == 0)
+        *out = NNOPT_F64;
+    else
+        return 0;
     return 1;
 }
 
@@ -105,7 +111,8 @@ static void add_to(cJSON *parent, const char *key, cJSON *item, int *ok) {
 static cJSON *json_integers(const int64_t *values, int n, int *ok) {
     cJSON *array = cJSON_CreateArray();
     if (!array) *ok = 0;
-    for (int i = 0; array && i < n; i++) add_to(array, NULL, cJSON_CreateNumber((double)values[i]), ok);
+    for (int i = 0; array && i < n; i++)
+        add_to(array, NULL, cJSON_CreateNumber((double)values[i]), ok);
     return array;
 }
 
@@ -120,9 +127,10 @@ static nnopt_status build_metadata(const char *path, const char *user_json, cJSO
     cJSON *user = user_json ? cJSON_Parse(user_json) : NULL;
     nnopt_status st = NNOPT_OK;
     if (user_json && !cJSON_IsObject(user))
-        st = nnopt_error_set(err, NNOPT_STATUS_INVALID_ARGUMENT,
-                             "%s: checkpoint metadata must be a JSON object of strings, got: %.200s",
-                             path, user_json);
+        st =
+            nnopt_error_set(err, NNOPT_STATUS_INVALID_ARGUMENT,
+                            "%s: checkpoint metadata must be a JSON object of strings, got: %.200s",
+                            path, user_json);
     for (const cJSON *item = user ? user->child : NULL; st == NNOPT_OK && item; item = item->next) {
         if (!cJSON_IsString(item)) {
             st = nnopt_error_set(err, NNOPT_STATUS_INVALID_ARGUMENT,
@@ -145,7 +153,8 @@ static nnopt_status build_metadata(const char *path, const char *user_json, cJSO
         }
     }
     cJSON_Delete(user);
-    if (st == NNOPT_OK && !ok) st = nnopt_error_set(err, NNOPT_STATUS_OUT_OF_MEMORY, "out of memory");
+    if (st == NNOPT_OK && !ok)
+        st = nnopt_error_set(err, NNOPT_STATUS_OUT_OF_MEMORY, "out of memory");
     if (st != NNOPT_OK) {
         cJSON_Delete(meta);
         return st;
@@ -173,9 +182,12 @@ static int fsync_parent_folder(const char *path) {
     if (!folder) return -1;
     memcpy(folder, path, len + 1);
     char *slash = strrchr(folder, '/');
-    if (!slash) strcpy(folder, ".");
-    else if (slash == folder) folder[1] = '\0';
-    else *slash = '\0';
+    if (!slash)
+        strcpy(folder, ".");
+    else if (slash == folder)
+        folder[1] = '\0';
+    else
+        *slash = '\0';
     int fd = open(folder, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
     free(folder);
     if (fd < 0) return -1;
@@ -254,8 +266,10 @@ nnopt_status nnopt_checkpoint_save(nnopt_network *net, const char *path, const c
     cJSON *root = cJSON_CreateObject();
     unsigned char *data = malloc(data_size ? data_size : 1);
     int ok = root != NULL;
-    if (root) add_to(root, METADATA_KEY, meta, &ok);
-    else cJSON_Delete(meta);
+    if (root)
+        add_to(root, METADATA_KEY, meta, &ok);
+    else
+        cJSON_Delete(meta);
     if (!data || !ok) st = nnopt_error_set(err, NNOPT_STATUS_OUT_OF_MEMORY, "out of memory");
 
     /* Tensors in graph order, back to back: one network has one dtype, so
@@ -273,7 +287,8 @@ nnopt_status nnopt_checkpoint_save(nnopt_network *net, const char *path, const c
         size_t nbytes = nnopt_tensor_nbytes(t);
         int64_t offsets[2] = {(int64_t)offset, (int64_t)(offset + nbytes)};
         cJSON *entry = cJSON_CreateObject();
-        if (!entry) ok = 0;
+        if (!entry)
+            ok = 0;
         else {
             add_to(entry, "dtype", cJSON_CreateString(safetensors_dtype(t->dtype)), &ok);
             add_to(entry, "shape", json_integers(t->shape, t->ndim, &ok), &ok);
@@ -346,8 +361,8 @@ static nnopt_status parse_entry(const char *path, const cJSON *item, uint64_t da
     const char *name = item->string;
     e->name = name;
     if (!cJSON_IsObject(item))
-        return nnopt_error_set(err, NNOPT_STATUS_FORMAT,
-                               "%s: header entry '%s' is not an object", path, name);
+        return nnopt_error_set(err, NNOPT_STATUS_FORMAT, "%s: header entry '%s' is not an object",
+                               path, name);
     const cJSON *dtype = cJSON_GetObjectItemCaseSensitive(item, "dtype");
     const cJSON *shape = cJSON_GetObjectItemCaseSensitive(item, "shape");
     const cJSON *offsets = cJSON_GetObjectItemCaseSensitive(item, "data_offsets");
@@ -358,8 +373,9 @@ static nnopt_status parse_entry(const char *path, const cJSON *item, uint64_t da
                                path, name);
     e->dtype = find_dtype(dtype->valuestring);
     if (!e->dtype)
-        return nnopt_error_set(err, NNOPT_STATUS_FORMAT, "%s: tensor '%s' has unknown dtype \"%.40s\"",
-                               path, name, dtype->valuestring);
+        return nnopt_error_set(err, NNOPT_STATUS_FORMAT,
+                               "%s: tensor '%s' has unknown dtype \"%.40s\"", path, name,
+                               dtype->valuestring);
 
     int ndim = cJSON_GetArraySize(shape);
     if (ndim > MAX_FILE_DIMS)
@@ -459,8 +475,8 @@ static nnopt_status check_layout(const char *path, file_entry *entries, size_t n
     }
     if (st == NNOPT_OK && expected != data_size)
         st = nnopt_error_set(err, NNOPT_STATUS_FORMAT,
-                             "%s: the data section has %" PRIu64 " bytes but the tensors index %" PRIu64
-                             " (trailing bytes)",
+                             "%s: the data section has %" PRIu64
+                             " bytes but the tensors index %" PRIu64 " (trailing bytes)",
                              path, data_size, expected);
     free(by_offset);
     return st;

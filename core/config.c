@@ -16,9 +16,8 @@ struct nnopt_config {
 };
 
 const char *nnopt_param_type_name(nnopt_param_type type) {
-    static const char *const names[NNOPT_PARAM_TYPE_COUNT] = {"int", "float", "bool",
-                                                               "string", "enum", "int list",
-                                                               "float list"};
+    static const char *const names[NNOPT_PARAM_TYPE_COUNT] = {
+        "int", "float", "bool", "string", "enum", "int list", "float list"};
     return (unsigned)type < NNOPT_PARAM_TYPE_COUNT ? names[type] : "?";
 }
 
@@ -43,7 +42,8 @@ static int parse_float(const char *s, double *out) {
 }
 
 static int parse_bool(const char *s, int *out) {
-    static const char *const yes[] = {"true", "yes", "on", "1"}, *const no[] = {"false", "no", "off", "0"};
+    static const char *const yes[] = {"true", "yes", "on", "1"}, *const no[] = {"false", "no",
+                                                                                "off", "0"};
     for (int i = 0; i < 4; i++) {
         if (strcasecmp(s, yes[i]) == 0) return *out = 1, 1;
         if (strcasecmp(s, no[i]) == 0) return *out = 0, 1;
@@ -121,7 +121,8 @@ int nnopt_param_value_ok(const nnopt_param_spec *spec, const char *value, char *
     case NNOPT_PARAM_BOOL:
         if (!parse_bool(value, &b)) return snprintf(why, size, "expected true or false"), 0;
         return 1;
-    case NNOPT_PARAM_STRING: return 1;
+    case NNOPT_PARAM_STRING:
+        return 1;
     case NNOPT_PARAM_ENUM:
         if (!enum_has(spec->choices, value))
             return snprintf(why, size, "expected one of %s", spec->choices), 0;
@@ -141,7 +142,8 @@ int nnopt_param_value_ok(const nnopt_param_spec *spec, const char *value, char *
         }
         return 1;
     }
-    default: break;
+    default:
+        break;
     }
     snprintf(why, size, "unknown parameter type");
     return 0;
@@ -226,7 +228,9 @@ nnopt_status nnopt_config_finish(nnopt_config *cfg, const char *where, nnopt_err
     return NNOPT_OK;
 }
 
-int nnopt_config_has(const nnopt_config *cfg, const char *key) { return find_spec(cfg, key) >= 0; }
+int nnopt_config_has(const nnopt_config *cfg, const char *key) {
+    return find_spec(cfg, key) >= 0;
+}
 
 int nnopt_config_is_set(const nnopt_config *cfg, const char *key) {
     int i = find_spec(cfg, key);

@@ -25,7 +25,7 @@ nnopt_status nnopt_config_set(nnopt_config *cfg, const char *key, const char *va
 /* Fills defaults; errors for required parameters left unset. */
 nnopt_status nnopt_config_finish(nnopt_config *cfg, const char *where, nnopt_error *err);
 
-int nnopt_config_has(const nnopt_config *cfg, const char *key); /* declared in the schema */
+int nnopt_config_has(const nnopt_config *cfg, const char *key);    /* declared in the schema */
 int nnopt_config_is_set(const nnopt_config *cfg, const char *key); /* given, not defaulted */
 const char *nnopt_config_get(const nnopt_config *cfg, const char *key);
 int64_t nnopt_config_get_int(const nnopt_config *cfg, const char *key);

@@ -8,7 +8,7 @@
 typedef struct nnopt_data {
     nnopt_dataset train, test;
     nnopt_normalize norm;
-    char dir[4096]; /* where the files were found */
+    char dir[4096];        /* where the files were found */
     nnopt_augment augment; /* applied to training batches ([data] augment_*) */
 } nnopt_data;
 

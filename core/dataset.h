@@ -26,8 +26,8 @@ typedef struct nnopt_normalize {
  * content, not name). Validates magic numbers, dimensions, that counts match,
  * file lengths (truncated or trailing bytes), and label range. limit > 0 keeps
  * only the first `limit` samples. Errors name the file. */
-nnopt_status nnopt_dataset_load_idx(const char *images_path, const char *labels_path,
-                                    int64_t limit, nnopt_dataset *out, nnopt_error *err);
+nnopt_status nnopt_dataset_load_idx(const char *images_path, const char *labels_path, int64_t limit,
+                                    nnopt_dataset *out, nnopt_error *err);
 void nnopt_dataset_free(nnopt_dataset *ds);
 
 /* Fills `order` with 0..n-1 shuffled by a seeded, platform-independent RNG. */

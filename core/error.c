@@ -47,19 +47,32 @@ const char *nnopt_plugin_error_take(void) {
 
 const char *nnopt_status_name(nnopt_status st) {
     switch (st) {
-    case NNOPT_OK: return "ok";
-    case NNOPT_STATUS_INVALID_ARGUMENT: return "invalid argument";
-    case NNOPT_STATUS_UNSUPPORTED: return "unsupported";
-    case NNOPT_STATUS_OUT_OF_MEMORY: return "out of memory";
-    case NNOPT_STATUS_IO: return "I/O error";
-    case NNOPT_STATUS_FORMAT: return "format error";
-    case NNOPT_STATUS_CONFIG: return "config error";
-    case NNOPT_STATUS_PLUGIN: return "plugin error";
-    case NNOPT_STATUS_ABI_MISMATCH: return "ABI mismatch";
-    case NNOPT_STATUS_INIT_FAILED: return "init failed";
-    case NNOPT_STATUS_NUMERIC: return "numeric error";
-    case NNOPT_STATUS_DEVICE: return "device error";
-    case NNOPT_STATUS_INTERNAL: return "internal error";
+    case NNOPT_OK:
+        return "ok";
+    case NNOPT_STATUS_INVALID_ARGUMENT:
+        return "invalid argument";
+    case NNOPT_STATUS_UNSUPPORTED:
+        return "unsupported";
+    case NNOPT_STATUS_OUT_OF_MEMORY:
+        return "out of memory";
+    case NNOPT_STATUS_IO:
+        return "I/O error";
+    case NNOPT_STATUS_FORMAT:
+        return "format error";
+    case NNOPT_STATUS_CONFIG:
+        return "config error";
+    case NNOPT_STATUS_PLUGIN:
+        return "plugin error";
+    case NNOPT_STATUS_ABI_MISMATCH:
+        return "ABI mismatch";
+    case NNOPT_STATUS_INIT_FAILED:
+        return "init failed";
+    case NNOPT_STATUS_NUMERIC:
+        return "numeric error";
+    case NNOPT_STATUS_DEVICE:
+        return "device error";
+    case NNOPT_STATUS_INTERNAL:
+        return "internal error";
     }
     return "unknown status";
 }

@@ -59,7 +59,8 @@ static nnopt_status allocate(nnopt_exec *ex, nnopt_error *err) {
         if (n->kind == NNOPT_NODE_DROPOUT && !ex->training) {
             /* Identity at inference: a view of the input. */
             ex->value[i] = nnopt_tensor_view(ex->value[n->inputs[0]], n->ndim, shape);
-            if (!ex->value[i]) return nnopt_error_set(err, NNOPT_STATUS_OUT_OF_MEMORY, "out of memory");
+            if (!ex->value[i])
+                return nnopt_error_set(err, NNOPT_STATUS_OUT_OF_MEMORY, "out of memory");
             continue;
         }
         if (n->kind == NNOPT_NODE_FLATTEN) {
@@ -75,11 +76,13 @@ static nnopt_status allocate(nnopt_exec *ex, nnopt_error *err) {
         }
         st = nnopt_backend_tensor_new(net->backend, g->dtype, n->ndim, shape, &ex->value[i], err);
         if (st == NNOPT_OK && ex->needs_grad[i])
-            st = nnopt_backend_tensor_new(net->backend, g->dtype, n->ndim, shape, &ex->grad[i], err);
+            st =
+                nnopt_backend_tensor_new(net->backend, g->dtype, n->ndim, shape, &ex->grad[i], err);
         /* A node read by several ops receives several gradients; all but the
          * first land in scratch and are added. */
         if (st == NNOPT_OK && ex->needs_grad[i] && consumers(g, i) > 1)
-            st = nnopt_backend_tensor_new(net->backend, g->dtype, n->ndim, shape, &ex->scratch[i], err);
+            st = nnopt_backend_tensor_new(net->backend, g->dtype, n->ndim, shape, &ex->scratch[i],
+                                          err);
         if (st != NNOPT_OK) return st;
     }
     return NNOPT_OK;
@@ -150,8 +153,7 @@ void nnopt_exec_free(nnopt_exec *ex) {
 
 /* Runs op, timing it into *seconds when profiling. */
 static nnopt_status run_op(nnopt_exec *ex, const nnopt_op *op, nnopt_tensor *const *in, int n_in,
-                           nnopt_tensor *const *out, int n_out, double *seconds,
-                           nnopt_error *err) {
+                           nnopt_tensor *const *out, int n_out, double *seconds, nnopt_error *err) {
     nnopt_backend *b = ex->net->backend;
     if (!ex->profile) return nnopt_backend_run(b, op, in, n_in, out, n_out, err);
     double start = nnopt_now_seconds();
@@ -164,7 +166,8 @@ static nnopt_status run_op(nnopt_exec *ex, const nnopt_op *op, nnopt_tensor *con
 nnopt_status nnopt_exec_forward(nnopt_exec *ex, const void *x, nnopt_error *err) {
     const nnopt_graph *g = ex->net->graph;
     nnopt_tensor *input = ex->value[g->input];
-    nnopt_status st = nnopt_backend_write(ex->net->backend, input, x, nnopt_tensor_nbytes(input), err);
+    nnopt_status st =
+        nnopt_backend_write(ex->net->backend, input, x, nnopt_tensor_nbytes(input), err);
     if (ex->training) ex->step++;
     for (int i = 0; st == NNOPT_OK && i < g->n_nodes; i++) {
         const nnopt_graph_node *n = &g->nodes[i];
@@ -182,7 +185,8 @@ nnopt_status nnopt_exec_forward(nnopt_exec *ex, const void *x, nnopt_error *err)
             n_out = ex->training ? 3 : 1;
         } else if (n->kind == NNOPT_NODE_DROPOUT) {
             /* A fresh mask every step and node, the same on every backend. */
-            op.p.dropout.seed = ex->seed * 0x9e3779b97f4a7c15ULL + ex->step * 1000003ULL + (uint64_t)i;
+            op.p.dropout.seed =
+                ex->seed * 0x9e3779b97f4a7c15ULL + ex->step * 1000003ULL + (uint64_t)i;
             n_out = 2;
         }
         st = run_op(ex, &op, in, n->n_inputs, out, n_out, &ex->forward_seconds[i], err);
@@ -201,7 +205,8 @@ static nnopt_status grad_written(nnopt_exec *ex, int target, double *seconds, nn
     if (!ex->grad_ready[target]) {
         ex->grad_ready[target] = 1;
         /* A flatten's gradient is a view of its input's: that one is ready too. */
-        if (g->nodes[target].kind == NNOPT_NODE_FLATTEN) ex->grad_ready[g->nodes[target].inputs[0]] = 1;
+        if (g->nodes[target].kind == NNOPT_NODE_FLATTEN)
+            ex->grad_ready[g->nodes[target].inputs[0]] = 1;
         return NNOPT_OK;
     }
     nnopt_op add = {.kind = NNOPT_OP_ADD};
@@ -256,7 +261,8 @@ static nnopt_status backward_node(nnopt_exec *ex, int i, nnopt_error *err) {
     }
     case NNOPT_NODE_DROPOUT:
         op.kind = NNOPT_OP_DROPOUT_BWD;
-        return emit_grad(ex, &op, (nnopt_tensor *[]){dy, ex->aux[i * NNOPT_EXEC_AUX]}, 2, inp[0], t, err);
+        return emit_grad(ex, &op, (nnopt_tensor *[]){dy, ex->aux[i * NNOPT_EXEC_AUX]}, 2, inp[0], t,
+                         err);
     case NNOPT_NODE_ADD:
         /* d(a + b) passes dy through to both: a copy. */
         op.kind = NNOPT_OP_CAST;
@@ -266,7 +272,8 @@ static nnopt_status backward_node(nnopt_exec *ex, int i, nnopt_error *err) {
     case NNOPT_NODE_FLATTEN: /* its gradient is its input's, by view */
     case NNOPT_NODE_INPUT:
     case NNOPT_NODE_PARAM:
-    case NNOPT_NODE_BUFFER: return NNOPT_OK;
+    case NNOPT_NODE_BUFFER:
+        return NNOPT_OK;
     }
     return NNOPT_OK;
 }
@@ -277,9 +284,11 @@ static nnopt_status upload_probs(nnopt_exec *ex, int k, const double *probs, nno
     const nnopt_graph *g = net->graph;
     int64_t shape[2] = {ex->batch, g->num_classes}, count = shape[0] * shape[1];
     nnopt_status st = NNOPT_OK;
-    if (!ex->soft[k]) st = nnopt_backend_tensor_new(net->backend, g->dtype, 2, shape, &ex->soft[k], err);
+    if (!ex->soft[k])
+        st = nnopt_backend_tensor_new(net->backend, g->dtype, 2, shape, &ex->soft[k], err);
     if (st != NNOPT_OK) return st;
-    if (g->dtype == NNOPT_F64) return nnopt_backend_write(net->backend, ex->soft[k], probs, (size_t)count * 8, err);
+    if (g->dtype == NNOPT_F64)
+        return nnopt_backend_write(net->backend, ex->soft[k], probs, (size_t)count * 8, err);
     float *f = malloc((size_t)count * sizeof *f);
     if (!f) return nnopt_error_set(err, NNOPT_STATUS_OUT_OF_MEMORY, "out of memory");
     for (int64_t i = 0; i < count; i++) f[i] = (float)probs[i];
@@ -289,7 +298,8 @@ static nnopt_status upload_probs(nnopt_exec *ex, int k, const double *probs, nno
 }
 
 /* Every loss term adds into the loss and the logits' gradient. */
-static nnopt_status loss_and_gradient(nnopt_exec *ex, const nnopt_loss_terms *terms, nnopt_error *err) {
+static nnopt_status loss_and_gradient(nnopt_exec *ex, const nnopt_loss_terms *terms,
+                                      nnopt_error *err) {
     const nnopt_graph *g = ex->net->graph;
     nnopt_loss_terms labels_only = {.label_weight = 1};
     if (!terms) terms = &labels_only;
@@ -302,19 +312,22 @@ static nnopt_status loss_and_gradient(nnopt_exec *ex, const nnopt_loss_terms *te
     nnopt_status st = NNOPT_OK;
     if (terms->label_weight != 0) {
         xent.p.xent = (nnopt_xent_params){0, 1.0, terms->label_weight, 0};
-        st = run_op(ex, &xent, (nnopt_tensor *[]){ex->value[g->output], ex->labels}, 2, out, 2, seconds, err);
+        st = run_op(ex, &xent, (nnopt_tensor *[]){ex->value[g->output], ex->labels}, 2, out, 2,
+                    seconds, err);
         written = 1;
     }
     for (int k = 0; st == NNOPT_OK && k < terms->n_soft; k++) {
         st = upload_probs(ex, k, terms->soft_probs[k], err);
         xent.p.xent = (nnopt_xent_params){1, terms->temperature[k], terms->weight[k], written};
         if (st == NNOPT_OK)
-            st = run_op(ex, &xent, (nnopt_tensor *[]){ex->value[g->output], ex->soft[k]}, 2, out, 2, seconds, err);
+            st = run_op(ex, &xent, (nnopt_tensor *[]){ex->value[g->output], ex->soft[k]}, 2, out, 2,
+                        seconds, err);
         written = 1;
     }
     if (st == NNOPT_OK && !written)
-        st = nnopt_error_set(err, NNOPT_STATUS_INVALID_ARGUMENT,
-                             "the batch has no loss: the label term has weight 0 and no technique added one");
+        st = nnopt_error_set(
+            err, NNOPT_STATUS_INVALID_ARGUMENT,
+            "the batch has no loss: the label term has weight 0 and no technique added one");
     return st;
 }
 
@@ -332,9 +345,11 @@ nnopt_status nnopt_exec_backward(nnopt_exec *ex, const int32_t *labels,
     if (st != NNOPT_OK) return st;
     ex->grad_ready[g->output] = 1;
     for (int i = g->n_nodes - 1; st == NNOPT_OK && i >= 0; i--)
-        if (ex->needs_grad[i] && !nnopt_node_is_state(g->nodes[i].kind)) st = backward_node(ex, i, err);
+        if (ex->needs_grad[i] && !nnopt_node_is_state(g->nodes[i].kind))
+            st = backward_node(ex, i, err);
     if (st != NNOPT_OK || !loss) return st;
-    if (g->dtype == NNOPT_F64) return nnopt_backend_read(net->backend, ex->loss, loss, sizeof *loss, err);
+    if (g->dtype == NNOPT_F64)
+        return nnopt_backend_read(net->backend, ex->loss, loss, sizeof *loss, err);
     float f;
     st = nnopt_backend_read(net->backend, ex->loss, &f, sizeof f, err);
     *loss = f;

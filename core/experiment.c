@@ -30,8 +30,8 @@ static int in_list(const char *key, const char *const *list) {
 }
 
 /* Sets every entry of `section` into cfg except the keys in `skip`. */
-static nnopt_status fill_section(const nnopt_ini *ini, const char *section,
-                                 const char *const *skip, nnopt_config *cfg, nnopt_error *err) {
+static nnopt_status fill_section(const nnopt_ini *ini, const char *section, const char *const *skip,
+                                 nnopt_config *cfg, nnopt_error *err) {
     for (int i = 0; i < ini->n_entries; i++) {
         const nnopt_ini_entry *e = &ini->entries[i];
         if (strcmp(e->section, section) != 0 || in_list(e->key, skip)) continue;
@@ -64,7 +64,8 @@ static nnopt_status core_section(const nnopt_ini *ini, const char *section,
 static const char *entry_value(const nnopt_ini *ini, const char *section, const char *key,
                                int *line) {
     for (int i = 0; i < ini->n_entries; i++)
-        if (strcmp(ini->entries[i].section, section) == 0 && strcmp(ini->entries[i].key, key) == 0) {
+        if (strcmp(ini->entries[i].section, section) == 0 &&
+            strcmp(ini->entries[i].key, key) == 0) {
             if (line) *line = ini->entries[i].line;
             return ini->entries[i].value;
         }
@@ -75,7 +76,8 @@ static const char *entry_value(const nnopt_ini *ini, const char *section, const 
 static const char *section_name(const char *section, const char *kind, const char *plain) {
     size_t n = strlen(kind);
     if (strcmp(section, kind) == 0) return plain;
-    if (strncmp(section, kind, n) == 0 && section[n] == ' ' && section[n + 1]) return section + n + 1;
+    if (strncmp(section, kind, n) == 0 && section[n] == ' ' && section[n + 1])
+        return section + n + 1;
     return NULL;
 }
 
@@ -241,7 +243,8 @@ static int split_list(const char *value, char items[][96], int max) {
     return n;
 }
 
-static const char *const run_keys[] = {"model", "backend", "techniques", "after", "init_from", NULL};
+static const char *const run_keys[] = {"model", "backend",   "techniques",
+                                       "after", "init_from", NULL};
 
 /* A backend named in a run: a [backend NAME] section, else a plugin name
  * used with its defaults (added as a spec). */
@@ -374,7 +377,9 @@ static nnopt_status run_links(nnopt_experiment *e, nnopt_error *err) {
         nnopt_run_spec *r = &e->runs[i];
         char items[NNOPT_MAX_RUN_TECHNIQUES][96], where[1200];
         int line = r->line;
-        const char *list = strcmp(r->section, "training") ? entry_value(&e->ini, r->section, "techniques", &line) : NULL;
+        const char *list = strcmp(r->section, "training")
+                               ? entry_value(&e->ini, r->section, "techniques", &line)
+                               : NULL;
         int n = list ? split_list(list, items, NNOPT_MAX_RUN_TECHNIQUES) : 0;
         for (int k = 0; k < n; k++) {
             int t = find_spec(e->techniques, e->n_techniques, items[k]);
@@ -433,12 +438,12 @@ static nnopt_status visit(nnopt_experiment *e, int i, int *state, int *n, int *s
         int start = 0;
         while (stack[start] != i) start++;
         for (int k = start; k <= depth && used < sizeof cycle; k++)
-            used += (size_t)snprintf(cycle + used, sizeof cycle - used, "%s%s", k > start ? " -> " : "",
-                                     e->runs[stack[k]].name);
+            used += (size_t)snprintf(cycle + used, sizeof cycle - used, "%s%s",
+                                     k > start ? " -> " : "", e->runs[stack[k]].name);
         char where[1200];
         where_of(&e->ini, e->runs[i].line, where, sizeof where);
-        return nnopt_error_set(err, NNOPT_STATUS_CONFIG, "%s: runs depend on each other in a cycle: %s",
-                               where, cycle);
+        return nnopt_error_set(err, NNOPT_STATUS_CONFIG,
+                               "%s: runs depend on each other in a cycle: %s", where, cycle);
     }
     state[i] = 1;
     for (int d = 0; d < e->runs[i].n_deps; d++) {
@@ -461,10 +466,12 @@ static nnopt_status order_runs(nnopt_experiment *e, nnopt_error *err) {
 
 static nnopt_status compare_specs(nnopt_experiment *e, nnopt_error *err) {
     for (int i = 0; i < e->ini.n_sections; i++) {
-        const char *section = e->ini.sections[i].name, *name = section_name(section, "compare", NULL);
+        const char *section = e->ini.sections[i].name,
+                   *name = section_name(section, "compare", NULL);
         if (!name) continue;
         if (e->n_compares == NNOPT_MAX_SPECS)
-            return nnopt_error_set(err, NNOPT_STATUS_CONFIG, "%s: too many [compare] sections", e->ini.path);
+            return nnopt_error_set(err, NNOPT_STATUS_CONFIG, "%s: too many [compare] sections",
+                                   e->ini.path);
         nnopt_compare_spec *c = &e->compares[e->n_compares++];
         snprintf(c->name, sizeof c->name, "%s", name);
         c->line = e->ini.sections[i].line;
@@ -475,8 +482,8 @@ static nnopt_status compare_specs(nnopt_experiment *e, nnopt_error *err) {
                 strcmp(en->key, "baseline") != 0) {
                 where_of(&e->ini, en->line, where, sizeof where);
                 return nnopt_error_set(err, NNOPT_STATUS_CONFIG,
-                                       "%s: unknown key '%s' in [%s] (known: runs, baseline)", where,
-                                       en->key, section);
+                                       "%s: unknown key '%s' in [%s] (known: runs, baseline)",
+                                       where, en->key, section);
             }
         }
         int line = c->line;
@@ -490,8 +497,9 @@ static nnopt_status compare_specs(nnopt_experiment *e, nnopt_error *err) {
         for (int k = 0; k < n; k++) {
             int found = runs_named(e, items[k], c->runs + c->n_runs, NNOPT_MAX_RUNS - c->n_runs);
             if (found == 0)
-                return nnopt_error_set(err, NNOPT_STATUS_CONFIG, "%s: [%s] names run '%s', which is not a run",
-                                       where, section, items[k]);
+                return nnopt_error_set(err, NNOPT_STATUS_CONFIG,
+                                       "%s: [%s] names run '%s', which is not a run", where,
+                                       section, items[k]);
             c->n_runs += found;
         }
         const char *baseline = entry_value(&e->ini, section, "baseline", &line);
@@ -517,7 +525,8 @@ static nnopt_status check_run_keys(const nnopt_experiment *e, nnopt_error *err) 
         const nnopt_ini_entry *en = &e->ini.entries[k];
         if (!section_name(en->section, "run", NULL) || in_list(en->key, run_keys)) continue;
         int known = 0;
-        for (int s = 0; s < nnopt_training_schema_count; s++) known |= !strcmp(nnopt_training_schema[s].name, en->key);
+        for (int s = 0; s < nnopt_training_schema_count; s++)
+            known |= !strcmp(nnopt_training_schema[s].name, en->key);
         if (known) continue;
         char where[1200];
         where_of(&e->ini, en->line, where, sizeof where);
@@ -543,7 +552,8 @@ nnopt_status nnopt_experiment_load(const char *path, const char *const *override
         st = core_section(&e->ini, "plugins", nnopt_plugins_schema, nnopt_plugins_schema_count,
                           &e->plugins, err);
     if (st == NNOPT_OK)
-        st = core_section(&e->ini, "data", nnopt_data_schema, nnopt_data_schema_count, &e->data, err);
+        st = core_section(&e->ini, "data", nnopt_data_schema, nnopt_data_schema_count, &e->data,
+                          err);
     if (st == NNOPT_OK)
         st = core_section(&e->ini, "training", nnopt_training_schema, nnopt_training_schema_count,
                           &e->training, err);
@@ -554,7 +564,8 @@ nnopt_status nnopt_experiment_load(const char *path, const char *const *override
     nnopt_error missing = {0};
     st = plugin_specs(e, &missing, err);
     if (st == NNOPT_OK && e->n_models == 0 && missing.status == NNOPT_OK)
-        st = nnopt_error_set(err, NNOPT_STATUS_CONFIG, "%s: no [model] section: nothing to train", path);
+        st = nnopt_error_set(err, NNOPT_STATUS_CONFIG, "%s: no [model] section: nothing to train",
+                             path);
     if (st == NNOPT_OK) st = run_specs(e, &missing, err);
     if (st != NNOPT_OK) return st;
     if (missing.status != NNOPT_OK) {
@@ -578,10 +589,10 @@ nnopt_status nnopt_experiment_load(const char *path, const char *const *override
         free(copy);
     }
     if (strchr(e->name, '/') || strcmp(e->name, "..") == 0 || strcmp(e->name, ".") == 0)
-        return nnopt_error_set(err, NNOPT_STATUS_CONFIG, "%s: experiment name '%s' must not be a path",
-                               path, e->name);
-    snprintf(e->output_dir, sizeof e->output_dir, "%s/%s", nnopt_config_get(e->experiment, "output"),
-             e->name);
+        return nnopt_error_set(err, NNOPT_STATUS_CONFIG,
+                               "%s: experiment name '%s' must not be a path", path, e->name);
+    snprintf(e->output_dir, sizeof e->output_dir, "%s/%s",
+             nnopt_config_get(e->experiment, "output"), e->name);
     return NNOPT_OK;
 }
 
@@ -613,7 +624,8 @@ static void write_section(FILE *f, const char *name, const char *plugin, const n
     fputc('\n', f);
 }
 
-static void write_list(FILE *f, const char *key, const nnopt_experiment *e, const int *runs, int n) {
+static void write_list(FILE *f, const char *key, const nnopt_experiment *e, const int *runs,
+                       int n) {
     if (n == 0) return;
     fprintf(f, "%s = ", key);
     for (int i = 0; i < n; i++) fprintf(f, "%s%s", i ? ", " : "", e->runs[runs[i]].name);
@@ -621,14 +633,16 @@ static void write_list(FILE *f, const char *key, const nnopt_experiment *e, cons
 }
 
 void nnopt_experiment_write_config(const nnopt_experiment *e, FILE *f) {
-    fprintf(f, "; resolved configuration of %s (defaults filled in, sweeps expanded)\n", e->ini.path);
+    fprintf(f, "; resolved configuration of %s (defaults filled in, sweeps expanded)\n",
+            e->ini.path);
     write_section(f, "experiment", NULL, e->experiment);
     write_section(f, "plugins", NULL, e->plugins);
     write_section(f, "data", NULL, e->data);
     for (int i = 0; i < e->n_backends; i++) {
         const nnopt_plugin_spec *b = &e->backends[i];
         char section[96];
-        snprintf(section, sizeof section, strcmp(b->name, "default") ? "backend %s" : "backend", b->name);
+        snprintf(section, sizeof section, strcmp(b->name, "default") ? "backend %s" : "backend",
+                 b->name);
         fprintf(f, "[%s]\nplugin = %s\n", section, b->plugin->desc->name);
         if (b->fallback) fprintf(f, "fallback = %s\n", b->fallback->desc->name);
         nnopt_config_write(b->cfg, f);

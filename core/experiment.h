@@ -33,8 +33,8 @@ typedef struct nnopt_run_spec {
     int line;
     int model, backend; /* indices into models[] and backends[] */
     int techniques[NNOPT_MAX_RUN_TECHNIQUES], n_techniques;
-    nnopt_config *training; /* [training] with the run's own overrides */
-    int init_from;          /* run index whose final weights start this one; -1: none */
+    nnopt_config *training;           /* [training] with the run's own overrides */
+    int init_from;                    /* run index whose final weights start this one; -1: none */
     int deps[NNOPT_MAX_DEPS], n_deps; /* runs that must finish first */
 } nnopt_run_spec;
 

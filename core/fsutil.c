@@ -29,7 +29,8 @@ nnopt_status nnopt_write_atomic(const char *path, void (*write)(FILE *f, void *u
     char tmp[4200];
     snprintf(tmp, sizeof tmp, "%s.tmp.%ld", path, (long)getpid());
     FILE *f = fopen(tmp, "w");
-    if (!f) return nnopt_error_set(err, NNOPT_STATUS_IO, "%s: cannot write: %s", tmp, strerror(errno));
+    if (!f)
+        return nnopt_error_set(err, NNOPT_STATUS_IO, "%s: cannot write: %s", tmp, strerror(errno));
     write(f, user);
     int failed = ferror(f) != 0;
     failed |= fflush(f) != 0;

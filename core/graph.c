@@ -22,13 +22,15 @@ void nnopt_graph_free(nnopt_graph *g) {
     free(g);
 }
 
-static int valid(const nnopt_graph *g, nnopt_node n) { return n >= 0 && n < g->n_nodes; }
+static int valid(const nnopt_graph *g, nnopt_node n) {
+    return n >= 0 && n < g->n_nodes;
+}
 
 static nnopt_node fail(nnopt_graph *g, const char *fmt, const char *what) {
     char msg[256];
     snprintf(msg, sizeof msg, fmt, what);
-    nnopt_error_set(&g->err, NNOPT_STATUS_INVALID_ARGUMENT, "model graph, node %d: %s",
-                    g->n_nodes, msg);
+    nnopt_error_set(&g->err, NNOPT_STATUS_INVALID_ARGUMENT, "model graph, node %d: %s", g->n_nodes,
+                    msg);
     return -1;
 }
 
@@ -53,7 +55,8 @@ static nnopt_node push(nnopt_graph *g, nnopt_node_kind kind, const char *name) {
 
 nnopt_node nnopt_graph_input(nnopt_graph *g, nnopt_dtype dtype) {
     if (g->input >= 0) return fail(g, "%s", "the input was already created");
-    if (dtype != NNOPT_F32 && dtype != NNOPT_F64) return fail(g, "%s", "input dtype must be f32 or f64");
+    if (dtype != NNOPT_F32 && dtype != NNOPT_F64)
+        return fail(g, "%s", "input dtype must be f32 or f64");
     g->dtype = dtype;
     nnopt_node id = push(g, NNOPT_NODE_INPUT, "input");
     if (id < 0) return id;
@@ -67,7 +70,9 @@ nnopt_node nnopt_graph_input(nnopt_graph *g, nnopt_dtype dtype) {
     return id;
 }
 
-int nnopt_graph_num_classes(const nnopt_graph *g) { return g->num_classes; }
+int nnopt_graph_num_classes(const nnopt_graph *g) {
+    return g->num_classes;
+}
 
 static nnopt_node state_node(nnopt_graph *g, nnopt_node_kind kind, const char *name, int ndim,
                              const int64_t *shape, nnopt_init_kind init) {
@@ -96,7 +101,9 @@ nnopt_node nnopt_graph_buffer(nnopt_graph *g, const char *name, int ndim, const 
     return state_node(g, NNOPT_NODE_BUFFER, name, ndim, shape, init);
 }
 
-static const nnopt_graph_node *node(const nnopt_graph *g, nnopt_node id) { return &g->nodes[id]; }
+static const nnopt_graph_node *node(const nnopt_graph *g, nnopt_node id) {
+    return &g->nodes[id];
+}
 
 /* Names ops "conv2d_3" etc. so per-layer reports can refer to them. */
 static nnopt_node push_op(nnopt_graph *g, nnopt_node_kind kind, const char *prefix) {
@@ -112,7 +119,8 @@ nnopt_node nnopt_graph_conv2d(nnopt_graph *g, nnopt_node x, nnopt_node w, nnopt_
         return fail(g, "%s", "conv2d: invalid input node");
     const nnopt_graph_node *xn = node(g, x), *wn = node(g, w);
     int groups = p->groups > 0 ? p->groups : 1;
-    if (xn->ndim != 4 || wn->ndim != 4) return fail(g, "%s", "conv2d needs NCHW input and KCRS weights");
+    if (xn->ndim != 4 || wn->ndim != 4)
+        return fail(g, "%s", "conv2d needs NCHW input and KCRS weights");
     int64_t C = xn->shape[1], K = wn->shape[0], R = wn->shape[2], S = wn->shape[3];
     if (C % groups || K % groups || wn->shape[1] != C / groups)
         return fail(g, "%s", "conv2d: weight channels do not match input channels / groups");
@@ -144,8 +152,8 @@ nnopt_node nnopt_graph_conv2d(nnopt_graph *g, nnopt_node x, nnopt_node w, nnopt_
 nnopt_node nnopt_graph_pool2d(nnopt_graph *g, nnopt_node x, const nnopt_pool2d_params *p) {
     if (g->err.status) return -1;
     if (!valid(g, x) || node(g, x)->ndim != 4) return fail(g, "%s", "pool2d needs an NCHW input");
-    if (p->kernel_h < 1 || p->kernel_w < 1 || p->stride_h < 1 || p->stride_w < 1 ||
-        p->pad_h < 0 || p->pad_w < 0 || (p->kind != NNOPT_POOL_MAX && p->kind != NNOPT_POOL_AVG))
+    if (p->kernel_h < 1 || p->kernel_w < 1 || p->stride_h < 1 || p->stride_w < 1 || p->pad_h < 0 ||
+        p->pad_w < 0 || (p->kind != NNOPT_POOL_MAX && p->kind != NNOPT_POOL_AVG))
         return fail(g, "%s", "pool2d: bad kind, window, stride or padding");
     const nnopt_graph_node *xn = node(g, x);
     int64_t P = (xn->shape[2] + 2 * p->pad_h - p->kernel_h) / p->stride_h + 1;
@@ -153,7 +161,8 @@ nnopt_node nnopt_graph_pool2d(nnopt_graph *g, nnopt_node x, const nnopt_pool2d_p
     if (P < 1 || Q < 1) return fail(g, "%s", "pool2d: window larger than the input");
     int64_t C = xn->shape[1];
     /* push may move the node array: xn is not used past this point. */
-    nnopt_node id = push_op(g, NNOPT_NODE_POOL2D, p->kind == NNOPT_POOL_MAX ? "maxpool" : "avgpool");
+    nnopt_node id =
+        push_op(g, NNOPT_NODE_POOL2D, p->kind == NNOPT_POOL_MAX ? "maxpool" : "avgpool");
     if (id < 0) return id;
     nnopt_graph_node *n = &g->nodes[id];
     n->inputs[0] = x;
@@ -303,7 +312,8 @@ nnopt_node nnopt_graph_global_avg_pool(nnopt_graph *g, nnopt_node x) {
     if (!valid(g, x) || node(g, x)->ndim != 4)
         return fail(g, "%s", "global average pooling needs an NCHW input");
     const nnopt_graph_node *xn = node(g, x);
-    nnopt_pool2d_params p = {NNOPT_POOL_AVG, (int32_t)xn->shape[2], (int32_t)xn->shape[3], 1, 1, 0, 0};
+    nnopt_pool2d_params p = {
+        NNOPT_POOL_AVG, (int32_t)xn->shape[2], (int32_t)xn->shape[3], 1, 1, 0, 0};
     return nnopt_graph_flatten(g, nnopt_graph_pool2d(g, x, &p));
 }
 
@@ -346,7 +356,8 @@ int64_t nnopt_graph_forward_macs(const nnopt_graph *g) {
         const nnopt_graph_node *n = &g->nodes[i];
         if (n->kind == NNOPT_NODE_CONV2D) {
             const nnopt_graph_node *w = &g->nodes[n->inputs[1]];
-            total += n->shape[1] * n->shape[2] * n->shape[3] * w->shape[1] * w->shape[2] * w->shape[3];
+            total +=
+                n->shape[1] * n->shape[2] * n->shape[3] * w->shape[1] * w->shape[2] * w->shape[3];
         } else if (n->kind == NNOPT_NODE_DENSE) {
             const nnopt_graph_node *w = &g->nodes[n->inputs[1]];
             total += w->shape[0] * w->shape[1];
@@ -355,7 +366,9 @@ int64_t nnopt_graph_forward_macs(const nnopt_graph *g) {
     return total;
 }
 
-int nnopt_graph_node_count(const nnopt_graph *g) { return g->n_nodes; }
+int nnopt_graph_node_count(const nnopt_graph *g) {
+    return g->n_nodes;
+}
 
 int nnopt_graph_node_act(const nnopt_graph *g, nnopt_node n) {
     if (!valid(g, n) || g->nodes[n].kind != NNOPT_NODE_ACT) return -1;
@@ -363,16 +376,20 @@ int nnopt_graph_node_act(const nnopt_graph *g, nnopt_node n) {
 }
 
 nnopt_status nnopt_graph_set_act(nnopt_graph *g, nnopt_node n, nnopt_act_kind kind) {
-    if (!valid(g, n) || g->nodes[n].kind != NNOPT_NODE_ACT || (unsigned)kind >= NNOPT_ACT_KIND_COUNT)
+    if (!valid(g, n) || g->nodes[n].kind != NNOPT_NODE_ACT ||
+        (unsigned)kind >= NNOPT_ACT_KIND_COUNT)
         return NNOPT_STATUS_INVALID_ARGUMENT;
     g->nodes[n].op.p.act.kind = kind;
     return NNOPT_OK;
 }
 
-nnopt_dtype nnopt_graph_dtype(const nnopt_graph *g) { return g->dtype; }
+nnopt_dtype nnopt_graph_dtype(const nnopt_graph *g) {
+    return g->dtype;
+}
 
 nnopt_status nnopt_graph_set_dtype(nnopt_graph *g, nnopt_dtype dtype) {
-    if (g->frozen || (dtype != NNOPT_F32 && dtype != NNOPT_F64)) return NNOPT_STATUS_INVALID_ARGUMENT;
+    if (g->frozen || (dtype != NNOPT_F32 && dtype != NNOPT_F64))
+        return NNOPT_STATUS_INVALID_ARGUMENT;
     g->dtype = dtype;
     return NNOPT_OK;
 }

@@ -31,7 +31,7 @@ typedef struct nnopt_graph_node {
     int n_inputs;
     int ndim;
     int64_t shape[NNOPT_MAX_DIMS];
-    nnopt_op op; /* forward op and its parameters (op nodes) */
+    nnopt_op op;          /* forward op and its parameters (op nodes) */
     nnopt_init_kind init; /* params */
 } nnopt_graph_node;
 

@@ -77,4 +77,6 @@ static const nnopt_host_api host_api = {
     .batch_add_soft_targets = nnopt_batch_add_soft_targets,
 };
 
-const nnopt_host_api *nnopt_host_api_get(void) { return &host_api; }
+const nnopt_host_api *nnopt_host_api_get(void) {
+    return &host_api;
+}

@@ -54,8 +54,9 @@ static char *read_line(char *str, int num, void *stream) {
     size_t text_len = strlen(text);
     while (text_len && (text[text_len - 1] == '\n' || text[text_len - 1] == '\r')) text_len--;
     if (text_len + 2 > (size_t)num || text_len > NNOPT_INI_MAX_LINE) {
-        nnopt_error_set(st->err, NNOPT_STATUS_CONFIG, "%s: line is too long (%zu characters, at most %d)",
-                        where, text_len, num - 2 < NNOPT_INI_MAX_LINE ? num - 2 : NNOPT_INI_MAX_LINE);
+        nnopt_error_set(st->err, NNOPT_STATUS_CONFIG,
+                        "%s: line is too long (%zu characters, at most %d)", where, text_len,
+                        num - 2 < NNOPT_INI_MAX_LINE ? num - 2 : NNOPT_INI_MAX_LINE);
         text_len = 0; /* hand inih a blank line; the error is already recorded */
     }
     if (text_len && text[0] == '[') {
@@ -90,8 +91,8 @@ static int on_entry(void *user, const char *section, const char *name, const cha
     char where[1200];
     nnopt_ini_where(ini, st->line, where, sizeof where);
     if (!section[0]) {
-        nnopt_error_set(st->err, NNOPT_STATUS_CONFIG,
-                        "%s: '%s' appears before any [section]", where, name);
+        nnopt_error_set(st->err, NNOPT_STATUS_CONFIG, "%s: '%s' appears before any [section]",
+                        where, name);
         return 1;
     }
     for (int i = 0; i < ini->n_entries; i++) {
@@ -103,7 +104,8 @@ static int on_entry(void *user, const char *section, const char *name, const cha
             return 1;
         }
     }
-    nnopt_ini_entry *entries = realloc(ini->entries, (size_t)(ini->n_entries + 1) * sizeof *entries);
+    nnopt_ini_entry *entries =
+        realloc(ini->entries, (size_t)(ini->n_entries + 1) * sizeof *entries);
     if (!entries) return 0;
     ini->entries = entries;
     nnopt_ini_entry *e = &entries[ini->n_entries++];
@@ -144,11 +146,10 @@ nnopt_status nnopt_ini_read(const char *path, nnopt_ini *out, nnopt_error *err) 
         free(buf);
         if (f) fclose(f);
         return nnopt_error_set(err, NNOPT_STATUS_CONFIG,
-                               "%s: malformed line '%s' (expected [section] or key = value)",
-                               where, text);
+                               "%s: malformed line '%s' (expected [section] or key = value)", where,
+                               text);
     }
-    if (bad_line < 0)
-        return nnopt_error_set(err, NNOPT_STATUS_IO, "%s: cannot read", path);
+    if (bad_line < 0) return nnopt_error_set(err, NNOPT_STATUS_IO, "%s: cannot read", path);
     return NNOPT_OK;
 }
 
@@ -158,8 +159,8 @@ nnopt_status nnopt_ini_override(nnopt_ini *ini, const char *assignment, nnopt_er
     for (const char *p = assignment; eq && p < eq; p++)
         if (*p == '.') dot = p;
     if (!eq || !dot || dot == assignment || dot + 1 == eq)
-        return nnopt_error_set(err, NNOPT_STATUS_CONFIG,
-                               "--set '%s': expected section.key=value", assignment);
+        return nnopt_error_set(err, NNOPT_STATUS_CONFIG, "--set '%s': expected section.key=value",
+                               assignment);
     char *section = strndup(assignment, (size_t)(dot - assignment));
     char *key = strndup(dot + 1, (size_t)(eq - dot - 1));
     char *value = strdup(eq + 1);
@@ -184,7 +185,8 @@ nnopt_status nnopt_ini_override(nnopt_ini *ini, const char *assignment, nnopt_er
             e->line = 0;
         }
         int has_section = 0;
-        for (int i = 0; i < ini->n_sections; i++) has_section |= strcmp(ini->sections[i].name, s) == 0;
+        for (int i = 0; i < ini->n_sections; i++)
+            has_section |= strcmp(ini->sections[i].name, s) == 0;
         if (!has_section) push_section(ini, s, 0);
     }
     free(section);

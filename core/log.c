@@ -6,7 +6,9 @@
 
 static int current_level = -1;
 
-void nnopt_log_set_level(nnopt_log_level level) { current_level = (int)level; }
+void nnopt_log_set_level(nnopt_log_level level) {
+    current_level = (int)level;
+}
 
 static int level_from_env(void) {
     const char *v = getenv("NNOPT_LOG_LEVEL");

@@ -24,14 +24,20 @@ static void init_values(const nnopt_graph_node *n, uint64_t seed, double *v, int
     fans(n, &fan_in, &fan_out);
     for (int64_t i = 0; i < count; i++) {
         switch (n->init) {
-        case NNOPT_INIT_ZEROS: v[i] = 0; break;
-        case NNOPT_INIT_ONES: v[i] = 1; break;
+        case NNOPT_INIT_ZEROS:
+            v[i] = 0;
+            break;
+        case NNOPT_INIT_ONES:
+            v[i] = 1;
+            break;
         case NNOPT_INIT_GLOROT_UNIFORM: {
             double limit = sqrt(6.0 / (fan_in + fan_out));
             v[i] = (2 * nnopt_rng_uniform(&rng) - 1) * limit;
             break;
         }
-        case NNOPT_INIT_KAIMING_NORMAL: v[i] = nnopt_rng_normal(&rng) * sqrt(2.0 / fan_in); break;
+        case NNOPT_INIT_KAIMING_NORMAL:
+            v[i] = nnopt_rng_normal(&rng) * sqrt(2.0 / fan_in);
+            break;
         case NNOPT_INIT_LECUN_UNIFORM:
             v[i] = (2 * nnopt_rng_uniform(&rng) - 1) / sqrt(fan_in);
             break;
@@ -83,7 +89,8 @@ nnopt_status nnopt_network_create(nnopt_graph *graph, nnopt_backend *backend, ui
     for (int i = 0; st == NNOPT_OK && i < graph->n_nodes; i++) {
         const nnopt_graph_node *n = &graph->nodes[i];
         if (!nnopt_node_is_state(n->kind)) continue;
-        st = nnopt_backend_tensor_new(backend, graph->dtype, n->ndim, n->shape, &net->param[i], err);
+        st =
+            nnopt_backend_tensor_new(backend, graph->dtype, n->ndim, n->shape, &net->param[i], err);
         if (st != NNOPT_OK) break;
         int64_t count = nnopt_tensor_numel(net->param[i]);
         double *v = malloc((size_t)count * sizeof *v);
@@ -126,11 +133,14 @@ nnopt_status nnopt_network_prepare_training(nnopt_network *net, const nnopt_opti
         const nnopt_graph_node *n = &g->nodes[i];
         nnopt_status st = NNOPT_OK;
         if (!net->grad[i])
-            st = nnopt_backend_tensor_new(net->backend, g->dtype, n->ndim, n->shape, &net->grad[i], err);
+            st = nnopt_backend_tensor_new(net->backend, g->dtype, n->ndim, n->shape, &net->grad[i],
+                                          err);
         if (st == NNOPT_OK && need1 && !net->state1[i])
-            st = nnopt_backend_tensor_new(net->backend, g->dtype, n->ndim, n->shape, &net->state1[i], err);
+            st = nnopt_backend_tensor_new(net->backend, g->dtype, n->ndim, n->shape,
+                                          &net->state1[i], err);
         if (st == NNOPT_OK && need2 && !net->state2[i])
-            st = nnopt_backend_tensor_new(net->backend, g->dtype, n->ndim, n->shape, &net->state2[i], err);
+            st = nnopt_backend_tensor_new(net->backend, g->dtype, n->ndim, n->shape,
+                                          &net->state2[i], err);
         if (st != NNOPT_OK) return st;
     }
     return NNOPT_OK;
@@ -146,8 +156,8 @@ nnopt_status nnopt_network_step(nnopt_network *net, const nnopt_optimizer *opt, 
         op.p.sgd = (nnopt_sgd_params){lr, opt->momentum, opt->weight_decay, opt->nesterov};
     } else {
         op.kind = NNOPT_OP_ADAM_UPDATE;
-        op.p.adam = (nnopt_adam_params){lr, opt->beta1, opt->beta2, opt->eps, opt->weight_decay,
-                                        net->step};
+        op.p.adam =
+            (nnopt_adam_params){lr, opt->beta1, opt->beta2, opt->eps, opt->weight_decay, net->step};
     }
     for (int i = 0; i < net->graph->n_nodes; i++) {
         if (!net->grad[i]) continue; /* buffers are not trained */

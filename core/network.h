@@ -6,7 +6,10 @@
 #include "backend.h"
 #include "graph.h"
 
-typedef enum nnopt_optimizer_kind { NNOPT_OPTIMIZER_SGD = 0, NNOPT_OPTIMIZER_ADAM } nnopt_optimizer_kind;
+typedef enum nnopt_optimizer_kind {
+    NNOPT_OPTIMIZER_SGD = 0,
+    NNOPT_OPTIMIZER_ADAM
+} nnopt_optimizer_kind;
 
 typedef struct nnopt_optimizer {
     nnopt_optimizer_kind kind;

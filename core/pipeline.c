@@ -11,7 +11,9 @@
 
 /* ---- host API entries for techniques ---------------------------------- */
 
-const char *nnopt_run_name(const nnopt_run *run) { return run->spec->name; }
+const char *nnopt_run_name(const nnopt_run *run) {
+    return run->spec->name;
+}
 
 nnopt_graph *nnopt_run_graph(nnopt_run *run) {
     return run->net ? run->net->graph : run->graph;
@@ -24,16 +26,27 @@ nnopt_run *nnopt_run_find(nnopt_run *self, const char *name) {
     return NULL;
 }
 
-int64_t nnopt_run_train_size(const nnopt_run *run) { return run->pipeline->data->train.n; }
-int64_t nnopt_batch_size(const nnopt_batch *b) { return b->size; }
-int nnopt_batch_classes(const nnopt_batch *b) { return b->classes; }
-const int64_t *nnopt_batch_indices(const nnopt_batch *b) { return b->indices; }
-void nnopt_batch_set_label_weight(nnopt_batch *b, double weight) { b->terms.label_weight = weight; }
+int64_t nnopt_run_train_size(const nnopt_run *run) {
+    return run->pipeline->data->train.n;
+}
+int64_t nnopt_batch_size(const nnopt_batch *b) {
+    return b->size;
+}
+int nnopt_batch_classes(const nnopt_batch *b) {
+    return b->classes;
+}
+const int64_t *nnopt_batch_indices(const nnopt_batch *b) {
+    return b->indices;
+}
+void nnopt_batch_set_label_weight(nnopt_batch *b, double weight) {
+    b->terms.label_weight = weight;
+}
 
 nnopt_status nnopt_batch_add_soft_targets(nnopt_batch *b, const double *probs, double temperature,
                                           double weight) {
     nnopt_loss_terms *t = &b->terms;
-    if (t->n_soft == NNOPT_MAX_SOFT_TERMS || !(temperature > 0)) return NNOPT_STATUS_INVALID_ARGUMENT;
+    if (t->n_soft == NNOPT_MAX_SOFT_TERMS || !(temperature > 0))
+        return NNOPT_STATUS_INVALID_ARGUMENT;
     /* Copied: the technique's buffer may change before the loss is computed. */
     size_t bytes = (size_t)(b->size * b->classes) * sizeof(double);
     double *copy = b->soft_storage[t->n_soft];
@@ -60,7 +73,8 @@ static void convert(const void *src, nnopt_dtype from, void *dst, nnopt_dtype to
 
 nnopt_status nnopt_run_predict(nnopt_run *other, const nnopt_batch *batch, double temperature,
                                int train_mode, double *probs) {
-    if (!other || !other->finished || !other->net || !(temperature > 0)) return NNOPT_STATUS_INVALID_ARGUMENT;
+    if (!other || !other->finished || !other->net || !(temperature > 0))
+        return NNOPT_STATUS_INVALID_ARGUMENT;
     nnopt_error err = {0};
     nnopt_network *net = other->net;
     const nnopt_graph *g = net->graph;
@@ -73,7 +87,8 @@ nnopt_status nnopt_run_predict(nnopt_run *other, const nnopt_batch *batch, doubl
     }
     nnopt_status st = NNOPT_OK;
     if (!other->predict_exec[train_mode])
-        st = nnopt_exec_create(net, batch->size, train_mode, &other->predict_exec[train_mode], &err);
+        st =
+            nnopt_exec_create(net, batch->size, train_mode, &other->predict_exec[train_mode], &err);
     nnopt_exec *ex = other->predict_exec[train_mode];
     const nnopt_graph *mine = batch->run->net->graph;
     int64_t inputs = batch->size * g->in_c * g->in_h * g->in_w;
@@ -83,7 +98,8 @@ nnopt_status nnopt_run_predict(nnopt_run *other, const nnopt_batch *batch, doubl
         x = malloc((size_t)inputs * nnopt_dtype_size(g->dtype));
         if (x) convert(batch->x, mine->dtype, x, g->dtype, inputs);
     }
-    if (st == NNOPT_OK && (!logits || (mine->dtype != g->dtype && !x))) st = NNOPT_STATUS_OUT_OF_MEMORY;
+    if (st == NNOPT_OK && (!logits || (mine->dtype != g->dtype && !x)))
+        st = NNOPT_STATUS_OUT_OF_MEMORY;
     if (st == NNOPT_OK) st = nnopt_exec_forward(ex, x ? x : batch->x, &err);
     if (st == NNOPT_OK) st = nnopt_exec_read_logits(ex, logits, &err);
     if (st == NNOPT_OK) {
@@ -109,7 +125,8 @@ nnopt_status nnopt_run_predict(nnopt_run *other, const nnopt_batch *batch, doubl
 
 /* ---- running one run ---------------------------------------------------- */
 
-static const nnopt_technique_vtable *technique_vt(const nnopt_experiment *e, const nnopt_run *run, int k) {
+static const nnopt_technique_vtable *technique_vt(const nnopt_experiment *e, const nnopt_run *run,
+                                                  int k) {
     return e->techniques[run->spec->techniques[k]].plugin->desc->vtable;
 }
 
@@ -151,7 +168,8 @@ static nnopt_status open_backend(const nnopt_experiment *e, nnopt_run *run, nnop
     /* The configured fallback runs instead; the report says so. */
     nnopt_log(NNOPT_LOG_WARN, "run '%s': %s; falling back to the %s backend", run->spec->name,
               first.message, b->fallback->desc->name);
-    snprintf(out->note, sizeof out->note, "fell back from %s: %.200s", b->plugin->desc->name, first.message);
+    snprintf(out->note, sizeof out->note, "fell back from %s: %.200s", b->plugin->desc->name,
+             first.message);
     snprintf(out->backend, sizeof out->backend, "%s", b->fallback->desc->name);
     return nnopt_backend_open(b->fallback, b->fallback_cfg, &run->backend, err);
 }
@@ -166,17 +184,21 @@ static nnopt_status check_support(const nnopt_run *run, nnopt_error *err) {
                                            NNOPT_OP_CAST};
     for (size_t i = 0; i < sizeof always / sizeof *always; i++)
         if (!b->vt->supports(b->ctx, always[i], g->dtype))
-            used += (size_t)snprintf(missing + used, sizeof missing - used, " %s", nnopt_op_kind_name(always[i]));
+            used += (size_t)snprintf(missing + used, sizeof missing - used, " %s",
+                                     nnopt_op_kind_name(always[i]));
     for (int i = 0; i < g->n_nodes && used < sizeof missing; i++) {
         const nnopt_graph_node *n = &g->nodes[i];
-        if (n->kind == NNOPT_NODE_INPUT || nnopt_node_is_state(n->kind) || n->kind == NNOPT_NODE_FLATTEN) continue;
+        if (n->kind == NNOPT_NODE_INPUT || nnopt_node_is_state(n->kind) ||
+            n->kind == NNOPT_NODE_FLATTEN)
+            continue;
         if (!b->vt->supports(b->ctx, n->op.kind, g->dtype))
-            used += (size_t)snprintf(missing + used, sizeof missing - used, " %s", nnopt_op_kind_name(n->op.kind));
+            used += (size_t)snprintf(missing + used, sizeof missing - used, " %s",
+                                     nnopt_op_kind_name(n->op.kind));
     }
     if (!used) return NNOPT_OK;
-    return nnopt_error_set(err, NNOPT_STATUS_UNSUPPORTED,
-                           "run '%s': the %s backend cannot run these ops in %s:%s", run->spec->name,
-                           b->plugin->desc->name, nnopt_dtype_name(g->dtype), missing);
+    return nnopt_error_set(
+        err, NNOPT_STATUS_UNSUPPORTED, "run '%s': the %s backend cannot run these ops in %s:%s",
+        run->spec->name, b->plugin->desc->name, nnopt_dtype_name(g->dtype), missing);
 }
 
 /* Starts from another run's final weights: same names and shapes required. */
@@ -190,14 +212,15 @@ static nnopt_status copy_weights(const nnopt_run *from, nnopt_run *to, nnopt_err
         const nnopt_tensor *src = j >= 0 ? from->net->param[j] : NULL;
         nnopt_tensor *dst = to->net->param[i];
         if (!src || nnopt_tensor_numel(src) != nnopt_tensor_numel(dst))
-            return nnopt_error_set(err, NNOPT_STATUS_CONFIG,
-                                   "run '%s': init_from '%s': it has no parameter '%s' of %lld values",
-                                   to->spec->name, from->spec->name, gd->nodes[i].name,
-                                   (long long)nnopt_tensor_numel(dst));
+            return nnopt_error_set(
+                err, NNOPT_STATUS_CONFIG,
+                "run '%s': init_from '%s': it has no parameter '%s' of %lld values", to->spec->name,
+                from->spec->name, gd->nodes[i].name, (long long)nnopt_tensor_numel(dst));
         int64_t n = nnopt_tensor_numel(dst);
         void *a = malloc((size_t)n * 8), *b = malloc((size_t)n * 8);
         nnopt_status st = a && b ? NNOPT_OK : NNOPT_STATUS_OUT_OF_MEMORY;
-        if (st == NNOPT_OK) st = nnopt_backend_read(from->backend, src, a, nnopt_tensor_nbytes(src), err);
+        if (st == NNOPT_OK)
+            st = nnopt_backend_read(from->backend, src, a, nnopt_tensor_nbytes(src), err);
         if (st == NNOPT_OK) {
             convert(a, src->dtype, b, dst->dtype, n);
             st = nnopt_backend_write(to->backend, dst, b, nnopt_tensor_nbytes(dst), err);
@@ -271,7 +294,8 @@ static nnopt_status train_epoch(epoch_loop *L, int epoch, int epochs, double lr,
     return st;
 }
 
-static nnopt_status run_one(nnopt_pipeline *p, nnopt_run *run, nnopt_run_result *out, nnopt_error *err) {
+static nnopt_status run_one(nnopt_pipeline *p, nnopt_run *run, nnopt_run_result *out,
+                            nnopt_error *err) {
     const nnopt_experiment *e = p->e;
     const nnopt_data *data = p->data;
     const nnopt_run_spec *spec = run->spec;
@@ -293,7 +317,8 @@ static nnopt_status run_one(nnopt_pipeline *p, nnopt_run *run, nnopt_run_result 
     for (int k = 0; st == NNOPT_OK && k < spec->n_techniques; k++) {
         const nnopt_technique_vtable *vt = technique_vt(e, run, k);
         nnopt_plugin_error_take();
-        st = vt->create(nnopt_host_api_get(), e->techniques[spec->techniques[k]].cfg, &run->technique_ctx[k]);
+        st = vt->create(nnopt_host_api_get(), e->techniques[spec->techniques[k]].cfg,
+                        &run->technique_ctx[k]);
         if (st != NNOPT_OK) st = technique_failed(e, run, k, "create", st, err);
     }
     EACH_TECHNIQUE(e, run, -1, before_train, run);
@@ -304,22 +329,27 @@ static nnopt_status run_one(nnopt_pipeline *p, nnopt_run *run, nnopt_run_result 
         st = nnopt_network_create(g, run->backend, L.seed, &run->net, err);
     }
     if (st == NNOPT_OK) st = check_support(run, err);
-    if (st == NNOPT_OK && spec->init_from >= 0) st = copy_weights(&p->runs[spec->init_from], run, err);
+    if (st == NNOPT_OK && spec->init_from >= 0)
+        st = copy_weights(&p->runs[spec->init_from], run, err);
     if (st == NNOPT_OK) st = nnopt_network_prepare_training(run->net, &L.opt, err);
     if (st == NNOPT_OK) st = nnopt_exec_create(run->net, L.batch_size, 1, &L.ex, err);
     if (st != NNOPT_OK) return st;
 
     const nnopt_graph *g = run->net->graph;
-    snprintf(out->backend_description, sizeof out->backend_description, "%s", run->backend->description);
+    snprintf(out->backend_description, sizeof out->backend_description, "%s",
+             run->backend->description);
     snprintf(out->dtype, sizeof out->dtype, "%s", nnopt_dtype_name(g->dtype));
     out->params = nnopt_graph_param_count(g);
     out->macs = nnopt_graph_forward_macs(g);
     out->train_images = data->train.n;
     out->test_images = data->test.n;
     out->batch = L.batch_size;
-    nnopt_log(NNOPT_LOG_INFO, "run '%s': model %s (%s, %s), %lld parameters, %.2f M multiply-adds per image; backend %s: %s",
-              spec->name, model->name, model->plugin->desc->name, out->dtype, (long long)out->params,
-              (double)out->macs / 1e6, out->backend, run->backend->description);
+    nnopt_log(NNOPT_LOG_INFO,
+              "run '%s': model %s (%s, %s), %lld parameters, %.2f M multiply-adds per image; "
+              "backend %s: %s",
+              spec->name, model->name, model->plugin->desc->name, out->dtype,
+              (long long)out->params, (double)out->macs / 1e6, out->backend,
+              run->backend->description);
 
     int epochs = (int)nnopt_config_get_int(tc, "epochs");
     int64_t eval_batch = nnopt_config_get_int(tc, "eval_batch");
@@ -333,7 +363,9 @@ static nnopt_status run_one(nnopt_pipeline *p, nnopt_run *run, nnopt_run_result 
         st = nnopt_error_set(err, NNOPT_STATUS_OUT_OF_MEMORY, "out of memory");
     const char *progress = nnopt_config_get(tc, "progress");
     nnopt_progress_init(&L.progress, spec->name,
-                        strcmp(progress, "on") == 0 ? 1 : strcmp(progress, "off") == 0 ? 0 : -1);
+                        strcmp(progress, "on") == 0    ? 1
+                        : strcmp(progress, "off") == 0 ? 0
+                                                       : -1);
     for (int ep = 0; st == NNOPT_OK && ep < epochs; ep++) {
         nnopt_epoch_result *r = &out->epochs[ep];
         r->epoch = ep + 1;
@@ -355,7 +387,8 @@ static nnopt_status run_one(nnopt_pipeline *p, nnopt_run *run, nnopt_run_result 
         out->train_seconds += r->train_seconds;
         out->eval_seconds = r->eval_seconds;
         out->test_accuracy = r->test_accuracy;
-        nnopt_progress_end(&L.progress, r->train_loss, r->test_accuracy, r->train_seconds, r->eval_seconds);
+        nnopt_progress_end(&L.progress, r->train_loss, r->test_accuracy, r->train_seconds,
+                           r->eval_seconds);
     }
     if (st == NNOPT_OK && epochs == 0) {
         /* No training (a converted or swapped model, say): evaluate once. */
@@ -366,7 +399,8 @@ static nnopt_status run_one(nnopt_pipeline *p, nnopt_run *run, nnopt_run_result 
         out->eval_seconds = nnopt_now_seconds() - start;
     }
     int transforms = 0;
-    for (int k = 0; k < spec->n_techniques; k++) transforms |= technique_vt(e, run, k)->after_train != NULL;
+    for (int k = 0; k < spec->n_techniques; k++)
+        transforms |= technique_vt(e, run, k)->after_train != NULL;
     EACH_TECHNIQUE(e, run, -1, after_train, run);
     if (st == NNOPT_OK && transforms) {
         /* after_train may have changed the model (quantised it, say): the
@@ -435,7 +469,8 @@ nnopt_status nnopt_pipeline_run(const nnopt_experiment *e, const nnopt_data *dat
         st = run_one(p, &p->runs[i], &results[i], err);
         /* Free what no later run needs: networks can be large. */
         for (int j = 0; st == NNOPT_OK && j <= k; j++)
-            if (p->runs[e->order[j]].net && !still_needed(e, e->order[j], k)) release_run(e, &p->runs[e->order[j]]);
+            if (p->runs[e->order[j]].net && !still_needed(e, e->order[j], k))
+                release_run(e, &p->runs[e->order[j]]);
     }
     for (int i = 0; i < e->n_runs; i++) release_run(e, &p->runs[i]);
     if (st != NNOPT_OK)

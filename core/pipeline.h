@@ -15,8 +15,8 @@ struct nnopt_run {
     nnopt_pipeline *pipeline;
     int index; /* into the experiment's runs[] */
     const nnopt_run_spec *spec;
-    nnopt_graph *graph;    /* until the network owns it */
-    nnopt_network *net;    /* kept after the run for the runs that depend on it */
+    nnopt_graph *graph; /* until the network owns it */
+    nnopt_network *net; /* kept after the run for the runs that depend on it */
     nnopt_backend *backend;
     int finished, graph_frozen;
     void *technique_ctx[NNOPT_MAX_RUN_TECHNIQUES];

@@ -69,7 +69,9 @@ static const nnopt_plugin *find_loaded(const char *path) {
 
 static nnopt_status check_descriptor(const char *path, const nnopt_plugin_desc *d,
                                      nnopt_error *err) {
-    if (!d) return nnopt_error_set(err, NNOPT_STATUS_PLUGIN, "%s: descriptor function returned NULL", path);
+    if (!d)
+        return nnopt_error_set(err, NNOPT_STATUS_PLUGIN, "%s: descriptor function returned NULL",
+                               path);
     if (d->abi_major != NNOPT_ABI_MAJOR || d->abi_minor > NNOPT_ABI_MINOR)
         return nnopt_error_set(err, NNOPT_STATUS_ABI_MISMATCH,
                                "%s: ABI mismatch: plugin built for nnopt ABI %u.%u, this core "
@@ -119,9 +121,8 @@ static nnopt_status load_locked(const char *path, const nnopt_plugin **out, nnop
     memcpy(&fn, &sym, sizeof fn); /* object -> function pointer without a cast warning */
     if (!fn) {
         dlclose(handle); /* nothing of it was used yet */
-        return nnopt_error_set(err, NNOPT_STATUS_PLUGIN,
-                               "%s: not an nnopt plugin (no '%s' symbol)", path,
-                               NNOPT_PLUGIN_SYMBOL);
+        return nnopt_error_set(err, NNOPT_STATUS_PLUGIN, "%s: not an nnopt plugin (no '%s' symbol)",
+                               path, NNOPT_PLUGIN_SYMBOL);
     }
     const nnopt_plugin_desc *d = fn();
     nnopt_status st = check_descriptor(path, d, err);
@@ -216,8 +217,7 @@ static int compare_strings(const void *a, const void *b) {
     return strcmp(*(char *const *)a, *(char *const *)b);
 }
 
-int nnopt_plugin_scan(const nnopt_plugin_search *s,
-                      void (*fn)(const nnopt_plugin *p, void *user),
+int nnopt_plugin_scan(const nnopt_plugin_search *s, void (*fn)(const nnopt_plugin *p, void *user),
                       void (*on_error)(const nnopt_error *e, void *user), void *user) {
     char **seen = NULL;
     int n_seen = 0, found = 0;

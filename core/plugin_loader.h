@@ -39,8 +39,7 @@ nnopt_status nnopt_plugin_load_file(const char *path, const nnopt_plugin **out, 
 /* Calls fn for every loadable nnopt_*.so in the search folders (first folder
  * wins for a repeated file name); broken files are reported through
  * on_error. Returns the number of plugins found. */
-int nnopt_plugin_scan(const nnopt_plugin_search *s,
-                      void (*fn)(const nnopt_plugin *p, void *user),
+int nnopt_plugin_scan(const nnopt_plugin_search *s, void (*fn)(const nnopt_plugin *p, void *user),
                       void (*on_error)(const nnopt_error *e, void *user), void *user);
 
 /* The host API table handed to every plugin. */

@@ -5,6 +5,7 @@
 #include <time.h>
 
 #include "fsutil.h"
+#include "report_svg.h"
 
 typedef struct report_ctx {
     const nnopt_experiment *e;
@@ -38,9 +39,11 @@ static void write_json(FILE *f, void *user) {
     json_string(f, r->e->ini.path);
     fprintf(f, ",\n  \"data\": ");
     json_string(f, r->data_dir);
-    fprintf(f, ",\n  \"finished\": \"%s\",\n  \"environment\": {\"nnopt\": \"%s\", \"abi\": \"%d.%d\", "
-               "\"compiler\": ",
-            date, NNOPT_VERSION, NNOPT_ABI_MAJOR, NNOPT_ABI_MINOR);
+    fprintf(
+        f,
+        ",\n  \"finished\": \"%s\",\n  \"environment\": {\"nnopt\": \"%s\", \"abi\": \"%d.%d\", "
+        "\"compiler\": ",
+        date, NNOPT_VERSION, NNOPT_ABI_MAJOR, NNOPT_ABI_MINOR);
     json_string(f, __VERSION__);
     fprintf(f, "},\n  \"runs\": [");
     for (int i = 0; i < r->n_runs; i++) {
@@ -97,9 +100,11 @@ static void write_json(FILE *f, void *user) {
             const nnopt_run_result *run = &r->runs[cmp->runs[k]];
             fprintf(f, "%s{\"run\": ", k ? ", " : "");
             json_string(f, run->run);
-            fprintf(f, ", \"training_speedup\": %.6f, \"inference_speedup\": %.6f, "
-                       "\"accuracy_delta\": %.6f}",
-                    base->train_seconds / run->train_seconds, base->eval_seconds / run->eval_seconds,
+            fprintf(f,
+                    ", \"training_speedup\": %.6f, \"inference_speedup\": %.6f, "
+                    "\"accuracy_delta\": %.6f}",
+                    base->train_seconds / run->train_seconds,
+                    base->eval_seconds / run->eval_seconds,
                     run->test_accuracy - base->test_accuracy);
         }
         fprintf(f, "]}");
@@ -142,9 +147,10 @@ void nnopt_report_table(const nnopt_run_result *runs, int n_runs, FILE *f) {
     fputc('\n', f);
     for (int i = 0; i < n_runs; i++) {
         const nnopt_run_result *r = &runs[i];
-        fprintf(f, "| %s | %s (%s) | %s%s | %s | %lld | %d | %.3f | %.4f | %.4f |", r->run, r->model,
-                r->plugin, r->backend, r->note[0] ? " *" : "", r->dtype, (long long)r->params,
-                r->n_epochs, r->train_seconds, r->eval_seconds, r->test_accuracy);
+        fprintf(f, "| %s | %s (%s) | %s%s | %s | %lld | %d | %.3f | %.4f | %.4f |", r->run,
+                r->model, r->plugin, r->backend, r->note[0] ? " *" : "", r->dtype,
+                (long long)r->params, r->n_epochs, r->train_seconds, r->eval_seconds,
+                r->test_accuracy);
         for (int k = 0; k < n_names; k++) {
             const char *v = "";
             for (int c = 0; c < r->n_columns; c++)
@@ -178,22 +184,26 @@ static void write_markdown(FILE *f, void *user) {
     fprintf(f, "# %s\n\n", r->e->name);
     const char *description = nnopt_config_get(r->e->experiment, "description");
     if (description[0]) fprintf(f, "%s\n\n", description);
-    fprintf(f, "Config: `%s`; data: `%s`. Training time is the wall clock of the training "
-               "phase over all epochs; inference time is one pass over the %lld test images.\n\n",
+    fprintf(f, "Charts: `accuracy_*.svg` (accuracy per epoch), `accuracy_vs_time.svg`.\n\n");
+    fprintf(f,
+            "Config: `%s`; data: `%s`. Training time is the wall clock of the training "
+            "phase over all epochs; inference time is one pass over the %lld test images.\n\n",
             r->e->ini.path, r->data_dir, r->n_runs ? (long long)r->runs[0].test_images : 0LL);
     nnopt_report_table(r->runs, r->n_runs, f);
     for (int c = 0; c < r->e->n_compares; c++) {
         const nnopt_compare_spec *cmp = &r->e->compares[c];
-        fprintf(f, "\n## Comparison: %s\n\nSpeed-ups are the baseline's time divided by the run's "
-                   "(above 1: faster than %s).\n\n",
+        fprintf(f,
+                "\n## Comparison: %s\n\nSpeed-ups are the baseline's time divided by the run's "
+                "(above 1: faster than %s).\n\n",
                 cmp->name, r->runs[cmp->runs[cmp->baseline]].run);
         nnopt_report_compare(r->e, cmp, r->runs, f);
     }
     for (int i = 0; i < r->n_runs; i++) {
         const nnopt_run_result *run = &r->runs[i];
-        fprintf(f, "\n## %s: accuracy per epoch\n\nBackend: %s (%s).\n\n", run->run,
-                run->backend, run->backend_description);
-        fprintf(f, "| epoch | lr | train loss | test loss | test accuracy | train (s) | eval (s) |\n");
+        fprintf(f, "\n## %s: accuracy per epoch\n\nBackend: %s (%s).\n\n", run->run, run->backend,
+                run->backend_description);
+        fprintf(f,
+                "| epoch | lr | train loss | test loss | test accuracy | train (s) | eval (s) |\n");
         fprintf(f, "|---:|---:|---:|---:|---:|---:|---:|\n");
         for (int k = 0; k < run->n_epochs; k++) {
             const nnopt_epoch_result *ep = &run->epochs[k];
@@ -202,6 +212,52 @@ static void write_markdown(FILE *f, void *user) {
                     ep->eval_seconds);
         }
     }
+}
+
+typedef struct chart {
+    const report_ctx *r;
+    const char *title;
+    const int *which;
+    int n;
+} chart;
+
+static void write_curves(FILE *f, void *user) {
+    const chart *c = user;
+    nnopt_svg_accuracy_curves(f, c->title, c->r->runs, c->which, c->n);
+}
+
+static void write_vs_time(FILE *f, void *user) {
+    const chart *c = user;
+    nnopt_svg_accuracy_vs_time(f, c->title, c->r->runs, c->r->n_runs);
+}
+
+/* Charts: accuracy per epoch for each comparison (or all runs), and accuracy
+ * against time for every run. Names are reduced to [A-Za-z0-9_-]. */
+static nnopt_status write_charts(const report_ctx *r, nnopt_error *err) {
+    const nnopt_experiment *e = r->e;
+    char path[4200], title[256];
+    int all[NNOPT_MAX_RUNS];
+    for (int i = 0; i < r->n_runs; i++) all[i] = i;
+    nnopt_status st = NNOPT_OK;
+    int charts = e->n_compares > 0 ? e->n_compares : 1;
+    for (int c = 0; st == NNOPT_OK && c < charts; c++) {
+        const nnopt_compare_spec *cmp = e->n_compares > 0 ? &e->compares[c] : NULL;
+        char name[64];
+        snprintf(name, sizeof name, "%s", cmp ? cmp->name : "runs");
+        for (char *p = name; *p; p++)
+            if (!(*p == '-' || *p == '_' || (*p >= '0' && *p <= '9') ||
+                  ((*p | 32) >= 'a' && (*p | 32) <= 'z')))
+                *p = '_';
+        snprintf(path, sizeof path, "%s/accuracy_%s.svg", e->output_dir, name);
+        snprintf(title, sizeof title, "%s: test accuracy per epoch", cmp ? cmp->name : e->name);
+        chart ch = {r, title, cmp ? cmp->runs : all, cmp ? cmp->n_runs : r->n_runs};
+        st = nnopt_write_atomic(path, write_curves, &ch, err);
+    }
+    if (st != NNOPT_OK) return st;
+    snprintf(path, sizeof path, "%s/accuracy_vs_time.svg", e->output_dir);
+    snprintf(title, sizeof title, "%s: accuracy against training and inference time", e->name);
+    chart ch = {r, title, all, r->n_runs};
+    return nnopt_write_atomic(path, write_vs_time, &ch, err);
 }
 
 static void write_config(FILE *f, void *user) {
@@ -225,5 +281,5 @@ nnopt_status nnopt_report_write(const nnopt_experiment *e, const char *data_dir,
         snprintf(path, sizeof path, "%s/%s", e->output_dir, files[i].name);
         st = nnopt_write_atomic(path, files[i].write, &ctx, err);
     }
-    return st;
+    return st == NNOPT_OK ? write_charts(&ctx, err) : st;
 }

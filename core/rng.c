@@ -13,7 +13,9 @@ void nnopt_rng_seed(nnopt_rng *r, uint64_t seed) {
     for (int i = 0; i < 4; i++) r->s[i] = splitmix64(&seed);
 }
 
-static uint64_t rotl(uint64_t x, int k) { return (x << k) | (x >> (64 - k)); }
+static uint64_t rotl(uint64_t x, int k) {
+    return (x << k) | (x >> (64 - k));
+}
 
 uint64_t nnopt_rng_next(nnopt_rng *r) {
     uint64_t *s = r->s;
@@ -28,7 +30,9 @@ uint64_t nnopt_rng_next(nnopt_rng *r) {
     return result;
 }
 
-double nnopt_rng_uniform(nnopt_rng *r) { return (double)(nnopt_rng_next(r) >> 11) * 0x1.0p-53; }
+double nnopt_rng_uniform(nnopt_rng *r) {
+    return (double)(nnopt_rng_next(r) >> 11) * 0x1.0p-53;
+}
 
 double nnopt_rng_normal(nnopt_rng *r) {
     /* Box-Muller; 1 - u keeps the log argument in (0, 1]. */

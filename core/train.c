@@ -21,7 +21,9 @@ nnopt_status nnopt_build_model(const nnopt_experiment *e, int index, int c, int 
     if (st != NNOPT_OK) {
         const char *why = nnopt_plugin_error_take();
         nnopt_error_set(err, st, "[%s] model '%s': %s", m->section, m->plugin->desc->name,
-                        why[0] ? why : g->err.status ? g->err.message : nnopt_status_name(st));
+                        why[0]          ? why
+                        : g->err.status ? g->err.message
+                                        : nnopt_status_name(st));
     } else {
         nnopt_error graph_err = {0};
         st = nnopt_graph_finish(g, logits, &graph_err);
@@ -61,8 +63,9 @@ nnopt_optimizer nnopt_optimizer_from(const nnopt_config *t) {
     return o;
 }
 
-nnopt_status nnopt_evaluate(nnopt_network *net, const nnopt_dataset *ds, const nnopt_normalize *norm,
-                            int64_t batch, double *accuracy, double *loss, nnopt_error *err) {
+nnopt_status nnopt_evaluate(nnopt_network *net, const nnopt_dataset *ds,
+                            const nnopt_normalize *norm, int64_t batch, double *accuracy,
+                            double *loss, nnopt_error *err) {
     const nnopt_graph *g = net->graph;
     if (batch > ds->n) batch = ds->n;
     nnopt_exec *ex = NULL;
@@ -74,7 +77,8 @@ nnopt_status nnopt_evaluate(nnopt_network *net, const nnopt_dataset *ds, const n
     void *logits = malloc((size_t)(batch * classes) * esize);
     int32_t *y = malloc((size_t)batch * sizeof *y);
     int64_t *order = malloc((size_t)batch * sizeof *order);
-    if (!x || !logits || !y || !order) st = nnopt_error_set(err, NNOPT_STATUS_OUT_OF_MEMORY, "out of memory");
+    if (!x || !logits || !y || !order)
+        st = nnopt_error_set(err, NNOPT_STATUS_OUT_OF_MEMORY, "out of memory");
     int64_t correct = 0;
     double loss_sum = 0;
     for (int64_t start = 0; st == NNOPT_OK && start < ds->n; start += batch) {

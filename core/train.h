@@ -9,11 +9,11 @@
 typedef struct nnopt_epoch_result {
     int epoch; /* 1-based */
     double lr;
-    double train_loss;     /* mean over the epoch's batches */
-    double train_seconds;  /* this epoch's training phase */
-    double test_loss;      /* hard-label cross-entropy over the test set */
-    double test_accuracy;  /* fraction correct */
-    double eval_seconds;   /* this epoch's pass over the test set */
+    double train_loss;    /* mean over the epoch's batches */
+    double train_seconds; /* this epoch's training phase */
+    double test_loss;     /* hard-label cross-entropy over the test set */
+    double test_accuracy; /* fraction correct */
+    double eval_seconds;  /* this epoch's pass over the test set */
 } nnopt_epoch_result;
 
 #define NNOPT_MAX_REPORT_COLUMNS 16
@@ -44,7 +44,8 @@ double nnopt_schedule_lr(const nnopt_config *training, int epoch, int epochs);
 nnopt_optimizer nnopt_optimizer_from(const nnopt_config *training);
 
 /* Accuracy and mean hard-label cross-entropy of network on ds, batch by batch. */
-nnopt_status nnopt_evaluate(nnopt_network *net, const nnopt_dataset *ds, const nnopt_normalize *norm,
-                            int64_t batch, double *accuracy, double *loss, nnopt_error *err);
+nnopt_status nnopt_evaluate(nnopt_network *net, const nnopt_dataset *ds,
+                            const nnopt_normalize *norm, int64_t batch, double *accuracy,
+                            double *loss, nnopt_error *err);
 
 #endif

@@ -212,7 +212,8 @@ static nnopt_status batch_loss(void *ctx, nnopt_run *run, nnopt_batch *b) {
         double soft_weight = d->alpha * d->temperature * d->temperature;
         h->batch_set_label_weight(b, 1 - d->alpha);
         /* A soft term of weight 0 is simply left out (the loss op reads 0 as 1). */
-        if (soft_weight > 0) st = h->batch_add_soft_targets(b, d->probs, d->temperature, soft_weight);
+        if (soft_weight > 0)
+            st = h->batch_add_soft_targets(b, d->probs, d->temperature, soft_weight);
     }
     if (st != NNOPT_OK) h->set_error("distillation: the batch's loss cannot take another term");
     return st;

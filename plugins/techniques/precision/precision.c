@@ -30,7 +30,9 @@ static nnopt_status create(const nnopt_host_api *host, const nnopt_config *cfg, 
     return NNOPT_OK;
 }
 
-static void destroy(void *ctx) { free(ctx); }
+static void destroy(void *ctx) {
+    free(ctx);
+}
 
 static nnopt_status before_train(void *ctx, nnopt_run *run) {
     precision *p = ctx;
