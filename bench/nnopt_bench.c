@@ -401,7 +401,8 @@ static nnopt_status print_profile(const char *key, workload *w, int steps, nnopt
     for (int s = 0; st == NNOPT_OK && s < steps; s++) {
         int p = (int)(w->step++ % INPUT_POOL);
         st = nnopt_exec_forward(ex, w->data.images[p], err);
-        if (st == NNOPT_OK && w->opt) st = nnopt_exec_backward(ex, w->data.labels[p], NULL, NULL, err);
+        if (st == NNOPT_OK && w->opt)
+            st = nnopt_exec_backward(ex, w->data.labels[p], NULL, NULL, err);
         if (st == NNOPT_OK && w->opt) {
             double t0 = now_seconds();
             st = nnopt_network_step(ex->net, w->opt, w->lr, err);

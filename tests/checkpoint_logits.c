@@ -91,7 +91,8 @@ int main(int argc, char **argv) {
         return fail("model settings", &err);
     nnopt_graph *g = nnopt_graph_create(CHANNELS, SIDE, SIDE, CLASSES);
     nnopt_node logits_node = -1;
-    if (model->desc->vtable->build(nnopt_host_api_get(), cfg, g, &logits_node) != NNOPT_OK ||
+    if (((const nnopt_model_vtable *)model->desc->vtable)
+                ->build(nnopt_host_api_get(), cfg, g, &logits_node) != NNOPT_OK ||
         nnopt_graph_finish(g, logits_node, &err) != NNOPT_OK) {
         fprintf(stderr, "checkpoint_logits: building lenet5: %s %s %s\n", err.message,
                 g->err.message, nnopt_plugin_error_take());
