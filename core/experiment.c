@@ -243,8 +243,8 @@ static int split_list(const char *value, char items[][96], int max) {
     return n;
 }
 
-static const char *const run_keys[] = {"model", "backend",   "techniques",
-                                       "after", "init_from", NULL};
+static const char *const run_keys[] = {"model",     "backend",         "techniques",      "after",
+                                       "init_from", "load_checkpoint", "save_checkpoint", NULL};
 
 /* A backend named in a run: a [backend NAME] section, else a plugin name
  * used with its defaults (added as a spec). */
@@ -416,6 +416,10 @@ static nnopt_status run_links(nnopt_experiment *e, nnopt_error *err) {
             nnopt_status st = add_dep(e, r, items[k], line, "runs after", err);
             if (st != NNOPT_OK) return st;
         }
+        const char *load = entry_value(&e->ini, r->section, "load_checkpoint", NULL);
+        const char *save = entry_value(&e->ini, r->section, "save_checkpoint", NULL);
+        if (load) snprintf(r->load_checkpoint, sizeof r->load_checkpoint, "%s", load);
+        if (save) snprintf(r->save_checkpoint, sizeof r->save_checkpoint, "%s", save);
         line = r->line;
         const char *init = entry_value(&e->ini, r->section, "init_from", &line);
         if (init) {
@@ -532,7 +536,8 @@ static nnopt_status check_run_keys(const nnopt_experiment *e, nnopt_error *err) 
         where_of(&e->ini, en->line, where, sizeof where);
         return nnopt_error_set(err, NNOPT_STATUS_CONFIG,
                                "%s: unknown key '%s' in [%s] (known: model, backend, techniques, "
-                               "after, init_from, and the [training] keys)",
+                               "after, init_from, load_checkpoint, save_checkpoint, and the "
+                               "[training] keys)",
                                where, en->key, en->section);
     }
     return NNOPT_OK;
@@ -670,6 +675,8 @@ void nnopt_experiment_write_config(const nnopt_experiment *e, FILE *f) {
         }
         write_list(f, "after", e, r->deps, r->n_deps);
         if (r->init_from >= 0) fprintf(f, "init_from = %s\n", e->runs[r->init_from].name);
+        if (r->load_checkpoint[0]) fprintf(f, "load_checkpoint = %s\n", r->load_checkpoint);
+        if (r->save_checkpoint[0]) fprintf(f, "save_checkpoint = %s\n", r->save_checkpoint);
         nnopt_config_write(r->training, f);
         fputc('\n', f);
     }

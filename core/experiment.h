@@ -36,6 +36,8 @@ typedef struct nnopt_run_spec {
     nnopt_config *training;           /* [training] with the run's own overrides */
     int init_from;                    /* run index whose final weights start this one; -1: none */
     int deps[NNOPT_MAX_DEPS], n_deps; /* runs that must finish first */
+    char load_checkpoint[512];        /* start from these weights (safetensors) */
+    char save_checkpoint[512];        /* write the final weights here */
 } nnopt_run_spec;
 
 typedef struct nnopt_compare_spec {

@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "checkpoint.h"
 #include "clock.h"
 #include "log.h"
 #include "progress.h"
@@ -331,6 +332,8 @@ static nnopt_status run_one(nnopt_pipeline *p, nnopt_run *run, nnopt_run_result 
     if (st == NNOPT_OK) st = check_support(run, err);
     if (st == NNOPT_OK && spec->init_from >= 0)
         st = copy_weights(&p->runs[spec->init_from], run, err);
+    if (st == NNOPT_OK && spec->load_checkpoint[0])
+        st = nnopt_checkpoint_load(run->net, spec->load_checkpoint, err);
     if (st == NNOPT_OK) st = nnopt_network_prepare_training(run->net, &L.opt, err);
     if (st == NNOPT_OK) st = nnopt_exec_create(run->net, L.batch_size, 1, &L.ex, err);
     if (st != NNOPT_OK) return st;
@@ -414,6 +417,12 @@ static nnopt_status run_one(nnopt_pipeline *p, nnopt_run *run, nnopt_run_result 
     for (int k = 0; st == NNOPT_OK && k < spec->n_techniques; k++) {
         const nnopt_technique_vtable *vt = technique_vt(e, run, k);
         if (vt->report) vt->report(run->technique_ctx[k], run, add_column, out);
+    }
+    if (st == NNOPT_OK && spec->save_checkpoint[0]) {
+        char metadata[256];
+        snprintf(metadata, sizeof metadata, "{\"model\":\"%s\",\"run\":\"%s\"}",
+                 model->plugin->desc->name, spec->name);
+        st = nnopt_checkpoint_save(run->net, spec->save_checkpoint, metadata, err);
     }
     free(L.order);
     free(L.x);

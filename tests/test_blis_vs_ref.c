@@ -19,7 +19,7 @@
 
 #include "test_backend.h"
 
-enum { MAX_TENSORS = 4, RANDOM_ROUNDS = 12 };
+enum { MAX_TENSORS = 6, RANDOM_ROUNDS = 12 };
 
 static test_backend blis_backend, ref_backend;
 
@@ -58,6 +58,7 @@ typedef struct tensor_spec {
     int64_t shape[NNOPT_MAX_DIMS];
     value_kind values;
     double range;       /* UNIFORM/POSITIVE; 0 means 1 */
+    double offset;      /* UNIFORM: added to every value */
     int classes;        /* LABELS */
     int dtype_override; /* 1: use `dtype` below instead of the op's */
     nnopt_dtype dtype;
@@ -77,7 +78,7 @@ static double *spec_values(const tensor_spec *s) {
     for (int64_t i = 0; i < n; i++) {
         switch (s->values) {
         case VALUES_UNIFORM:
-            v[i] = rng_uniform(-range, range);
+            v[i] = s->offset + rng_uniform(-range, range);
             break;
         case VALUES_POSITIVE:
             v[i] = rng_uniform(0.01, range);
@@ -444,6 +445,49 @@ static void test_add(void **state) {
     }
 }
 
+/* ---- batch normalization ---- */
+
+static void check_batchnorm_case(const tensor_spec *x) {
+    const tensor_spec channel = spec1(x->shape[1]);
+    tensor_spec positive = channel;
+    positive.values = VALUES_POSITIVE;
+    positive.range = 2;
+    char what[160];
+    snprintf(what, sizeof what, "batchnorm %dD N%lld C%lld spatial %lld offset %g", x->ndim,
+             (long long)x->shape[0], (long long)x->shape[1],
+             (long long)(x->ndim == 4 ? x->shape[2] * x->shape[3] : 1), x->offset);
+    for (size_t d = 0; d < sizeof dtypes / sizeof dtypes[0]; d++) {
+        nnopt_op op = {.kind = NNOPT_OP_BATCHNORM};
+        op.p.bn = (nnopt_bn_params){1e-5, 0.1, 1};
+        const tensor_spec fwd_in[5] = {*x, channel, channel, channel, positive};
+        const tensor_spec train_out[3] = {*x, channel, positive};
+        check_op(what, &op, dtypes[d], 5, fwd_in, 3, train_out);
+        op.p.bn.training = 0;
+        check_op(what, &op, dtypes[d], 5, fwd_in, 1, train_out);
+        op.kind = NNOPT_OP_BATCHNORM_BWD;
+        op.p.bn.training = 1;
+        const tensor_spec bwd_in[5] = {*x, channel, *x, channel, positive};
+        const tensor_spec bwd_out[3] = {*x, channel, channel};
+        check_op(what, &op, dtypes[d], 5, bwd_in, 3, bwd_out);
+    }
+}
+
+static void test_batchnorm(void **state) {
+    (void)state;
+    check_batchnorm_case(&(tensor_spec){.ndim = 4, .shape = {8, 16, 16, 16}}); /* threaded */
+    check_batchnorm_case(&(tensor_spec){.ndim = 4, .shape = {3, 5, 4, 3}});
+    check_batchnorm_case(&(tensor_spec){.ndim = 4, .shape = {1, 3, 1, 1}}); /* one value */
+    check_batchnorm_case(&(tensor_spec){.ndim = 2, .shape = {64, 600}});
+    check_batchnorm_case(&(tensor_spec){.ndim = 2, .shape = {5, 7}});
+    /* |mean| >> std: the one-pass variance must not cancel */
+    check_batchnorm_case(
+        &(tensor_spec){.ndim = 4, .shape = {4, 3, 8, 8}, .range = 0.01, .offset = 50});
+    for (int round = 0; round < RANDOM_ROUNDS; round++) {
+        const tensor_spec x = spec4(rng_int(1, 9), rng_int(1, 20), rng_int(1, 12), rng_int(1, 12));
+        check_batchnorm_case(&x);
+    }
+}
+
 /* ---- the ops blis hands to the shared reference kernels ---- */
 
 static void test_loss_optimisers_cast(void **state) {
@@ -528,15 +572,11 @@ static void test_odd_thread_count(void **state) {
 
 int main(void) {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_conv_lenet_shapes),
-        cmocka_unit_test(test_conv_special_shapes),
-        cmocka_unit_test(test_conv_random_shapes),
-        cmocka_unit_test(test_dense),
-        cmocka_unit_test(test_bias_bwd),
-        cmocka_unit_test(test_pool),
-        cmocka_unit_test(test_activations),
-        cmocka_unit_test(test_add),
-        cmocka_unit_test(test_loss_optimisers_cast),
+        cmocka_unit_test(test_conv_lenet_shapes),  cmocka_unit_test(test_conv_special_shapes),
+        cmocka_unit_test(test_conv_random_shapes), cmocka_unit_test(test_dense),
+        cmocka_unit_test(test_bias_bwd),           cmocka_unit_test(test_pool),
+        cmocka_unit_test(test_activations),        cmocka_unit_test(test_add),
+        cmocka_unit_test(test_batchnorm),          cmocka_unit_test(test_loss_optimisers_cast),
         cmocka_unit_test(test_odd_thread_count),
     };
     return cmocka_run_group_tests(tests, open_backends, close_backends);

@@ -132,6 +132,28 @@ static void test_runs_compare_and_fallback(void **state) {
     nnopt_experiment_free(&e);
 }
 
+static void test_checkpoint_save_then_load(void **state) {
+    (void)state;
+    char extra[1024];
+    snprintf(extra, sizeof extra,
+             "[run trained]\nmodel = big\nsave_checkpoint = %s/big.safetensors\n"
+             "[run restored]\nmodel = big\nafter = trained\nload_checkpoint = %s/big.safetensors\n"
+             "epochs = 0\nbackend = blis\n",
+             dir, dir);
+    nnopt_experiment e;
+    nnopt_error err = {0};
+    if (load("ckpt.ini", extra, &e, &err) != NNOPT_OK) fail_msg("%s", err.message);
+    nnopt_data data;
+    assert_int_equal(nnopt_data_load(e.data, &data, &err), NNOPT_OK);
+    nnopt_run_result results[2];
+    if (nnopt_pipeline_run(&e, &data, results, &err) != NNOPT_OK) fail_msg("%s", err.message);
+    /* The same weights on another backend classify the test set the same way. */
+    assert_true(results[1].test_accuracy == results[0].test_accuracy);
+    for (int i = 0; i < 2; i++) nnopt_run_result_free(&results[i]);
+    nnopt_data_free(&data);
+    nnopt_experiment_free(&e);
+}
+
 static void test_backend_without_fallback_fails(void **state) {
     (void)state;
     nnopt_experiment e;
@@ -151,6 +173,7 @@ int main(void) {
         cmocka_unit_test(test_run_errors),
         cmocka_unit_test(test_sweep_and_order),
         cmocka_unit_test(test_runs_compare_and_fallback),
+        cmocka_unit_test(test_checkpoint_save_then_load),
         cmocka_unit_test(test_backend_without_fallback_fails),
     };
     return cmocka_run_group_tests(tests, setup, teardown);

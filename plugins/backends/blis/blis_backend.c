@@ -123,6 +123,8 @@ static const blis_op_fn blis_ops[NNOPT_OP_KIND_COUNT] = {
     [NNOPT_OP_ACT] = blis_act,
     [NNOPT_OP_ACT_BWD] = blis_act_bwd,
     [NNOPT_OP_ADD] = blis_add,
+    [NNOPT_OP_BATCHNORM] = blis_batchnorm,
+    [NNOPT_OP_BATCHNORM_BWD] = blis_batchnorm_bwd,
 };
 
 static int blis_supports(void *ctx, nnopt_op_kind op, nnopt_dtype dtype) {

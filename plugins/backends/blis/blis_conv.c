@@ -47,11 +47,13 @@ typedef struct conv_kernels {
 #define T float
 #define BLIS_SUFFIX f32
 #include "blis_conv.inc"
+#include "blis_depthwise.inc"
 #undef T
 #undef BLIS_SUFFIX
 #define T double
 #define BLIS_SUFFIX f64
 #include "blis_conv.inc"
+#include "blis_depthwise.inc"
 #undef T
 #undef BLIS_SUFFIX
 
@@ -106,6 +108,19 @@ static int conv_is_pointwise(const conv_geometry *g) {
            g->pad_w == 0;
 }
 
+/* One filter per channel (groups == C == K): a direct stencil, as im2col
+ * would turn each plane into a degenerate 1-row GEMM. */
+static int conv_is_depthwise(const conv_geometry *g) {
+    return g->groups > 1 && g->groups == g->c && g->k == g->c;
+}
+
+/* Threads for the depthwise loops: one for small batches (a parallel
+ * region costs more than a few thousand multiply-adds). */
+static int depthwise_team(const blis_backend *be, const conv_geometry *g) {
+    const long work = g->n * g->c * g->p * g->q * g->r * g->s;
+    return work < 65536 ? 1 : be->threads;
+}
+
 /* How a batch is spread: `team` threads each take a contiguous run of images
  * and give BLIS `gemm_threads` (images in parallel, or GEMMs in parallel). */
 typedef struct conv_plan {
@@ -134,6 +149,15 @@ nnopt_status blis_conv2d(blis_backend *be, const nnopt_op *op, nnopt_tensor *con
     conv_geometry g;
     if (st == NNOPT_OK) st = conv_geometry_make(be, op, x, w, y, &g);
     if (st != NNOPT_OK) return st;
+
+    if (conv_is_depthwise(&g)) {
+        const void *bias = b ? b->data : NULL;
+        if (x->dtype == NNOPT_F32)
+            depthwise_forward_f32(&g, depthwise_team(be, &g), x->data, w->data, bias, y->data);
+        else
+            depthwise_forward_f64(&g, depthwise_team(be, &g), x->data, w->data, bias, y->data);
+        return NNOPT_OK;
+    }
 
     const conv_kernels *kern = conv_kernels_for(x->dtype);
     const size_t es = kern->elem_size;
@@ -185,6 +209,14 @@ nnopt_status blis_conv2d_bwd_data(blis_backend *be, const nnopt_op *op, nnopt_te
     if (st == NNOPT_OK) st = conv_geometry_make(be, op, dx, w, dy, &g);
     if (st != NNOPT_OK) return st;
 
+    if (conv_is_depthwise(&g)) {
+        if (dy->dtype == NNOPT_F32)
+            depthwise_backward_data_f32(&g, depthwise_team(be, &g), dy->data, w->data, dx->data);
+        else
+            depthwise_backward_data_f64(&g, depthwise_team(be, &g), dy->data, w->data, dx->data);
+        return NNOPT_OK;
+    }
+
     const conv_kernels *kern = conv_kernels_for(dy->dtype);
     const size_t es = kern->elem_size;
     const long pq = g.p * g.q, crs = g.cg * g.r * g.s, hw = g.h * g.w;
@@ -233,6 +265,17 @@ nnopt_status blis_conv2d_bwd_filter(blis_backend *be, const nnopt_op *op, nnopt_
     conv_geometry g;
     if (st == NNOPT_OK) st = conv_geometry_make(be, op, x, dw, dy, &g);
     if (st != NNOPT_OK) return st;
+
+    if (conv_is_depthwise(&g)) {
+        const int team = depthwise_team(be, &g);
+        st = blis_scratch_reserve(be, team, (size_t)(g.r * g.s) * sizeof(double));
+        if (st != NNOPT_OK) return st;
+        if (x->dtype == NNOPT_F32)
+            depthwise_backward_filter_f32(&g, team, x->data, dy->data, dw->data, be->scratch);
+        else
+            depthwise_backward_filter_f64(&g, team, x->data, dy->data, dw->data, be->scratch);
+        return NNOPT_OK;
+    }
 
     const conv_kernels *kern = conv_kernels_for(x->dtype);
     const size_t es = kern->elem_size;
