@@ -4,6 +4,8 @@
  * the file as hostile until every offset, size and shape has been checked. */
 #include "checkpoint.h"
 
+#include "fsutil.h"
+
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
@@ -163,85 +165,6 @@ static nnopt_status build_metadata(const char *path, const char *user_json, cJSO
     return NNOPT_OK;
 }
 
-static int write_all(int fd, const void *buf, size_t size) {
-    const unsigned char *p = buf;
-    while (size > 0) {
-        ssize_t n = write(fd, p, size);
-        if (n < 0 && errno == EINTR) continue;
-        if (n <= 0) return -1;
-        p += n;
-        size -= (size_t)n;
-    }
-    return 0;
-}
-
-/* The folder holding path, so that the rename itself can be made durable. */
-static int fsync_parent_folder(const char *path) {
-    size_t len = strlen(path);
-    char *folder = malloc(len + 2);
-    if (!folder) return -1;
-    memcpy(folder, path, len + 1);
-    char *slash = strrchr(folder, '/');
-    if (!slash)
-        strcpy(folder, ".");
-    else if (slash == folder)
-        folder[1] = '\0';
-    else
-        *slash = '\0';
-    int fd = open(folder, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-    free(folder);
-    if (fd < 0) return -1;
-    int rc = fsync(fd);
-    /* Some file systems cannot sync folders; the rename is as durable as they allow. */
-    if (rc != 0 && (errno == EINVAL || errno == ENOTSUP)) rc = 0;
-    int saved_errno = errno;
-    close(fd);
-    errno = saved_errno;
-    return rc;
-}
-
-/* Writes the parts to path.tmp.<pid>, fsyncs, renames over path and fsyncs
- * the folder: readers (and a restart after a crash) see the old file or the
- * whole new one, never a mix. */
-static nnopt_status write_atomic(const char *path, const void *const *parts, const size_t *sizes,
-                                 int n_parts, nnopt_error *err) {
-    size_t tmp_size = strlen(path) + 32;
-    char *tmp = malloc(tmp_size);
-    if (!tmp) return nnopt_error_set(err, NNOPT_STATUS_OUT_OF_MEMORY, "out of memory");
-    snprintf(tmp, tmp_size, "%s.tmp.%ld", path, (long)getpid());
-    int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0666);
-    if (fd < 0) {
-        nnopt_status st = nnopt_error_set(err, NNOPT_STATUS_IO, "%s: cannot write checkpoint: %s",
-                                          tmp, strerror(errno));
-        free(tmp);
-        return st;
-    }
-    int failed = 0;
-    for (int i = 0; !failed && i < n_parts; i++) failed = write_all(fd, parts[i], sizes[i]) != 0;
-    if (!failed) failed = fsync(fd) != 0;
-    int saved_errno = errno;
-    if (close(fd) != 0 && !failed) {
-        failed = 1;
-        saved_errno = errno;
-    }
-    if (!failed && rename(tmp, path) != 0) {
-        failed = 1;
-        saved_errno = errno;
-    }
-    if (failed) {
-        unlink(tmp);
-        free(tmp);
-        return nnopt_error_set(err, NNOPT_STATUS_IO, "%s: cannot write checkpoint: %s", path,
-                               strerror(saved_errno));
-    }
-    free(tmp);
-    if (fsync_parent_folder(path) != 0)
-        return nnopt_error_set(err, NNOPT_STATUS_IO,
-                               "%s: checkpoint written but its folder could not be synced: %s",
-                               path, strerror(errno));
-    return NNOPT_OK;
-}
-
 nnopt_status nnopt_checkpoint_save(nnopt_network *net, const char *path, const char *metadata_json,
                                    nnopt_error *err) {
     const nnopt_graph *g = net->graph;
@@ -327,7 +250,7 @@ nnopt_status nnopt_checkpoint_save(nnopt_network *net, const char *path, const c
         for (int b = 0; b < 8; b++) length_le[b] = (unsigned char)((uint64_t)header_len >> (8 * b));
         const void *parts[3] = {length_le, header, data};
         size_t sizes[3] = {8, header_len, data_size};
-        st = write_atomic(path, parts, sizes, 3, err);
+        st = nnopt_write_atomic_parts(path, parts, sizes, 3, err);
     }
     free(header);
     cJSON_free(json);
