@@ -235,13 +235,19 @@ static void test_conv_lenet_shapes(void **state) {
 static void test_conv_special_shapes(void **state) {
     (void)state;
     const conv_case cases[] = {
-        {1, 3, 9, 7, 4, 3, 3, {1, 1, 1, 1, 1}},  /* one image: BLIS threads the GEMMs */
-        {3, 8, 5, 6, 12, 1, 1, {1, 1, 0, 0, 1}}, /* pointwise: no im2col */
-        {2, 6, 5, 5, 6, 3, 3, {1, 1, 1, 1, 6}},  /* depthwise */
-        {3, 4, 8, 8, 6, 3, 3, {2, 2, 1, 1, 2}},  /* grouped, strided */
-        {2, 4, 6, 6, 4, 1, 1, {2, 2, 0, 0, 2}},  /* grouped pointwise, strided */
-        {2, 2, 4, 4, 3, 4, 4, {1, 1, 0, 0, 1}},  /* filter covers the image */
-        {3, 2, 3, 5, 2, 3, 2, {3, 1, 2, 1, 1}},  /* padding wider than the stride */
+        {1, 3, 9, 7, 4, 3, 3, {1, 1, 1, 1, 1}},      /* one image: BLIS threads the GEMMs */
+        {3, 8, 5, 6, 12, 1, 1, {1, 1, 0, 0, 1}},     /* pointwise: channel-major batch */
+        {2, 8, 16, 16, 12, 1, 1, {1, 1, 0, 0, 1}},   /* pointwise: per image, no im2col */
+        {5, 40, 2, 2, 24, 1, 1, {1, 1, 0, 0, 1}},    /* pointwise at 2x2 (MobileNet) */
+        {4, 16, 32, 32, 16, 3, 3, {1, 1, 1, 1, 16}}, /* depthwise, MobileNet's block 1 */
+        {3, 5, 7, 6, 5, 3, 3, {2, 2, 1, 1, 5}},      /* depthwise, strided */
+        {2, 4, 6, 7, 4, 3, 2, {1, 1, 2, 1, 4}},      /* depthwise, padding >= filter rows */
+        {2, 3, 6, 7, 3, 5, 5, {1, 1, 2, 2, 3}},      /* depthwise 5x5 */
+        {2, 6, 5, 5, 6, 3, 3, {1, 1, 1, 1, 6}},      /* depthwise */
+        {3, 4, 8, 8, 6, 3, 3, {2, 2, 1, 1, 2}},      /* grouped, strided */
+        {2, 4, 6, 6, 4, 1, 1, {2, 2, 0, 0, 2}},      /* grouped pointwise, strided */
+        {2, 2, 4, 4, 3, 4, 4, {1, 1, 0, 0, 1}},      /* filter covers the image */
+        {3, 2, 3, 5, 2, 3, 2, {3, 1, 2, 1, 1}},      /* padding wider than the stride */
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++)
         check_conv_case(&cases[i], "special");

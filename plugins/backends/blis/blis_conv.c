@@ -121,6 +121,85 @@ static int depthwise_team(const blis_backend *be, const conv_geometry *g) {
     return work < 65536 ? 1 : be->threads;
 }
 
+/* Per-thread scratch of the depthwise paths: padded planes, then the
+ * filter gradient's double accumulators. */
+static nnopt_status depthwise_scratch(blis_backend *be, int team, const conv_geometry *g,
+                                      nnopt_dtype dtype) {
+    const size_t values =
+        dtype == NNOPT_F32 ? depthwise_scratch_values_f32(g) : depthwise_scratch_values_f64(g);
+    const size_t bytes = values * (dtype == NNOPT_F32 ? sizeof(float) : sizeof(double));
+    return blis_scratch_reserve(be, team,
+                                blis_align64(bytes) + (size_t)(g->r * g->s) * sizeof(double));
+}
+
+/* Pointwise convolutions on small planes (MobileNet's 8x8 .. 2x2 stages):
+ * one GEMM per image would stream the whole filter through memory per image
+ * (a rank-4 update of a 1024x1024 dW at 2x2), so the batch is gathered into
+ * channel-major [C, N*PQ] matrices and each op is one GEMM, threaded by BLIS. */
+static int conv_is_small_pointwise(const conv_geometry *g) {
+    return conv_is_pointwise(g) && g->groups == 1 && g->p * g->q < 256 && g->n > 1;
+}
+
+/* dst[c][n*plane + i] = src[n][c][i] (to_channel_major) or the reverse. */
+static void channel_major_copy(const char *src, char *dst, long images, long channels, long plane,
+                               size_t es, int to_channel_major, int team) {
+    const size_t run = (size_t)plane * es;
+#pragma omp parallel for num_threads(team) schedule(static)
+    for (long c = 0; c < channels; c++) {
+        for (long n = 0; n < images; n++) {
+            const size_t nchw = (size_t)(n * channels + c) * run;
+            const size_t cn = (size_t)(c * images + n) * run;
+            if (to_channel_major)
+                memcpy(dst + cn, src + nchw, run);
+            else
+                memcpy(dst + nchw, src + cn, run);
+        }
+    }
+}
+
+typedef enum pointwise_pass { POINTWISE_FORWARD, POINTWISE_DATA, POINTWISE_FILTER } pointwise_pass;
+
+/* forward: y = W x; data: dx = W^T dy; filter: dW = dy x^T, all as [rows,
+ * N*PQ] channel-major matrices in thread 0's scratch. `a` is x (forward,
+ * filter) or dy (data); `b` is dy (filter) or unused. */
+static nnopt_status pointwise_batched(blis_backend *be, const conv_geometry *g, nnopt_dtype dtype,
+                                      pointwise_pass pass, const void *a, const void *b,
+                                      const void *w, const void *bias, void *out) {
+    const conv_kernels *kern = conv_kernels_for(dtype);
+    const size_t es = kern->elem_size;
+    const long cols = g->n * g->p * g->q, plane = g->p * g->q;
+    const size_t x_bytes = blis_align64((size_t)(g->c * cols) * es);
+    const size_t y_bytes = blis_align64((size_t)(g->k * cols) * es);
+    nnopt_status st = blis_scratch_reserve(be, 1, x_bytes + y_bytes);
+    if (st != NNOPT_OK) return st;
+    char *x_cm = be->scratch[0].data, *y_cm = x_cm + x_bytes;
+    const int team = be->threads;
+    switch (pass) {
+    case POINTWISE_FORWARD: /* y_cm[K, cols] = W[K, C] x_cm[C, cols] */
+        channel_major_copy(a, x_cm, g->n, g->c, plane, es, 1, team);
+        blis_gemm(dtype, team, g->k, cols, g->c, (blis_matrix){w, g->c, 1},
+                  (blis_matrix){x_cm, cols, 1}, 0.0, y_cm, cols, 1);
+        channel_major_copy(y_cm, out, g->n, g->k, plane, es, 0, team);
+        if (bias)
+            for (long n = 0; n < g->n; n++)
+                kern->add_bias((char *)out + (size_t)(n * g->k * plane) * es, bias, g->k, plane);
+        break;
+    case POINTWISE_DATA: /* x_cm[C, cols] = W^T[C, K] y_cm[K, cols] */
+        channel_major_copy(a, y_cm, g->n, g->k, plane, es, 1, team);
+        blis_gemm(dtype, team, g->c, cols, g->k, (blis_matrix){w, 1, g->c},
+                  (blis_matrix){y_cm, cols, 1}, 0.0, x_cm, cols, 1);
+        channel_major_copy(x_cm, out, g->n, g->c, plane, es, 0, team);
+        break;
+    case POINTWISE_FILTER: /* dW[K, C] = y_cm[K, cols] x_cm^T[cols, C] */
+        channel_major_copy(a, x_cm, g->n, g->c, plane, es, 1, team);
+        channel_major_copy(b, y_cm, g->n, g->k, plane, es, 1, team);
+        blis_gemm(dtype, team, g->k, g->c, cols, (blis_matrix){y_cm, cols, 1},
+                  (blis_matrix){x_cm, 1, cols}, 0.0, out, g->c, 1);
+        break;
+    }
+    return NNOPT_OK;
+}
+
 /* How a batch is spread: `team` threads each take a contiguous run of images
  * and give BLIS `gemm_threads` (images in parallel, or GEMMs in parallel). */
 typedef struct conv_plan {
@@ -151,13 +230,20 @@ nnopt_status blis_conv2d(blis_backend *be, const nnopt_op *op, nnopt_tensor *con
     if (st != NNOPT_OK) return st;
 
     if (conv_is_depthwise(&g)) {
+        const int team = depthwise_team(be, &g);
+        st = depthwise_scratch(be, team, &g, x->dtype);
+        if (st != NNOPT_OK) return st;
         const void *bias = b ? b->data : NULL;
         if (x->dtype == NNOPT_F32)
-            depthwise_forward_f32(&g, depthwise_team(be, &g), x->data, w->data, bias, y->data);
+            depthwise_forward_f32(&g, team, x->data, w->data, bias, y->data, be->scratch);
         else
-            depthwise_forward_f64(&g, depthwise_team(be, &g), x->data, w->data, bias, y->data);
+            depthwise_forward_f64(&g, team, x->data, w->data, bias, y->data, be->scratch);
         return NNOPT_OK;
     }
+
+    if (conv_is_small_pointwise(&g))
+        return pointwise_batched(be, &g, x->dtype, POINTWISE_FORWARD, x->data, NULL, w->data,
+                                 b ? b->data : NULL, y->data);
 
     const conv_kernels *kern = conv_kernels_for(x->dtype);
     const size_t es = kern->elem_size;
@@ -210,12 +296,19 @@ nnopt_status blis_conv2d_bwd_data(blis_backend *be, const nnopt_op *op, nnopt_te
     if (st != NNOPT_OK) return st;
 
     if (conv_is_depthwise(&g)) {
+        const int team = depthwise_team(be, &g);
+        st = depthwise_scratch(be, team, &g, dy->dtype);
+        if (st != NNOPT_OK) return st;
         if (dy->dtype == NNOPT_F32)
-            depthwise_backward_data_f32(&g, depthwise_team(be, &g), dy->data, w->data, dx->data);
+            depthwise_backward_data_f32(&g, team, dy->data, w->data, dx->data, be->scratch);
         else
-            depthwise_backward_data_f64(&g, depthwise_team(be, &g), dy->data, w->data, dx->data);
+            depthwise_backward_data_f64(&g, team, dy->data, w->data, dx->data, be->scratch);
         return NNOPT_OK;
     }
+
+    if (conv_is_small_pointwise(&g))
+        return pointwise_batched(be, &g, dy->dtype, POINTWISE_DATA, dy->data, NULL, w->data, NULL,
+                                 dx->data);
 
     const conv_kernels *kern = conv_kernels_for(dy->dtype);
     const size_t es = kern->elem_size;
@@ -268,7 +361,7 @@ nnopt_status blis_conv2d_bwd_filter(blis_backend *be, const nnopt_op *op, nnopt_
 
     if (conv_is_depthwise(&g)) {
         const int team = depthwise_team(be, &g);
-        st = blis_scratch_reserve(be, team, (size_t)(g.r * g.s) * sizeof(double));
+        st = depthwise_scratch(be, team, &g, x->dtype);
         if (st != NNOPT_OK) return st;
         if (x->dtype == NNOPT_F32)
             depthwise_backward_filter_f32(&g, team, x->data, dy->data, dw->data, be->scratch);
@@ -276,6 +369,10 @@ nnopt_status blis_conv2d_bwd_filter(blis_backend *be, const nnopt_op *op, nnopt_
             depthwise_backward_filter_f64(&g, team, x->data, dy->data, dw->data, be->scratch);
         return NNOPT_OK;
     }
+
+    if (conv_is_small_pointwise(&g))
+        return pointwise_batched(be, &g, x->dtype, POINTWISE_FILTER, x->data, dy->data, NULL, NULL,
+                                 dw->data);
 
     const conv_kernels *kern = conv_kernels_for(x->dtype);
     const size_t es = kern->elem_size;
