@@ -19,6 +19,10 @@ static const nnopt_param_spec blis_params[] = {
      "BLIS kernel set: auto picks from cpuid (zen3 on AMD Zen 3 and later, skx on Intel "
      "AVX-512, haswell on AVX2); the others force one",
      "auto|skx|zen3|zen2|zen|haswell|sandybridge|penryn|generic", 0, 0},
+    {"conv", NNOPT_PARAM_ENUM, "auto",
+     "convolution kernels: auto = direct AVX-512 kernels for the small ungrouped shapes where "
+     "they beat im2col + GEMM (CPUs with AVX-512F), GEMM elsewhere; gemm = always im2col + GEMM",
+     "auto|gemm", 0, 0},
 };
 
 /* ---- argument checks shared by the op files ---- */
@@ -100,6 +104,8 @@ static nnopt_status blis_create(const nnopt_host_api *host, const nnopt_config *
         host->set_error("blis: out of memory");
         return NNOPT_STATUS_OUT_OF_MEMORY;
     }
+    const char *conv = cfg ? host->config_string(cfg, "conv") : NULL;
+    be->direct_conv = (!conv || strcmp(conv, "gemm") != 0) && blis_direct_conv_available();
     const nnopt_status status = blis_arch_select(be, cfg ? host->config_string(cfg, "arch") : NULL);
     if (status != NNOPT_OK) {
         blis_destroy(be);
@@ -178,8 +184,11 @@ static nnopt_status blis_synchronize(void *ctx) {
 
 static void blis_describe(void *ctx, char *buf, size_t size) {
     const blis_backend *be = ctx;
-    snprintf(buf, size, "BLIS %s kernels (%s), %d thread%s", be->kernels, be->arch_reason,
-             be->threads, be->threads == 1 ? "" : "s");
+    snprintf(buf, size, "BLIS %s kernels (%s), %d thread%s; convolutions: %s", be->kernels,
+             be->arch_reason, be->threads, be->threads == 1 ? "" : "s",
+             be->direct_conv ? "direct AVX-512 for ungrouped RxS>1, stride<=2, C*R*S<=1024 "
+                               "(data gradient: stride 1), im2col+GEMM otherwise"
+                             : "im2col+GEMM");
 }
 
 static const nnopt_backend_vtable blis_vtable = {

@@ -44,16 +44,99 @@ typedef struct conv_kernels {
     void (*accumulate)(void *dst_out, const void *src_in, long count);
 } conv_kernels;
 
+/* Direct convolutions (AVX-512, x86-64 GCC/Clang only; elsewhere the GEMM
+ * path runs). im2col copies every input value R*S times and BLIS 0.9's zen3
+ * kernels are AVX2, so on small-channel shapes (ResNet-CIFAR's 16-64
+ * channels, LeNet) the copy and col2im cost more than the multiply.
+ *
+ * Layout: the image is zero-padded and, for stride > 1, split into sh*sw
+ * phase planes (phase (b, a) holds padded rows b, b+sh, ... and columns a,
+ * a+sw, ...), each `rows` x `pitch`, flattened. Output (p, q) is then flat
+ * index o = p*pitch + q, and tap (c, r, s) reads phase (r%sh, s%sw) of
+ * channel c at o + (r/sh)*pitch + s/sw: every tap is one contiguous vector
+ * load for any stride, at the cost of computing (and dropping) pitch - Q
+ * junk columns per output row. */
+#if defined(__x86_64__) && defined(__GNUC__)
+#define BLIS_HAVE_DIRECT 1
+#include <immintrin.h>
+#define DIRECT_TARGET __attribute__((target("avx512f,avx512bw,avx512vl,fma")))
+#else
+#define BLIS_HAVE_DIRECT 0
+#endif
+#define DIRECT_KBLOCK 8 /* output channels per register block */
+
+typedef struct direct_shape {
+    long cin, h, w, cout, r, s; /* as a forward convolution */
+    long sh, sw, ph, pw, p, q;
+    long rows, pitch, plane; /* one phase plane */
+    long taps, tpad4;        /* cin*R*S, rounded up to 4 */
+    long kblocks, kpad4;     /* blocks of 8 output channels; cout rounded up to 4 */
+    long count;              /* flat outputs computed: P*pitch rounded up to 2 vectors */
+    long buf_values;         /* phase planes plus read-ahead slack */
+} direct_shape;
+
+typedef enum direct_pass { DIRECT_FORWARD, DIRECT_DATA, DIRECT_FILTER } direct_pass;
+
+/* Byte offsets into each thread's scratch (the first two used in thread 0's
+ * only): tap offsets, packed weights, phase planes, block outputs or flat
+ * dy, filter-gradient partial sums. */
+typedef struct direct_layout {
+    size_t offsets, packed, buf, out, part, total;
+} direct_layout;
+
+static void image_range(long images, int thread, int team, long *first, long *end) {
+    *first = images * thread / team;
+    *end = images * (thread + 1) / team;
+}
+
 #define T float
 #define BLIS_SUFFIX f32
 #include "blis_conv.inc"
 #include "blis_depthwise.inc"
+#if BLIS_HAVE_DIRECT
+#define DIRECT_VEC __m512
+#define DIRECT_LANES 16
+#define DIRECT_ZERO _mm512_setzero_ps
+#define DIRECT_LOAD _mm512_loadu_ps
+#define DIRECT_STORE _mm512_storeu_ps
+#define DIRECT_SET1 _mm512_set1_ps
+#define DIRECT_FMA _mm512_fmadd_ps
+#define DIRECT_REDUCE _mm512_reduce_add_ps
+#include "blis_direct.inc"
+#undef DIRECT_VEC
+#undef DIRECT_LANES
+#undef DIRECT_ZERO
+#undef DIRECT_LOAD
+#undef DIRECT_STORE
+#undef DIRECT_SET1
+#undef DIRECT_FMA
+#undef DIRECT_REDUCE
+#endif
 #undef T
 #undef BLIS_SUFFIX
 #define T double
 #define BLIS_SUFFIX f64
 #include "blis_conv.inc"
 #include "blis_depthwise.inc"
+#if BLIS_HAVE_DIRECT
+#define DIRECT_VEC __m512d
+#define DIRECT_LANES 8
+#define DIRECT_ZERO _mm512_setzero_pd
+#define DIRECT_LOAD _mm512_loadu_pd
+#define DIRECT_STORE _mm512_storeu_pd
+#define DIRECT_SET1 _mm512_set1_pd
+#define DIRECT_FMA _mm512_fmadd_pd
+#define DIRECT_REDUCE _mm512_reduce_add_pd
+#include "blis_direct.inc"
+#undef DIRECT_VEC
+#undef DIRECT_LANES
+#undef DIRECT_ZERO
+#undef DIRECT_LOAD
+#undef DIRECT_STORE
+#undef DIRECT_SET1
+#undef DIRECT_FMA
+#undef DIRECT_REDUCE
+#endif
 #undef T
 #undef BLIS_SUFFIX
 
@@ -211,9 +294,128 @@ static conv_plan conv_plan_make(const blis_backend *be, long images) {
     return (conv_plan){1, be->threads};
 }
 
-static void image_range(long images, int thread, int team, long *first, long *end) {
-    *first = images * thread / team;
-    *end = images * (thread + 1) / team;
+int blis_direct_conv_available(void) {
+#if BLIS_HAVE_DIRECT
+    __builtin_cpu_init();
+    return __builtin_cpu_supports("avx512f");
+#else
+    return 0;
+#endif
+}
+
+static long ceil_div(long a, long b) {
+    return (a + b - 1) / b;
+}
+
+/* The convolution a pass computes, as a forward convolution: the data
+ * gradient (stride 1 only) is dy convolved with the flipped, transposed
+ * filter, padded by R-1-pad. */
+static void direct_shape_make(const conv_geometry *g, direct_pass pass, size_t es,
+                              direct_shape *d) {
+    if (pass == DIRECT_DATA)
+        *d = (direct_shape){.cin = g->k,
+                            .h = g->p,
+                            .w = g->q,
+                            .cout = g->c,
+                            .r = g->r,
+                            .s = g->s,
+                            .sh = 1,
+                            .sw = 1,
+                            .ph = g->r - 1 - g->pad_h,
+                            .pw = g->s - 1 - g->pad_w,
+                            .p = g->h,
+                            .q = g->w};
+    else
+        *d = (direct_shape){.cin = g->c,
+                            .h = g->h,
+                            .w = g->w,
+                            .cout = g->k,
+                            .r = g->r,
+                            .s = g->s,
+                            .sh = g->stride_h,
+                            .sw = g->stride_w,
+                            .ph = g->pad_h,
+                            .pw = g->pad_w,
+                            .p = g->p,
+                            .q = g->q};
+    d->rows = ceil_div(d->h + 2 * d->ph, d->sh);
+    d->pitch = ceil_div(d->w + 2 * d->pw, d->sw);
+    d->plane = d->rows * d->pitch;
+    d->taps = d->cin * d->r * d->s;
+    d->tpad4 = ceil_div(d->taps, 4) * 4;
+    d->kblocks = ceil_div(d->cout, DIRECT_KBLOCK);
+    d->kpad4 = ceil_div(d->cout, 4) * 4;
+    const long step = 2 * (long)(64 / es); /* two 512-bit vectors */
+    d->count = ceil_div(d->p * d->pitch, step) * step;
+    /* Reads reach at most one count past the last plane's start. */
+    d->buf_values = d->cin * d->sh * d->sw * d->plane + d->count;
+}
+
+/* Where the direct kernels beat im2col + GEMM (measured on Zen 5, see
+ * docs/backend-blis.md): ungrouped R x S > 1 filters, stride <= 2, padding
+ * under the filter size, few enough taps (C*R*S <= 1024) that a block's
+ * weights stay in L1 and few enough output channels that the input planes
+ * are reused from L2. The data gradient needs stride 1. Everything else
+ * (pointwise, grouped, depthwise, large layers) keeps its GEMM path. */
+static int conv_use_direct(const blis_backend *be, const conv_geometry *g, direct_pass pass) {
+    if (!be->direct_conv) return 0;
+    if (g->groups != 1 || g->r * g->s < 2 || g->stride_h > 2 || g->stride_w > 2) return 0;
+    if (g->pad_h >= g->r || g->pad_w >= g->s) return 0;
+    if (pass == DIRECT_DATA && (g->stride_h != 1 || g->stride_w != 1)) return 0;
+    const long in_channels = pass == DIRECT_DATA ? g->k : g->c;
+    const long out_channels = pass == DIRECT_DATA ? g->c : g->k;
+    if (in_channels * g->r * g->s > 1024 || out_channels > 256) return 0;
+    return (g->h + 2 * g->pad_h) * (g->w + 2 * g->pad_w) * in_channels <= (1L << 20);
+}
+
+static direct_layout direct_layout_make(const direct_shape *d, direct_pass pass, size_t es) {
+    direct_layout lay = {0};
+    size_t at = 0;
+    lay.offsets = at;
+    at += blis_align64((size_t)d->tpad4 * sizeof(long));
+    lay.packed = at;
+    if (pass != DIRECT_FILTER)
+        at += blis_align64((size_t)(d->kblocks * DIRECT_KBLOCK * d->taps) * es);
+    lay.buf = at;
+    at += blis_align64((size_t)d->buf_values * es);
+    lay.out = at;
+    const long out_rows = d->kpad4 > DIRECT_KBLOCK ? d->kpad4 : DIRECT_KBLOCK;
+    at += blis_align64((size_t)(out_rows * d->count) * es);
+    lay.part = at;
+    if (pass == DIRECT_FILTER) at += blis_align64((size_t)(d->cout * d->taps) * es);
+    lay.total = at;
+    return lay;
+}
+
+/* Runs one pass with the direct kernels; the filter pass then adds the
+ * threads' partial sums in thread order (deterministic for a thread count). */
+static nnopt_status conv_direct(blis_backend *be, const conv_geometry *g, direct_pass pass,
+                                nnopt_dtype dtype, const void *a, const void *b, const void *w,
+                                const void *bias, void *out) {
+#if BLIS_HAVE_DIRECT
+    const conv_kernels *kern = conv_kernels_for(dtype);
+    const size_t es = kern->elem_size;
+    direct_shape d;
+    direct_shape_make(g, pass, es, &d);
+    const direct_layout lay = direct_layout_make(&d, pass, es);
+    const int team = g->n < be->threads ? (int)g->n : be->threads;
+    nnopt_status st = blis_scratch_reserve(be, team, lay.total);
+    if (st != NNOPT_OK) return st;
+    if (dtype == NNOPT_F32)
+        direct_run_f32(&d, pass, team, g->n, a, b, w, bias, out, be->scratch, &lay);
+    else
+        direct_run_f64(&d, pass, team, g->n, a, b, w, bias, out, be->scratch, &lay);
+    if (pass == DIRECT_FILTER) {
+        const long dw_count = d.cout * d.taps;
+        memcpy(out, (const char *)be->scratch[0].data + lay.part, (size_t)dw_count * es);
+        for (int t = 1; t < team; t++)
+            kern->accumulate(out, (const char *)be->scratch[t].data + lay.part, dw_count);
+    }
+    return NNOPT_OK;
+#else
+    (void)be, (void)g, (void)pass, (void)dtype, (void)a, (void)b, (void)w, (void)bias, (void)out;
+    return NNOPT_STATUS_UNSUPPORTED;
+#endif
 }
 
 nnopt_status blis_conv2d(blis_backend *be, const nnopt_op *op, nnopt_tensor *const *in, int n_in,
@@ -240,6 +442,10 @@ nnopt_status blis_conv2d(blis_backend *be, const nnopt_op *op, nnopt_tensor *con
             depthwise_forward_f64(&g, team, x->data, w->data, bias, y->data, be->scratch);
         return NNOPT_OK;
     }
+
+    if (conv_use_direct(be, &g, DIRECT_FORWARD))
+        return conv_direct(be, &g, DIRECT_FORWARD, x->dtype, x->data, NULL, w->data,
+                           b ? b->data : NULL, y->data);
 
     if (conv_is_small_pointwise(&g))
         return pointwise_batched(be, &g, x->dtype, POINTWISE_FORWARD, x->data, NULL, w->data,
@@ -306,6 +512,9 @@ nnopt_status blis_conv2d_bwd_data(blis_backend *be, const nnopt_op *op, nnopt_te
         return NNOPT_OK;
     }
 
+    if (conv_use_direct(be, &g, DIRECT_DATA))
+        return conv_direct(be, &g, DIRECT_DATA, dy->dtype, dy->data, NULL, w->data, NULL, dx->data);
+
     if (conv_is_small_pointwise(&g))
         return pointwise_batched(be, &g, dy->dtype, POINTWISE_DATA, dy->data, NULL, w->data, NULL,
                                  dx->data);
@@ -369,6 +578,10 @@ nnopt_status blis_conv2d_bwd_filter(blis_backend *be, const nnopt_op *op, nnopt_
             depthwise_backward_filter_f64(&g, team, x->data, dy->data, dw->data, be->scratch);
         return NNOPT_OK;
     }
+
+    if (conv_use_direct(be, &g, DIRECT_FILTER))
+        return conv_direct(be, &g, DIRECT_FILTER, x->dtype, x->data, dy->data, NULL, NULL,
+                           dw->data);
 
     if (conv_is_small_pointwise(&g))
         return pointwise_batched(be, &g, x->dtype, POINTWISE_FILTER, x->data, dy->data, NULL, NULL,

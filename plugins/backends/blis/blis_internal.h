@@ -24,6 +24,7 @@ typedef struct blis_backend {
     char kernels[32];      /* BLIS sub-configuration in effect (bli_arch_string) */
     char arch_reason[96];  /* why those kernels (for describe) */
     blis_scratch *scratch; /* [threads] */
+    int direct_conv;       /* direct (im2col-free) convolution kernels where they win */
 } blis_backend;
 
 /* ---- kernel selection (blis_arch.c) ---- */
@@ -54,6 +55,10 @@ nnopt_status blis_scratch_reserve(blis_backend *be, int count, size_t bytes);
 static inline size_t blis_align64(size_t bytes) {
     return (bytes + 63) & ~(size_t)63;
 }
+
+/* ---- convolutions (blis_conv.c) ----
+ * Whether this CPU runs the direct convolution kernels (AVX-512F). */
+int blis_direct_conv_available(void);
 
 /* ---- argument checks (blis_backend.c) ---- */
 nnopt_status blis_check_counts(blis_backend *be, const nnopt_op *op, int n_in, int min_in,
