@@ -237,7 +237,7 @@ typedef struct workload {
     const nnopt_optimizer *opt; /* NULL: inference */
     double lr;
     synthetic_batches data;
-    void *logits; /* inference: where logits are read back */
+    double *logits; /* inference: where logits are read back */
     int64_t step;
 } workload;
 
@@ -297,7 +297,7 @@ static nnopt_status workload_open(workload *w, nnopt_network *net, int64_t batch
     nnopt_status st = nnopt_exec_create(net, batch, opt != NULL, &w->ex, err);
     if (st != NNOPT_OK) return st;
     const nnopt_graph *g = net->graph;
-    w->logits = malloc((size_t)(batch * g->num_classes) * nnopt_dtype_size(g->dtype));
+    w->logits = malloc((size_t)(batch * g->num_classes) * sizeof *w->logits);
     if (!w->logits || synthetic_fill(&w->data, g, batch, seed) != 0)
         return nnopt_error_set(err, NNOPT_STATUS_OUT_OF_MEMORY, "out of memory");
     return NNOPT_OK;

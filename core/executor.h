@@ -46,7 +46,7 @@ typedef struct nnopt_loss_terms {
  * of every parameter. */
 nnopt_status nnopt_exec_backward(nnopt_exec *ex, const int32_t *labels,
                                  const nnopt_loss_terms *terms, double *loss, nnopt_error *err);
-/* Copies the logits ([batch, classes], graph dtype) to dst. */
-nnopt_status nnopt_exec_read_logits(nnopt_exec *ex, void *dst, nnopt_error *err);
+/* Copies the logits ([batch, classes]) to dst as doubles, whatever the graph's dtype. */
+nnopt_status nnopt_exec_read_logits(nnopt_exec *ex, double *dst, nnopt_error *err);
 
 #endif

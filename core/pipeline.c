@@ -9,6 +9,7 @@
 #include "clock.h"
 #include "log.h"
 #include "progress.h"
+#include "softmax.h"
 
 /* ---- host API entries for techniques ---------------------------------- */
 
@@ -94,7 +95,8 @@ nnopt_status nnopt_run_predict(nnopt_run *other, const nnopt_batch *batch, doubl
     const nnopt_graph *mine = batch->run->net->graph;
     int64_t inputs = batch->size * g->in_c * g->in_h * g->in_w;
     int64_t outputs = batch->size * g->num_classes;
-    void *x = NULL, *logits = malloc((size_t)outputs * sizeof(double));
+    void *x = NULL;
+    double *logits = malloc((size_t)outputs * sizeof *logits);
     if (st == NNOPT_OK && mine->dtype != g->dtype) {
         x = malloc((size_t)inputs * nnopt_dtype_size(g->dtype));
         if (x) convert(batch->x, mine->dtype, x, g->dtype, inputs);
@@ -103,20 +105,11 @@ nnopt_status nnopt_run_predict(nnopt_run *other, const nnopt_batch *batch, doubl
         st = NNOPT_STATUS_OUT_OF_MEMORY;
     if (st == NNOPT_OK) st = nnopt_exec_forward(ex, x ? x : batch->x, &err);
     if (st == NNOPT_OK) st = nnopt_exec_read_logits(ex, logits, &err);
-    if (st == NNOPT_OK) {
-        for (int64_t n = 0; n < batch->size; n++) {
-            double row[1024], max = -INFINITY, sum = 0;
-            int k_count = g->num_classes < 1024 ? g->num_classes : 1024;
-            for (int k = 0; k < k_count; k++) {
-                double v = g->dtype == NNOPT_F64 ? ((double *)logits)[n * g->num_classes + k]
-                                                 : ((float *)logits)[n * g->num_classes + k];
-                row[k] = v / temperature;
-                if (row[k] > max) max = row[k];
-            }
-            for (int k = 0; k < k_count; k++) sum += (row[k] = exp(row[k] - max));
-            for (int k = 0; k < k_count; k++) probs[n * g->num_classes + k] = row[k] / sum;
-        }
-    } else if (err.status != NNOPT_OK) {
+    for (int64_t n = 0; st == NNOPT_OK && n < batch->size; n++)
+        nnopt_softmax(logits + n * g->num_classes, g->num_classes, temperature,
+                      probs + n * g->num_classes);
+    if (st != NNOPT_OK && err.status != NNOPT_OK) {
+        /* Techniques get a status; the details go to the log. */
         nnopt_log(NNOPT_LOG_ERROR, "run '%s': %s", other->spec->name, err.message);
     }
     free(x);

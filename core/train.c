@@ -1,4 +1,3 @@
-#include "clock.h"
 #include "train.h"
 
 #include <math.h>
@@ -8,6 +7,7 @@
 #include "backend.h"
 #include "executor.h"
 #include "log.h"
+#include "softmax.h"
 
 nnopt_status nnopt_build_model(const nnopt_experiment *e, int index, int c, int h, int w,
                                int num_classes, nnopt_graph **out, nnopt_error *err) {
@@ -74,7 +74,7 @@ nnopt_status nnopt_evaluate(nnopt_network *net, const nnopt_dataset *ds,
     size_t esize = nnopt_dtype_size(g->dtype);
     int64_t per_image = (int64_t)ds->c * ds->h * ds->w, classes = g->num_classes;
     void *x = calloc((size_t)(batch * per_image), esize);
-    void *logits = malloc((size_t)(batch * classes) * esize);
+    double *logits = malloc((size_t)(batch * classes) * sizeof *logits);
     int32_t *y = malloc((size_t)batch * sizeof *y);
     int64_t *order = malloc((size_t)batch * sizeof *order);
     if (!x || !logits || !y || !order)
@@ -90,16 +90,9 @@ nnopt_status nnopt_evaluate(nnopt_network *net, const nnopt_dataset *ds,
         st = nnopt_exec_forward(ex, x, err);
         if (st == NNOPT_OK) st = nnopt_exec_read_logits(ex, logits, err);
         for (int64_t i = 0; st == NNOPT_OK && i < count; i++) {
-            double row[1024], max = -INFINITY, sum = 0;
-            int best = 0;
-            for (int64_t k = 0; k < classes && k < 1024; k++) {
-                row[k] = g->dtype == NNOPT_F64 ? ((double *)logits)[i * classes + k]
-                                               : ((float *)logits)[i * classes + k];
-                if (row[k] > max) max = row[k], best = (int)k;
-            }
-            for (int64_t k = 0; k < classes && k < 1024; k++) sum += exp(row[k] - max);
-            loss_sum += log(sum) + max - row[y[i]];
-            correct += best == y[i];
+            const double *row = logits + i * classes;
+            loss_sum += nnopt_logsumexp(row, classes) - row[y[i]];
+            correct += nnopt_argmax(row, classes) == y[i];
         }
     }
     if (st == NNOPT_OK) {
