@@ -4,6 +4,7 @@
 #include <dlfcn.h>
 #include <errno.h>
 #include <pthread.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -54,6 +55,15 @@ void nnopt_plugin_search_describe(const nnopt_plugin_search *s, char *buf, size_
     if (s->n_dirs == 0) snprintf(buf, size, "(no folders)");
 }
 
+/* The sizes of the ABI 1.0 structs: the least a plugin may declare. Entries
+ * appended in later minors are read only when a plugin's struct_size covers
+ * them, so plugins built against 1.0 keep loading. */
+#define END_OF(type, field) (offsetof(type, field) + sizeof(((type *)0)->field))
+#define NNOPT_DESC_SIZE_1_0 END_OF(nnopt_plugin_desc, vtable)
+#define NNOPT_BACKEND_VTABLE_SIZE_1_0 END_OF(nnopt_backend_vtable, describe)
+#define NNOPT_MODEL_VTABLE_SIZE_1_0 END_OF(nnopt_model_vtable, build)
+#define NNOPT_TECHNIQUE_VTABLE_SIZE_1_0 END_OF(nnopt_technique_vtable, report)
+
 /* Loaded plugins, kept for the life of the process (never dlclose'd). */
 static struct {
     pthread_mutex_t lock;
@@ -79,10 +89,10 @@ static nnopt_status check_descriptor(const char *path, const nnopt_plugin_desc *
                                path, d->abi_major, d->abi_minor, NNOPT_ABI_MAJOR, NNOPT_ABI_MAJOR,
                                NNOPT_ABI_MINOR);
     /* Fields we read must lie within the struct the plugin was built with. */
-    if (d->struct_size < sizeof(nnopt_plugin_desc))
+    if (d->struct_size < NNOPT_DESC_SIZE_1_0)
         return nnopt_error_set(err, NNOPT_STATUS_ABI_MISMATCH,
                                "%s: descriptor is %u bytes, expected at least %zu", path,
-                               d->struct_size, sizeof(nnopt_plugin_desc));
+                               d->struct_size, NNOPT_DESC_SIZE_1_0);
     if (d->kind != NNOPT_PLUGIN_BACKEND && d->kind != NNOPT_PLUGIN_MODEL &&
         d->kind != NNOPT_PLUGIN_TECHNIQUE)
         return nnopt_error_set(err, NNOPT_STATUS_PLUGIN, "%s: unknown plugin kind %d", path,
@@ -91,9 +101,9 @@ static nnopt_status check_descriptor(const char *path, const nnopt_plugin_desc *
         return nnopt_error_set(err, NNOPT_STATUS_PLUGIN,
                                "%s: descriptor lacks a name, version or function table", path);
     uint32_t vt_size = *(const uint32_t *)d->vtable;
-    size_t need = d->kind == NNOPT_PLUGIN_BACKEND ? sizeof(nnopt_backend_vtable)
-                  : d->kind == NNOPT_PLUGIN_MODEL ? sizeof(nnopt_model_vtable)
-                                                  : sizeof(nnopt_technique_vtable);
+    size_t need = d->kind == NNOPT_PLUGIN_BACKEND ? NNOPT_BACKEND_VTABLE_SIZE_1_0
+                  : d->kind == NNOPT_PLUGIN_MODEL ? NNOPT_MODEL_VTABLE_SIZE_1_0
+                                                  : NNOPT_TECHNIQUE_VTABLE_SIZE_1_0;
     if (vt_size < need)
         return nnopt_error_set(err, NNOPT_STATUS_ABI_MISMATCH,
                                "%s: %s function table is %u bytes, expected %zu", path,

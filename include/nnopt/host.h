@@ -1,7 +1,8 @@
 /* The host API: the one table of core functions a plugin may call. Plugins
  * link nothing of the core; they get this table in init() and in every
- * create/build call. Append-only: new entries go at the end and are guarded
- * by struct_size, so a plugin built against an older minor keeps working. */
+ * create/build call. Append-only: new entries go at the end, so a plugin
+ * built against an older minor keeps working; a plugin that uses an entry
+ * added after ABI 1.0 checks first that struct_size covers it. */
 #ifndef NNOPT_HOST_H
 #define NNOPT_HOST_H
 
