@@ -84,7 +84,7 @@ run_step gradcheck_cuda 60 "$BUILD_DIR/tests/test_gradcheck" cuda
 # ---- 4. benchmark ----
 if [[ -x $ROOT/bench/run.sh ]] && grep -q -- '--backend' "$ROOT/bench/run.sh"; then
   run_step bench 120 env OUT="$OUT_DIR" BUILD_DIR="$BUILD_DIR" "$ROOT/bench/run.sh" --backend cuda \
-    --no-build --no-torch --seconds 2 --repeats 2 --configs "f32:relu f64:relu"
+    --no-build --no-torch --seconds 2 --repeats 2 --configs "f32:relu f64:relu" --models lenet5
 elif [[ -x $BUILD_DIR/bench/nnopt_bench ]]; then
   run_step bench 90 sh -c "'$BUILD_DIR/bench/nnopt_bench' --backend cuda --model lenet5 \
     --seconds 2 --repeats 2 > '$OUT_DIR/bench.json'"

@@ -3,7 +3,8 @@
  *   nnopt_bench [--backend blis] [--model lenet5] [--param key=value]...
  *               [--backend-param key=value]... [--threads N] [--batch 128]
  *               [--infer-batch 128,1000] [--seconds 2] [--warmup-seconds 0.5]
- *               [--repeats 3] [--profile-steps 20] [--channels 1] [--height 28]
+ *               [--warmup-steps 2] [--min-steps 2] [--repeats 3]
+ *               [--profile-steps 20] [--channels 1] [--height 28]
  *               [--width 28] [--classes 10] [--lr 0.01] [--seed 1]
  *
  * Synthetic inputs (uniform [0,1), fixed seed) and labels. Measures
@@ -13,9 +14,12 @@
  *   - a profiled training pass (every op synchronized) giving per-node forward
  *     and backward seconds and, for conv/dense nodes, achieved GFLOP/s from the
  *     node's multiply-adds; and a profiled forward at the largest inference batch.
- * Each throughput is measured over --repeats windows of --seconds / --repeats
- * each; "images_per_second" is the best window, "images_per_second_mean" the
- * whole run. Prints JSON on stdout; progress goes to stderr. */
+ * Each throughput is measured, after a warm-up of --warmup-seconds (at least
+ * --warmup-steps steps), over --repeats windows of --seconds / --repeats each
+ * (at least --min-steps steps each); "images_per_second" is the best window,
+ * "images_per_second_mean" the whole run. CIFAR models: e.g. --model resnet
+ * (ResNet-56) or --model mobilenet_v1 --param cifar=true, with --channels 3
+ * --height 32 --width 32. Prints JSON on stdout; progress goes to stderr. */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -42,7 +46,7 @@ typedef struct bench_options {
     int64_t infer_batches[MAX_INFER_BATCHES];
     int n_infer_batches;
     double seconds, warmup_seconds;
-    int repeats, profile_steps;
+    int repeats, profile_steps, warmup_steps, min_steps;
     int channels, height, width, classes;
     double lr;
     uint64_t seed;
@@ -70,8 +74,11 @@ static void usage(FILE *f) {
     fprintf(f, "usage: nnopt_bench [--backend NAME] [--model NAME] [--param key=value]...\n"
                "                   [--backend-param key=value]... [--threads N] [--batch N]\n"
                "                   [--infer-batch N[,N...]] [--seconds S] [--warmup-seconds S]\n"
-               "                   [--repeats R] [--profile-steps N] [--channels C] [--height H]\n"
-               "                   [--width W] [--classes K] [--lr LR] [--seed S]\n");
+               "                   [--warmup-steps N] [--min-steps N] [--repeats R]\n"
+               "                   [--profile-steps N] [--channels C] [--height H]\n"
+               "                   [--width W] [--classes K] [--lr LR] [--seed S]\n"
+               "  e.g. --model resnet (ResNet-56), --model mobilenet_v1 --param cifar=true,\n"
+               "  with --channels 3 --height 32 --width 32 for CIFAR-10 shapes\n");
 }
 
 static int parse_batches(const char *text, bench_options *o) {
@@ -100,6 +107,8 @@ static int parse_options(int argc, char **argv, bench_options *o) {
                          .warmup_seconds = 0.5,
                          .repeats = 3,
                          .profile_steps = 20,
+                         .warmup_steps = 2,
+                         .min_steps = 2,
                          .channels = 1,
                          .height = 28,
                          .width = 28,
@@ -145,6 +154,10 @@ static int parse_options(int argc, char **argv, bench_options *o) {
             o->warmup_seconds = atof(value);
         } else if (strcmp(opt, "--repeats") == 0) {
             o->repeats = atoi(value);
+        } else if (strcmp(opt, "--warmup-steps") == 0) {
+            o->warmup_steps = atoi(value);
+        } else if (strcmp(opt, "--min-steps") == 0) {
+            o->min_steps = atoi(value);
         } else if (strcmp(opt, "--profile-steps") == 0) {
             o->profile_steps = atoi(value);
         } else if (strcmp(opt, "--channels") == 0) {
@@ -167,7 +180,7 @@ static int parse_options(int argc, char **argv, bench_options *o) {
     }
     if (o->train_batch < 1 || o->seconds <= 0 || o->repeats < 1 || o->profile_steps < 0 ||
         o->channels < 1 || o->height < 1 || o->width < 1 || o->classes < 2 ||
-        o->warmup_seconds < 0) {
+        o->warmup_seconds < 0 || o->warmup_steps < 0 || o->min_steps < 1) {
         fprintf(stderr, "nnopt_bench: batch, seconds, repeats, shapes must be positive\n");
         return -1;
     }
@@ -274,10 +287,10 @@ static nnopt_status measure(workload *w, const bench_options *o, throughput *out
                             nnopt_error *err) {
     int64_t steps = 0;
     double elapsed = 0;
-    nnopt_status st = run_for(w, o->warmup_seconds, 2, &steps, &elapsed, err);
+    nnopt_status st = run_for(w, o->warmup_seconds, o->warmup_steps, &steps, &elapsed, err);
     *out = (throughput){0};
     for (int r = 0; st == NNOPT_OK && r < o->repeats; r++) {
-        st = run_for(w, o->seconds / o->repeats, 2, &steps, &elapsed, err);
+        st = run_for(w, o->seconds / o->repeats, o->min_steps, &steps, &elapsed, err);
         double rate = (double)(steps * w->ex->batch) / elapsed;
         if (rate > out->best_images_per_second) out->best_images_per_second = rate;
         out->steps += steps;
@@ -571,7 +584,9 @@ int main(int argc, char **argv) {
            (long long)macs);
     printf("  \"seconds\": ");
     json_number(o.seconds);
-    printf(",\n  \"repeats\": %d,\n  \"results\": {\n", o.repeats);
+    printf(",\n  \"repeats\": %d,\n  \"warmup_steps\": %d,\n  \"min_steps\": %d,\n"
+           "  \"results\": {\n",
+           o.repeats, o.warmup_steps, o.min_steps);
     fflush(stdout);
 
     /* Training. */

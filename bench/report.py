@@ -2,9 +2,11 @@
 """Assembles bench/run.sh's raw results into one table and one JSON file.
 
     report.py --raw DIR --out FILE.json [--configs "f32:relu f32:gelu ..."]
-              [--detail f32:relu]
+              [--detail f32:relu] [--cifar-models "resnet56 mobilenet_v1"]
+              [--cifar-config f32:relu]
 
-DIR holds, per config C (e.g. f32_relu): nnopt_C.json (nnopt_bench),
+DIR holds, per LeNet-5 config C (e.g. f32_relu) and per CIFAR model M and
+--cifar-config (e.g. resnet56_f32_relu): nnopt_C.json (nnopt_bench),
 torch_default_C.json and torch_tuned_C.json (torch_lenet5.py, default and
 tuned glibc allocator), optionally gemm.txt (blis_gemm_shapes on the layer
 shapes), teacher.json, and meta.json (run.sh's settings). Standard library
@@ -17,8 +19,10 @@ import platform
 import re
 import sys
 
-WORKLOAD_LABELS = [("train", "training"), ("infer_b128", "inference"),
-                   ("infer_b1000", "inference")]
+# The CIFAR models' names in the table, and the parameter counts of the
+# networks they stand for (3x32x32 inputs, 10 classes).
+CIFAR_LABELS = {"resnet56": "resnet56", "mobilenet_v1": "mobilenetv1"}
+CIFAR_PARAMETERS = {"resnet56": 855770, "mobilenet_v1": 3217226}
 
 
 def load(path):
@@ -45,6 +49,56 @@ def rate(report, workload):
         return None
     entry = report.get("results", {}).get(workload)
     return entry["images_per_second"] if entry else None
+
+
+def workloads(*reports):
+    """'train' then every 'infer_bN' any of the reports has, by batch."""
+    keys = set()
+    for report in reports:
+        if report:
+            keys.update(report.get("results", {}))
+    infer = sorted((k for k in keys if k.startswith("infer_b")), key=lambda k: int(k[7:]))
+    return ["train"] + infer
+
+
+def model_ratios(rows, fast="mobilenet_v1", slow="resnet56"):
+    """images/s of `fast` over `slow`, per workload and batch, for nnopt and
+    for PyTorch's faster allocator."""
+    by = {(r["model"], r["workload"], r["batch"]): r for r in rows}
+    out = []
+    for (model, workload, batch), r in by.items():
+        other = by.get((slow, workload, batch))
+        if model != fast or not other:
+            continue
+        entry = {"workload": workload, "batch": batch}
+        for source, key in (("nnopt", "nnopt_images_per_second"),
+                            ("torch", "torch_best_images_per_second")):
+            a, b = r[key], other[key]
+            entry[source] = a / b if a and b else None
+        out.append(entry)
+    return out
+
+
+def op_kind(node):
+    """A profile node's group in the CIFAR models' per-kind summary."""
+    layer = node.get("layer", "")
+    if node["kind"] == "conv2d" and "depthwise" in layer:
+        return "conv dw3x3"
+    if node["kind"] == "conv2d" and ("pointwise" in layer or "shortcut" in layer):
+        return "conv 1x1"
+    return node["kind"]
+
+
+def kind_summary(profile):
+    """{kind: [forward s, backward s]} of one profile, plus the SGD step."""
+    kinds = {}
+    for node in profile.get("nodes", []):
+        entry = kinds.setdefault(op_kind(node), [0.0, 0.0])
+        entry[0] += node["forward_seconds"]
+        entry[1] += node["backward_seconds"]
+    if "optimizer_seconds" in profile:
+        kinds["sgd step"] = [0.0, profile["optimizer_seconds"]]
+    return kinds
 
 
 def fmt_rate(value):
@@ -109,24 +163,36 @@ def main(argv):
     p.add_argument("--out", required=True)
     p.add_argument("--configs", default="f32:relu f32:gelu f64:relu f64:gelu")
     p.add_argument("--detail", default="f32:relu")
+    p.add_argument("--cifar-models", default="")
+    p.add_argument("--cifar-config", default="f32:relu")
     args = p.parse_args(argv)
     meta = load(os.path.join(args.raw, "meta.json")) or {}
 
-    rows, configs = [], {}
-    for config in args.configs.split():
+    # (model, config, raw file key): LeNet-5's keys are the bare config.
+    runs = [("lenet5", config, config.replace(":", "_")) for config in args.configs.split()]
+    runs += [(model, args.cifar_config, f"{model}_{args.cifar_config.replace(':', '_')}")
+             for model in args.cifar_models.split()]
+    rows, configs, parameters = [], {}, {}
+    for model, config, key in runs:
         dtype, act = config.split(":")
-        key = f"{dtype}_{act}"
         nnopt = load(os.path.join(args.raw, f"nnopt_{key}.json"))
         torch_default = load(os.path.join(args.raw, f"torch_default_{key}.json"))
         torch_tuned = load(os.path.join(args.raw, f"torch_tuned_{key}.json"))
         configs[key] = {"nnopt": nnopt, "torch_default_allocator": torch_default,
                         "torch_tuned_allocator": torch_tuned}
-        for workload, kind in WORKLOAD_LABELS:
+        if model in CIFAR_PARAMETERS:
+            torch_report = torch_default or torch_tuned
+            parameters[model] = {
+                "expected": CIFAR_PARAMETERS[model],
+                "nnopt": nnopt.get("parameters") if nnopt else None,
+                "torch": torch_report.get("parameters") if torch_report else None}
+        for workload in workloads(nnopt, torch_default, torch_tuned):
+            kind = "training" if workload == "train" else "inference"
             ours = rate(nnopt, workload)
             default, tuned = rate(torch_default, workload), rate(torch_tuned, workload)
             best = max([v for v in (default, tuned) if v], default=None)
             rows.append({
-                "model": meta.get("model", "lenet5"), "dtype": dtype, "activation": act,
+                "model": model, "dtype": dtype, "activation": act,
                 "workload": kind, "batch": int(workload.split("b")[-1]) if kind == "inference"
                 else meta.get("batch", 128),
                 "nnopt_images_per_second": ours,
@@ -140,7 +206,8 @@ def main(argv):
                       for k in ("torch_default_allocator", "torch_tuned_allocator") if c[k]), None)
     backend = any_nnopt["backend"] if any_nnopt else meta.get("backend", "?")
     print()
-    print(f"nnopt {meta.get('model', 'lenet5')} benchmark on {cpu_model()}, "
+    models = meta.get("models") or sorted({r["model"] for r in rows})
+    print(f"nnopt benchmark ({', '.join(models)}) on {cpu_model()}, "
           f"{os.cpu_count()} CPUs, {meta.get('threads', '?')} threads")
     if any_nnopt:
         print(f"  nnopt backend: {backend} ({any_nnopt['backend_description']})")
@@ -155,19 +222,60 @@ def main(argv):
               f"{'; env ' + env if env else ''}")
     else:
         print("  PyTorch: not run (no python with torch found)")
-    print(f"  best of {meta.get('repeats', '?')} windows over {meta.get('seconds', '?')} s "
-          "per measurement; ratio = nnopt / max(torch default, torch tuned)")
+    if args.configs.split():
+        print(f"  lenet5: best of {meta.get('repeats', '?')} windows over "
+              f"{meta.get('seconds', '?')} s per measurement")
+    if args.cifar_models.split():
+        print(f"  {', '.join(args.cifar_models.split())} (3x32x32, 10 classes): one warm-up "
+              f"step, best of {meta.get('cifar_repeats', '?')} windows over "
+              f"{meta.get('cifar_seconds', '?')} s (at least one step each) per measurement")
+        for model, count in parameters.items():
+            ok = count["nnopt"] == count["expected"] and count["torch"] in (None, count["expected"])
+            print(f"  {model} parameters: nnopt {fmt_rate(count['nnopt'])}, PyTorch "
+                  f"{fmt_rate(count['torch'])} (expected {count['expected']:,})"
+                  f"{'' if ok else '  <-- MISMATCH'}")
+    print("  ratio = nnopt / max(torch default, torch tuned)")
     print()
-    header = (f"{'config':<10} {'workload':<10} {'batch':>5} {'nnopt img/s':>12} "
+    header = (f"{'model':<12} {'config':<10} {'workload':<10} {'batch':>5} {'nnopt img/s':>12} "
               f"{'torch default':>14} {'torch tuned':>12} {'ratio':>7}")
     print(header)
     print("-" * len(header))
     for r in rows:
         ratio = f"{r['ratio_vs_torch_best']:.2f}x" if r["ratio_vs_torch_best"] else "-"
-        print(f"{r['dtype'] + ' ' + r['activation']:<10} {r['workload']:<10} {r['batch']:>5} "
+        print(f"{CIFAR_LABELS.get(r['model'], r['model']):<12} "
+              f"{r['dtype'] + ' ' + r['activation']:<10} {r['workload']:<10} {r['batch']:>5} "
               f"{fmt_rate(r['nnopt_images_per_second']):>12} "
               f"{fmt_rate(r['torch_default_images_per_second']):>14} "
               f"{fmt_rate(r['torch_tuned_images_per_second']):>12} {ratio:>7}")
+
+    ratios = model_ratios(rows)
+    if ratios:
+        print()
+        print("MobileNetV1 / ResNet-56 images/s (the study: ~4x at inference; the goal: nnopt's "
+              "inference >= 2x)")
+        for entry in ratios:
+            mark = ""
+            if entry["workload"] == "inference" and entry["nnopt"]:
+                mark = "  (>= 2x: yes)" if entry["nnopt"] >= 2 else "  (>= 2x: NO)"
+            cells = "  ".join(f"{source} {entry[source]:.2f}x" if entry[source] else f"{source} -"
+                              for source in ("nnopt", "torch"))
+            print(f"  {entry['workload']:<10} b{entry['batch']:<5} {cells}{mark}")
+
+    for model in args.cifar_models.split():
+        key = f"{model}_{args.cifar_config.replace(':', '_')}"
+        profiles = (configs.get(key, {}).get("nnopt") or {}).get("profile") or {}
+        for name, profile in profiles.items():
+            kinds = kind_summary(profile)
+            total = profile["op_seconds_per_step"] or 1.0
+            what = "training step" if profile["training"] else "inference forward"
+            print()
+            print(f"nnopt per-op time by kind, {model} {args.cifar_config.replace(':', ' ')}, "
+                  f"{what}, batch {profile['batch']} ({profile['steps']} profiled steps, each op "
+                  f"synchronized; {total * 1e3:.1f} ms of ops per step)")
+            print(f"  {'kind':<12} {'forward ms':>10} {'backward ms':>11} {'share':>6}")
+            for kind, (fwd, bwd) in sorted(kinds.items(), key=lambda kv: -sum(kv[1])):
+                print(f"  {kind:<12} {fwd * 1e3:>10.1f} {bwd * 1e3:>11.1f} "
+                      f"{(fwd + bwd) / total * 100:>5.1f}%")
 
     detail_key = args.detail.replace(":", "_")
     detail = configs.get(detail_key, {}).get("nnopt")
@@ -223,6 +331,9 @@ def main(argv):
         "machine": {"cpu": cpu_model(), "cpus": os.cpu_count(), "platform": platform.platform()},
         "settings": meta,
         "table": rows,
+        "parameters": parameters,
+        "model_ratios": {"numerator": "mobilenet_v1", "denominator": "resnet56",
+                         "rows": ratios},
         "profile": {"config": args.detail, "nnopt": breakdown},
         "layers": {"config": args.detail, "sgemm": gemm_header, "rows": layers},
         "teacher": teacher,

@@ -1,13 +1,17 @@
 #!/usr/bin/env bash
-# The benchmark, in one command: LeNet-5 {f32,f64} x {relu,gelu} with nnopt
+# The benchmark, in one command: LeNet-5 {f32,f64} x {relu,gelu}, and
+# ResNet-56 and MobileNetV1 (CIFAR variant) in f32 relu on 3x32x32, with nnopt
 # and with PyTorch (same threads, shapes and batches), a table of images/s and
-# nnopt/PyTorch ratios, the per-op breakdown and per-layer GFLOP/s (next to
-# bare BLIS sgemm) of f32 relu, all also written as JSON.
+# nnopt/PyTorch ratios, the MobileNetV1/ResNet-56 speed ratios, the per-op
+# breakdown and per-layer GFLOP/s (next to bare BLIS sgemm) of LeNet-5 f32
+# relu, all also written as JSON.
 #
 #   bench/run.sh [--backend blis] [--threads N] [--seconds S] [--repeats R]
 #                [--configs "f32:relu f32:gelu f64:relu f64:gelu"] [--teacher]
 #                [--no-build] [--no-torch] [--torch-env "VAR=VALUE ..."]
-#                [--blis-arch NAME]
+#                [--blis-arch NAME] [--models lenet5,resnet56,mobilenet]
+#                [--cifar-seconds 3] [--cifar-repeats 3] [--cifar-infer-batch 128,500]
+#                [--cifar-profile-steps 0]
 #
 # Environment: BUILD_DIR (default: build), PYTHON (an interpreter that imports
 # torch; default: /usr/bin/python3, Debian's python3-torch), OUT (when set, the
@@ -25,6 +29,13 @@
 # backend reports using, else a cpuid guess).
 # --teacher also times the study's teacher run (bench/lenet5_teacher.ini: f64
 # gelu, 10 epochs of MNIST with evaluation) through `nnopt run`.
+# --models: which models (default all three); --seconds, --repeats and
+# --configs apply to lenet5. resnet56 (nnopt's `resnet` plugin, defaults) and
+# mobilenet (`mobilenet_v1` with cifar=true) run f32 relu at batch 128, each
+# measurement after one warm-up step over --cifar-repeats windows of
+# --cifar-seconds / --cifar-repeats (at least one step each), inference at
+# --cifar-infer-batch (default 128,500); --cifar-profile-steps N > 0 adds nnopt's
+# per-op profile of N steps (a training step and a forward) to the JSON.
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -45,9 +56,14 @@ train_batch=128
 infer_batches="128,1000"
 torch_env=""
 blis_arch=""
+models="lenet5,resnet56,mobilenet"
+cifar_seconds=3
+cifar_repeats=3
+cifar_infer_batches="128,500"
+cifar_profile_steps=0
 command_line="bench/run.sh${*:+ $*}"
 
-usage() { sed -n '7,11p' "$0" | sed 's/^# \{0,1\}//'; }
+usage() { sed -n '9,15p' "$0" | sed 's/^# \{0,1\}//'; }
 
 while [[ $# -gt 0 ]]; do
   case "$1" in
@@ -61,17 +77,43 @@ while [[ $# -gt 0 ]]; do
     --no-torch) run_torch=0; shift ;;
     --torch-env) torch_env=$2; shift 2 ;;
     --blis-arch) blis_arch=$2; shift 2 ;;
+    --models) models=$2; shift 2 ;;
+    --cifar-seconds) cifar_seconds=$2; shift 2 ;;
+    --cifar-repeats) cifar_repeats=$2; shift 2 ;;
+    --cifar-infer-batch) cifar_infer_batches=$2; shift 2 ;;
+    --cifar-profile-steps) cifar_profile_steps=$2; shift 2 ;;
     -h|--help) usage; exit 0 ;;
     *) echo "run.sh: unknown argument '$1'" >&2; usage >&2; exit 2 ;;
   esac
 done
 
 log() { echo "run.sh: $*" >&2; }
+
 banner() {
   echo "************************************************************************" >&2
   echo "run.sh: $*" >&2
   echo "************************************************************************" >&2
 }
+
+# ---- models: name -> nnopt plugin and parameters, PyTorch builder ----
+run_lenet5=0
+cifar_models=()
+IFS=, read -r -a model_words <<<"$models"
+for model in "${model_words[@]}"; do
+  case "$model" in
+    lenet5) run_lenet5=1 ;;
+    resnet56|resnet) [[ " ${cifar_models[*]} " == *" resnet56 "* ]] || cifar_models+=(resnet56) ;;
+    mobilenet|mobilenet_v1)
+      [[ " ${cifar_models[*]} " == *" mobilenet_v1 "* ]] || cifar_models+=(mobilenet_v1) ;;
+    *) echo "run.sh: unknown model '$model' (lenet5, resnet56, mobilenet)" >&2; exit 2 ;;
+  esac
+done
+[[ $run_lenet5 -eq 1 ]] || configs=""
+# nnopt_bench --model/--param and torch_lenet5.py --model of each CIFAR model.
+declare -A nnopt_model=([resnet56]=resnet [mobilenet_v1]=mobilenet_v1)
+declare -A nnopt_model_params=([resnet56]="" [mobilenet_v1]="--param cifar=true")
+declare -A torch_model=([resnet56]=resnet56 [mobilenet_v1]=mobilenet_v1_cifar)
+cifar_config="f32:relu"
 
 # ---- build ----
 if [[ $do_build -eq 1 ]]; then
@@ -134,15 +176,22 @@ trap 'rm -rf "$raw"' EXIT
 
 "$report_python" - "$raw/meta.json" "$backend" "$backend_note" "$threads" "$seconds" "$repeats" \
   "$train_batch" "$infer_batches" "$configs" "$TUNABLES" "$python" "$BUILD_DIR" \
-  "$command_line" "$torch_env" <<'EOF'
+  "$command_line" "$torch_env" "$run_lenet5" "${cifar_models[*]}" "$cifar_config" \
+  "$cifar_seconds" "$cifar_repeats" "$cifar_infer_batches" "$cifar_profile_steps" <<'EOF'
 import json, sys
 keys = ["backend", "backend_note", "threads", "seconds", "repeats", "batch", "infer_batches",
-        "configs", "tunables", "python", "build_dir", "command", "torch_env"]
+        "configs", "tunables", "python", "build_dir", "command", "torch_env", "lenet5",
+        "cifar_models", "cifar_config", "cifar_seconds", "cifar_repeats", "cifar_infer_batches",
+        "cifar_profile_steps"]
 meta = dict(zip(keys, sys.argv[2:]))
-for key in ("threads", "repeats", "batch"):
+for key in ("threads", "repeats", "batch", "cifar_repeats", "cifar_profile_steps"):
     meta[key] = int(meta[key])
-meta["seconds"] = float(meta["seconds"])
-meta["model"] = "lenet5"
+for key in ("seconds", "cifar_seconds"):
+    meta[key] = float(meta[key])
+meta["models"] = (["lenet5"] if meta.pop("lenet5") == "1" else []) + meta["cifar_models"].split()
+meta["cifar_models"] = meta["cifar_models"].split()
+meta["cifar_warmup_steps"] = 1
+meta["cifar_min_steps"] = 1
 json.dump(meta, open(sys.argv[1], "w"), indent=2)
 EOF
 
@@ -169,6 +218,38 @@ for config in $configs; do
       --model lenet5 \
       --activation "$activation" --dtype "$dtype" "${common_args[@]}" \
       >"$raw/torch_tuned_$key.json"
+  fi
+done
+
+# ---- ResNet-56 and MobileNetV1 (CIFAR-10 shapes): f32 relu, short windows ----
+cifar_dtype=${cifar_config%%:*}
+cifar_activation=${cifar_config##*:}
+cifar_args=(--threads "$threads" --batch "$train_batch" --infer-batch "$cifar_infer_batches"
+            --seconds "$cifar_seconds" --repeats "$cifar_repeats" --warmup-seconds 0
+            --warmup-steps 1 --min-steps 1 --channels 3 --height 32 --width 32 --classes 10)
+for model in "${cifar_models[@]}"; do
+  key=${model}_${cifar_dtype}_${cifar_activation}
+  # A failure here (say, a model plugin not built) leaves that cell empty
+  # rather than losing the LeNet-5 results already measured.
+  log "nnopt $backend $model $cifar_dtype $cifar_activation (3x32x32)"
+  # shellcheck disable=SC2086  # the parameters are words on purpose
+  if ! "$bench_bin" --backend "$backend" --model "${nnopt_model[$model]}" \
+    ${nnopt_model_params[$model]} --param activation="$cifar_activation" \
+    --param dtype="$cifar_dtype" --profile-steps "$cifar_profile_steps" "${cifar_args[@]}" \
+    >"$raw/nnopt_$key.json"; then
+    banner "WARNING: nnopt_bench failed on $model; its nnopt cells stay empty"
+    rm -f "$raw/nnopt_$key.json"
+  fi
+  if [[ -n $python ]]; then
+    log "PyTorch $model $cifar_dtype $cifar_activation, default allocator"
+    "${torch_env_words[@]}" "$python" "$ROOT/bench/torch_lenet5.py" --model "${torch_model[$model]}" \
+      --activation "$cifar_activation" --dtype "$cifar_dtype" "${cifar_args[@]}" \
+      >"$raw/torch_default_$key.json" || banner "WARNING: torch_lenet5.py failed on $model"
+    log "PyTorch $model $cifar_dtype $cifar_activation, GLIBC_TUNABLES=$TUNABLES"
+    "${torch_env_words[@]}" GLIBC_TUNABLES=$TUNABLES "$python" "$ROOT/bench/torch_lenet5.py" \
+      --model "${torch_model[$model]}" \
+      --activation "$cifar_activation" --dtype "$cifar_dtype" "${cifar_args[@]}" \
+      >"$raw/torch_tuned_$key.json" || banner "WARNING: torch_lenet5.py failed on $model"
   fi
 done
 
@@ -241,4 +322,4 @@ EOF
 fi
 
 "$report_python" "$ROOT/bench/report.py" --raw "$raw" --out "$json_out" --configs "$configs" \
-  --detail "$detail_config"
+  --detail "$detail_config" --cifar-models "${cifar_models[*]}" --cifar-config "$cifar_config"

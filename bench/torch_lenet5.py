@@ -1,9 +1,11 @@
 #!/usr/bin/env python3
 """The PyTorch side of bench/run.sh: the same workloads as nnopt_bench.
 
-    torch_lenet5.py [--model lenet5] [--activation relu|gelu] [--dtype f32|f64]
+    torch_lenet5.py [--model lenet5|resnet56|mobilenet_v1_cifar]
+                    [--activation relu|gelu] [--dtype f32|f64]
                     [--threads N] [--batch 128] [--infer-batch 128,1000]
-                    [--seconds 2] [--warmup-seconds 0.5] [--repeats 3]
+                    [--seconds 2] [--warmup-seconds 0.5] [--warmup-steps 2]
+                    [--min-steps 2] [--repeats 3]
                     [--channels 1] [--height 28] [--width 28] [--classes 10]
 
 Synthetic inputs (uniform [0, 1), fixed seed) and labels, a few distinct
@@ -12,13 +14,19 @@ batches used in turn, as nnopt_bench does. Measures
     loss, as a training loop does), images/s at --batch;
   - inference: forward in eval mode under torch.inference_mode(), images/s at
     each --infer-batch.
-Each throughput is measured over --repeats windows of --seconds / --repeats;
-"images_per_second" is the best window, "images_per_second_mean" the whole
-run. Prints JSON on stdout.
+Each throughput is measured, after a warm-up of --warmup-seconds (at least
+--warmup-steps steps), over --repeats windows of --seconds / --repeats (at
+least --min-steps steps each); "images_per_second" is the best window,
+"images_per_second_mean" the whole run. Prints JSON on stdout.
 
-Models live in MODELS (name -> builder); ResNet-56 and MobileNetV1 join there
-when nnopt has them. Run it under the interpreter that has Debian's
-python3-torch (/usr/bin/python3 here).
+Models live in MODELS (name -> builder), each the exact equivalent of an
+nnopt model plugin with the parameters bench/run.sh gives it: lenet5
+(defaults), resnet56 (resnet, defaults: ResNet-56 with projection shortcuts)
+and mobilenet_v1_cifar (mobilenet_v1 with cifar = true); the last two take
+--channels 3 --height 32 --width 32. The parameter count goes to stderr and
+the JSON, and is checked against EXPECTED_PARAMETERS on 3x32x32 inputs with
+10 classes. Run it under the interpreter that has Debian's python3-torch
+(/usr/bin/python3 here).
 """
 import argparse
 import json
@@ -66,9 +74,89 @@ def build_lenet5(activation, channels, height, width, classes):
         nn.Linear(84, classes))
 
 
+def conv_bn(in_channels, out_channels, kernel, stride, groups=1):
+    """nnopt's conv (no bias, padding kernel // 2) + batch norm (momentum 0.1, eps 1e-5)."""
+    return [nn.Conv2d(in_channels, out_channels, kernel, stride=stride, padding=kernel // 2,
+                      groups=groups, bias=False),
+            nn.BatchNorm2d(out_channels, eps=1e-5, momentum=0.1)]
+
+
+class BasicBlock(nn.Module):
+    """nnopt resnet's basic block: conv3x3 + BN + act, conv3x3 + BN, plus the
+    shortcut (identity, or 1x1 conv + BN where the shape changes), then act."""
+
+    def __init__(self, in_channels, out_channels, stride, activation):
+        super().__init__()
+        self.body = nn.Sequential(
+            *conv_bn(in_channels, out_channels, 3, stride), activation_layer(activation),
+            *conv_bn(out_channels, out_channels, 3, 1))
+        self.shortcut = nn.Identity() if stride == 1 and in_channels == out_channels \
+            else nn.Sequential(*conv_bn(in_channels, out_channels, 1, stride))
+        self.act = activation_layer(activation)
+
+    def forward(self, x):
+        return self.act(self.body(x) + self.shortcut(x))
+
+
+def build_resnet(activation, channels, classes, blocks=(9, 9, 9), width=16):
+    """nnopt's resnet plugin with its defaults (ResNet-56): stem conv3x3 + BN +
+    act, stages of basic blocks at width, 2 width, 4 width channels (stride 2 at
+    the first block of stages 2 and 3, projection shortcuts), global average
+    pooling, dense -> classes."""
+    layers = [*conv_bn(channels, width, 3, 1), activation_layer(activation)]
+    in_channels = width
+    for stage, count in enumerate(blocks):
+        for i in range(count):
+            out_channels = width << stage
+            layers.append(BasicBlock(in_channels, out_channels, 2 if stage > 0 and i == 0 else 1,
+                                     activation))
+            in_channels = out_channels
+    layers += [nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(in_channels, classes)]
+    return nn.Sequential(*layers)
+
+
+def build_resnet56(activation, channels, height, width, classes):
+    return build_resnet(activation, channels, classes)
+
+
+# (output channels, stride) of MobileNetV1's 13 depthwise-separable blocks.
+MOBILENET_BLOCKS = [(64, 1), (128, 2), (128, 1), (256, 2), (256, 1), (512, 2), (512, 1),
+                    (512, 1), (512, 1), (512, 1), (512, 1), (1024, 2), (1024, 1)]
+
+
+def build_mobilenet_v1(activation, channels, classes, stem_stride, dropout=0.001):
+    """nnopt's mobilenet_v1 plugin (width 1.0): stem conv3x3 -> 32 + BN + act,
+    13 x (depthwise 3x3 + BN + act, pointwise 1x1 + BN + act), global average
+    pooling, dropout, dense -> classes."""
+    layers = [*conv_bn(channels, 32, 3, stem_stride), activation_layer(activation)]
+    in_channels = 32
+    for out_channels, stride in MOBILENET_BLOCKS:
+        layers += [*conv_bn(in_channels, in_channels, 3, stride, groups=in_channels),
+                   activation_layer(activation),
+                   *conv_bn(in_channels, out_channels, 1, 1), activation_layer(activation)]
+        in_channels = out_channels
+    layers += [nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Dropout(dropout),
+               nn.Linear(in_channels, classes)]
+    return nn.Sequential(*layers)
+
+
+def build_mobilenet_v1_cifar(activation, channels, height, width, classes):
+    """mobilenet_v1 with cifar = true (stem stride 1)."""
+    return build_mobilenet_v1(activation, channels, classes, stem_stride=1)
+
+
 # name -> builder(activation, channels, height, width, classes) -> nn.Module
 MODELS = {
     "lenet5": build_lenet5,
+    "resnet56": build_resnet56,
+    "mobilenet_v1_cifar": build_mobilenet_v1_cifar,
+}
+
+# Parameter counts (3x32x32 inputs, 10 classes) that the builders must give:
+# nnopt's plugins report the same (nnopt_bench's "parameters").
+EXPECTED_PARAMETERS = {
+    "resnet56": 855770,
+    "mobilenet_v1_cifar": 3217226,
 }
 
 
@@ -101,6 +189,8 @@ def parse_args(argv):
     p.add_argument("--infer-batch", default="128,1000")
     p.add_argument("--seconds", type=float, default=2.0)
     p.add_argument("--warmup-seconds", type=float, default=0.5)
+    p.add_argument("--warmup-steps", type=int, default=2)
+    p.add_argument("--min-steps", type=int, default=2)
     p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--channels", type=int, default=1)
     p.add_argument("--height", type=int, default=28)
@@ -133,10 +223,10 @@ def run_for(step, seconds, min_steps):
 
 
 def measure(step, batch, args):
-    run_for(step, args.warmup_seconds, 2)
+    run_for(step, args.warmup_seconds, args.warmup_steps)
     best, steps, seconds = 0.0, 0, 0.0
     for _ in range(args.repeats):
-        n, dt = run_for(step, args.seconds / args.repeats, 2)
+        n, dt = run_for(step, args.seconds / args.repeats, max(1, args.min_steps))
         best = max(best, n * batch / dt)
         steps += n
         seconds += dt
@@ -153,6 +243,14 @@ def main(argv):
     generator = torch.Generator().manual_seed(args.seed)
     model = MODELS[args.model](args.activation, args.channels, args.height, args.width,
                                args.classes).to(dtype)
+    parameters = sum(p.numel() for p in model.parameters())
+    expected = EXPECTED_PARAMETERS.get(args.model)
+    shape = (args.channels, args.height, args.width, args.classes)
+    print(f"torch_lenet5: {args.model}: {parameters:,} parameters", file=sys.stderr)
+    if expected and shape == (3, 32, 32, 10) and parameters != expected:
+        print(f"torch_lenet5: {args.model} has {parameters} parameters, expected {expected}: "
+              "it no longer matches nnopt's model", file=sys.stderr)
+        return 1
     loss_fn = nn.CrossEntropyLoss()
     optimizer = torch.optim.SGD(model.parameters(), lr=args.lr)
 
@@ -197,9 +295,11 @@ def main(argv):
                                                    "LD_PRELOAD") if k in os.environ},
         "input": [args.channels, args.height, args.width],
         "classes": args.classes,
-        "parameters": sum(p.numel() for p in model.parameters()),
+        "parameters": parameters,
         "seconds": args.seconds,
         "repeats": args.repeats,
+        "warmup_steps": args.warmup_steps,
+        "min_steps": args.min_steps,
         "results": results,
     }
     json.dump(report, sys.stdout, indent=2)
