@@ -90,10 +90,14 @@ static nnopt_status resolve_dir(const nnopt_config *cfg, char *dir, size_t size,
         used += (size_t)snprintf(looked + used, sizeof looked - used, "%s%s", i ? ", " : "",
                                  candidates[i]);
     }
+    /* The fetch script's option for this dataset, when it has one. */
+    const char *fetch = strcmp(dataset, "cifar10-jpeg") == 0    ? " --cifar10"
+                        : strcmp(dataset, "fashion-mnist") == 0 ? " --fashion"
+                                                                : "";
     return nnopt_error_set(err, NNOPT_STATUS_IO,
-                           "dataset '%s' not found (looked in: %s); run scripts/fetch_data.sh or "
+                           "dataset '%s' not found (looked in: %s); run scripts/fetch_data.sh%s or "
                            "set [data] dir or NNOPT_DATA",
-                           dataset, looked);
+                           dataset, looked, fetch);
 }
 
 /* dir/name, or dir/name without ".gz" when only the uncompressed file exists. */
