@@ -253,6 +253,35 @@ static void test_conv_special_shapes(void **state) {
         check_conv_case(&cases[i], "special");
 }
 
+/* Shapes the direct (im2col-free) kernels take on AVX-512 CPUs (the
+ * backend's describe() says whether they are in use): ResNet-CIFAR's 3x3
+ * layers at stride 1 and 2, LeNet's, and the edges of the flat layout: odd
+ * widths, a last vector of one lane group, output channels not a multiple of
+ * the 8-channel block, tap counts not a multiple of 4, padding on one side
+ * only, N = 1 and N not a multiple of the threads. */
+static void test_conv_direct_shapes(void **state) {
+    (void)state;
+    const conv_case cases[] = {
+        {3, 16, 32, 32, 16, 3, 3, {1, 1, 1, 1, 1}}, /* ResNet stage 1 */
+        {2, 16, 32, 32, 32, 3, 3, {2, 2, 1, 1, 1}}, /* ResNet stage 2 entry, stride 2 */
+        {2, 32, 16, 16, 32, 3, 3, {1, 1, 1, 1, 1}}, /* ResNet stage 2 */
+        {2, 64, 8, 8, 64, 3, 3, {1, 1, 1, 1, 1}},   /* ResNet stage 3: one-vector tail */
+        {1, 32, 16, 16, 64, 3, 3, {2, 2, 1, 1, 1}}, /* stride 2, one image */
+        {3, 3, 32, 32, 16, 3, 3, {1, 1, 1, 1, 1}},  /* ResNet stem (C = 3) */
+        {1, 1, 28, 28, 6, 5, 5, {1, 1, 2, 2, 1}},   /* LeNet conv1, one image */
+        {3, 6, 14, 14, 16, 5, 5, {1, 1, 0, 0, 1}},  /* LeNet conv2 */
+        {3, 5, 11, 13, 9, 3, 3, {1, 1, 1, 1, 1}},   /* odd sizes, K = 9 (two blocks) */
+        {2, 5, 11, 13, 7, 3, 3, {2, 2, 1, 1, 1}},   /* odd sizes, stride 2 */
+        {2, 4, 9, 7, 3, 3, 2, {2, 1, 0, 1, 1}},     /* stride 2 x 1, uneven filter */
+        {2, 3, 7, 10, 5, 2, 3, {1, 2, 1, 0, 1}},    /* stride 1 x 2, even filter rows */
+        {1, 2, 5, 5, 1, 5, 5, {1, 1, 2, 2, 1}},     /* one output channel */
+        {2, 7, 6, 6, 12, 3, 3, {2, 2, 0, 0, 1}},    /* stride 2, no padding */
+        {2, 70, 6, 6, 5, 3, 3, {1, 1, 1, 1, 1}},    /* 630 taps */
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++)
+        check_conv_case(&cases[i], "direct");
+}
+
 static void test_conv_random_shapes(void **state) {
     (void)state;
     for (int round = 0; round < RANDOM_ROUNDS; round++) {
@@ -571,6 +600,11 @@ static void test_odd_thread_count(void **state) {
     check_conv_case(&cc, "threads=3");
     const conv_case two_images = {2, 3, 10, 9, 5, 3, 3, {1, 1, 1, 0, 1}};
     check_conv_case(&two_images, "threads=3, 2 images");
+    /* direct kernels: 5 images over 3 threads, stride 1 and 2 */
+    const conv_case resnet = {5, 16, 16, 16, 16, 3, 3, {1, 1, 1, 1, 1}};
+    check_conv_case(&resnet, "threads=3, direct");
+    const conv_case strided = {7, 8, 9, 9, 16, 3, 3, {2, 2, 1, 1, 1}};
+    check_conv_case(&strided, "threads=3, direct strided");
     check_dense_case(5, 9, 4);
     test_backend_close(&blis_backend);
     blis_backend = shared;
@@ -578,11 +612,17 @@ static void test_odd_thread_count(void **state) {
 
 int main(void) {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_conv_lenet_shapes),  cmocka_unit_test(test_conv_special_shapes),
-        cmocka_unit_test(test_conv_random_shapes), cmocka_unit_test(test_dense),
-        cmocka_unit_test(test_bias_bwd),           cmocka_unit_test(test_pool),
-        cmocka_unit_test(test_activations),        cmocka_unit_test(test_add),
-        cmocka_unit_test(test_batchnorm),          cmocka_unit_test(test_loss_optimisers_cast),
+        cmocka_unit_test(test_conv_lenet_shapes),
+        cmocka_unit_test(test_conv_special_shapes),
+        cmocka_unit_test(test_conv_direct_shapes),
+        cmocka_unit_test(test_conv_random_shapes),
+        cmocka_unit_test(test_dense),
+        cmocka_unit_test(test_bias_bwd),
+        cmocka_unit_test(test_pool),
+        cmocka_unit_test(test_activations),
+        cmocka_unit_test(test_add),
+        cmocka_unit_test(test_batchnorm),
+        cmocka_unit_test(test_loss_optimisers_cast),
         cmocka_unit_test(test_odd_thread_count),
     };
     return cmocka_run_group_tests(tests, open_backends, close_backends);

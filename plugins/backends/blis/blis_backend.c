@@ -1,5 +1,6 @@
 /* The blis backend plugin: descriptor, parameters, instance lifetime and op
- * dispatch. Convolutions and dense layers go through BLIS GEMM; pooling,
+ * dispatch. Dense layers and large or grouped convolutions go through BLIS
+ * GEMM, small convolutions through direct AVX-512 kernels; pooling,
  * activations, add and bias gradients have their own multithreaded loops;
  * the remaining cheap ops (softmax cross-entropy, optimiser updates, casts)
  * run on the shared reference kernels, as tensors live in host memory. */
@@ -213,7 +214,8 @@ static const nnopt_plugin_desc blis_descriptor = {
     .kind = NNOPT_PLUGIN_BACKEND,
     .name = "blis",
     .version = "0.1.0",
-    .description = "CPU backend on BLIS GEMM (im2col convolutions), multithreaded, f32/f64",
+    .description = "CPU backend on BLIS GEMM and direct AVX-512 convolutions, multithreaded, "
+                   "f32/f64",
     .params = blis_params,
     .n_params = sizeof blis_params / sizeof blis_params[0],
     .init = NULL,

@@ -1,4 +1,7 @@
-/* 2-D convolutions as BLIS GEMMs over im2col patches, one image per GEMM.
+/* 2-D convolutions: direct AVX-512 kernels for small ungrouped filters
+ * (blis_direct.inc, chosen by conv_use_direct), depthwise stencils
+ * (blis_depthwise.inc), and otherwise BLIS GEMMs over im2col patches, one
+ * image per GEMM.
  *
  * Images are split across threads and each thread runs single-threaded BLIS
  * on its own images with its own patch buffer: the patches of one image stay
@@ -73,15 +76,17 @@ typedef struct direct_shape {
     long kblocks, kpad4;     /* blocks of 8 output channels; cout rounded up to 4 */
     long count;              /* flat outputs computed: P*pitch rounded up to 2 vectors */
     long buf_values;         /* phase planes plus read-ahead slack */
+    long buf_stride;         /* buf_values rounded up to 64 bytes */
+    long group;              /* images per filter-gradient group */
 } direct_shape;
 
 typedef enum direct_pass { DIRECT_FORWARD, DIRECT_DATA, DIRECT_FILTER } direct_pass;
 
-/* Byte offsets into each thread's scratch (the first two used in thread 0's
- * only): tap offsets, packed weights, phase planes, block outputs or flat
- * dy, filter-gradient partial sums. */
+/* Byte offsets into each thread's scratch (the first four used in thread
+ * 0's only): tap offsets, packed weights, output lane masks and offsets;
+ * then phase planes, flat dy and partial sums (filter gradient). */
 typedef struct direct_layout {
-    size_t offsets, packed, buf, out, part, total;
+    size_t offsets, packed, lane_masks, y_offsets, buf, out, part, total;
 } direct_layout;
 
 static void image_range(long images, int thread, int team, long *first, long *end) {
@@ -102,7 +107,16 @@ static void image_range(long images, int thread, int team, long *first, long *en
 #define DIRECT_SET1 _mm512_set1_ps
 #define DIRECT_FMA _mm512_fmadd_ps
 #define DIRECT_REDUCE _mm512_reduce_add_ps
+#define DIRECT_ADD _mm512_add_ps
+#define DIRECT_MASK __mmask16
+#define DIRECT_COMPRESS _mm512_maskz_compress_ps
+#define DIRECT_MASK_STORE _mm512_mask_storeu_ps
 #include "blis_direct.inc"
+#undef DIRECT_ADD
+#undef DIRECT_MASK
+#undef DIRECT_COMPRESS
+#undef DIRECT_MASK_STORE
+#undef DIRECT_STORE_VALID
 #undef DIRECT_VEC
 #undef DIRECT_LANES
 #undef DIRECT_ZERO
@@ -127,7 +141,16 @@ static void image_range(long images, int thread, int team, long *first, long *en
 #define DIRECT_SET1 _mm512_set1_pd
 #define DIRECT_FMA _mm512_fmadd_pd
 #define DIRECT_REDUCE _mm512_reduce_add_pd
+#define DIRECT_ADD _mm512_add_pd
+#define DIRECT_MASK __mmask8
+#define DIRECT_COMPRESS _mm512_maskz_compress_pd
+#define DIRECT_MASK_STORE _mm512_mask_storeu_pd
 #include "blis_direct.inc"
+#undef DIRECT_ADD
+#undef DIRECT_MASK
+#undef DIRECT_COMPRESS
+#undef DIRECT_MASK_STORE
+#undef DIRECT_STORE_VALID
 #undef DIRECT_VEC
 #undef DIRECT_LANES
 #undef DIRECT_ZERO
@@ -339,16 +362,24 @@ static void direct_shape_make(const conv_geometry *g, direct_pass pass, size_t e
                             .p = g->p,
                             .q = g->q};
     d->rows = ceil_div(d->h + 2 * d->ph, d->sh);
-    d->pitch = ceil_div(d->w + 2 * d->pw, d->sw);
+    /* With column stride 1, adjacent rows share their padding: the right
+     * padding reads of row i land on the left zeros of row i+1, so a pitch
+     * of W + pw suffices (fewer junk columns: 8x8 planes 9 instead of 10). */
+    d->pitch = d->sw == 1 ? d->w + d->pw : ceil_div(d->w + 2 * d->pw, d->sw);
     d->plane = d->rows * d->pitch;
     d->taps = d->cin * d->r * d->s;
     d->tpad4 = ceil_div(d->taps, 4) * 4;
     d->kblocks = ceil_div(d->cout, DIRECT_KBLOCK);
     d->kpad4 = ceil_div(d->cout, 4) * 4;
-    const long step = 2 * (long)(64 / es); /* two 512-bit vectors */
-    d->count = ceil_div(d->p * d->pitch, step) * step;
+    const long lanes = (long)(64 / es); /* one 512-bit vector */
+    d->count = ceil_div(d->p * d->pitch, lanes) * lanes;
     /* Reads reach at most one count past the last plane's start. */
     d->buf_values = d->cin * d->sh * d->sw * d->plane + d->count;
+    d->buf_stride = ceil_div(d->buf_values, lanes) * lanes;
+    /* Filter gradient: as many images per group as fit in ~384 KB of L2 (up to 8). */
+    const long image_bytes = (d->buf_stride + d->kpad4 * d->count) * (long)es;
+    d->group = pass == DIRECT_FILTER ? 384 * 1024 / image_bytes : 1;
+    d->group = d->group < 1 ? 1 : d->group > 8 ? 8 : d->group;
 }
 
 /* Where the direct kernels beat im2col + GEMM (measured on Zen 5, see
@@ -376,11 +407,14 @@ static direct_layout direct_layout_make(const direct_shape *d, direct_pass pass,
     lay.packed = at;
     if (pass != DIRECT_FILTER)
         at += blis_align64((size_t)(d->kblocks * DIRECT_KBLOCK * d->taps) * es);
+    lay.lane_masks = at;
+    at += blis_align64((size_t)(d->count / (long)(64 / es)) * sizeof(unsigned));
+    lay.y_offsets = at;
+    at += blis_align64((size_t)(d->count / (long)(64 / es)) * sizeof(long));
     lay.buf = at;
-    at += blis_align64((size_t)d->buf_values * es);
+    at += blis_align64((size_t)(d->group * d->buf_stride) * es);
     lay.out = at;
-    const long out_rows = d->kpad4 > DIRECT_KBLOCK ? d->kpad4 : DIRECT_KBLOCK;
-    at += blis_align64((size_t)(out_rows * d->count) * es);
+    if (pass == DIRECT_FILTER) at += blis_align64((size_t)(d->group * d->kpad4 * d->count) * es);
     lay.part = at;
     if (pass == DIRECT_FILTER) at += blis_align64((size_t)(d->cout * d->taps) * es);
     lay.total = at;
@@ -401,14 +435,14 @@ static nnopt_status conv_direct(blis_backend *be, const conv_geometry *g, direct
     const int team = g->n < be->threads ? (int)g->n : be->threads;
     nnopt_status st = blis_scratch_reserve(be, team, lay.total);
     if (st != NNOPT_OK) return st;
-    if (dtype == NNOPT_F32)
-        direct_run_f32(&d, pass, team, g->n, a, b, w, bias, out, be->scratch, &lay);
-    else
-        direct_run_f64(&d, pass, team, g->n, a, b, w, bias, out, be->scratch, &lay);
+    const int team_used =
+        dtype == NNOPT_F32
+            ? direct_run_f32(&d, pass, team, g->n, a, b, w, bias, out, be->scratch, &lay)
+            : direct_run_f64(&d, pass, team, g->n, a, b, w, bias, out, be->scratch, &lay);
     if (pass == DIRECT_FILTER) {
         const long dw_count = d.cout * d.taps;
         memcpy(out, (const char *)be->scratch[0].data + lay.part, (size_t)dw_count * es);
-        for (int t = 1; t < team; t++)
+        for (int t = 1; t < team_used; t++)
             kern->accumulate(out, (const char *)be->scratch[t].data + lay.part, dw_count);
     }
     return NNOPT_OK;
