@@ -81,29 +81,36 @@ nnopt_status nnopt_run_predict(nnopt_run *other, const nnopt_batch *batch, doubl
     nnopt_network *net = other->net;
     const nnopt_graph *g = net->graph;
     train_mode = train_mode != 0;
+    const nnopt_graph *mine = batch->run->net->graph;
+    int64_t inputs = batch->size * g->in_c * g->in_h * g->in_w;
+    int64_t outputs = batch->size * g->num_classes;
+    nnopt_status st = NNOPT_OK;
     if (other->predict_batch != batch->size) {
+        /* Executors and buffers are made once per batch size, not per batch. */
         nnopt_exec_free(other->predict_exec[0]);
         nnopt_exec_free(other->predict_exec[1]);
         other->predict_exec[0] = other->predict_exec[1] = NULL;
+        free(other->predict_input);
+        free(other->predict_logits);
+        other->predict_input = malloc((size_t)inputs * nnopt_dtype_size(g->dtype));
+        other->predict_logits = malloc((size_t)outputs * sizeof(double));
         other->predict_batch = batch->size;
+        if (!other->predict_input || !other->predict_logits) {
+            other->predict_batch = 0;
+            return NNOPT_STATUS_OUT_OF_MEMORY;
+        }
     }
-    nnopt_status st = NNOPT_OK;
     if (!other->predict_exec[train_mode])
         st =
             nnopt_exec_create(net, batch->size, train_mode, &other->predict_exec[train_mode], &err);
     nnopt_exec *ex = other->predict_exec[train_mode];
-    const nnopt_graph *mine = batch->run->net->graph;
-    int64_t inputs = batch->size * g->in_c * g->in_h * g->in_w;
-    int64_t outputs = batch->size * g->num_classes;
-    void *x = NULL;
-    double *logits = malloc((size_t)outputs * sizeof *logits);
+    const void *x = batch->x;
     if (st == NNOPT_OK && mine->dtype != g->dtype) {
-        x = malloc((size_t)inputs * nnopt_dtype_size(g->dtype));
-        if (x) convert(batch->x, mine->dtype, x, g->dtype, inputs);
+        convert(batch->x, mine->dtype, other->predict_input, g->dtype, inputs);
+        x = other->predict_input;
     }
-    if (st == NNOPT_OK && (!logits || (mine->dtype != g->dtype && !x)))
-        st = NNOPT_STATUS_OUT_OF_MEMORY;
-    if (st == NNOPT_OK) st = nnopt_exec_forward(ex, x ? x : batch->x, &err);
+    double *logits = other->predict_logits;
+    if (st == NNOPT_OK) st = nnopt_exec_forward(ex, x, &err);
     if (st == NNOPT_OK) st = nnopt_exec_read_logits(ex, logits, &err);
     for (int64_t n = 0; st == NNOPT_OK && n < batch->size; n++)
         nnopt_softmax(logits + n * g->num_classes, g->num_classes, temperature,
@@ -112,8 +119,6 @@ nnopt_status nnopt_run_predict(nnopt_run *other, const nnopt_batch *batch, doubl
         /* Techniques get a status; the details go to the log. */
         nnopt_log(NNOPT_LOG_ERROR, "run '%s': %s", other->spec->name, err.message);
     }
-    free(x);
-    free(logits);
     return st;
 }
 
@@ -435,6 +440,11 @@ static void release_run(const nnopt_experiment *e, nnopt_run *run) {
     nnopt_exec_free(run->predict_exec[0]);
     nnopt_exec_free(run->predict_exec[1]);
     run->predict_exec[0] = run->predict_exec[1] = NULL;
+    free(run->predict_input);
+    free(run->predict_logits);
+    run->predict_input = NULL;
+    run->predict_logits = NULL;
+    run->predict_batch = 0;
     nnopt_network_free(run->net);
     nnopt_graph_free(run->graph);
     nnopt_backend_close(run->backend);

@@ -22,6 +22,8 @@ struct nnopt_run {
     void *technique_ctx[NNOPT_MAX_RUN_TECHNIQUES];
     nnopt_exec *predict_exec[2]; /* forward-only executors for run_predict: eval, train mode */
     int64_t predict_batch;
+    void *predict_input;    /* the batch converted to this run's dtype (if it differs) */
+    double *predict_logits; /* both sized for predict_batch */
 };
 
 struct nnopt_batch {
