@@ -34,6 +34,7 @@ nnopt_status nnopt_backend_open(const nnopt_plugin *plugin, const nnopt_config *
 
 void nnopt_backend_close(nnopt_backend *b) {
     if (!b) return;
+    nnopt_op_fallback_close(b);
     if (b->vt->destroy) b->vt->destroy(b->ctx);
     free(b);
 }
@@ -69,6 +70,7 @@ nnopt_tensor *nnopt_tensor_view(const nnopt_tensor *src, int ndim, const int64_t
 
 void nnopt_backend_tensor_free(nnopt_backend *b, nnopt_tensor *t) {
     if (!t) return;
+    if (b->op_backend) nnopt_op_fallback_forget(b, t);
     if (t->owns_data) b->vt->tensor_free(b->ctx, t);
     free(t);
 }
@@ -87,6 +89,8 @@ nnopt_status nnopt_backend_read(nnopt_backend *b, const nnopt_tensor *t, void *d
 
 nnopt_status nnopt_backend_run(nnopt_backend *b, const nnopt_op *op, nnopt_tensor *const *in,
                                int n_in, nnopt_tensor *const *out, int n_out, nnopt_error *err) {
+    if (b->op_backend && !b->vt->supports(b->ctx, op->kind, in[0]->dtype))
+        return nnopt_op_fallback_run(b, op, in, n_in, out, n_out, err);
     nnopt_status st = b->vt->run(b->ctx, op, in, n_in, out, n_out);
     if (st == NNOPT_OK) return st;
     char what[96];

@@ -1,5 +1,7 @@
 #include "experiment.h"
 
+#include "backend.h"
+
 #include <ctype.h>
 #include <libgen.h>
 #include <stdlib.h>
@@ -148,9 +150,34 @@ static nnopt_status parse_epochs(const char *value, const char *where, nnopt_plu
     return NNOPT_OK;
 }
 
+/* [backend] op_fallback = deny | warn | allow; the reference backend is
+ * loaded when ops may fall back to it. */
+static nnopt_status parse_op_fallback(nnopt_experiment *e, const char *section,
+                                      nnopt_plugin_spec *spec, nnopt_error *missing,
+                                      nnopt_error *err) {
+    int line = spec->line;
+    const char *value = entry_value(&e->ini, section, "op_fallback", &line);
+    if (!value || strcmp(value, "deny") == 0) return NNOPT_OK;
+    if (strcmp(value, "warn") == 0) {
+        spec->op_fallback = NNOPT_OP_FALLBACK_WARN;
+    } else if (strcmp(value, "allow") == 0) {
+        spec->op_fallback = NNOPT_OP_FALLBACK_ALLOW;
+    } else {
+        char where[1200];
+        where_of(&e->ini, line, where, sizeof where);
+        return nnopt_error_set(err, NNOPT_STATUS_CONFIG,
+                               "%s: bad value '%s' for op_fallback in [%s] (expected deny, warn "
+                               "or allow)",
+                               where, value, section);
+    }
+    if (!load_plugin(e, NNOPT_PLUGIN_BACKEND, "cpu", line, &spec->op_plugin, missing))
+        return NNOPT_OK;
+    return default_config(spec->op_plugin, &spec->op_cfg, err);
+}
+
 /* Every [backend ...], [model ...] and [technique ...] section. */
 static nnopt_status plugin_specs(nnopt_experiment *e, nnopt_error *missing, nnopt_error *err) {
-    static const char *const backend_reserved[] = {"plugin", "fallback", NULL};
+    static const char *const backend_reserved[] = {"plugin", "fallback", "op_fallback", NULL};
     static const char *const model_reserved[] = {"plugin", NULL};
     static const char *const technique_reserved[] = {"plugin", "epochs", NULL};
     int has_default_backend = 0;
@@ -197,6 +224,10 @@ static nnopt_status plugin_specs(nnopt_experiment *e, nnopt_error *missing, nnop
         if (kind == NNOPT_PLUGIN_BACKEND && fallback &&
             load_plugin(e, NNOPT_PLUGIN_BACKEND, fallback, fline, &spec->fallback, missing)) {
             st = default_config(spec->fallback, &spec->fallback_cfg, err);
+            if (st != NNOPT_OK) return st;
+        }
+        if (kind == NNOPT_PLUGIN_BACKEND) {
+            st = parse_op_fallback(e, section, spec, missing, err);
             if (st != NNOPT_OK) return st;
         }
         const char *epochs = entry_value(&e->ini, section, "epochs", &fline);
@@ -605,6 +636,7 @@ static void free_specs(nnopt_plugin_spec *specs, int n) {
     for (int i = 0; i < n; i++) {
         nnopt_config_free(specs[i].cfg);
         nnopt_config_free(specs[i].fallback_cfg);
+        nnopt_config_free(specs[i].op_cfg);
     }
 }
 
@@ -650,6 +682,9 @@ void nnopt_experiment_write_config(const nnopt_experiment *e, FILE *f) {
                  b->name);
         fprintf(f, "[%s]\nplugin = %s\n", section, b->plugin->desc->name);
         if (b->fallback) fprintf(f, "fallback = %s\n", b->fallback->desc->name);
+        if (b->op_fallback)
+            fprintf(f, "op_fallback = %s\n",
+                    b->op_fallback == NNOPT_OP_FALLBACK_WARN ? "warn" : "allow");
         nnopt_config_write(b->cfg, f);
         fputc('\n', f);
     }

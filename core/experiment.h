@@ -23,6 +23,11 @@ typedef struct nnopt_plugin_spec {
     /* Backends: another backend to use when this one cannot run here. */
     const nnopt_plugin *fallback;
     nnopt_config *fallback_cfg;
+    /* Backends: ops it cannot run deny the run, or run on the reference
+     * backend `op_plugin` (nnopt_op_fallback, backend.h). */
+    int op_fallback;
+    const nnopt_plugin *op_plugin;
+    nnopt_config *op_cfg;
     /* Techniques: active epochs (1-based, inclusive; 0 = unbounded). */
     int epoch_from, epoch_to;
 } nnopt_plugin_spec;

@@ -173,31 +173,87 @@ static nnopt_status open_backend(const nnopt_experiment *e, nnopt_run *run, nnop
     return nnopt_backend_open(b->fallback, b->fallback_cfg, &run->backend, err);
 }
 
-/* Every op the graph needs, in its dtype, must be supported by the backend. */
-static nnopt_status check_support(const nnopt_run *run, nnopt_error *err) {
-    const nnopt_graph *g = run->net->graph;
-    nnopt_backend *b = run->backend;
-    char missing[512] = "";
-    size_t used = 0;
-    static const nnopt_op_kind always[] = {NNOPT_OP_SOFTMAX_XENT, NNOPT_OP_SGD_UPDATE, NNOPT_OP_ADD,
-                                           NNOPT_OP_CAST};
-    for (size_t i = 0; i < sizeof always / sizeof *always; i++)
-        if (!b->vt->supports(b->ctx, always[i], g->dtype))
-            used += (size_t)snprintf(missing + used, sizeof missing - used, " %s",
-                                     nnopt_op_kind_name(always[i]));
-    for (int i = 0; i < g->n_nodes && used < sizeof missing; i++) {
+/* Marks every op kind a run issues: the graph's forward ops and, when it
+ * trains, their backward ops and the optimizer's update. */
+static void ops_needed(const nnopt_graph *g, int training, nnopt_optimizer_kind optimizer,
+                       unsigned char needed[NNOPT_OP_KIND_COUNT]) {
+    memset(needed, 0, NNOPT_OP_KIND_COUNT);
+    needed[NNOPT_OP_SOFTMAX_XENT] = needed[NNOPT_OP_CAST] = 1;
+    for (int i = 0; i < g->n_nodes; i++) {
         const nnopt_graph_node *n = &g->nodes[i];
         if (n->kind == NNOPT_NODE_INPUT || nnopt_node_is_state(n->kind) ||
             n->kind == NNOPT_NODE_FLATTEN)
             continue;
-        if (!b->vt->supports(b->ctx, n->op.kind, g->dtype))
-            used += (size_t)snprintf(missing + used, sizeof missing - used, " %s",
-                                     nnopt_op_kind_name(n->op.kind));
+        needed[n->op.kind] = 1;
+        if (!training) continue;
+        switch (n->op.kind) {
+        case NNOPT_OP_CONV2D:
+            needed[NNOPT_OP_CONV2D_BWD_DATA] = needed[NNOPT_OP_CONV2D_BWD_FILTER] = 1;
+            needed[NNOPT_OP_BIAS_BWD] |= n->n_inputs == 3;
+            break;
+        case NNOPT_OP_DENSE:
+            needed[NNOPT_OP_DENSE_BWD_DATA] = needed[NNOPT_OP_DENSE_BWD_WEIGHT] = 1;
+            needed[NNOPT_OP_BIAS_BWD] |= n->n_inputs == 3;
+            break;
+        case NNOPT_OP_POOL2D:
+            needed[NNOPT_OP_POOL2D_BWD] = 1;
+            break;
+        case NNOPT_OP_ACT:
+            needed[NNOPT_OP_ACT_BWD] = 1;
+            break;
+        case NNOPT_OP_BATCHNORM:
+            needed[NNOPT_OP_BATCHNORM_BWD] = 1;
+            break;
+        case NNOPT_OP_DROPOUT:
+            needed[NNOPT_OP_DROPOUT_BWD] = 1;
+            break;
+        default:
+            break;
+        }
     }
+    if (training) {
+        needed[NNOPT_OP_ADD] = 1; /* gradients of nodes with several consumers are summed */
+        needed[optimizer == NNOPT_OPTIMIZER_ADAM ? NNOPT_OP_ADAM_UPDATE : NNOPT_OP_SGD_UPDATE] = 1;
+    }
+}
+
+/* Every op the run issues, in its dtype, must be supported by the backend,
+ * unless [backend] op_fallback lets the reference backend run the rest. */
+static nnopt_status check_support(const nnopt_experiment *e, nnopt_run *run, int training,
+                                  nnopt_optimizer_kind optimizer, nnopt_error *err) {
+    const nnopt_graph *g = run->net->graph;
+    nnopt_backend *b = run->backend;
+    const nnopt_plugin_spec *spec = &e->backends[run->spec->backend];
+    unsigned char needed[NNOPT_OP_KIND_COUNT];
+    ops_needed(g, training, optimizer, needed);
+    char missing[512] = "";
+    size_t used = 0;
+    for (int k = 0; k < NNOPT_OP_KIND_COUNT && used < sizeof missing; k++)
+        if (needed[k] && !b->vt->supports(b->ctx, (nnopt_op_kind)k, g->dtype))
+            used += (size_t)snprintf(missing + used, sizeof missing - used, " %s",
+                                     nnopt_op_kind_name((nnopt_op_kind)k));
     if (!used) return NNOPT_OK;
-    return nnopt_error_set(
-        err, NNOPT_STATUS_UNSUPPORTED, "run '%s': the %s backend cannot run these ops in %s:%s",
-        run->spec->name, b->plugin->desc->name, nnopt_dtype_name(g->dtype), missing);
+    /* A backend that is itself the reference (a device fallback to cpu) has nowhere to go. */
+    int can_fall_back = spec->op_fallback != NNOPT_OP_FALLBACK_DENY && spec->op_plugin &&
+                        b->plugin != spec->op_plugin;
+    if (!can_fall_back)
+        return nnopt_error_set(err, NNOPT_STATUS_UNSUPPORTED,
+                               "run '%s': the %s backend cannot run these ops in %s:%s%s",
+                               run->spec->name, b->plugin->desc->name, nnopt_dtype_name(g->dtype),
+                               missing,
+                               spec->op_fallback == NNOPT_OP_FALLBACK_DENY
+                                   ? " (op_fallback = warn or allow in its [backend] section runs "
+                                     "them on the cpu backend)"
+                                   : "");
+    if (spec->op_fallback == NNOPT_OP_FALLBACK_WARN)
+        nnopt_log(NNOPT_LOG_WARN,
+                  "run '%s': the %s backend cannot run these ops in %s:%s; they run "
+                  "on the cpu backend (op_fallback = warn)",
+                  run->spec->name, b->plugin->desc->name, nnopt_dtype_name(g->dtype), missing);
+    nnopt_backend *reference;
+    nnopt_status st = nnopt_backend_open(spec->op_plugin, spec->op_cfg, &reference, err);
+    if (st == NNOPT_OK) nnopt_backend_set_op_backend(b, reference);
+    return st;
 }
 
 /* Starts from another run's final weights: same names and shapes required. */
@@ -237,6 +293,18 @@ static void add_column(void *sink, const char *name, const char *value) {
     snprintf(r->column_names[r->n_columns], sizeof r->column_names[0], "%s", name);
     snprintf(r->column_values[r->n_columns], sizeof r->column_values[0], "%s", value);
     r->n_columns++;
+}
+
+/* "pool2d x 120, pool2d_bwd x 100": the ops that ran on the reference backend. */
+static void report_op_fallbacks(const nnopt_backend *b, nnopt_run_result *out) {
+    char list[512] = "";
+    size_t used = 0;
+    for (int k = 0; k < NNOPT_OP_KIND_COUNT && used < sizeof list; k++)
+        if (b->fallback_calls[k])
+            used += (size_t)snprintf(list + used, sizeof list - used, "%s%s x %lld",
+                                     used ? ", " : "", nnopt_op_kind_name((nnopt_op_kind)k),
+                                     (long long)b->fallback_calls[k]);
+    if (used) add_column(out, "ops_on_cpu", list);
 }
 
 typedef struct epoch_loop {
@@ -327,7 +395,8 @@ static nnopt_status run_one(nnopt_pipeline *p, nnopt_run *run, nnopt_run_result 
         run->graph = NULL; /* the network owns it now */
         st = nnopt_network_create(g, run->backend, L.seed, &run->net, err);
     }
-    if (st == NNOPT_OK) st = check_support(run, err);
+    int epochs = (int)nnopt_config_get_int(tc, "epochs");
+    if (st == NNOPT_OK) st = check_support(e, run, epochs > 0, L.opt.kind, err);
     if (st == NNOPT_OK && spec->init_from >= 0)
         st = copy_weights(&p->runs[spec->init_from], run, err);
     if (st == NNOPT_OK && spec->load_checkpoint[0])
@@ -352,7 +421,6 @@ static nnopt_status run_one(nnopt_pipeline *p, nnopt_run *run, nnopt_run_result 
               (long long)out->params, (double)out->macs / 1e6, out->backend,
               run->backend->description);
 
-    int epochs = (int)nnopt_config_get_int(tc, "epochs");
     int64_t eval_batch = nnopt_config_get_int(tc, "eval_batch");
     int64_t per_image = (int64_t)data->train.c * data->train.h * data->train.w;
     out->epochs = calloc((size_t)(epochs ? epochs : 1), sizeof *out->epochs);
@@ -416,6 +484,7 @@ static nnopt_status run_one(nnopt_pipeline *p, nnopt_run *run, nnopt_run_result 
         const nnopt_technique_vtable *vt = technique_vt(e, run, k);
         if (vt->report) vt->report(run->technique_ctx[k], run, add_column, out);
     }
+    if (st == NNOPT_OK) report_op_fallbacks(run->backend, out);
     if (st == NNOPT_OK && spec->save_checkpoint[0]) {
         char metadata[256];
         snprintf(metadata, sizeof metadata, "{\"model\":\"%s\",\"run\":\"%s\"}",

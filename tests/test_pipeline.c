@@ -37,7 +37,8 @@ static const char *data_and_models =
     "[training]\nepochs = 1\nbatch = 50\nlr = 0.05\nprogress = off\n";
 
 /* Writes data_and_models + extra as NAME in the fixture folder and loads it. */
-static nnopt_status load(const char *name, const char *extra, nnopt_experiment *e, nnopt_error *err) {
+static nnopt_status load(const char *name, const char *extra, nnopt_experiment *e,
+                         nnopt_error *err) {
     char path[512], dirset[400];
     snprintf(path, sizeof path, "%s/%s", dir, name);
     FILE *f = fopen(path, "w");
@@ -59,16 +60,23 @@ static void expect_config_error(const char *extra, const char *fragment) {
 
 static void test_run_errors(void **state) {
     (void)state;
-    expect_config_error("[run a]\nmodel = huge\n", "bad.ini:27: [run a] names model 'huge', but there is no [model huge]");
+    expect_config_error("[run a]\nmodel = huge\n",
+                        "bad.ini:27: [run a] names model 'huge', but there is no [model huge]");
     expect_config_error("[run a]\nmodel = big\nafter = b\n[run b]\nmodel = small\nafter = a\n",
                         "runs depend on each other in a cycle: a -> b -> a");
-    expect_config_error("[run a]\nmodel = big\nafter = nobody\n", "bad.ini:28: run 'a' runs after 'nobody', which is not a run");
-    expect_config_error("[run a]\nmodel = big\ntechniques = magic\n", "run 'a' uses technique 'magic', but there is no [technique magic]");
-    expect_config_error("[run a]\nmodel = big\nlearning = 3\n", "bad.ini:28: unknown key 'learning' in [run a]");
+    expect_config_error("[run a]\nmodel = big\nafter = nobody\n",
+                        "bad.ini:28: run 'a' runs after 'nobody', which is not a run");
+    expect_config_error("[run a]\nmodel = big\ntechniques = magic\n",
+                        "run 'a' uses technique 'magic', but there is no [technique magic]");
+    expect_config_error("[run a]\nmodel = big\nlearning = 3\n",
+                        "bad.ini:28: unknown key 'learning' in [run a]");
     expect_config_error("[run a]\nmodel = big\nepochs = -1\n", "bad value '-1' for epochs");
-    expect_config_error("[run a]\nmodel = big\n[compare c]\nruns = a, z\n", "[compare c] names run 'z', which is not a run");
-    expect_config_error("[run a]\nmodel = big\n[compare c]\nruns = a\nbaseline = q\n", "baseline 'q' is not one of the compared runs");
-    expect_config_error("[run a]\nmodel = big\nbackend = quantum\n", "bad.ini:28: backend plugin 'quantum' not found");
+    expect_config_error("[run a]\nmodel = big\n[compare c]\nruns = a, z\n",
+                        "[compare c] names run 'z', which is not a run");
+    expect_config_error("[run a]\nmodel = big\n[compare c]\nruns = a\nbaseline = q\n",
+                        "baseline 'q' is not one of the compared runs");
+    expect_config_error("[run a]\nmodel = big\nbackend = quantum\n",
+                        "bad.ini:28: backend plugin 'quantum' not found");
 }
 
 static void test_sweep_and_order(void **state) {
@@ -113,7 +121,8 @@ static void test_runs_compare_and_fallback(void **state) {
     if (st != NNOPT_OK) fail_msg("%s", err.message);
     /* The gpu run fell back to the CPU, and says so. */
     assert_string_equal(results[1].backend, "cpu");
-    if (!strstr(results[1].note, "fell back from nodevice: nodevice backend: no device")) fail_msg("note: %s", results[1].note);
+    if (!strstr(results[1].note, "fell back from nodevice: nodevice backend: no device"))
+        fail_msg("note: %s", results[1].note);
     assert_string_equal(results[0].note, "");
     /* 0 epochs from 'big': evaluated once, with exactly big's accuracy. */
     assert_int_equal(results[2].n_epochs, 0);
@@ -163,7 +172,64 @@ static void test_backend_without_fallback_fails(void **state) {
     assert_int_equal(nnopt_data_load(e.data, &data, &err), NNOPT_OK);
     nnopt_run_result results[2];
     assert_int_equal(nnopt_pipeline_run(&e, &data, results, &err), NNOPT_STATUS_DEVICE);
-    assert_string_equal(err.message, "nodevice backend: no device: this test backend never has one");
+    assert_string_equal(err.message,
+                        "nodevice backend: no device: this test backend never has one");
+    nnopt_data_free(&data);
+    nnopt_experiment_free(&e);
+}
+
+static void test_op_fallback_denied_by_default(void **state) {
+    (void)state;
+    expect_config_error("[backend part]\nplugin = partial\nop_fallback = maybe\n",
+                        "bad.ini:28: bad value 'maybe' for op_fallback in [backend part]");
+    nnopt_experiment e;
+    nnopt_error err = {0};
+    assert_int_equal(load("deny.ini", "[backend]\nplugin = partial\n", &e, &err), NNOPT_OK);
+    nnopt_data data;
+    assert_int_equal(nnopt_data_load(e.data, &data, &err), NNOPT_OK);
+    nnopt_run_result results[2];
+    nnopt_status st = nnopt_pipeline_run(&e, &data, results, &err);
+    if (st != NNOPT_STATUS_UNSUPPORTED) fail_msg("status %d: %s", st, err.message);
+    assert_string_equal(err.message,
+                        "run 'big': the partial backend cannot run these ops in f32: pool2d "
+                        "pool2d_bwd sgd_update (op_fallback = warn or allow in its [backend] "
+                        "section runs them on the cpu backend)");
+    nnopt_data_free(&data);
+    nnopt_experiment_free(&e);
+}
+
+/* The ops a backend lacks run on the reference backend: training matches a
+ * reference run exactly (SGD's in-place velocity included) and the report
+ * names every op that fell back. */
+static void test_op_fallback_matches_reference(void **state) {
+    (void)state;
+    nnopt_experiment e;
+    nnopt_error err = {0};
+    nnopt_status st = load("allow.ini",
+                           "[backend part]\nplugin = partial\nop_fallback = allow\n"
+                           "[run ref]\nmodel = big\nmomentum = 0.9\nepochs = 2\n"
+                           "[run part]\nmodel = big\nmomentum = 0.9\nepochs = 2\nbackend = part\n",
+                           &e, &err);
+    if (st != NNOPT_OK) fail_msg("%s", err.message);
+    nnopt_data data;
+    assert_int_equal(nnopt_data_load(e.data, &data, &err), NNOPT_OK);
+    nnopt_run_result results[2];
+    if (nnopt_pipeline_run(&e, &data, results, &err) != NNOPT_OK) fail_msg("%s", err.message);
+    assert_string_equal(results[1].backend, "partial");
+    for (int ep = 0; ep < 2; ep++) {
+        assert_true(results[1].epochs[ep].train_loss == results[0].epochs[ep].train_loss);
+        assert_true(results[1].epochs[ep].test_accuracy == results[0].epochs[ep].test_accuracy);
+    }
+    assert_int_equal(results[0].n_columns, 0);
+    assert_int_equal(results[1].n_columns, 1);
+    assert_string_equal(results[1].column_names[0], "ops_on_cpu");
+    /* 2 epochs x 4 batches of 50: 2 pools forward and backward per batch, 1
+     * update per parameter (8) per batch; evaluation: 2 pools per test batch. */
+    const char *ops = results[1].column_values[0];
+    if (!strstr(ops, "pool2d x ") || !strstr(ops, "pool2d_bwd x 16") ||
+        !strstr(ops, "sgd_update x 64"))
+        fail_msg("ops_on_cpu: %s", ops);
+    for (int i = 0; i < 2; i++) nnopt_run_result_free(&results[i]);
     nnopt_data_free(&data);
     nnopt_experiment_free(&e);
 }
@@ -175,6 +241,8 @@ int main(void) {
         cmocka_unit_test(test_runs_compare_and_fallback),
         cmocka_unit_test(test_checkpoint_save_then_load),
         cmocka_unit_test(test_backend_without_fallback_fails),
+        cmocka_unit_test(test_op_fallback_denied_by_default),
+        cmocka_unit_test(test_op_fallback_matches_reference),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
