@@ -307,7 +307,8 @@ static nnopt_status workload_open(workload *w, nnopt_network *net, int64_t batch
     memset(w, 0, sizeof *w);
     w->opt = opt;
     w->lr = lr;
-    nnopt_status st = nnopt_exec_create(net, batch, opt != NULL, &w->ex, err);
+    nnopt_status st = opt ? nnopt_exec_create(net, batch, 1, &w->ex, err)
+                          : nnopt_exec_create_inference(net, batch, &w->ex, err);
     if (st != NNOPT_OK) return st;
     const nnopt_graph *g = net->graph;
     w->logits = malloc((size_t)(batch * g->num_classes) * sizeof *w->logits);

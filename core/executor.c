@@ -1,6 +1,7 @@
 #include "clock.h"
 #include "executor.h"
 
+#include <limits.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -36,60 +37,153 @@ static nnopt_status allocate_aux(nnopt_exec *ex, int i, const int64_t *shape, nn
     return st;
 }
 
-/* Activations and gradients for every non-parameter node. A flatten is a
- * view of its input's value and gradient. */
-static nnopt_status allocate(nnopt_exec *ex, nnopt_error *err) {
-    nnopt_network *net = ex->net;
-    const nnopt_graph *g = net->graph;
+/* Index of the last node that reads each node's value (views extend their
+ * source's life); the output lives to the end. */
+static int *last_readers(const nnopt_graph *g, int training) {
+    int *last = malloc((size_t)g->n_nodes * sizeof *last);
+    if (!last) return NULL;
+    for (int i = 0; i < g->n_nodes; i++) last[i] = i;
+    for (int j = 0; j < g->n_nodes; j++)
+        for (int k = 0; k < g->nodes[j].n_inputs; k++)
+            if (last[g->nodes[j].inputs[k]] < j) last[g->nodes[j].inputs[k]] = j;
+    last[g->output] = INT_MAX;
+    for (int j = g->n_nodes - 1; j >= 0; j--) {
+        const nnopt_graph_node *n = &g->nodes[j];
+        int view = n->kind == NNOPT_NODE_FLATTEN || (n->kind == NNOPT_NODE_DROPOUT && !training);
+        if (view && last[n->inputs[0]] < last[j]) last[n->inputs[0]] = last[j];
+    }
+    return last;
+}
+
+/* Shared-memory plan of an inference executor: which block each value
+ * lives in, and how large each block must be. */
+typedef struct memory_plan {
+    int *last;       /* per node: index of its last reader */
+    int *block;      /* per node: its block, -1 when not pooled */
+    int *busy_until; /* per block: last reader of its current value */
+    int64_t *size;   /* per block: elements */
+    int n_blocks;
+} memory_plan;
+
+/* Puts node i's value in a block no live value uses: the smallest that
+ * fits, else the largest free one (grown), else a new one. Its tensor is a
+ * view whose data is filled in once the blocks exist. */
+static nnopt_status pooled_value(nnopt_exec *ex, int i, const int64_t *shape, memory_plan *plan,
+                                 nnopt_error *err) {
+    const nnopt_graph_node *n = &ex->net->graph->nodes[i];
+    int64_t need = 1;
+    for (int d = 0; d < n->ndim; d++) need *= shape[d];
+    int best = -1, largest = -1;
+    for (int k = 0; k < plan->n_blocks; k++) {
+        if (plan->busy_until[k] >= i) continue;
+        if (plan->size[k] >= need && (best < 0 || plan->size[k] < plan->size[best])) best = k;
+        if (largest < 0 || plan->size[k] > plan->size[largest]) largest = k;
+    }
+    if (best < 0) best = largest >= 0 ? largest : plan->n_blocks++;
+    if (plan->size[best] < need) plan->size[best] = need;
+    plan->busy_until[best] = plan->last[i];
+    plan->block[i] = best;
+    nnopt_tensor placeholder = {.dtype = ex->net->graph->dtype};
+    ex->value[i] = nnopt_tensor_view(&placeholder, n->ndim, shape);
+    return ex->value[i] ? NNOPT_OK
+                        : nnopt_error_set(err, NNOPT_STATUS_OUT_OF_MEMORY, "out of memory");
+}
+
+/* Allocates the planned blocks and points every pooled value (and the
+ * views of them, in node order) at its block. */
+static nnopt_status allocate_blocks(nnopt_exec *ex, const memory_plan *plan, nnopt_error *err) {
+    const nnopt_graph *g = ex->net->graph;
+    ex->pool = calloc((size_t)(plan->n_blocks ? plan->n_blocks : 1), sizeof *ex->pool);
+    if (!ex->pool) return nnopt_error_set(err, NNOPT_STATUS_OUT_OF_MEMORY, "out of memory");
+    for (int k = 0; k < plan->n_blocks; k++, ex->n_pool++) {
+        nnopt_status st = nnopt_backend_tensor_new(ex->net->backend, g->dtype, 1, &plan->size[k],
+                                                   &ex->pool[k], err);
+        if (st != NNOPT_OK) return st;
+    }
     for (int i = 0; i < g->n_nodes; i++) {
         const nnopt_graph_node *n = &g->nodes[i];
-        int64_t shape[NNOPT_MAX_DIMS];
-        nnopt_status st = NNOPT_OK;
-        if (nnopt_node_is_state(n->kind)) {
-            ex->value[i] = net->param[i];
-            ex->grad[i] = net->grad[i];
-            ex->needs_grad[i] = ex->training && n->kind == NNOPT_NODE_PARAM;
-            continue;
-        }
-        batch_shape(n, ex->batch, shape);
-        for (int k = 0; k < n->n_inputs; k++) ex->needs_grad[i] |= ex->needs_grad[n->inputs[k]];
-        if (!ex->training) ex->needs_grad[i] = 0;
-        st = allocate_aux(ex, i, shape, err);
-        if (st != NNOPT_OK) return st;
-        if (n->kind == NNOPT_NODE_DROPOUT && !ex->training) {
-            /* Identity at inference: a view of the input. */
-            ex->value[i] = nnopt_tensor_view(ex->value[n->inputs[0]], n->ndim, shape);
-            if (!ex->value[i])
-                return nnopt_error_set(err, NNOPT_STATUS_OUT_OF_MEMORY, "out of memory");
-            continue;
-        }
-        if (n->kind == NNOPT_NODE_FLATTEN) {
-            int x = n->inputs[0];
-            if (ex->needs_grad[i] && consumers(g, x) > 1)
-                return nnopt_error_set(err, NNOPT_STATUS_UNSUPPORTED,
-                                       "model graph: a flattened node may have no other consumer");
-            ex->value[i] = nnopt_tensor_view(ex->value[x], n->ndim, shape);
-            if (ex->needs_grad[i]) ex->grad[i] = nnopt_tensor_view(ex->grad[x], n->ndim, shape);
-            if (!ex->value[i] || (ex->needs_grad[i] && !ex->grad[i]))
-                return nnopt_error_set(err, NNOPT_STATUS_OUT_OF_MEMORY, "out of memory");
-            continue;
-        }
-        st = nnopt_backend_tensor_new(net->backend, g->dtype, n->ndim, shape, &ex->value[i], err);
-        if (st == NNOPT_OK && ex->needs_grad[i])
-            st =
-                nnopt_backend_tensor_new(net->backend, g->dtype, n->ndim, shape, &ex->grad[i], err);
-        /* A node read by several ops receives several gradients; all but the
-         * first land in scratch and are added. */
-        if (st == NNOPT_OK && ex->needs_grad[i] && consumers(g, i) > 1)
-            st = nnopt_backend_tensor_new(net->backend, g->dtype, n->ndim, shape, &ex->scratch[i],
-                                          err);
-        if (st != NNOPT_OK) return st;
+        if (plan->block[i] >= 0)
+            ex->value[i]->data = ex->pool[plan->block[i]]->data;
+        else if (n->kind == NNOPT_NODE_FLATTEN || n->kind == NNOPT_NODE_DROPOUT)
+            ex->value[i]->data = ex->value[n->inputs[0]]->data;
     }
     return NNOPT_OK;
 }
 
-nnopt_status nnopt_exec_create(nnopt_network *net, int64_t batch, int training, nnopt_exec **out,
-                               nnopt_error *err) {
+/* Node i's value (and gradient, when training); views for flatten and for
+ * dropout at inference. With a plan, values go into shared blocks. */
+static nnopt_status allocate_node(nnopt_exec *ex, int i, memory_plan *plan, nnopt_error *err) {
+    nnopt_network *net = ex->net;
+    const nnopt_graph *g = net->graph;
+    const nnopt_graph_node *n = &g->nodes[i];
+    int64_t shape[NNOPT_MAX_DIMS];
+    if (nnopt_node_is_state(n->kind)) {
+        ex->value[i] = net->param[i];
+        ex->grad[i] = net->grad[i];
+        ex->needs_grad[i] = ex->training && n->kind == NNOPT_NODE_PARAM;
+        return NNOPT_OK;
+    }
+    batch_shape(n, ex->batch, shape);
+    for (int k = 0; k < n->n_inputs; k++) ex->needs_grad[i] |= ex->needs_grad[n->inputs[k]];
+    if (!ex->training) ex->needs_grad[i] = 0;
+    nnopt_status st = allocate_aux(ex, i, shape, err);
+    if (st != NNOPT_OK) return st;
+    if (n->kind == NNOPT_NODE_DROPOUT && !ex->training) {
+        /* Identity at inference: a view of the input. */
+        ex->value[i] = nnopt_tensor_view(ex->value[n->inputs[0]], n->ndim, shape);
+        return ex->value[i] ? NNOPT_OK
+                            : nnopt_error_set(err, NNOPT_STATUS_OUT_OF_MEMORY, "out of memory");
+    }
+    if (n->kind == NNOPT_NODE_FLATTEN) {
+        int x = n->inputs[0];
+        if (ex->needs_grad[i] && consumers(g, x) > 1)
+            return nnopt_error_set(err, NNOPT_STATUS_UNSUPPORTED,
+                                   "model graph: a flattened node may have no other consumer");
+        ex->value[i] = nnopt_tensor_view(ex->value[x], n->ndim, shape);
+        if (ex->needs_grad[i]) ex->grad[i] = nnopt_tensor_view(ex->grad[x], n->ndim, shape);
+        if (!ex->value[i] || (ex->needs_grad[i] && !ex->grad[i]))
+            return nnopt_error_set(err, NNOPT_STATUS_OUT_OF_MEMORY, "out of memory");
+        return NNOPT_OK;
+    }
+    if (plan) return pooled_value(ex, i, shape, plan, err);
+    st = nnopt_backend_tensor_new(net->backend, g->dtype, n->ndim, shape, &ex->value[i], err);
+    if (st == NNOPT_OK && ex->needs_grad[i])
+        st = nnopt_backend_tensor_new(net->backend, g->dtype, n->ndim, shape, &ex->grad[i], err);
+    /* A node read by several ops receives several gradients; all but the
+     * first land in scratch and are added. */
+    if (st == NNOPT_OK && ex->needs_grad[i] && consumers(g, i) > 1)
+        st = nnopt_backend_tensor_new(net->backend, g->dtype, n->ndim, shape, &ex->scratch[i], err);
+    return st;
+}
+
+/* Activations and gradients for every non-parameter node. A flatten is a
+ * view of its input's value and gradient. */
+static nnopt_status allocate(nnopt_exec *ex, int share_memory, nnopt_error *err) {
+    const nnopt_graph *g = ex->net->graph;
+    size_t n = (size_t)g->n_nodes;
+    memory_plan plan = {0}, *use_plan = NULL;
+    nnopt_status st = NNOPT_OK;
+    if (share_memory) {
+        plan.last = last_readers(g, ex->training);
+        plan.block = malloc(n * sizeof *plan.block);
+        plan.busy_until = calloc(n, sizeof *plan.busy_until);
+        plan.size = calloc(n, sizeof *plan.size);
+        if (!plan.last || !plan.block || !plan.busy_until || !plan.size)
+            st = nnopt_error_set(err, NNOPT_STATUS_OUT_OF_MEMORY, "out of memory");
+        for (size_t i = 0; st == NNOPT_OK && i < n; i++) plan.block[i] = -1;
+        use_plan = &plan;
+    }
+    for (int i = 0; st == NNOPT_OK && i < g->n_nodes; i++) st = allocate_node(ex, i, use_plan, err);
+    if (st == NNOPT_OK && use_plan) st = allocate_blocks(ex, use_plan, err);
+    free(plan.last);
+    free(plan.block);
+    free(plan.busy_until);
+    free(plan.size);
+    return st;
+}
+
+static nnopt_status create(nnopt_network *net, int64_t batch, int training, int share_memory,
+                           nnopt_exec **out, nnopt_error *err) {
     const nnopt_graph *g = net->graph;
     nnopt_exec *ex = calloc(1, sizeof *ex);
     if (!ex) return nnopt_error_set(err, NNOPT_STATUS_OUT_OF_MEMORY, "out of memory");
@@ -110,7 +204,7 @@ nnopt_status nnopt_exec_create(nnopt_network *net, int64_t batch, int training, 
     if (!ex->value || !ex->grad || !ex->scratch || !ex->aux || !ex->needs_grad || !ex->grad_ready ||
         !ex->forward_seconds || !ex->backward_seconds)
         st = nnopt_error_set(err, NNOPT_STATUS_OUT_OF_MEMORY, "out of memory");
-    if (st == NNOPT_OK) st = allocate(ex, err);
+    if (st == NNOPT_OK) st = allocate(ex, share_memory, err);
     if (st == NNOPT_OK && training) {
         int64_t label_shape[1] = {batch}, loss_shape[1] = {1};
         st = nnopt_backend_tensor_new(net->backend, NNOPT_I32, 1, label_shape, &ex->labels, err);
@@ -123,6 +217,16 @@ nnopt_status nnopt_exec_create(nnopt_network *net, int64_t batch, int training, 
     }
     *out = ex;
     return NNOPT_OK;
+}
+
+nnopt_status nnopt_exec_create(nnopt_network *net, int64_t batch, int training, nnopt_exec **out,
+                               nnopt_error *err) {
+    return create(net, batch, training, 0, out, err);
+}
+
+nnopt_status nnopt_exec_create_inference(nnopt_network *net, int64_t batch, nnopt_exec **out,
+                                         nnopt_error *err) {
+    return create(net, batch, 0, 1, out, err);
 }
 
 void nnopt_exec_free(nnopt_exec *ex) {
@@ -138,6 +242,8 @@ void nnopt_exec_free(nnopt_exec *ex) {
         if (ex->scratch) nnopt_backend_tensor_free(b, ex->scratch[i]);
     }
     free(ex->aux);
+    for (int k = 0; k < ex->n_pool; k++) nnopt_backend_tensor_free(b, ex->pool[k]);
+    free(ex->pool);
     nnopt_backend_tensor_free(b, ex->labels);
     for (int k = 0; k < NNOPT_MAX_SOFT_TERMS; k++) nnopt_backend_tensor_free(b, ex->soft[k]);
     nnopt_backend_tensor_free(b, ex->loss);
@@ -358,7 +464,8 @@ nnopt_status nnopt_exec_backward(nnopt_exec *ex, const int32_t *labels,
 
 nnopt_status nnopt_exec_read_logits(nnopt_exec *ex, double *dst, nnopt_error *err) {
     nnopt_tensor *logits = ex->value[ex->net->graph->output];
-    nnopt_status st = nnopt_backend_read(ex->net->backend, logits, dst, nnopt_tensor_nbytes(logits), err);
+    nnopt_status st =
+        nnopt_backend_read(ex->net->backend, logits, dst, nnopt_tensor_nbytes(logits), err);
     if (st != NNOPT_OK || logits->dtype == NNOPT_F64) return st;
     /* Widen in place from the back: float i sits in the first half of double i. */
     const float *f = (const float *)dst;

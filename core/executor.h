@@ -22,6 +22,10 @@ typedef struct nnopt_exec {
     unsigned char *needs_grad, *grad_ready;
     nnopt_tensor *labels, *loss;
     nnopt_tensor *soft[NNOPT_MAX_SOFT_TERMS]; /* soft targets, allocated when first used */
+    /* Inference executors from nnopt_exec_create_inference: node values are
+     * views into these shared blocks, reused once a value's last reader ran. */
+    nnopt_tensor **pool;
+    int n_pool;
     /* Per-node seconds, filled when profile is set (each op is synchronized). */
     int profile;
     double *forward_seconds, *backward_seconds;
@@ -29,6 +33,12 @@ typedef struct nnopt_exec {
 
 nnopt_status nnopt_exec_create(nnopt_network *net, int64_t batch, int training, nnopt_exec **out,
                                nnopt_error *err);
+/* An inference executor that keeps only what a forward pass still needs:
+ * intermediate values share memory, so after a forward pass only the logits
+ * are meaningful. Uses a fraction of the memory and stays in cache; what
+ * evaluation and prediction want. */
+nnopt_status nnopt_exec_create_inference(nnopt_network *net, int64_t batch, nnopt_exec **out,
+                                         nnopt_error *err);
 void nnopt_exec_free(nnopt_exec *ex);
 
 /* x: batch images in the graph's dtype, NCHW. */

@@ -101,8 +101,9 @@ nnopt_status nnopt_run_predict(nnopt_run *other, const nnopt_batch *batch, doubl
         }
     }
     if (!other->predict_exec[train_mode])
-        st =
-            nnopt_exec_create(net, batch->size, train_mode, &other->predict_exec[train_mode], &err);
+        st = train_mode
+                 ? nnopt_exec_create(net, batch->size, 1, &other->predict_exec[1], &err)
+                 : nnopt_exec_create_inference(net, batch->size, &other->predict_exec[0], &err);
     nnopt_exec *ex = other->predict_exec[train_mode];
     const void *x = batch->x;
     if (st == NNOPT_OK && mine->dtype != g->dtype) {

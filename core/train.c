@@ -69,7 +69,7 @@ nnopt_status nnopt_evaluate(nnopt_network *net, const nnopt_dataset *ds,
     const nnopt_graph *g = net->graph;
     if (batch > ds->n) batch = ds->n;
     nnopt_exec *ex = NULL;
-    nnopt_status st = nnopt_exec_create(net, batch, 0, &ex, err);
+    nnopt_status st = nnopt_exec_create_inference(net, batch, &ex, err);
     if (st != NNOPT_OK) return st;
     size_t esize = nnopt_dtype_size(g->dtype);
     int64_t per_image = (int64_t)ds->c * ds->h * ds->w, classes = g->num_classes;
