@@ -2,6 +2,7 @@
 #include "executor.h"
 
 #include <limits.h>
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -39,7 +40,16 @@ static nnopt_status allocate_aux(nnopt_exec *ex, int i, const int64_t *shape, nn
 
 /* Index of the last node that reads each node's value (views extend their
  * source's life); the output lives to the end. */
-static int *last_readers(const nnopt_graph *g, int training) {
+/* Nodes whose value is their first input's, by view. */
+static int is_view(const nnopt_exec *ex, int j) {
+    const nnopt_graph_node *n = &ex->net->graph->nodes[j];
+    return n->kind == NNOPT_NODE_FLATTEN || (n->kind == NNOPT_NODE_DROPOUT && !ex->training) ||
+           (ex->folded_into && n->kind == NNOPT_NODE_BATCHNORM &&
+            ex->folded_into[n->inputs[0]] == j);
+}
+
+static int *last_readers(const nnopt_exec *ex) {
+    const nnopt_graph *g = ex->net->graph;
     int *last = malloc((size_t)g->n_nodes * sizeof *last);
     if (!last) return NULL;
     for (int i = 0; i < g->n_nodes; i++) last[i] = i;
@@ -48,9 +58,8 @@ static int *last_readers(const nnopt_graph *g, int training) {
             if (last[g->nodes[j].inputs[k]] < j) last[g->nodes[j].inputs[k]] = j;
     last[g->output] = INT_MAX;
     for (int j = g->n_nodes - 1; j >= 0; j--) {
-        const nnopt_graph_node *n = &g->nodes[j];
-        int view = n->kind == NNOPT_NODE_FLATTEN || (n->kind == NNOPT_NODE_DROPOUT && !training);
-        if (view && last[n->inputs[0]] < last[j]) last[n->inputs[0]] = last[j];
+        int x = g->nodes[j].inputs[0];
+        if (is_view(ex, j) && last[x] < last[j]) last[x] = last[j];
     }
     return last;
 }
@@ -104,7 +113,7 @@ static nnopt_status allocate_blocks(nnopt_exec *ex, const memory_plan *plan, nno
         const nnopt_graph_node *n = &g->nodes[i];
         if (plan->block[i] >= 0)
             ex->value[i]->data = ex->pool[plan->block[i]]->data;
-        else if (n->kind == NNOPT_NODE_FLATTEN || n->kind == NNOPT_NODE_DROPOUT)
+        else if (is_view(ex, i))
             ex->value[i]->data = ex->value[n->inputs[0]]->data;
     }
     return NNOPT_OK;
@@ -128,8 +137,8 @@ static nnopt_status allocate_node(nnopt_exec *ex, int i, memory_plan *plan, nnop
     if (!ex->training) ex->needs_grad[i] = 0;
     nnopt_status st = allocate_aux(ex, i, shape, err);
     if (st != NNOPT_OK) return st;
-    if (n->kind == NNOPT_NODE_DROPOUT && !ex->training) {
-        /* Identity at inference: a view of the input. */
+    if (n->kind != NNOPT_NODE_FLATTEN && is_view(ex, i)) {
+        /* Identity at inference, or folded into the conv before: a view of the input. */
         ex->value[i] = nnopt_tensor_view(ex->value[n->inputs[0]], n->ndim, shape);
         return ex->value[i] ? NNOPT_OK
                             : nnopt_error_set(err, NNOPT_STATUS_OUT_OF_MEMORY, "out of memory");
@@ -164,7 +173,7 @@ static nnopt_status allocate(nnopt_exec *ex, int share_memory, nnopt_error *err)
     memory_plan plan = {0}, *use_plan = NULL;
     nnopt_status st = NNOPT_OK;
     if (share_memory) {
-        plan.last = last_readers(g, ex->training);
+        plan.last = last_readers(ex);
         plan.block = malloc(n * sizeof *plan.block);
         plan.busy_until = calloc(n, sizeof *plan.busy_until);
         plan.size = calloc(n, sizeof *plan.size);
@@ -179,6 +188,80 @@ static nnopt_status allocate(nnopt_exec *ex, int share_memory, nnopt_error *err)
     free(plan.block);
     free(plan.busy_until);
     free(plan.size);
+    return st;
+}
+
+/* Which convs fold into the batchnorm that reads them: the conv's only
+ * reader is that batchnorm, in a dtype the host can compute in. */
+static nnopt_status plan_folding(nnopt_exec *ex, nnopt_error *err) {
+    const nnopt_graph *g = ex->net->graph;
+    if (g->dtype != NNOPT_F32 && g->dtype != NNOPT_F64) return NNOPT_OK;
+    ex->folded_into = malloc((size_t)g->n_nodes * sizeof *ex->folded_into);
+    if (!ex->folded_into) return nnopt_error_set(err, NNOPT_STATUS_OUT_OF_MEMORY, "out of memory");
+    for (int i = 0; i < g->n_nodes; i++) ex->folded_into[i] = -1;
+    for (int j = 0; j < g->n_nodes; j++) {
+        const nnopt_graph_node *n = &g->nodes[j];
+        int c = n->inputs[0];
+        if (n->kind == NNOPT_NODE_BATCHNORM && g->nodes[c].kind == NNOPT_NODE_CONV2D &&
+            consumers(g, c) == 1)
+            ex->folded_into[c] = j;
+    }
+    return NNOPT_OK;
+}
+
+static nnopt_status read_doubles(nnopt_backend *b, const nnopt_tensor *t, double *dst,
+                                 nnopt_error *err) {
+    int64_t n = nnopt_tensor_numel(t);
+    nnopt_status st = nnopt_backend_read(b, t, dst, nnopt_tensor_nbytes(t), err);
+    if (st == NNOPT_OK && t->dtype == NNOPT_F32) /* widen in place, from the end */
+        for (int64_t i = n - 1; i >= 0; i--) dst[i] = ((const float *)dst)[i];
+    return st;
+}
+
+static nnopt_status write_doubles(nnopt_backend *b, nnopt_tensor *t, double *src,
+                                  nnopt_error *err) {
+    int64_t n = nnopt_tensor_numel(t);
+    if (t->dtype == NNOPT_F32) /* narrow in place, from the start */
+        for (int64_t i = 0; i < n; i++) ((float *)src)[i] = (float)src[i];
+    return nnopt_backend_write(b, t, src, nnopt_tensor_nbytes(t), err);
+}
+
+/* Folded conv weight and bias of batchnorm node j (reading conv c):
+ * s = gamma / sqrt(var + eps), w' = w s, b' = beta + (b - mean) s. */
+static nnopt_status fold_batchnorm(nnopt_exec *ex, int c, int j, nnopt_error *err) {
+    const nnopt_graph *g = ex->net->graph;
+    const nnopt_graph_node *conv = &g->nodes[c], *bn = &g->nodes[j];
+    nnopt_backend *b = ex->net->backend;
+    const nnopt_tensor *w = ex->value[conv->inputs[1]];
+    int64_t k_out = w->shape[0], per_k = nnopt_tensor_numel(w) / k_out;
+    nnopt_tensor **aux = &ex->aux[j * NNOPT_EXEC_AUX];
+    nnopt_status st = nnopt_backend_tensor_new(b, g->dtype, w->ndim, w->shape, &aux[0], err);
+    if (st == NNOPT_OK) st = nnopt_backend_tensor_new(b, g->dtype, 1, &k_out, &aux[1], err);
+    double *wd = malloc((size_t)(k_out * per_k) * sizeof *wd);
+    double *stats = calloc((size_t)(5 * k_out), sizeof *stats); /* bias, gamma, beta, mean, var */
+    if (st == NNOPT_OK && (!wd || !stats))
+        st = nnopt_error_set(err, NNOPT_STATUS_OUT_OF_MEMORY, "out of memory");
+    if (st == NNOPT_OK) st = read_doubles(b, w, wd, err);
+    if (st == NNOPT_OK && conv->n_inputs == 3)
+        st = read_doubles(b, ex->value[conv->inputs[2]], stats, err);
+    for (int k = 1; st == NNOPT_OK && k < 5; k++)
+        st = read_doubles(b, ex->value[bn->inputs[k]], stats + k * k_out, err);
+    for (int64_t k = 0; st == NNOPT_OK && k < k_out; k++) {
+        double scale = stats[k_out + k] / sqrt(stats[4 * k_out + k] + bn->op.p.bn.eps);
+        for (int64_t i = 0; i < per_k; i++) wd[k * per_k + i] *= scale;
+        stats[k] = stats[2 * k_out + k] + (stats[k] - stats[3 * k_out + k]) * scale;
+    }
+    if (st == NNOPT_OK) st = write_doubles(b, aux[0], wd, err);
+    if (st == NNOPT_OK) st = write_doubles(b, aux[1], stats, err);
+    free(wd);
+    free(stats);
+    return st;
+}
+
+static nnopt_status fold_batchnorms(nnopt_exec *ex, nnopt_error *err) {
+    nnopt_status st = NNOPT_OK;
+    for (int c = 0; ex->folded_into && st == NNOPT_OK && c < ex->net->graph->n_nodes; c++)
+        if (ex->folded_into[c] >= 0) st = fold_batchnorm(ex, c, ex->folded_into[c], err);
     return st;
 }
 
@@ -204,7 +287,9 @@ static nnopt_status create(nnopt_network *net, int64_t batch, int training, int 
     if (!ex->value || !ex->grad || !ex->scratch || !ex->aux || !ex->needs_grad || !ex->grad_ready ||
         !ex->forward_seconds || !ex->backward_seconds)
         st = nnopt_error_set(err, NNOPT_STATUS_OUT_OF_MEMORY, "out of memory");
+    if (st == NNOPT_OK && share_memory) st = plan_folding(ex, err);
     if (st == NNOPT_OK) st = allocate(ex, share_memory, err);
+    if (st == NNOPT_OK && share_memory) st = fold_batchnorms(ex, err);
     if (st == NNOPT_OK && training) {
         int64_t label_shape[1] = {batch}, loss_shape[1] = {1};
         st = nnopt_backend_tensor_new(net->backend, NNOPT_I32, 1, label_shape, &ex->labels, err);
@@ -244,6 +329,7 @@ void nnopt_exec_free(nnopt_exec *ex) {
     free(ex->aux);
     for (int k = 0; k < ex->n_pool; k++) nnopt_backend_tensor_free(b, ex->pool[k]);
     free(ex->pool);
+    free(ex->folded_into);
     nnopt_backend_tensor_free(b, ex->labels);
     for (int k = 0; k < NNOPT_MAX_SOFT_TERMS; k++) nnopt_backend_tensor_free(b, ex->soft[k]);
     nnopt_backend_tensor_free(b, ex->loss);
@@ -277,11 +363,16 @@ nnopt_status nnopt_exec_forward(nnopt_exec *ex, const void *x, nnopt_error *err)
     if (ex->training) ex->step++;
     for (int i = 0; st == NNOPT_OK && i < g->n_nodes; i++) {
         const nnopt_graph_node *n = &g->nodes[i];
-        if (n->kind == NNOPT_NODE_INPUT || nnopt_node_is_state(n->kind) ||
-            n->kind == NNOPT_NODE_FLATTEN || (n->kind == NNOPT_NODE_DROPOUT && !ex->training))
-            continue;
+        if (n->kind == NNOPT_NODE_INPUT || nnopt_node_is_state(n->kind) || is_view(ex, i)) continue;
         nnopt_tensor *in[NNOPT_NODE_MAX_INPUTS];
-        for (int k = 0; k < n->n_inputs; k++) in[k] = ex->value[n->inputs[k]];
+        int n_in = n->n_inputs;
+        for (int k = 0; k < n_in; k++) in[k] = ex->value[n->inputs[k]];
+        if (ex->folded_into && ex->folded_into[i] >= 0) { /* batchnorm folded in */
+            nnopt_tensor **folded = &ex->aux[ex->folded_into[i] * NNOPT_EXEC_AUX];
+            in[1] = folded[0];
+            in[2] = folded[1];
+            n_in = 3;
+        }
         nnopt_tensor **aux = &ex->aux[i * NNOPT_EXEC_AUX];
         nnopt_tensor *out[3] = {ex->value[i], aux[0], aux[1]};
         int n_out = 1;
@@ -295,7 +386,7 @@ nnopt_status nnopt_exec_forward(nnopt_exec *ex, const void *x, nnopt_error *err)
                 ex->seed * 0x9e3779b97f4a7c15ULL + ex->step * 1000003ULL + (uint64_t)i;
             n_out = 2;
         }
-        st = run_op(ex, &op, in, n->n_inputs, out, n_out, &ex->forward_seconds[i], err);
+        st = run_op(ex, &op, in, n_in, out, n_out, &ex->forward_seconds[i], err);
     }
     return st;
 }

@@ -26,6 +26,10 @@ typedef struct nnopt_exec {
      * views into these shared blocks, reused once a value's last reader ran. */
     nnopt_tensor **pool;
     int n_pool;
+    /* Inference executors: per node, the batchnorm a conv is folded into (its
+     * folded weight and bias in that batchnorm's aux[0..1]), else -1. NULL
+     * when nothing is folded. */
+    int32_t *folded_into;
     /* Per-node seconds, filled when profile is set (each op is synchronized). */
     int profile;
     double *forward_seconds, *backward_seconds;
@@ -35,8 +39,10 @@ nnopt_status nnopt_exec_create(nnopt_network *net, int64_t batch, int training, 
                                nnopt_error *err);
 /* An inference executor that keeps only what a forward pass still needs:
  * intermediate values share memory, so after a forward pass only the logits
- * are meaningful. Uses a fraction of the memory and stays in cache; what
- * evaluation and prediction want. */
+ * are meaningful, and a batchnorm that follows a conv is folded into the
+ * conv's weights and bias (computed here, from the weights as they are now:
+ * create it once the weights are final). Uses a fraction of the memory and
+ * of the passes; what evaluation and prediction want. */
 nnopt_status nnopt_exec_create_inference(nnopt_network *net, int64_t batch, nnopt_exec **out,
                                          nnopt_error *err);
 void nnopt_exec_free(nnopt_exec *ex);

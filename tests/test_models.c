@@ -11,6 +11,7 @@
 
 #include <cmocka.h>
 
+#include "backend.h"
 #include "config.h"
 #include "executor.h"
 #include "graph.h"
@@ -90,10 +91,120 @@ static void test_mobilenet_strides(void **state) {
     }
 }
 
+static nnopt_backend *open_backend(const char *name) {
+    nnopt_plugin_search s;
+    nnopt_plugin_search_init(&s, NULL);
+    const nnopt_plugin *p = NULL;
+    nnopt_error err = {0};
+    if (nnopt_plugin_load(&s, NNOPT_PLUGIN_BACKEND, name, &p, &err) != NNOPT_OK)
+        fail_msg("%s", err.message);
+    nnopt_plugin_search_free(&s);
+    nnopt_config *cfg = nnopt_config_create(p->desc->params, (int)p->desc->n_params, name);
+    nnopt_backend *b = NULL;
+    if (nnopt_config_finish(cfg, name, &err) != NNOPT_OK ||
+        nnopt_backend_open(p, cfg, &b, &err) != NNOPT_OK)
+        fail_msg("%s", err.message);
+    nnopt_config_free(cfg);
+    return b;
+}
+
+/* Every parameter and statistic random (variances positive), so that a
+ * folded batchnorm differs from an identity. */
+static void randomize_state(nnopt_network *net, unsigned seed) {
+    const nnopt_graph *g = net->graph;
+    srand(seed);
+    for (int i = 0; i < g->n_nodes; i++) {
+        nnopt_tensor *t = net->param[i];
+        if (!t) continue;
+        int64_t n = nnopt_tensor_numel(t);
+        int var = strstr(g->nodes[i].name, "running_var") != NULL;
+        double *v = malloc((size_t)n * sizeof *v);
+        float *f = malloc((size_t)n * sizeof *f);
+        for (int64_t k = 0; k < n; k++) {
+            double u = (double)rand() / RAND_MAX;
+            v[k] = var ? 0.5 + u : u - 0.5;
+            f[k] = (float)v[k];
+        }
+        nnopt_error err = {0};
+        const void *bytes = t->dtype == NNOPT_F64 ? (const void *)v : (const void *)f;
+        assert_int_equal(nnopt_backend_write(net->backend, t, bytes, nnopt_tensor_nbytes(t), &err),
+                         NNOPT_OK);
+        free(v);
+        free(f);
+    }
+}
+
+static void logits_of(nnopt_exec *ex, const double *x, double *logits) {
+    nnopt_error err = {0};
+    const nnopt_graph *g = ex->net->graph;
+    int64_t n = ex->batch * g->nodes[g->input].shape[1] * g->nodes[g->input].shape[2] *
+                g->nodes[g->input].shape[3];
+    float *xf = malloc((size_t)n * sizeof *xf);
+    for (int64_t i = 0; i < n; i++) xf[i] = (float)x[i];
+    const void *input = g->dtype == NNOPT_F64 ? (const void *)x : (const void *)xf;
+    if (nnopt_exec_forward(ex, input, &err) != NNOPT_OK ||
+        nnopt_exec_read_logits(ex, logits, &err) != NNOPT_OK)
+        fail_msg("%s", err.message);
+    free(xf);
+}
+
+/* An inference executor folds each conv -> batchnorm pair into the conv and
+ * shares activation memory; its logits match the unfolded executor's. */
+static void expect_folding_exact(const char *model, const char *const *settings, int h,
+                                 const char *backend, double tolerance) {
+    enum { BATCH = 3 };
+    nnopt_graph *g = build(model, settings, 3, h, h);
+    int batchnorms = 0;
+    for (int i = 0; i < g->n_nodes; i++) batchnorms += g->nodes[i].kind == NNOPT_NODE_BATCHNORM;
+    nnopt_backend *b = open_backend(backend);
+    nnopt_network *net = NULL;
+    nnopt_error err = {0};
+    if (nnopt_network_create(g, b, 7, &net, &err) != NNOPT_OK) fail_msg("%s", err.message);
+    randomize_state(net, 11);
+    nnopt_exec *plain = NULL, *lean = NULL;
+    assert_int_equal(nnopt_exec_create(net, BATCH, 0, &plain, &err), NNOPT_OK);
+    assert_int_equal(nnopt_exec_create_inference(net, BATCH, &lean, &err), NNOPT_OK);
+    int folded = 0;
+    for (int i = 0; lean->folded_into && i < g->n_nodes; i++) folded += lean->folded_into[i] >= 0;
+    if (folded == 0 || folded != batchnorms)
+        fail_msg("%s: %d of %d batchnorms folded", model, folded, batchnorms);
+    int64_t n = (int64_t)BATCH * 3 * h * h;
+    double *x = malloc((size_t)n * sizeof *x), a[BATCH * 10], c[BATCH * 10];
+    for (int64_t i = 0; i < n; i++) x[i] = sin(0.37 * (double)i);
+    /* Twice: the second pass reuses blocks the first one left dirty. */
+    for (int pass = 0; pass < 2; pass++) {
+        logits_of(plain, x, a);
+        logits_of(lean, x, c);
+        double scale = 0, diff = 0;
+        for (int i = 0; i < BATCH * 10; i++) {
+            scale = fmax(scale, fabs(a[i]));
+            diff = fmax(diff, fabs(a[i] - c[i]));
+        }
+        if (!(diff <= tolerance * scale))
+            fail_msg("%s on %s: folded logits differ by %g (scale %g)", model, backend, diff, scale);
+    }
+    free(x);
+    nnopt_exec_free(plain);
+    nnopt_exec_free(lean);
+    nnopt_network_free(net);
+    nnopt_backend_close(b);
+}
+
+static void test_batchnorm_folding(void **state) {
+    (void)state;
+    const char *resnet[] = {"blocks=1,1,1", "width=4", "dtype=f64", NULL};
+    const char *mobilenet[] = {"width=0.25", "cifar=true", "dtype=f64", NULL};
+    const char *resnet32[] = {"blocks=1,1,1", "width=4", NULL};
+    expect_folding_exact("resnet", resnet, 8, "cpu", 1e-12);
+    expect_folding_exact("mobilenet_v1", mobilenet, 32, "cpu", 1e-12);
+    expect_folding_exact("resnet", resnet32, 8, "blis", 1e-4);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_parameter_counts),
         cmocka_unit_test(test_mobilenet_strides),
+        cmocka_unit_test(test_batchnorm_folding),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
