@@ -108,6 +108,17 @@ static idx_bytes read_whole(const char *path) {
     return b;
 }
 
+/* Writes b to `name`, raw or gzip, frees b and returns the file's path. */
+static const char *write_idx_file(fixture *fx, const char *name, int gzip, idx_bytes b) {
+    const char *path = fixture_path(fx, name);
+    if (gzip)
+        write_gzip(path, b.data, b.len);
+    else
+        write_raw(path, b.data, b.len);
+    free(b.data);
+    return path;
+}
+
 static void sample_payloads(uint8_t *pixels) {
     for (int i = 0; i < SAMPLE_COUNT; i++)
         for (int j = 0; j < IMAGE_BYTES; j++) pixels[i * IMAGE_BYTES + j] = sample_pixel(i, j);
@@ -121,14 +132,8 @@ static const char *write_images(fixture *fx, const char *name, int gzip, uint32_
     sample_payloads(pixels);
     for (size_t i = 0; i < extra; i++) pixels[SAMPLE_COUNT * IMAGE_BYTES + i] = 0xab;
     uint32_t dims[3] = {claimed, ROWS, COLS};
-    idx_bytes b = idx_build(0x00000803, 3, dims, pixels, pixel_bytes + extra);
-    const char *path = fixture_path(fx, name);
-    if (gzip)
-        write_gzip(path, b.data, b.len);
-    else
-        write_raw(path, b.data, b.len);
-    free(b.data);
-    return path;
+    return write_idx_file(fx, name, gzip,
+                          idx_build(0x00000803, 3, dims, pixels, pixel_bytes + extra));
 }
 
 static const char *write_labels(fixture *fx, const char *name, int gzip, uint32_t claimed,
@@ -136,14 +141,8 @@ static const char *write_labels(fixture *fx, const char *name, int gzip, uint32_
     uint8_t labels[SAMPLE_COUNT + 64] = {0};
     memcpy(labels, sample_labels, SAMPLE_COUNT);
     uint32_t dims[1] = {claimed};
-    idx_bytes b = idx_build(0x00000801, 1, dims, labels, label_bytes + extra);
-    const char *path = fixture_path(fx, name);
-    if (gzip)
-        write_gzip(path, b.data, b.len);
-    else
-        write_raw(path, b.data, b.len);
-    free(b.data);
-    return path;
+    return write_idx_file(fx, name, gzip,
+                          idx_build(0x00000801, 1, dims, labels, label_bytes + extra));
 }
 
 static const char *good_images(fixture *fx, int gzip) {

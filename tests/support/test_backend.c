@@ -16,6 +16,19 @@ typedef struct opened {
 } opened;
 static opened open_list[8];
 
+nnopt_status test_config_apply_settings(nnopt_config *cfg, const char *const *settings,
+                                        nnopt_error *err) {
+    nnopt_status st = NNOPT_OK;
+    for (int i = 0; settings && settings[i] && st == NNOPT_OK; i++) {
+        char key[128];
+        const char *eq = strchr(settings[i], '=');
+        snprintf(key, sizeof key, "%.*s", eq ? (int)(eq - settings[i]) : 0, settings[i]);
+        st = nnopt_config_set(cfg, key, eq ? eq + 1 : "", "test", err);
+    }
+    if (st == NNOPT_OK) st = nnopt_config_finish(cfg, "test", err);
+    return st;
+}
+
 int test_backend_open(const char *name, const char *const *settings, test_backend *out) {
     memset(out, 0, sizeof *out);
     nnopt_plugin_search s;
@@ -27,13 +40,7 @@ int test_backend_open(const char *name, const char *const *settings, test_backen
     nnopt_config *cfg = NULL;
     if (st == NNOPT_OK) {
         cfg = nnopt_config_create(p->desc->params, (int)p->desc->n_params, name);
-        for (int i = 0; settings && settings[i] && st == NNOPT_OK; i++) {
-            char key[128];
-            const char *eq = strchr(settings[i], '=');
-            snprintf(key, sizeof key, "%.*s", eq ? (int)(eq - settings[i]) : 0, settings[i]);
-            st = nnopt_config_set(cfg, key, eq ? eq + 1 : "", "test", &err);
-        }
-        if (st == NNOPT_OK) st = nnopt_config_finish(cfg, "test", &err);
+        st = test_config_apply_settings(cfg, settings, &err);
     }
     nnopt_backend *b = NULL;
     if (st == NNOPT_OK) st = nnopt_backend_open(p, cfg, &b, &err);
@@ -85,10 +92,17 @@ void test_tensor_write(test_backend *b, nnopt_tensor *t, const double *values) {
     unsigned char *buf = malloc((size_t)n * es);
     for (int64_t i = 0; i < n; i++) {
         switch (t->dtype) {
-        case NNOPT_F32: ((float *)buf)[i] = (float)values[i]; break;
-        case NNOPT_F64: ((double *)buf)[i] = values[i]; break;
-        case NNOPT_I32: ((int32_t *)buf)[i] = (int32_t)values[i]; break;
-        default: break;
+        case NNOPT_F32:
+            ((float *)buf)[i] = (float)values[i];
+            break;
+        case NNOPT_F64:
+            ((double *)buf)[i] = values[i];
+            break;
+        case NNOPT_I32:
+            ((int32_t *)buf)[i] = (int32_t)values[i];
+            break;
+        default:
+            break;
         }
     }
     b->vt->tensor_write(b->ctx, t, 0, buf, (size_t)n * es);
@@ -102,10 +116,18 @@ void test_tensor_read(test_backend *b, const nnopt_tensor *t, double *values) {
     b->vt->tensor_read(b->ctx, t, 0, buf, (size_t)n * es);
     for (int64_t i = 0; i < n; i++) {
         switch (t->dtype) {
-        case NNOPT_F32: values[i] = ((float *)buf)[i]; break;
-        case NNOPT_F64: values[i] = ((double *)buf)[i]; break;
-        case NNOPT_I32: values[i] = ((int32_t *)buf)[i]; break;
-        default: values[i] = 0; break;
+        case NNOPT_F32:
+            values[i] = ((float *)buf)[i];
+            break;
+        case NNOPT_F64:
+            values[i] = ((double *)buf)[i];
+            break;
+        case NNOPT_I32:
+            values[i] = ((int32_t *)buf)[i];
+            break;
+        default:
+            values[i] = 0;
+            break;
         }
     }
     free(buf);

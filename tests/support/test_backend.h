@@ -12,6 +12,13 @@ typedef struct test_backend {
     const char *name;
 } test_backend;
 
+struct nnopt_error; /* core/error.h */
+
+/* Sets the "key=value" settings (NULL-terminated; NULL: none) in cfg and
+ * finishes it; stops at the first failure, which err describes. */
+nnopt_status test_config_apply_settings(nnopt_config *cfg, const char *const *settings,
+                                        struct nnopt_error *err);
+
 /* Opens backend `name` (e.g. "cpu", "blis") from the build's plugin folder.
  * settings: NULL-terminated "key=value" strings of the backend's schema.
  * Returns 0 on success; otherwise prints why and returns -1. */
