@@ -1,5 +1,6 @@
 #include "clock.h"
 #include "executor.h"
+#include "exec_program.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -111,6 +112,7 @@ nnopt_status nnopt_exec_create(nnopt_network *net, int64_t batch, int training, 
         !ex->forward_seconds || !ex->backward_seconds)
         st = nnopt_error_set(err, NNOPT_STATUS_OUT_OF_MEMORY, "out of memory");
     if (st == NNOPT_OK) st = allocate(ex, err);
+    if (st == NNOPT_OK) st = nnopt_exec_program_prepare(ex, err);
     if (st == NNOPT_OK && training) {
         int64_t label_shape[1] = {batch}, loss_shape[1] = {1};
         st = nnopt_backend_tensor_new(net->backend, NNOPT_I32, 1, label_shape, &ex->labels, err);
@@ -138,6 +140,7 @@ void nnopt_exec_free(nnopt_exec *ex) {
         if (ex->scratch) nnopt_backend_tensor_free(b, ex->scratch[i]);
     }
     free(ex->aux);
+    nnopt_exec_program_free(ex);
     nnopt_backend_tensor_free(b, ex->labels);
     for (int k = 0; k < NNOPT_MAX_SOFT_TERMS; k++) nnopt_backend_tensor_free(b, ex->soft[k]);
     nnopt_backend_tensor_free(b, ex->loss);
@@ -163,32 +166,40 @@ static nnopt_status run_op(nnopt_exec *ex, const nnopt_op *op, nnopt_tensor *con
     return st;
 }
 
+int nnopt_exec_forward_op(const nnopt_exec *ex, int i, nnopt_op *op) {
+    const nnopt_graph_node *n = &ex->net->graph->nodes[i];
+    if (n->kind == NNOPT_NODE_INPUT || nnopt_node_is_state(n->kind) ||
+        n->kind == NNOPT_NODE_FLATTEN || (n->kind == NNOPT_NODE_DROPOUT && !ex->training))
+        return 0;
+    *op = n->op;
+    if (n->kind == NNOPT_NODE_BATCHNORM) {
+        op->p.bn.training = ex->training;
+        return ex->training ? 3 : 1;
+    }
+    if (n->kind == NNOPT_NODE_DROPOUT) {
+        /* A fresh mask every step and node, the same on every backend. */
+        op->p.dropout.seed = ex->seed * 0x9e3779b97f4a7c15ULL + ex->step * 1000003ULL + (uint64_t)i;
+        return 2;
+    }
+    return 1;
+}
+
 nnopt_status nnopt_exec_forward(nnopt_exec *ex, const void *x, nnopt_error *err) {
     const nnopt_graph *g = ex->net->graph;
     nnopt_tensor *input = ex->value[g->input];
     nnopt_status st =
         nnopt_backend_write(ex->net->backend, input, x, nnopt_tensor_nbytes(input), err);
     if (ex->training) ex->step++;
+    if (st == NNOPT_OK && ex->program && !ex->profile) return nnopt_exec_program_forward(ex, err);
     for (int i = 0; st == NNOPT_OK && i < g->n_nodes; i++) {
         const nnopt_graph_node *n = &g->nodes[i];
-        if (n->kind == NNOPT_NODE_INPUT || nnopt_node_is_state(n->kind) ||
-            n->kind == NNOPT_NODE_FLATTEN || (n->kind == NNOPT_NODE_DROPOUT && !ex->training))
-            continue;
+        nnopt_op op;
+        int n_out = nnopt_exec_forward_op(ex, i, &op);
+        if (!n_out) continue;
         nnopt_tensor *in[NNOPT_NODE_MAX_INPUTS];
         for (int k = 0; k < n->n_inputs; k++) in[k] = ex->value[n->inputs[k]];
         nnopt_tensor **aux = &ex->aux[i * NNOPT_EXEC_AUX];
         nnopt_tensor *out[3] = {ex->value[i], aux[0], aux[1]};
-        int n_out = 1;
-        nnopt_op op = n->op;
-        if (n->kind == NNOPT_NODE_BATCHNORM) {
-            op.p.bn.training = ex->training;
-            n_out = ex->training ? 3 : 1;
-        } else if (n->kind == NNOPT_NODE_DROPOUT) {
-            /* A fresh mask every step and node, the same on every backend. */
-            op.p.dropout.seed =
-                ex->seed * 0x9e3779b97f4a7c15ULL + ex->step * 1000003ULL + (uint64_t)i;
-            n_out = 2;
-        }
         st = run_op(ex, &op, in, n->n_inputs, out, n_out, &ex->forward_seconds[i], err);
     }
     return st;
@@ -358,7 +369,8 @@ nnopt_status nnopt_exec_backward(nnopt_exec *ex, const int32_t *labels,
 
 nnopt_status nnopt_exec_read_logits(nnopt_exec *ex, double *dst, nnopt_error *err) {
     nnopt_tensor *logits = ex->value[ex->net->graph->output];
-    nnopt_status st = nnopt_backend_read(ex->net->backend, logits, dst, nnopt_tensor_nbytes(logits), err);
+    nnopt_status st =
+        nnopt_backend_read(ex->net->backend, logits, dst, nnopt_tensor_nbytes(logits), err);
     if (st != NNOPT_OK || logits->dtype == NNOPT_F64) return st;
     /* Widen in place from the back: float i sits in the first half of double i. */
     const float *f = (const float *)dst;

@@ -25,6 +25,14 @@ typedef struct nnopt_exec {
     /* Per-node seconds, filled when profile is set (each op is synchronized). */
     int profile;
     double *forward_seconds, *backward_seconds;
+    /* Compiled mode (exec_program.c): the backend's compiled forward pass
+     * (owned by the network's kernels), its tensor table and current ops,
+     * and the node of every step. NULL program: op by op. */
+    void *program;
+    nnopt_tensor **program_tensors;
+    nnopt_op *program_ops;
+    int32_t *program_nodes;
+    int program_steps;
 } nnopt_exec;
 
 nnopt_status nnopt_exec_create(nnopt_network *net, int64_t batch, int training, nnopt_exec **out,
