@@ -566,58 +566,53 @@ static void emit_tile_pointer(gen *g, int r, int grp) {
     (void)grp;
 }
 
+/* Per-image steps of a tile run image by image, one image through all of
+ * them in turn, so that each intermediate is read back while still in L1;
+ * dense layers run on the whole tile, to reuse their weights across it. */
+static int per_image_step(const gen *g, int s) {
+    return g->prog->steps[s].op.kind != NNOPT_OP_DENSE;
+}
+
+/* The call of step s on image i (or, for dense, on the tile). */
 static void emit_step_call(gen *g, int s) {
     sbuf *b = &g->b;
     const nnopt_program_step *st = &g->prog->steps[s];
     int x = g->root[st->in[0]], y = g->final_out[s];
     long px = (long)per_image(g, x), py = (long)per_image(g, y);
+    char bias_arg[64] = "0";
+    if (st->n_in == 3) snprintf(bias_arg, sizeof bias_arg, "(const real *)data[%d]", st->in[2]);
     switch (st->op.kind) {
     case NNOPT_OP_CONV2D:
         if (g->fused_bn[s] >= 0) {
             conv_geom c = conv_geometry(g, st);
             long wsz = (long)(c.K * c.C * c.R * c.S);
             emit(b,
-                 "      for (long i = 0; i < cnt; i++) conv%d(t%d + i * %ld, (const real *)(shared "
-                 "+ %zu), (const real *)(shared + %zu) + %ld, t%d + i * %ld, xp, tmp);\n",
+                 "        conv%d(t%d + i * %ld, (const real *)(shared + %zu), (const real "
+                 "*)(shared + %zu) + %ld, t%d + i * %ld, xp, tmp);\n",
                  s, x, px, g->shared_off[s], g->shared_off[s], wsz, y, py);
         } else {
-            char bias_arg[48] = "0";
-            if (st->n_in == 3)
-                snprintf(bias_arg, sizeof bias_arg, "(const real *)data[%d]", st->in[2]);
-            emit(b,
-                 "      for (long i = 0; i < cnt; i++) conv%d(t%d + i * %ld, (const real "
-                 "*)data[%d], %s, t%d + i * %ld, xp, tmp);\n",
+            emit(b, "        conv%d(t%d + i * %ld, (const real *)data[%d], %s, t%d + i * %ld, xp, tmp);\n",
                  s, x, px, st->in[1], bias_arg, y, py);
         }
         break;
-    case NNOPT_OP_DENSE: {
-        char bias_arg[48] = "0";
-        if (st->n_in == 3) snprintf(bias_arg, sizeof bias_arg, "(const real *)data[%d]", st->in[2]);
+    case NNOPT_OP_DENSE:
         emit(b, "      dense%d(t%d, %ld, (const real *)data[%d], %s, t%d, %ld, cnt);\n", s, x, px,
              st->in[1], bias_arg, y, py);
         break;
-    }
     case NNOPT_OP_POOL2D:
-        emit(b, "      for (long i = 0; i < cnt; i++) pool%d(t%d + i * %ld, t%d + i * %ld);\n", s,
-             x, px, y, py);
+        emit(b, "        pool%d(t%d + i * %ld, t%d + i * %ld);\n", s, x, px, y, py);
         break;
     case NNOPT_OP_ACT:
-        emit(b, "      for (long i = 0; i < cnt; i++) act%d(t%d + i * %ld, t%d + i * %ld);\n", s, x,
-             px, y, py);
+        emit(b, "        act%d(t%d + i * %ld, t%d + i * %ld);\n", s, x, px, y, py);
         break;
-    case NNOPT_OP_ADD: {
-        int a2 = g->root[st->in[1]];
-        emit(b,
-             "      for (long i = 0; i < cnt; i++) add%d(t%d + i * %ld, t%d + i * %ld, t%d + i * "
-             "%ld);\n",
-             s, x, px, a2, px, y, py);
+    case NNOPT_OP_ADD:
+        emit(b, "        add%d(t%d + i * %ld, t%d + i * %ld, t%d + i * %ld);\n", s, x, px,
+             g->root[st->in[1]], px, y, py);
         break;
-    }
     case NNOPT_OP_BATCHNORM:
         emit(b,
-             "      for (long i = 0; i < cnt; i++) bn%d(t%d + i * %ld, (const real *)data[%d], "
-             "(const real *)data[%d], (const real *)data[%d], (const real *)data[%d], t%d + i * "
-             "%ld);\n",
+             "        bn%d(t%d + i * %ld, (const real *)data[%d], (const real *)data[%d], (const "
+             "real *)data[%d], (const real *)data[%d], t%d + i * %ld);\n",
              s, x, px, st->in[1], st->in[2], st->in[3], st->in[4], y, py);
         break;
     default:
@@ -680,8 +675,16 @@ static void emit_group(gen *g, int grp, int first, int last) {
             }
     }
     free(declared);
-    for (int s = first; s <= last; s++)
-        if (g->kind[s] == STEP_SPECIAL) emit_step_call(g, s);
+    int in_image_loop = 0;
+    for (int s = first; s <= last; s++) {
+        if (g->kind[s] != STEP_SPECIAL) continue;
+        if (per_image_step(g, s) != in_image_loop) {
+            emit(b, in_image_loop ? "      }\n" : "      for (long i = 0; i < cnt; i++) {\n");
+            in_image_loop = !in_image_loop;
+        }
+        emit_step_call(g, s);
+    }
+    if (in_image_loop) emit(b, "      }\n");
     emit(b, "  }\n");
 }
 
