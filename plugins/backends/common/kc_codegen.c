@@ -213,6 +213,22 @@ static size_t align64(size_t n) {
     return (n + 63) & ~(size_t)63;
 }
 
+/* Per-image steps of a tile run image by image, one image through all of
+ * them in turn, so that each intermediate is read back while still in L1;
+ * dense layers run on the whole tile, to reuse their weights across it. */
+static int per_image_step(const gen *g, int s) {
+    return g->prog->steps[s].op.kind != NNOPT_OP_DENSE;
+}
+
+/* Steps in one image loop interleave, so liveness is counted in phases: a
+ * run of consecutive per-image steps is one phase, each dense step another. */
+static int phase_of(const gen *g, int s) {
+    int phase = 0;
+    for (int k = 1; k <= s; k++)
+        phase += !(per_image_step(g, k) && per_image_step(g, k - 1) && g->group[k] == g->group[k - 1]);
+    return phase;
+}
+
 /* Tile scratch: first-fit over the live intermediates of each group. */
 typedef struct block {
     size_t off, size;
@@ -233,11 +249,12 @@ static size_t place(block *live, int *n_live, size_t size, int last_use, int roo
     return off + size;
 }
 
+/* The phase of the last step that reads root. */
 static int last_use(const gen *g, int root) {
     int last = -1;
     for (int s = 0; s < g->prog->n_steps; s++)
         for (int k = 0; k < g->prog->steps[s].n_in; k++)
-            if (g->root[g->prog->steps[s].in[k]] == root) last = s;
+            if (g->root[g->prog->steps[s].in[k]] == root) last = phase_of(g, s);
     return last;
 }
 
@@ -249,14 +266,15 @@ static size_t layout_group(gen *g, int group, int images, block *live) {
     size_t peak = 0;
     for (int s = 0; s < p->n_steps; s++) {
         if (g->group[s] != group) continue;
+        int phase = phase_of(g, s);
         for (int i = 0; i < n_live; i++)
-            if (live[i].last_use < s) live[i--] = live[--n_live];
+            if (live[i].last_use < phase) live[i--] = live[--n_live];
         if (g->kind[s] != STEP_SPECIAL) continue;
         int r = g->final_out[s];
         if (g->materialize[r]) continue;
         size_t bytes = align64((size_t)per_image(g, r) * g->esize * (size_t)images);
         int until = last_use(g, r);
-        size_t end = place(live, &n_live, bytes, until < s ? s : until, r);
+        size_t end = place(live, &n_live, bytes, until < phase ? phase : until, r);
         g->tile_off[r] = (long)(end - bytes);
         if (end > peak) peak = end;
     }
@@ -564,13 +582,6 @@ static void emit_tile_pointer(gen *g, int r, int grp) {
     else
         emit(&g->b, "      real *t%d = (real *)data[%d] + n0 * %ld;\n", r, r, pi);
     (void)grp;
-}
-
-/* Per-image steps of a tile run image by image, one image through all of
- * them in turn, so that each intermediate is read back while still in L1;
- * dense layers run on the whole tile, to reuse their weights across it. */
-static int per_image_step(const gen *g, int s) {
-    return g->prog->steps[s].op.kind != NNOPT_OP_DENSE;
 }
 
 /* The call of step s on image i (or, for dense, on the tile). */
