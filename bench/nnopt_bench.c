@@ -567,8 +567,8 @@ static nnopt_status compare_workload(nnopt_network *net, const bench_options *o,
     if (st == NNOPT_OK) {
         double ratio = t[1].best_images_per_second / t[0].best_images_per_second;
         double mean_ratio = t[1].mean_images_per_second / t[0].mean_images_per_second;
-        printf("%s    \"%s\": {\"batch\": %lld, \"precompiled_images_per_second\": ", first ? "" : ",\n",
-               key, (long long)batch);
+        printf("%s    \"%s\": {\"batch\": %lld, \"precompiled_images_per_second\": ",
+               first ? "" : ",\n", key, (long long)batch);
         json_number(t[0].best_images_per_second);
         printf(", \"compiled_images_per_second\": ");
         json_number(t[1].best_images_per_second);
@@ -602,8 +602,8 @@ static nnopt_status compare_kernels(nnopt_network *net, const bench_options *o,
     json_string(mode);
     printf(",\n    \"compile_seconds\": ");
     json_number(net->kernels.compile_seconds);
-    printf(",\n    \"cache_hits\": %d,\n    \"cache_misses\": %d\n  }",
-           net->kernels.cache_hits, net->kernels.cache_misses);
+    printf(",\n    \"cache_hits\": %d,\n    \"cache_misses\": %d\n  }", net->kernels.cache_hits,
+           net->kernels.cache_misses);
     fprintf(stderr, "nnopt_bench: kernels: %s, compile %.3f s (%d cache hits, %d misses)\n", mode,
             net->kernels.compile_seconds, net->kernels.cache_hits, net->kernels.cache_misses);
     return NNOPT_OK;

@@ -4,5 +4,6 @@
 # C compiler at run time, as compiled mode itself does.
 if(TARGET nnopt_backend_blis)
   nnopt_core_test(kernel_compile)
-  add_dependencies(test_kernel_compile nnopt_backend_cpu nnopt_backend_blis)
+  add_dependencies(test_kernel_compile nnopt_backend_cpu nnopt_backend_blis
+    nnopt_technique_kernel_compile)
 endif()

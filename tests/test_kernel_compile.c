@@ -20,14 +20,15 @@
 #include "executor.h"
 #include "graph.h"
 #include "network.h"
+#include "pipeline.h"
 #include "plugin_loader.h"
 
 enum { BATCH = 19 }; /* several tiles, the last partial; not a multiple of any register block */
 
 typedef enum { GRAPH_LENET, GRAPH_RESIDUAL } graph_kind;
 
-static nnopt_node param(nnopt_graph *g, const char *name, int ndim, int64_t a, int64_t b,
-                        int64_t c, int64_t d) {
+static nnopt_node param(nnopt_graph *g, const char *name, int ndim, int64_t a, int64_t b, int64_t c,
+                        int64_t d) {
     int64_t shape[4] = {a, b, c, d};
     return nnopt_graph_param(g, name, ndim, shape, NNOPT_INIT_GLOROT_UNIFORM);
 }
@@ -397,6 +398,99 @@ static void missing_compiler_falls_back(void **state) {
     close_network(net);
 }
 
+/* A backend built against ABI 1.0 ends its table at describe: compiled mode
+ * must run it precompiled (and never read the entries it lacks). */
+static void abi_1_0_backend_runs_precompiled(void **state) {
+    fixture *f = *state;
+    nnopt_network *ref = make_network(GRAPH_LENET, NNOPT_F32, "cpu", NULL);
+    nnopt_network *net = make_network(GRAPH_LENET, NNOPT_F32, "cpu", &f->options);
+    /* Entries past struct_size stay set: only the size may keep the core off them. */
+    nnopt_backend_vtable old = *net->backend->vt;
+    old.struct_size = (uint32_t)(offsetof(nnopt_backend_vtable, describe) + sizeof old.describe);
+    const nnopt_backend_vtable *saved = net->backend->vt;
+    net->backend->vt = &old;
+    void *x = input_batch(net->graph);
+    double want[BATCH * 10], got[BATCH * 10];
+    infer(ref, x, want);
+    infer(net, x, got);
+    assert_true(net->kernels.unavailable);
+    assert_int_equal(net->kernels.n_programs, 0);
+    assert_memory_equal(want, got, sizeof want);
+    net->backend->vt = saved;
+    free(x);
+    close_network(ref);
+    close_network(net);
+}
+
+typedef struct columns {
+    char names[8][64], values[8][128];
+    int n;
+} columns;
+
+static void collect_column(void *sink, const char *name, const char *value) {
+    columns *c = sink;
+    snprintf(c->names[c->n], sizeof c->names[0], "%s", name);
+    snprintf(c->values[c->n], sizeof c->values[0], "%s", value);
+    c->n++;
+}
+
+static const char *column(const columns *c, const char *name) {
+    for (int i = 0; i < c->n; i++)
+        if (strcmp(c->names[i], name) == 0) return c->values[i];
+    fail_msg("no report column %s", name);
+    return NULL;
+}
+
+/* The technique through its hooks, as the pipeline calls them: before_train
+ * sets the run's mode; the report shows mode, compile time and cache. */
+static void technique_sets_mode_and_reports(void **state) {
+    fixture *f = *state;
+    nnopt_plugin_search search;
+    nnopt_plugin_search_init(&search, NULL);
+    const nnopt_plugin *plugin = NULL;
+    nnopt_error err = {0};
+    assert_int_equal(
+        nnopt_plugin_load(&search, NNOPT_PLUGIN_TECHNIQUE, "kernel_compile", &plugin, &err),
+        NNOPT_OK);
+    nnopt_plugin_search_free(&search);
+    const nnopt_technique_vtable *vt = plugin->desc->vtable;
+    const char *modes[2] = {"precompiled", "compiled"};
+    for (int m = 0; m < 2; m++) {
+        nnopt_config *cfg =
+            nnopt_config_create(plugin->desc->params, (int)plugin->desc->n_params, "k");
+        assert_int_equal(nnopt_config_set(cfg, "mode", modes[m], "t", &err), NNOPT_OK);
+        assert_int_equal(nnopt_config_set(cfg, "cache_dir", f->cache_dir, "t", &err), NNOPT_OK);
+        assert_int_equal(nnopt_config_finish(cfg, "t", &err), NNOPT_OK);
+        void *ctx = NULL;
+        assert_int_equal(vt->create(nnopt_host_api_get(), cfg, &ctx), NNOPT_OK);
+        nnopt_run run;
+        memset(&run, 0, sizeof run);
+        assert_int_equal(vt->before_train(ctx, &run), NNOPT_OK);
+        assert_int_equal(run.kernels.compiled, m);
+        nnopt_network *net = make_network(GRAPH_LENET, NNOPT_F32, "cpu", NULL);
+        net->kernels = run.kernels; /* as the pipeline hands it over */
+        assert_string_equal(net->kernels.cache_dir, m ? f->cache_dir : "");
+        void *x = input_batch(net->graph);
+        double logits[BATCH * 10];
+        infer(net, x, logits);
+        run.net = net;
+        columns c = {0};
+        vt->report(ctx, &run, collect_column, &c);
+        assert_string_equal(column(&c, "kernels"), modes[m]);
+        if (m) {
+            assert_true(atof(column(&c, "compile_seconds")) > 0);
+            assert_string_equal(column(&c, "kernel_cache"), "miss (0 hit, 1 miss)");
+        } else {
+            assert_string_equal(column(&c, "compile_seconds"), "0.000");
+            assert_string_equal(column(&c, "kernel_cache"), "-");
+        }
+        free(x);
+        close_network(net);
+        vt->destroy(ctx);
+        nnopt_config_free(cfg);
+    }
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(lenet_f32_cpu, setup, teardown),
@@ -409,6 +503,8 @@ int main(void) {
         cmocka_unit_test_setup_teardown(corrupted_entry_flipped_byte, setup, teardown),
         cmocka_unit_test_setup_teardown(corrupted_entry_truncated, setup, teardown),
         cmocka_unit_test_setup_teardown(missing_compiler_falls_back, setup, teardown),
+        cmocka_unit_test_setup_teardown(abi_1_0_backend_runs_precompiled, setup, teardown),
+        cmocka_unit_test_setup_teardown(technique_sets_mode_and_reports, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -225,7 +225,8 @@ static int per_image_step(const gen *g, int s) {
 static int phase_of(const gen *g, int s) {
     int phase = 0;
     for (int k = 1; k <= s; k++)
-        phase += !(per_image_step(g, k) && per_image_step(g, k - 1) && g->group[k] == g->group[k - 1]);
+        phase +=
+            !(per_image_step(g, k) && per_image_step(g, k - 1) && g->group[k] == g->group[k - 1]);
     return phase;
 }
 
@@ -602,7 +603,9 @@ static void emit_step_call(gen *g, int s) {
                  "*)(shared + %zu) + %ld, t%d + i * %ld, xp, tmp);\n",
                  s, x, px, g->shared_off[s], g->shared_off[s], wsz, y, py);
         } else {
-            emit(b, "        conv%d(t%d + i * %ld, (const real *)data[%d], %s, t%d + i * %ld, xp, tmp);\n",
+            emit(b,
+                 "        conv%d(t%d + i * %ld, (const real *)data[%d], %s, t%d + i * %ld, xp, "
+                 "tmp);\n",
                  s, x, px, st->in[1], bias_arg, y, py);
         }
         break;
