@@ -59,7 +59,11 @@ static nnopt_status record(nnopt_exec *ex, nnopt_program *prog, nnopt_program_te
         s->n_out = n_out;
         s->out[0] = i;
         for (int k = 1; k < n_out; k++) s->out[k] = aux_index(ex, i, k - 1);
-        if (n->kind == NNOPT_NODE_DROPOUT) s->flags |= NNOPT_PROGRAM_STEP_DYNAMIC;
+        if (n->kind == NNOPT_NODE_DROPOUT) {
+            /* Given at every call; recorded as 0 so that equal programs compare equal. */
+            s->flags |= NNOPT_PROGRAM_STEP_DYNAMIC;
+            s->op.p.dropout.seed = 0;
+        }
         ex->program_nodes[n_steps++] = i;
     }
     *prog = (nnopt_program){sizeof *prog, n_tensors, n_steps, tensors, steps};

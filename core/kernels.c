@@ -36,11 +36,25 @@ static void fall_back(nnopt_kernels *k, const nnopt_backend *b, const char *why)
               b->plugin->desc->name, why);
 }
 
+/* FNV-1a over the program's steps and tensor table: two programs with the
+ * same fingerprint compile to the same kernels. Both arrays are zeroed
+ * before they are filled, so padding bytes hash the same. */
+static uint64_t fingerprint(const nnopt_program *prog) {
+    uint64_t h = 0xcbf29ce484222325ULL;
+    const unsigned char *parts[2] = {(const void *)prog->steps, (const void *)prog->tensors};
+    size_t sizes[2] = {(size_t)prog->n_steps * sizeof *prog->steps,
+                       (size_t)prog->n_tensors * sizeof *prog->tensors};
+    for (int p = 0; p < 2; p++)
+        for (size_t i = 0; i < sizes[p]; i++) h = (h ^ parts[p][i]) * 0x100000001b3ULL;
+    return h;
+}
+
 nnopt_status nnopt_kernels_get(nnopt_kernels *k, nnopt_backend *b, int64_t batch, int training,
                                const nnopt_program *prog, void **compiled, nnopt_error *err) {
     *compiled = NULL;
+    uint64_t print = fingerprint(prog);
     for (int i = 0; i < k->n_programs; i++)
-        if (k->programs[i].batch == batch && k->programs[i].training == training) {
+        if (k->programs[i].fingerprint == print) {
             *compiled = k->programs[i].compiled;
             return NNOPT_OK;
         }
@@ -78,7 +92,7 @@ nnopt_status nnopt_kernels_get(nnopt_kernels *k, nnopt_backend *b, int64_t batch
               b->plugin->desc->name, (long long)batch, training ? "training" : "inference",
               info.specialized_steps, info.total_steps, info.cache_hit ? "cache hit" : "compiled",
               info.compile_seconds, info.note[0] ? "; " : "", info.note);
-    k->programs[k->n_programs++] = (nnopt_compiled_program){batch, training, *compiled};
+    k->programs[k->n_programs++] = (nnopt_compiled_program){print, *compiled};
     return NNOPT_OK;
 }
 

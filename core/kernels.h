@@ -1,8 +1,9 @@
 /* Kernel mode of a network: precompiled (every op through the backend's
  * run) or compiled (executors record their forward pass as a program and the
  * backend compiles kernels specialised for it). Compiled programs are kept
- * here, one per (batch, training) shape, so that the evaluation executors
- * made every epoch reuse them instead of compiling again. */
+ * here, one per distinct program (in practice per batch size and training
+ * flag), so that the evaluation executors made every epoch reuse them
+ * instead of compiling again. */
 #ifndef NNOPT_CORE_KERNELS_H
 #define NNOPT_CORE_KERNELS_H
 
@@ -11,9 +12,8 @@
 #define NNOPT_KERNELS_MAX_PROGRAMS 8
 
 typedef struct nnopt_compiled_program {
-    int64_t batch;
-    int training;
-    void *compiled; /* the backend's */
+    uint64_t fingerprint; /* of the program's steps and tensor table */
+    void *compiled;       /* the backend's */
 } nnopt_compiled_program;
 
 typedef struct nnopt_kernels {
@@ -33,7 +33,8 @@ void nnopt_kernels_set(nnopt_kernels *k, const nnopt_program_options *options);
 /* Whether executors should record and compile programs (compiled mode,
  * and no fallback yet). */
 int nnopt_kernels_wanted(const nnopt_kernels *k);
-/* The compiled program for (batch, training), compiling prog on a miss.
+/* The compiled program for prog (the same steps and tensor shapes), compiling
+ * it on a miss; batch and training only label the log line.
  * NULL (and NNOPT_OK) when the backend has no program support or cannot
  * compile: a warning is logged
  * once and the network runs precompiled kernels. */
