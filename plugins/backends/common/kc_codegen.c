@@ -11,7 +11,7 @@
 #define KC_CONV_ACCUMULATORS 24
 #define KC_CONV_MAX_VECTORS 4      /* output vectors per channel in a conv micro-kernel */
 #define KC_DENSE_IMAGES 4          /* images per dense micro-kernel */
-#define KC_DENSE_OUTPUTS 4         /* outputs per dense micro-kernel */
+#define KC_DENSE_VECTORS 6 /* output vectors per dense micro-kernel */
 #define KC_MAX_TILE 8              /* images per tile */
 #define KC_TILE_BYTES (192 * 1024) /* a tile's intermediates should stay in L2 */
 
@@ -209,6 +209,18 @@ static conv_geom conv_geometry(const gen *g, const nnopt_program_step *s) {
     return c;
 }
 
+typedef struct dense_geom {
+    long in, out, outp, vectors;
+} dense_geom;
+
+static dense_geom dense_geometry(const gen *g, const nnopt_program_step *st) {
+    const nnopt_program_tensor *w = tensor(g, st->in[1]);
+    dense_geom d = {(long)w->shape[1], (long)w->shape[0], 0, 0};
+    d.vectors = (d.out + g->vl - 1) / g->vl;
+    d.outp = d.vectors * g->vl;
+    return d;
+}
+
 static size_t align64(size_t n) {
     return (n + 63) & ~(size_t)63;
 }
@@ -303,6 +315,11 @@ static int plan(gen *g) {
     }
     free(live);
     for (int s = 0; s < p->n_steps; s++) {
+        if (g->kind[s] == STEP_SPECIAL && p->steps[s].op.kind == NNOPT_OP_DENSE) {
+            dense_geom d = dense_geometry(g, &p->steps[s]);
+            g->shared_off[s] = g->shared_bytes;
+            g->shared_bytes += align64((size_t)((d.in + 1) * d.outp) * g->esize);
+        }
         if (g->kind[s] != STEP_SPECIAL || p->steps[s].op.kind != NNOPT_OP_CONV2D) continue;
         conv_geom c = conv_geometry(g, &p->steps[s]);
         size_t xp = align64((size_t)c.xp_elems * g->esize),
@@ -380,15 +397,43 @@ static void emit_conv_microkernel(gen *g, int s, const conv_geom *c, int kb, int
     emit(b, "}\n");
 }
 
+/* Cycles per tap of a kb x jb micro-kernel: two FMAs and two vector loads
+ * (jb inputs, kb broadcast weights) issue per cycle, and each accumulator's
+ * FMAs form a chain of 4-cycle latency, whichever bound is the slowest; the
+ * loads are added at 1/16 as a tie-break towards larger blocks. */
+static double block_cost(int kb, int jb) {
+    double fma = kb * jb / 2.0, loads = (kb + jb) / 2.0, latency = 4;
+    double bound = fma > loads ? fma : loads;
+    return (bound > latency ? bound : latency) + loads / 16;
+}
+
+/* The register block (channels x vectors) with the fewest cycles over the
+ * whole output, remainder blocks included. */
+static void conv_blocking(const conv_geom *c, int *kb_out, int *jb_out) {
+    double best = -1;
+    for (int jb = 1; jb <= KC_CONV_MAX_VECTORS && jb <= c->NV; jb++)
+        for (int kb = 1; kb <= c->K && kb * jb <= KC_CONV_ACCUMULATORS; kb++) {
+            long kq = (long)(c->K / kb), kr = (long)(c->K % kb);
+            long jq = (long)(c->NV / jb), jr = (long)(c->NV % jb);
+            double cost = kq * jq * block_cost(kb, jb) + (kr ? jq * block_cost((int)kr, jb) : 0) +
+                          (jr ? kq * block_cost(kb, (int)jr) : 0) +
+                          (kr && jr ? block_cost((int)kr, (int)jr) : 0);
+            if (best < 0 || cost < best) {
+                best = cost;
+                *kb_out = kb;
+                *jb_out = jb;
+            }
+        }
+}
+
 static void emit_conv(gen *g, int s) {
     sbuf *b = &g->b;
     const nnopt_program_step *st = &g->prog->steps[s];
     conv_geom c = conv_geometry(g, st);
     int bias = st->n_in == 3 || g->fused_bn[s] >= 0;
     int act = g->fused_act[s] >= 0 ? g->prog->steps[g->fused_act[s]].op.p.act.kind : 0;
-    int jb = c.NV < KC_CONV_MAX_VECTORS ? (int)c.NV : KC_CONV_MAX_VECTORS;
-    int kb = KC_CONV_ACCUMULATORS / jb;
-    if (kb > c.K) kb = (int)c.K;
+    int kb = 1, jb = 1;
+    conv_blocking(&c, &kb, &jb);
     int kr = (int)(c.K % kb), jr = (int)(c.NV % jb);
     emit_conv_microkernel(g, s, &c, kb, jb, bias, act);
     if (jr) emit_conv_microkernel(g, s, &c, kb, jr, bias, act);
@@ -438,39 +483,38 @@ static void emit_conv(gen *g, int s) {
          (long)c.K, (long)c.P, (long)c.P, (long)c.Q, (long)c.JT, (long)c.WP, (long)c.Q);
 }
 
-static void emit_dense_microkernel(gen *g, int s, long in, int nb, int no, int bias, int act) {
+/* Dense layers run on packed weights: W transposed to [IN][OUTP] (OUT
+ * rounded up to whole vectors, zero-padded) with the bias padded alike,
+ * repacked at the start of every call (they change every training step).
+ * A micro-kernel keeps nb images x ov output vectors in registers; per input
+ * it loads ov weight vectors and broadcasts nb inputs. `tail` is how many
+ * outputs of its last vector exist (VL when it is whole). */
+static void emit_dense_microkernel(gen *g, int s, const dense_geom *d, int nb, int ov, int tail,
+                                   int act) {
     sbuf *b = &g->b;
     emit(b,
-         "static inline void dense%d_mk%dx%d(const real *restrict x, long xs, const real "
-         "*restrict w, const real *restrict b, real *restrict y, long ys) {\n",
-         s, nb, no);
+         "static inline void dense%d_mk%dx%d_%d(const real *restrict x, long xs, const real "
+         "*restrict wt, const real *restrict bp, real *restrict y, long ys) {\n",
+         s, nb, ov, tail);
     for (int n = 0; n < nb; n++)
-        for (int o = 0; o < no; o++) emit(b, "  vr a%d_%d = (vr){0};\n", n, o);
-    long main_end = in / g->vl * g->vl, tail = in - main_end;
-    emit(b, "  for (long i = 0; i < %ld; i += VL) {\n", main_end);
-    for (int n = 0; n < nb; n++) emit(b, "    vr x%d = ld(x + %d * xs + i);\n", n, n);
-    for (int o = 0; o < no; o++) {
-        emit(b, "    { vr wv = ld(w + %ld + i);", (long)o * in);
-        for (int n = 0; n < nb; n++) emit(b, " a%d_%d += wv * x%d;", n, o, n);
+        for (int v = 0; v < ov; v++) emit(b, "  vr a%d_%d = ld(bp + %d);\n", n, v, v * g->vl);
+    emit(b, "  for (long i = 0; i < %ld; i++) {\n", d->in);
+    for (int v = 0; v < ov; v++) emit(b, "    vr w%d = ld(wt + i * %ld + %d);\n", v, d->outp, v * g->vl);
+    for (int n = 0; n < nb; n++) {
+        emit(b, "    { vr xv = bc(x[%d * xs + i]);", n);
+        for (int v = 0; v < ov; v++) emit(b, " a%d_%d += xv * w%d;", n, v, v);
         emit(b, " }\n");
     }
     emit(b, "  }\n");
-    if (tail) {
-        for (int n = 0; n < nb; n++)
-            emit(b, "  { vr x%d = ldn(x + %d * xs + %ld, %ld);\n", n, n, main_end, tail);
-        for (int o = 0; o < no; o++) {
-            emit(b, "    { vr wv = ldn(w + %ld, %ld);", (long)o * in + main_end, tail);
-            for (int n = 0; n < nb; n++) emit(b, " a%d_%d += wv * x%d;", n, o, n);
-            emit(b, " }\n");
-        }
-        for (int n = 0; n < nb; n++) emit(b, "  }");
-        emit(b, "\n");
-    }
     for (int n = 0; n < nb; n++)
-        for (int o = 0; o < no; o++) {
-            emit(b, "  y[%d * ys + %d] = %s(bc(hsum(a%d_%d)", n, o, act_fn(act), n, o);
-            if (bias) emit(b, " + b[%d]", o);
-            emit(b, "))[0];\n");
+        for (int v = 0; v < ov; v++) {
+            if (v < ov - 1 || tail == g->vl)
+                emit(b, "  st(y + %d * ys + %d, %s(a%d_%d));\n", n, v * g->vl, act_fn(act), n, v);
+            else
+                emit(b,
+                     "  { vr r = %s(a%d_%d); __builtin_memcpy(y + %d * ys + %d, &r, %d * "
+                     "sizeof(real)); }\n",
+                     act_fn(act), n, v, n, v * g->vl, tail);
         }
     emit(b, "}\n");
 }
@@ -478,35 +522,37 @@ static void emit_dense_microkernel(gen *g, int s, long in, int nb, int no, int b
 static void emit_dense(gen *g, int s) {
     sbuf *b = &g->b;
     const nnopt_program_step *st = &g->prog->steps[s];
-    const nnopt_program_tensor *w = tensor(g, st->in[1]);
-    long out = (long)w->shape[0], in = (long)w->shape[1];
-    int bias = st->n_in == 3;
+    dense_geom d = dense_geometry(g, st);
     int act = g->fused_act[s] >= 0 ? g->prog->steps[g->fused_act[s]].op.p.act.kind : 0;
-    int orem = (int)(out % KC_DENSE_OUTPUTS);
-    long omain = out - orem;
     int sizes[2] = {KC_DENSE_IMAGES, 1};
-    for (int v = 0; v < 2; v++) {
-        emit_dense_microkernel(g, s, in, sizes[v], KC_DENSE_OUTPUTS, bias, act);
-        if (orem) emit_dense_microkernel(g, s, in, sizes[v], orem, bias, act);
-    }
+    int ov = (int)(d.vectors < KC_DENSE_VECTORS ? d.vectors : KC_DENSE_VECTORS);
+    int last_tail = (int)(d.out - (d.vectors - 1) * g->vl);
+    /* Output blocks: whole blocks of ov vectors, then the rest; only the
+     * last vector of all may be partial. */
+    for (int v = 0; v < 2; v++)
+        for (long o = 0; o < d.vectors; o += ov) {
+            int count = (int)(d.vectors - o < ov ? d.vectors - o : ov);
+            int tail = o + count == d.vectors ? last_tail : g->vl;
+            /* Emitted once per distinct (images, vectors, tail). */
+            int seen = 0;
+            for (long p = 0; p < o; p += ov) {
+                int pc = (int)(d.vectors - p < ov ? d.vectors - p : ov);
+                seen |= pc == count && (p + pc == d.vectors ? last_tail : g->vl) == tail;
+            }
+            if (!seen) emit_dense_microkernel(g, s, &d, sizes[v], count, tail, act);
+        }
     emit(b,
          "/* step %d: dense %ld -> %ld%s */\n"
-         "static void dense%d(const real *restrict x, long xs, const real *restrict w, const "
-         "real *restrict b, real *restrict y, long ys, long cnt) {\n"
-         "  long n = 0;\n",
-         s, in, out, act ? ", activation fused" : "", s);
+         "static void dense%d(const real *restrict x, long xs, const real *restrict wt, const "
+         "real *restrict bp, real *restrict y, long ys, long cnt) {\n  long n = 0;\n",
+         s, d.in, d.out, act ? ", activation fused" : "", s);
     for (int v = 0; v < 2; v++) {
-        int nb = sizes[v];
-        emit(b, "  for (; n + %d <= cnt; n += %d) {\n", nb, nb);
-        emit(b,
-             "    for (long o = 0; o < %ld; o += %d) dense%d_mk%dx%d(x + n * xs, xs, w + o * "
-             "%ld, %s, y + n * ys + o, ys);\n",
-             omain, KC_DENSE_OUTPUTS, s, nb, KC_DENSE_OUTPUTS, in, bias ? "b + o" : "0");
-        if (orem) {
-            char bias_tail[48];
-            snprintf(bias_tail, sizeof bias_tail, bias ? "b + %ld" : "0", omain);
-            emit(b, "    dense%d_mk%dx%d(x + n * xs, xs, w + %ld, %s, y + n * ys + %ld, ys);\n", s,
-                 nb, orem, omain * in, bias_tail, omain);
+        emit(b, "  for (; n + %d <= cnt; n += %d) {\n", sizes[v], sizes[v]);
+        for (long o = 0; o < d.vectors; o += ov) {
+            int count = (int)(d.vectors - o < ov ? d.vectors - o : ov);
+            int tail = o + count == d.vectors ? last_tail : g->vl;
+            emit(b, "    dense%d_mk%dx%d_%d(x + n * xs, xs, wt + %ld, bp + %ld, y + n * ys + %ld, ys);\n",
+                 s, sizes[v], count, tail, o * g->vl, o * g->vl, o * g->vl);
         }
         emit(b, "  }\n");
     }
@@ -609,10 +655,14 @@ static void emit_step_call(gen *g, int s) {
                  s, x, px, st->in[1], bias_arg, y, py);
         }
         break;
-    case NNOPT_OP_DENSE:
-        emit(b, "      dense%d(t%d, %ld, (const real *)data[%d], %s, t%d, %ld, cnt);\n", s, x, px,
-             st->in[1], bias_arg, y, py);
+    case NNOPT_OP_DENSE: {
+        dense_geom d = dense_geometry(g, st);
+        emit(b,
+             "      dense%d(t%d, %ld, (const real *)(shared + %zu), (const real *)(shared + %zu) + "
+             "%ld, t%d, %ld, cnt);\n",
+             s, x, px, g->shared_off[s], g->shared_off[s], d.in * d.outp, y, py);
         break;
+    }
     case NNOPT_OP_POOL2D:
         emit(b, "        pool%d(t%d + i * %ld, t%d + i * %ld);\n", s, x, px, y, py);
         break;
@@ -652,6 +702,27 @@ static void emit_fold(gen *g, int s) {
          "      bf[k] = (%s - m[k]) * sc + be[k];\n    }\n  }\n",
          st->in[1], bn->in[1], bn->in[2], bn->in[3], bn->in[4], g->shared_off[s], wsz, (long)c.K,
          bn->op.p.bn.eps, crs, crs, crs, conv_bias);
+}
+
+/* Dense weights transposed to [IN][OUTP] and the bias padded, every call. */
+static void emit_dense_pack(gen *g, int s) {
+    const nnopt_program_step *st = &g->prog->steps[s];
+    dense_geom d = dense_geometry(g, st);
+    char bias[64] = "0";
+    if (st->n_in == 3) snprintf(bias, sizeof bias, "((const real *)data[%d])[o]", st->in[2]);
+    if (g->threads > 1)
+        emit(&g->b, "#pragma omp parallel for num_threads(%d) schedule(static)\n", g->threads);
+    emit(&g->b,
+         "  for (long i = 0; i < %ld; i++) {\n"
+         "    const real *w = (const real *)data[%d];\n"
+         "    real *wt = (real *)(shared + %zu) + i * %ld;\n"
+         "    for (long o = 0; o < %ld; o++) wt[o] = w[o * %ld + i];\n"
+         "    for (long o = %ld; o < %ld; o++) wt[o] = 0;\n  }\n"
+         "  {\n    real *bp = (real *)(shared + %zu) + %ld;\n"
+         "    for (long o = 0; o < %ld; o++) bp[o] = %s;\n"
+         "    for (long o = %ld; o < %ld; o++) bp[o] = 0;\n  }\n",
+         d.in, st->in[1], g->shared_off[s], d.outp, d.out, d.in, d.out, d.outp, g->shared_off[s],
+         d.in * d.outp, d.out, bias, d.out, d.outp);
 }
 
 static void emit_group(gen *g, int grp, int first, int last) {
@@ -728,8 +799,11 @@ static void emit_program(gen *g) {
          "int nnopt_kc_program(void *const *data, kc_fallback_fn fallback, void *ctx, char "
          "*shared, char *scratch) {\n  (void)shared; (void)scratch;\n",
          g->tile_bytes + g->xp_bytes + g->tmp_bytes, g->shared_bytes, g->threads);
-    for (int s = 0; s < p->n_steps; s++)
+    for (int s = 0; s < p->n_steps; s++) {
         if (g->kind[s] == STEP_SPECIAL && g->fused_bn[s] >= 0) emit_fold(g, s);
+        if (g->kind[s] == STEP_SPECIAL && p->steps[s].op.kind == NNOPT_OP_DENSE)
+            emit_dense_pack(g, s);
+    }
     for (int s = 0; s < p->n_steps;) {
         if (g->kind[s] == STEP_FALLBACK) {
             emit(b, "  if (fallback(ctx, %d)) return 1; /* %s */\n", s,
