@@ -63,6 +63,7 @@ typedef struct gen {
     long *tile_off;            /* per root: byte offset in the tile area, or -1 */
     int *tile_images;          /* per group */
     size_t shared_bytes, tile_bytes, xp_bytes, tmp_bytes;
+    int all_external; /* every value a step writes is read outside (training) */
     sbuf b;
 } gen;
 
@@ -91,12 +92,16 @@ static int can_specialize(const gen *g, const nnopt_program_step *s) {
         !same_dtype(g, s))
         return 0;
     const nnopt_program_tensor *x = tensor(g, s->in[0]);
+    /* With every value stored for backward there is nothing to fuse, and the
+     * generated convolution and dense kernels were measured slower than the
+     * backends' own on LeNet-5 training (0.77-0.99x): leave those to them. */
+    int fusable = !g->all_external;
     switch (s->op.kind) {
     case NNOPT_OP_CONV2D:
-        return (s->n_in == 2 || s->n_in == 3) && x->ndim == 4 && s->op.p.conv2d.groups == 1 &&
+        return fusable && (s->n_in == 2 || s->n_in == 3) && x->ndim == 4 && s->op.p.conv2d.groups == 1 &&
                s->op.p.conv2d.stride_h == 1 && s->op.p.conv2d.stride_w == 1;
     case NNOPT_OP_DENSE:
-        return (s->n_in == 2 || s->n_in == 3) &&
+        return fusable && (s->n_in == 2 || s->n_in == 3) &&
                per_image(g, s->in[0]) == tensor(g, s->in[1])->shape[1];
     case NNOPT_OP_POOL2D:
         return x->ndim == 4;
@@ -128,6 +133,11 @@ static void classify(gen *g) {
         g->root[i] = r;
         g->producer[i] = -1;
     }
+    g->all_external = 1;
+    for (int s = 0; s < p->n_steps; s++)
+        for (int k = 0; k < p->steps[s].n_out; k++)
+            if (!(p->tensors[g->root[p->steps[s].out[k]]].flags & NNOPT_PROGRAM_TENSOR_EXTERNAL))
+                g->all_external = 0;
     int group = -1, previous = STEP_FALLBACK;
     for (int s = 0; s < p->n_steps; s++) {
         const nnopt_program_step *st = &p->steps[s];
