@@ -291,6 +291,43 @@ static void residual_f32_blis(void **state) {
     check_against_reference(*state, GRAPH_RESIDUAL, NNOPT_F32, "blis");
 }
 
+/* New parameter values between two calls of one compiled program (training
+ * between evaluations) must be used: packed and folded weights are redone. */
+static void weights_changed_between_calls(void **state) {
+    fixture *f = *state;
+    for (int kind = GRAPH_LENET; kind <= GRAPH_RESIDUAL; kind++) {
+        nnopt_network *ref = make_network((graph_kind)kind, NNOPT_F32, "cpu", NULL);
+        nnopt_network *net = make_network((graph_kind)kind, NNOPT_F32, "blis", &f->options);
+        void *x = input_batch(net->graph);
+        double want[BATCH * 10], got[BATCH * 10];
+        nnopt_exec *ex = NULL;
+        nnopt_error err = {0};
+        assert_int_equal(nnopt_exec_create(net, BATCH, 0, &ex, &err), NNOPT_OK);
+        assert_non_null(ex->program);
+        for (int round = 0; round < 2; round++) {
+            if (round == 1) /* every parameter and statistic gets new values */
+                for (int i = 0; i < net->graph->n_nodes; i++) {
+                    if (!net->param[i]) continue;
+                    int64_t n = nnopt_tensor_numel(net->param[i]);
+                    double *v = malloc((size_t)n * sizeof *v);
+                    int var = strstr(net->graph->nodes[i].name, "running_var") != NULL;
+                    fill(v, n, 900u + (unsigned)i, var ? 0.2 : -1, var ? 2 : 1);
+                    write_doubles(ref, ref->param[i], v);
+                    write_doubles(net, net->param[i], v);
+                    free(v);
+                }
+            infer(ref, x, want);
+            assert_int_equal(nnopt_exec_forward(ex, x, &err), NNOPT_OK);
+            assert_int_equal(nnopt_exec_read_logits(ex, got, &err), NNOPT_OK);
+            assert_close(want, got, BATCH * 10, tolerance(NNOPT_F32), "logits");
+        }
+        nnopt_exec_free(ex);
+        free(x);
+        close_network(ref);
+        close_network(net);
+    }
+}
+
 /* The single cached object of a fresh cache folder (path without ".so"). */
 static void cached_entry(const fixture *f, char *path, size_t size) {
     DIR *d = opendir(f->cache_dir);
@@ -499,6 +536,7 @@ int main(void) {
         cmocka_unit_test_setup_teardown(residual_f64_cpu, setup, teardown),
         cmocka_unit_test_setup_teardown(lenet_f32_blis, setup, teardown),
         cmocka_unit_test_setup_teardown(residual_f32_blis, setup, teardown),
+        cmocka_unit_test_setup_teardown(weights_changed_between_calls, setup, teardown),
         cmocka_unit_test_setup_teardown(cache_miss_then_hit, setup, teardown),
         cmocka_unit_test_setup_teardown(corrupted_entry_flipped_byte, setup, teardown),
         cmocka_unit_test_setup_teardown(corrupted_entry_truncated, setup, teardown),

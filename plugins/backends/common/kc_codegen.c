@@ -11,7 +11,7 @@
 #define KC_CONV_ACCUMULATORS 24
 #define KC_CONV_MAX_VECTORS 4      /* output vectors per channel in a conv micro-kernel */
 #define KC_DENSE_IMAGES 4          /* images per dense micro-kernel */
-#define KC_DENSE_VECTORS 6 /* output vectors per dense micro-kernel */
+#define KC_DENSE_VECTORS 6         /* output vectors per dense micro-kernel */
 #define KC_MAX_TILE 8              /* images per tile */
 #define KC_TILE_BYTES (192 * 1024) /* a tile's intermediates should stay in L2 */
 
@@ -98,8 +98,9 @@ static int can_specialize(const gen *g, const nnopt_program_step *s) {
     int fusable = !g->all_external;
     switch (s->op.kind) {
     case NNOPT_OP_CONV2D:
-        return fusable && (s->n_in == 2 || s->n_in == 3) && x->ndim == 4 && s->op.p.conv2d.groups == 1 &&
-               s->op.p.conv2d.stride_h == 1 && s->op.p.conv2d.stride_w == 1;
+        return fusable && (s->n_in == 2 || s->n_in == 3) && x->ndim == 4 &&
+               s->op.p.conv2d.groups == 1 && s->op.p.conv2d.stride_h == 1 &&
+               s->op.p.conv2d.stride_w == 1;
     case NNOPT_OP_DENSE:
         return fusable && (s->n_in == 2 || s->n_in == 3) &&
                per_image(g, s->in[0]) == tensor(g, s->in[1])->shape[1];
@@ -328,7 +329,9 @@ static int plan(gen *g) {
         if (g->kind[s] == STEP_SPECIAL && p->steps[s].op.kind == NNOPT_OP_DENSE) {
             dense_geom d = dense_geometry(g, &p->steps[s]);
             g->shared_off[s] = g->shared_bytes;
-            g->shared_bytes += align64((size_t)((d.in + 1) * d.outp) * g->esize);
+            /* Packed weights and bias, then the raw ones they were packed from. */
+            g->shared_bytes += align64((size_t)((d.in + 1) * d.outp) * g->esize) +
+                               align64((size_t)((d.in + 1) * d.out) * g->esize);
         }
         if (g->kind[s] != STEP_SPECIAL || p->steps[s].op.kind != NNOPT_OP_CONV2D) continue;
         conv_geom c = conv_geometry(g, &p->steps[s]);
@@ -509,7 +512,8 @@ static void emit_dense_microkernel(gen *g, int s, const dense_geom *d, int nb, i
     for (int n = 0; n < nb; n++)
         for (int v = 0; v < ov; v++) emit(b, "  vr a%d_%d = ld(bp + %d);\n", n, v, v * g->vl);
     emit(b, "  for (long i = 0; i < %ld; i++) {\n", d->in);
-    for (int v = 0; v < ov; v++) emit(b, "    vr w%d = ld(wt + i * %ld + %d);\n", v, d->outp, v * g->vl);
+    for (int v = 0; v < ov; v++)
+        emit(b, "    vr w%d = ld(wt + i * %ld + %d);\n", v, d->outp, v * g->vl);
     for (int n = 0; n < nb; n++) {
         emit(b, "    { vr xv = bc(x[%d * xs + i]);", n);
         for (int v = 0; v < ov; v++) emit(b, " a%d_%d += xv * w%d;", n, v, v);
@@ -561,7 +565,9 @@ static void emit_dense(gen *g, int s) {
         for (long o = 0; o < d.vectors; o += ov) {
             int count = (int)(d.vectors - o < ov ? d.vectors - o : ov);
             int tail = o + count == d.vectors ? last_tail : g->vl;
-            emit(b, "    dense%d_mk%dx%d_%d(x + n * xs, xs, wt + %ld, bp + %ld, y + n * ys + %ld, ys);\n",
+            emit(b,
+                 "    dense%d_mk%dx%d_%d(x + n * xs, xs, wt + %ld, bp + %ld, y + n * ys + %ld, "
+                 "ys);\n",
                  s, sizes[v], count, tail, o * g->vl, o * g->vl, o * g->vl);
         }
         emit(b, "  }\n");
@@ -714,25 +720,41 @@ static void emit_fold(gen *g, int s) {
          bn->op.p.bn.eps, crs, crs, crs, conv_bias);
 }
 
-/* Dense weights transposed to [IN][OUTP] and the bias padded, every call. */
+/* Dense weights transposed to [IN][OUTP] and the bias padded. They change
+ * between calls in training and between evaluations, so each call compares
+ * them with the copy they were last packed from (a sequential read, far
+ * cheaper than the transposition) and repacks only when they differ. The
+ * shared area starts zeroed, which is also the packing of all-zero weights. */
 static void emit_dense_pack(gen *g, int s) {
     const nnopt_program_step *st = &g->prog->steps[s];
     dense_geom d = dense_geometry(g, st);
-    char bias[64] = "0";
-    if (st->n_in == 3) snprintf(bias, sizeof bias, "((const real *)data[%d])[o]", st->in[2]);
+    size_t packed = align64((size_t)((d.in + 1) * d.outp) * g->esize);
+    char bias[48] = "0";
+    if (st->n_in == 3) snprintf(bias, sizeof bias, "(const real *)data[%d]", st->in[2]);
+    emit(&g->b,
+         "  {\n    const real *w = (const real *)data[%d], *bias = %s;\n"
+         "    real *wt = (real *)(shared + %zu), *seen = (real *)(shared + %zu);\n"
+         "    int changed = __builtin_memcmp(seen, w, %ld * sizeof(real)) != 0;\n"
+         "    if (bias) changed |= __builtin_memcmp(seen + %ld, bias, %ld * sizeof(real)) != 0;\n"
+         "    if (changed) {\n"
+         "      __builtin_memcpy(seen, w, %ld * sizeof(real));\n"
+         "      if (bias) __builtin_memcpy(seen + %ld, bias, %ld * sizeof(real));\n",
+         st->in[1], bias, g->shared_off[s], g->shared_off[s] + packed, d.in * d.out, d.in * d.out,
+         d.out, d.in * d.out, d.in * d.out, d.out);
+    /* Blocks of 16 inputs: rows of W are read whole lines and the 16 rows of
+     * WT being written stay in L1. */
     if (g->threads > 1)
         emit(&g->b, "#pragma omp parallel for num_threads(%d) schedule(static)\n", g->threads);
     emit(&g->b,
-         "  for (long i = 0; i < %ld; i++) {\n"
-         "    const real *w = (const real *)data[%d];\n"
-         "    real *wt = (real *)(shared + %zu) + i * %ld;\n"
-         "    for (long o = 0; o < %ld; o++) wt[o] = w[o * %ld + i];\n"
-         "    for (long o = %ld; o < %ld; o++) wt[o] = 0;\n  }\n"
-         "  {\n    real *bp = (real *)(shared + %zu) + %ld;\n"
-         "    for (long o = 0; o < %ld; o++) bp[o] = %s;\n"
-         "    for (long o = %ld; o < %ld; o++) bp[o] = 0;\n  }\n",
-         d.in, st->in[1], g->shared_off[s], d.outp, d.out, d.in, d.out, d.outp, g->shared_off[s],
-         d.in * d.outp, d.out, bias, d.out, d.outp);
+         "      for (long i0 = 0; i0 < %ld; i0 += 16) {\n"
+         "        long i1 = i0 + 16 < %ld ? i0 + 16 : %ld;\n"
+         "        for (long o = 0; o < %ld; o++)\n"
+         "          for (long i = i0; i < i1; i++) wt[i * %ld + o] = w[o * %ld + i];\n"
+         "      }\n"
+         "      real *bp = wt + %ld;\n"
+         "      for (long o = 0; o < %ld; o++) bp[o] = bias ? bias[o] : 0;\n"
+         "    }\n  }\n",
+         d.in, d.in, d.in, d.out, d.outp, d.in, d.in * d.outp, d.out);
 }
 
 static void emit_group(gen *g, int grp, int first, int last) {

@@ -97,6 +97,7 @@ nnopt_status nnopt_kc_compile(const nnopt_host_api *host, const nnopt_program *p
         return NNOPT_STATUS_OUT_OF_MEMORY;
     }
     memset(p->scratch, 0, scratch * (size_t)(*object_threads) + 64);
+    memset(p->shared, 0, shared + 64); /* packed weights start as those of all-zero ones */
     memcpy(p->steps, prog->steps, (size_t)prog->n_steps * sizeof *p->steps);
     info->cache_hit = hit;
     info->compile_seconds = now_seconds() - start;
