@@ -62,7 +62,9 @@ static nnopt_graph *lenet_graph(nnopt_dtype dt) {
     return g;
 }
 
-/* A residual block as ResNet builds it: batch norm on the input (alone),
+/* A residual block as ResNet builds it (16 channels: whole f32 and f64
+ * vectors, so its convolutions take the channel-vectorised kernels), batch
+ * norm on the input (alone),
  * conv + bn + relu, conv + bias + bn, add, relu6, dropout, global average
  * pooling, dense. */
 static nnopt_graph *residual_graph(nnopt_dtype dt) {
@@ -70,16 +72,17 @@ static nnopt_graph *residual_graph(nnopt_dtype dt) {
     nnopt_node x = nnopt_graph_input(g, dt);
     nnopt_conv2d_params same = {1, 1, 1, 1, 1};
     x = nnopt_graph_batchnorm(g, "bn0", x, 1e-5, 0.1);
-    nnopt_node skip = nnopt_graph_conv2d(g, x, param(g, "c0.w", 4, 8, 3, 1, 1), -1,
+    nnopt_node skip = nnopt_graph_conv2d(g, x, param(g, "c0.w", 4, 16, 3, 1, 1), -1,
                                          &(nnopt_conv2d_params){1, 1, 0, 0, 1});
-    nnopt_node y = nnopt_graph_conv2d(g, skip, param(g, "c1.w", 4, 8, 8, 3, 3), -1, &same);
+    nnopt_node y = nnopt_graph_conv2d(g, skip, param(g, "c1.w", 4, 16, 16, 3, 3), -1, &same);
     y = nnopt_graph_act(g, nnopt_graph_batchnorm(g, "bn1", y, 1e-5, 0.1), NNOPT_ACT_RELU);
-    y = nnopt_graph_conv2d(g, y, param(g, "c2.w", 4, 8, 8, 3, 3), param(g, "c2.b", 1, 8, 0, 0, 0),
-                           &same);
+    y = nnopt_graph_conv2d(g, y, param(g, "c2.w", 4, 16, 16, 3, 3),
+                           param(g, "c2.b", 1, 16, 0, 0, 0), &same);
     y = nnopt_graph_batchnorm(g, "bn2", y, 1e-5, 0.1);
     y = nnopt_graph_act(g, nnopt_graph_add(g, y, skip), NNOPT_ACT_RELU6);
     y = nnopt_graph_global_avg_pool(g, nnopt_graph_dropout(g, y, 0.25));
-    y = nnopt_graph_dense(g, y, param(g, "fc.w", 2, 10, 8, 0, 0), param(g, "fc.b", 1, 10, 0, 0, 0));
+    y = nnopt_graph_dense(g, y, param(g, "fc.w", 2, 10, 16, 0, 0),
+                          param(g, "fc.b", 1, 10, 0, 0, 0));
     nnopt_error err = {0};
     assert_int_equal(nnopt_graph_finish(g, y, &err), NNOPT_OK);
     return g;

@@ -60,6 +60,7 @@ typedef struct gen {
     int *fused_bn, *fused_act; /* per head step: the absorbed step, or -1 */
     int *final_out;            /* per head step: the root its chain writes */
     size_t *shared_off;        /* per head step with a folded batch norm */
+    size_t *pack_off;          /* per channel-vectorised conv: its packed weights */
     long *tile_off;            /* per root: byte offset in the tile area, or -1 */
     int *tile_images;          /* per group */
     size_t shared_bytes, tile_bytes, xp_bytes, tmp_bytes;
@@ -232,6 +233,15 @@ static dense_geom dense_geometry(const gen *g, const nnopt_program_step *st) {
     return d;
 }
 
+/* Output channels in the vector lanes instead of output columns: when K
+ * fills whole vectors and the flattened padded rows would waste more than a
+ * tenth of the lanes on columns past Q (small images, e.g. LeNet-5's second
+ * conv: 30%). Every lane is then an output, at one broadcast per FMA. */
+static int channel_vectorized(const gen *g, const conv_geom *c) {
+    double useful = (double)(c->P * c->Q) / (double)(c->NV * g->vl);
+    return c->K % g->vl == 0 && c->K / g->vl <= 4 && useful < 0.9;
+}
+
 static size_t align64(size_t n) {
     return (n + 63) & ~(size_t)63;
 }
@@ -343,6 +353,10 @@ static int plan(gen *g) {
             g->shared_off[s] = g->shared_bytes;
             g->shared_bytes += align64((size_t)(c.K * c.C * c.R * c.S + c.K) * g->esize);
         }
+        if (channel_vectorized(g, &c)) { /* packed weights, then the copy they came from */
+            g->pack_off[s] = g->shared_bytes;
+            g->shared_bytes += 2 * align64((size_t)(c.K * c.C * c.R * c.S) * g->esize);
+        }
     }
     return 0;
 }
@@ -439,12 +453,113 @@ static void conv_blocking(const conv_geom *c, int *kb_out, int *jb_out) {
         }
 }
 
+/* The padded input copy shared by both convolution layouts. */
+static void emit_conv_pad(gen *g, const conv_geom *c) {
+    emit(&g->b,
+         "  for (int c = 0; c < %ld; c++)\n  for (int h = 0; h < %ld; h++) {\n"
+         "    real *row = xp + (c * %ld + h) * %ld;\n    int ih = h - %ld;\n"
+         "    if (ih < 0 || ih >= %ld) { for (int i = 0; i < %ld; i++) row[i] = 0; continue; }\n"
+         "    for (int i = 0; i < %ld; i++) row[i] = 0;\n"
+         "    __builtin_memcpy(row + %ld, x + (c * %ld + ih) * %ld, %ld * sizeof(real));\n"
+         "    for (int i = %ld; i < %ld; i++) row[i] = 0;\n  }\n",
+         (long)c->C, (long)c->HP, (long)c->HP, (long)c->WP, (long)c->PH, (long)c->H, (long)c->WP,
+         (long)c->PW, (long)c->PW, (long)c->H, (long)c->W, (long)c->W, (long)(c->PW + c->W),
+         (long)c->WP);
+}
+
+/* Channel-vectorised convolution: a micro-kernel per block of output
+ * positions (their input offsets are constants), kv vectors of channels
+ * each; results go to tmp as [position][K], then transposed into y. */
+static void emit_conv_channels(gen *g, int s, const conv_geom *c, int bias, int act) {
+    sbuf *b = &g->b;
+    int kv = (int)(c->K / g->vl), block = KC_CONV_ACCUMULATORS / kv;
+    long positions = (long)(c->P * c->Q), K = (long)c->K;
+    int blocks = (int)((positions + block - 1) / block);
+    for (int blk = 0; blk < blocks; blk++) {
+        long first = (long)blk * block,
+             count = positions - first < block ? positions - first : block;
+        emit(b,
+             "static inline void conv%d_cb%d(const real *restrict xp, const real *restrict wp, "
+             "const real *restrict b, real *restrict out) {\n",
+             s, blk);
+        for (long i = 0; i < count; i++)
+            for (int v = 0; v < kv; v++) {
+                if (bias)
+                    emit(b, "  vr a%ld_%d = ld(b + %d);\n", i, v, v * g->vl);
+                else
+                    emit(b, "  vr a%ld_%d = (vr){0};\n", i, v);
+            }
+        emit(b,
+             "  for (int c = 0; c < %ld; c++)\n  for (int r = 0; r < %ld; r++) {\n"
+             "    const real *xr = xp + (c * %ld + r) * %ld;\n"
+             "    const real *wr = wp + (c * %ld + r) * %ld;\n"
+             "#pragma GCC unroll 16\n    for (int s = 0; s < %ld; s++) {\n",
+             (long)c->C, (long)c->R, (long)c->HP, (long)c->WP, (long)c->R, (long)c->S * K,
+             (long)c->S);
+        for (int v = 0; v < kv; v++)
+            emit(b, "      vr w%d = ld(wr + s * %ld + %d);\n", v, K, v * g->vl);
+        for (long i = 0; i < count; i++) {
+            long pos = first + i, off = (pos / (long)c->Q) * (long)c->WP + pos % (long)c->Q;
+            emit(b, "      { vr xv = bc(xr[s + %ld]);", off);
+            for (int v = 0; v < kv; v++) emit(b, " a%ld_%d += xv * w%d;", i, v, v);
+            emit(b, " }\n");
+        }
+        emit(b, "    }\n  }\n");
+        for (long i = 0; i < count; i++)
+            for (int v = 0; v < kv; v++)
+                emit(b, "  st(out + %ld, %s(a%ld_%d));\n", (first + i) * K + v * g->vl, act_fn(act),
+                     i, v);
+        emit(b, "}\n");
+    }
+    emit(b,
+         "/* step %d: conv %ldx%ldx%ld -> %ld, %ldx%ld, pad %ld,%ld%s%s; channels in lanes */\n"
+         "static void conv%d(const real *restrict x, const real *restrict wp, const real "
+         "*restrict b, real *restrict y, real *restrict xp, real *restrict tmp) {\n",
+         s, (long)c->C, (long)c->H, (long)c->W, K, (long)c->R, (long)c->S, (long)c->PH, (long)c->PW,
+         g->fused_bn[s] >= 0 ? ", batch norm folded" : "",
+         g->fused_act[s] >= 0 ? ", activation fused" : "", s);
+    emit_conv_pad(g, c);
+    for (int blk = 0; blk < blocks; blk++) emit(b, "  conv%d_cb%d(xp, wp, b, tmp);\n", s, blk);
+    emit(b,
+         "  for (long k = 0; k < %ld; k++)\n"
+         "    for (long i = 0; i < %ld; i++) y[k * %ld + i] = tmp[i * %ld + k];\n}\n",
+         K, positions, positions, K);
+}
+
+/* Weights as [C][R][S][K] for the channel-vectorised kernels, repacked when
+ * they differ from the copy they were last packed from (folded weights are
+ * recomputed every call, so those always are). */
+static void emit_conv_pack(gen *g, int s) {
+    const nnopt_program_step *st = &g->prog->steps[s];
+    conv_geom c = conv_geometry(g, st);
+    long crs = (long)(c.C * c.R * c.S), n = crs * (long)c.K;
+    char source[96];
+    if (g->fused_bn[s] >= 0)
+        snprintf(source, sizeof source, "(const real *)(shared + %zu)", g->shared_off[s]);
+    else
+        snprintf(source, sizeof source, "(const real *)data[%d]", st->in[1]);
+    emit(&g->b,
+         "  {\n    const real *w = %s;\n"
+         "    real *wp = (real *)(shared + %zu), *seen = wp + %ld;\n"
+         "    if (__builtin_memcmp(seen, w, %ld * sizeof(real)) != 0) {\n"
+         "      __builtin_memcpy(seen, w, %ld * sizeof(real));\n"
+         "      for (long k = 0; k < %ld; k++)\n"
+         "        for (long i = 0; i < %ld; i++) wp[i * %ld + k] = w[k * %ld + i];\n"
+         "    }\n  }\n",
+         source, g->pack_off[s], (long)(align64((size_t)n * g->esize) / g->esize), n, n, (long)c.K,
+         crs, (long)c.K, crs);
+}
+
 static void emit_conv(gen *g, int s) {
     sbuf *b = &g->b;
     const nnopt_program_step *st = &g->prog->steps[s];
     conv_geom c = conv_geometry(g, st);
     int bias = st->n_in == 3 || g->fused_bn[s] >= 0;
     int act = g->fused_act[s] >= 0 ? g->prog->steps[g->fused_act[s]].op.p.act.kind : 0;
+    if (channel_vectorized(g, &c)) {
+        emit_conv_channels(g, s, &c, bias, act);
+        return;
+    }
     int kb = 1, jb = 1;
     conv_blocking(&c, &kb, &jb);
     int kr = (int)(c.K % kb), jr = (int)(c.NV % jb);
@@ -656,7 +771,21 @@ static void emit_step_call(gen *g, int s) {
     char bias_arg[64] = "0";
     if (st->n_in == 3) snprintf(bias_arg, sizeof bias_arg, "(const real *)data[%d]", st->in[2]);
     switch (st->op.kind) {
-    case NNOPT_OP_CONV2D:
+    case NNOPT_OP_CONV2D: {
+        conv_geom cg = conv_geometry(g, st);
+        if (channel_vectorized(g, &cg)) {
+            char cbias[96] = "0";
+            if (g->fused_bn[s] >= 0)
+                snprintf(cbias, sizeof cbias, "(const real *)(shared + %zu) + %ld",
+                         g->shared_off[s], (long)(cg.K * cg.C * cg.R * cg.S));
+            else if (st->n_in == 3)
+                snprintf(cbias, sizeof cbias, "(const real *)data[%d]", st->in[2]);
+            emit(b,
+                 "        conv%d(t%d + i * %ld, (const real *)(shared + %zu), %s, t%d + i * %ld, "
+                 "xp, tmp);\n",
+                 s, x, px, g->pack_off[s], cbias, y, py);
+            break;
+        }
         if (g->fused_bn[s] >= 0) {
             conv_geom c = conv_geometry(g, st);
             long wsz = (long)(c.K * c.C * c.R * c.S);
@@ -671,6 +800,7 @@ static void emit_step_call(gen *g, int s) {
                  s, x, px, st->in[1], bias_arg, y, py);
         }
         break;
+    }
     case NNOPT_OP_DENSE: {
         dense_geom d = dense_geometry(g, st);
         emit(b,
@@ -833,6 +963,10 @@ static void emit_program(gen *g) {
          g->tile_bytes + g->xp_bytes + g->tmp_bytes, g->shared_bytes, g->threads);
     for (int s = 0; s < p->n_steps; s++) {
         if (g->kind[s] == STEP_SPECIAL && g->fused_bn[s] >= 0) emit_fold(g, s);
+        if (g->kind[s] == STEP_SPECIAL && p->steps[s].op.kind == NNOPT_OP_CONV2D) {
+            conv_geom c = conv_geometry(g, &p->steps[s]);
+            if (channel_vectorized(g, &c)) emit_conv_pack(g, s);
+        }
         if (g->kind[s] == STEP_SPECIAL && p->steps[s].op.kind == NNOPT_OP_DENSE)
             emit_dense_pack(g, s);
     }
@@ -882,9 +1016,10 @@ int nnopt_kc_generate(const nnopt_program *prog, int threads, kc_source *out) {
     g.fused_act = calloc(ns, sizeof *g.fused_act);
     g.final_out = calloc(ns, sizeof *g.final_out);
     g.shared_off = calloc(ns, sizeof *g.shared_off);
+    g.pack_off = calloc(ns, sizeof *g.pack_off);
     int rc = -1;
     if (g.root && g.consumers && g.materialize && g.producer && g.tile_off && g.kind && g.group &&
-        g.fused_bn && g.fused_act && g.final_out && g.shared_off) {
+        g.fused_bn && g.fused_act && g.final_out && g.shared_off && g.pack_off) {
         for (size_t i = 0; i < nt; i++) g.tile_off[i] = -1;
         classify(&g);
         fuse(&g);
@@ -913,6 +1048,7 @@ int nnopt_kc_generate(const nnopt_program *prog, int threads, kc_source *out) {
     free(g.fused_act);
     free(g.final_out);
     free(g.shared_off);
+    free(g.pack_off);
     free(g.tile_images);
     return rc;
 }
