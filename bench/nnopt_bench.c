@@ -6,6 +6,7 @@
  *               [--warmup-steps 2] [--min-steps 2] [--repeats 3]
  *               [--profile-steps 20] [--channels 1] [--height 28]
  *               [--width 28] [--classes 10] [--lr 0.01] [--seed 1]
+ *               [--kernels precompiled|compiled|both] [--kernel-cache DIR]
  *
  * Synthetic inputs (uniform [0,1), fixed seed) and labels. Measures
  *   - training: forward + softmax cross-entropy + backward + SGD step, images/s
@@ -19,7 +20,12 @@
  * (at least --min-steps steps each); "images_per_second" is the best window,
  * "images_per_second_mean" the whole run. CIFAR models: e.g. --model resnet
  * (ResNet-56) or --model mobilenet_v1 --param cifar=true, with --channels 3
- * --height 32 --width 32. Prints JSON on stdout; progress goes to stderr. */
+ * --height 32 --width 32. --kernels compiled measures everything with kernels
+ * compiled for the graph (the kernel_compile technique's mode); --kernels both
+ * adds a "kernels" section: each workload in both modes, windows alternating
+ * so that machine noise hits both alike, with the compiled/precompiled ratio
+ * (also printed on stderr) and the compile time, which is not in any
+ * throughput. Prints JSON on stdout; progress goes to stderr. */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -50,6 +56,8 @@ typedef struct bench_options {
     int channels, height, width, classes;
     double lr;
     uint64_t seed;
+    const char *kernels;      /* precompiled | compiled | both */
+    const char *kernel_cache; /* NULL: the default cache folder */
 } bench_options;
 
 typedef struct throughput {
@@ -77,6 +85,7 @@ static void usage(FILE *f) {
                "                   [--warmup-steps N] [--min-steps N] [--repeats R]\n"
                "                   [--profile-steps N] [--channels C] [--height H]\n"
                "                   [--width W] [--classes K] [--lr LR] [--seed S]\n"
+               "                   [--kernels precompiled|compiled|both] [--kernel-cache DIR]\n"
                "  e.g. --model resnet (ResNet-56), --model mobilenet_v1 --param cifar=true,\n"
                "  with --channels 3 --height 32 --width 32 for CIFAR-10 shapes\n");
 }
@@ -114,7 +123,8 @@ static int parse_options(int argc, char **argv, bench_options *o) {
                          .width = 28,
                          .classes = 10,
                          .lr = 0.01,
-                         .seed = 1};
+                         .seed = 1,
+                         .kernels = "precompiled"};
     for (int i = 1; i < argc; i++) {
         const char *opt = argv[i];
         if (strcmp(opt, "--help") == 0 || strcmp(opt, "-h") == 0) {
@@ -172,6 +182,10 @@ static int parse_options(int argc, char **argv, bench_options *o) {
             o->lr = atof(value);
         } else if (strcmp(opt, "--seed") == 0) {
             o->seed = (uint64_t)atoll(value);
+        } else if (strcmp(opt, "--kernels") == 0) {
+            o->kernels = value;
+        } else if (strcmp(opt, "--kernel-cache") == 0) {
+            o->kernel_cache = value;
         } else {
             fprintf(stderr, "nnopt_bench: unknown option %s\n", opt);
             usage(stderr);
@@ -180,8 +194,11 @@ static int parse_options(int argc, char **argv, bench_options *o) {
     }
     if (o->train_batch < 1 || o->seconds <= 0 || o->repeats < 1 || o->profile_steps < 0 ||
         o->channels < 1 || o->height < 1 || o->width < 1 || o->classes < 2 ||
-        o->warmup_seconds < 0 || o->warmup_steps < 0 || o->min_steps < 1) {
-        fprintf(stderr, "nnopt_bench: batch, seconds, repeats, shapes must be positive\n");
+        o->warmup_seconds < 0 || o->warmup_steps < 0 || o->min_steps < 1 ||
+        (strcmp(o->kernels, "precompiled") != 0 && strcmp(o->kernels, "compiled") != 0 &&
+         strcmp(o->kernels, "both") != 0)) {
+        fprintf(stderr, "nnopt_bench: batch, seconds, repeats, shapes must be positive; "
+                        "--kernels is precompiled, compiled or both\n");
         return -1;
     }
     return 0;
@@ -503,6 +520,96 @@ static nnopt_status print_profile(const char *key, workload *w, int steps, nnopt
     return NNOPT_OK;
 }
 
+/* ---- precompiled vs compiled kernels ---- */
+
+/* Both workloads measured in alternating windows after their warm-ups. */
+static nnopt_status measure_alternating(workload *w, const bench_options *o, throughput *out,
+                                        nnopt_error *err) {
+    int64_t steps = 0;
+    double elapsed = 0;
+    nnopt_status st = NNOPT_OK;
+    for (int m = 0; m < 2; m++) {
+        out[m] = (throughput){0};
+        if (st == NNOPT_OK)
+            st = run_for(&w[m], o->warmup_seconds, o->warmup_steps, &steps, &elapsed, err);
+    }
+    for (int r = 0; st == NNOPT_OK && r < o->repeats; r++)
+        for (int m = 0; st == NNOPT_OK && m < 2; m++) {
+            st = run_for(&w[m], o->seconds / o->repeats, o->min_steps, &steps, &elapsed, err);
+            double rate = (double)(steps * w[m].ex->batch) / elapsed;
+            if (rate > out[m].best_images_per_second) out[m].best_images_per_second = rate;
+            out[m].steps += steps;
+            out[m].seconds += elapsed;
+        }
+    for (int m = 0; m < 2; m++)
+        if (out[m].seconds > 0)
+            out[m].mean_images_per_second =
+                (double)(out[m].steps * w[m].ex->batch) / out[m].seconds;
+    return st;
+}
+
+/* One workload (batch; training when opt is set) in both kernel modes. */
+static nnopt_status compare_workload(nnopt_network *net, const bench_options *o, const char *key,
+                                     int64_t batch, const nnopt_optimizer *opt, int first,
+                                     nnopt_error *err) {
+    workload w[2];
+    nnopt_status st = NNOPT_OK;
+    for (int m = 0; m < 2 && st == NNOPT_OK; m++) {
+        net->kernels.compiled = m; /* executors compile (or load) their program when made */
+        st = workload_open(&w[m], net, batch, opt, o->lr, o->seed + 7, err);
+    }
+    net->kernels.compiled = 1;
+    throughput t[2];
+    if (st == NNOPT_OK) {
+        fprintf(stderr, "nnopt_bench: kernels: %s, batch %lld, precompiled vs compiled\n", key,
+                (long long)batch);
+        st = measure_alternating(w, o, t, err);
+    }
+    if (st == NNOPT_OK) {
+        double ratio = t[1].best_images_per_second / t[0].best_images_per_second;
+        double mean_ratio = t[1].mean_images_per_second / t[0].mean_images_per_second;
+        printf("%s    \"%s\": {\"batch\": %lld, \"precompiled_images_per_second\": ",
+               first ? "" : ",\n", key, (long long)batch);
+        json_number(t[0].best_images_per_second);
+        printf(", \"compiled_images_per_second\": ");
+        json_number(t[1].best_images_per_second);
+        printf(", \"ratio\": ");
+        json_number(ratio);
+        printf(", \"mean_ratio\": ");
+        json_number(mean_ratio);
+        printf("}");
+        fprintf(stderr,
+                "nnopt_bench: kernels: %s: precompiled %.0f img/s, compiled %.0f img/s, "
+                "compiled/precompiled %.2fx (mean %.2fx)\n",
+                key, t[0].best_images_per_second, t[1].best_images_per_second, ratio, mean_ratio);
+    }
+    for (int m = 0; m < 2; m++) workload_close(&w[m]);
+    return st;
+}
+
+static nnopt_status compare_kernels(nnopt_network *net, const bench_options *o,
+                                    const nnopt_optimizer *opt, nnopt_error *err) {
+    printf(",\n  \"kernels\": {\n");
+    nnopt_status st = compare_workload(net, o, "train", o->train_batch, opt, 1, err);
+    for (int b = 0; st == NNOPT_OK && b < o->n_infer_batches; b++) {
+        char key[64];
+        snprintf(key, sizeof key, "infer_b%lld", (long long)o->infer_batches[b]);
+        st = compare_workload(net, o, key, o->infer_batches[b], NULL, 0, err);
+    }
+    if (st != NNOPT_OK) return st;
+    char mode[300];
+    nnopt_kernels_describe_mode(&net->kernels, mode, sizeof mode);
+    printf(",\n    \"mode\": ");
+    json_string(mode);
+    printf(",\n    \"compile_seconds\": ");
+    json_number(net->kernels.compile_seconds);
+    printf(",\n    \"cache_hits\": %d,\n    \"cache_misses\": %d\n  }", net->kernels.cache_hits,
+           net->kernels.cache_misses);
+    fprintf(stderr, "nnopt_bench: kernels: %s, compile %.3f s (%d cache hits, %d misses)\n", mode,
+            net->kernels.compile_seconds, net->kernels.cache_hits, net->kernels.cache_misses);
+    return NNOPT_OK;
+}
+
 int main(int argc, char **argv) {
     bench_options o;
     if (parse_options(argc, argv, &o) != 0) return 2;
@@ -560,6 +667,11 @@ int main(int argc, char **argv) {
     nnopt_optimizer sgd = {.kind = NNOPT_OPTIMIZER_SGD};
     st = nnopt_network_prepare_training(net, &sgd, &err);
     if (st != NNOPT_OK) return fail("preparing training", &err);
+    nnopt_program_options kernel_options = {sizeof kernel_options, NULL, NULL, o.kernel_cache};
+    int compare = strcmp(o.kernels, "both") == 0;
+    if (strcmp(o.kernels, "precompiled") != 0) nnopt_kernels_set(&net->kernels, &kernel_options);
+    /* The main measurements stay precompiled when comparing. */
+    if (compare) net->kernels.compiled = 0;
 
     printf("{\n  \"tool\": \"nnopt_bench\",\n  \"model\": ");
     json_string(o.model);
@@ -583,7 +695,7 @@ int main(int argc, char **argv) {
            o.classes);
     printf("  \"parameters\": %lld,\n  \"forward_macs_per_image\": %lld,\n", (long long)params,
            (long long)macs);
-    printf("  \"seconds\": ");
+    printf("  \"kernel_mode\": \"%s\",\n  \"seconds\": ", o.kernels);
     json_number(o.seconds);
     printf(",\n  \"repeats\": %d,\n  \"warmup_steps\": %d,\n  \"min_steps\": %d,\n"
            "  \"results\": {\n",
@@ -635,7 +747,12 @@ int main(int argc, char **argv) {
         }
         if (st != NNOPT_OK) return fail("profiling", &err);
     }
-    printf("\n  }\n}\n");
+    printf("\n  }");
+    if (compare) {
+        st = compare_kernels(net, &o, &sgd, &err);
+        if (st != NNOPT_OK) return fail("kernel comparison", &err);
+    }
+    printf("\n}\n");
     workload_close(&train);
     nnopt_network_free(net);
     nnopt_backend_close(backend);

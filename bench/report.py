@@ -157,6 +157,31 @@ def layer_rows(profile, gemm):
     return rows
 
 
+def kernel_rows(raw):
+    """Compiled vs precompiled kernels: one row per workload of each
+    kernels_<model>_<dtype>_<act>.json (nnopt_bench --kernels both)."""
+    rows = []
+    for name in sorted(os.listdir(raw)):
+        if not (name.startswith("kernels_") and name.endswith(".json")):
+            continue
+        report = load(os.path.join(raw, name)) or {}
+        section = report.get("kernels") or {}
+        for workload, entry in section.items():
+            if not isinstance(entry, dict):
+                continue
+            rows.append({"model": report.get("model"), "dtype": report.get("dtype"),
+                         "activation": (report.get("model_params") or {}).get("activation"),
+                         "workload": workload, "batch": entry["batch"],
+                         "precompiled_images_per_second": entry["precompiled_images_per_second"],
+                         "compiled_images_per_second": entry["compiled_images_per_second"],
+                         "ratio": entry["ratio"], "mean_ratio": entry["mean_ratio"],
+                         "kernel_mode": section.get("mode"),
+                         "compile_seconds": section.get("compile_seconds"),
+                         "cache_hits": section.get("cache_hits"),
+                         "cache_misses": section.get("cache_misses")})
+    return rows
+
+
 def main(argv):
     p = argparse.ArgumentParser()
     p.add_argument("--raw", required=True)
@@ -320,6 +345,21 @@ def main(argv):
         print("  (nnopt's backward time includes the bias gradient; sgemm 'backward' is the "
               "data and weight GEMMs back to back)")
 
+    kernels = kernel_rows(args.raw)
+    if kernels:
+        print()
+        print("compiled vs precompiled kernels (same invocation, alternating windows; "
+              "ratio = compiled / precompiled, best window; compile time not in any rate)")
+        print(f"  {'model':<8} {'dtype':<5} {'act':<5} {'workload':<11} {'batch':>5} "
+              f"{'precompiled':>12} {'compiled':>12} {'ratio':>6} {'mean':>6} {'compile s':>9}")
+        for r in kernels:
+            print(f"  {r['model']:<8} {r['dtype']:<5} {r['activation'] or '':<5} "
+                  f"{r['workload']:<11} {r['batch']:>5} "
+                  f"{fmt_rate(r['precompiled_images_per_second']):>12} "
+                  f"{fmt_rate(r['compiled_images_per_second']):>12} {r['ratio']:>5.2f}x "
+                  f"{r['mean_ratio']:>5.2f}x {r['compile_seconds'] or 0:>9.2f}"
+                  f"{'' if r['kernel_mode'] == 'compiled' else '  (' + str(r['kernel_mode']) + ')'}")
+
     teacher = load(os.path.join(args.raw, "teacher.json"))
     if teacher:
         print()
@@ -337,6 +377,7 @@ def main(argv):
         "profile": {"config": args.detail, "nnopt": breakdown},
         "layers": {"config": args.detail, "sgemm": gemm_header, "rows": layers},
         "teacher": teacher,
+        "kernels": kernels,
         "raw": configs,
     }
     os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)

@@ -11,7 +11,7 @@
 #                [--no-build] [--no-torch] [--torch-env "VAR=VALUE ..."]
 #                [--blis-arch NAME] [--models lenet5,resnet56,mobilenet]
 #                [--cifar-seconds 3] [--cifar-repeats 3] [--cifar-infer-batch 128,500]
-#                [--cifar-profile-steps 0]
+#                [--cifar-profile-steps 0] [--kernels "lenet5:f32:gelu resnet56:f32:relu"]
 #
 # Environment: BUILD_DIR (default: build), PYTHON (an interpreter that imports
 # torch; default: /usr/bin/python3, Debian's python3-torch), OUT (when set, the
@@ -36,6 +36,11 @@
 # --cifar-seconds / --cifar-repeats (at least one step each), inference at
 # --cifar-infer-batch (default 128,500); --cifar-profile-steps N > 0 adds nnopt's
 # per-op profile of N steps (a training step and a forward) to the JSON.
+# --kernels: the models (model:dtype:activation, "" for none) also measured with
+# kernels compiled for the graph against the backend's precompiled ones, in the
+# same nnopt_bench invocation (alternating windows): training and inference
+# images/s in both modes and their ratio, plus the compile time (lenet5 with the
+# LeNet-5 windows and batches, resnet56 with the CIFAR ones).
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -61,9 +66,10 @@ cifar_seconds=3
 cifar_repeats=3
 cifar_infer_batches="128,500"
 cifar_profile_steps=0
+kernel_configs="lenet5:f32:gelu resnet56:f32:relu"
 command_line="bench/run.sh${*:+ $*}"
 
-usage() { sed -n '9,15p' "$0" | sed 's/^# \{0,1\}//'; }
+usage() { sed -n '9,16p' "$0" | sed 's/^# \{0,1\}//'; }
 
 while [[ $# -gt 0 ]]; do
   case "$1" in
@@ -82,6 +88,7 @@ while [[ $# -gt 0 ]]; do
     --cifar-repeats) cifar_repeats=$2; shift 2 ;;
     --cifar-infer-batch) cifar_infer_batches=$2; shift 2 ;;
     --cifar-profile-steps) cifar_profile_steps=$2; shift 2 ;;
+    --kernels) kernel_configs=$2; shift 2 ;;
     -h|--help) usage; exit 0 ;;
     *) echo "run.sh: unknown argument '$1'" >&2; usage >&2; exit 2 ;;
   esac
@@ -250,6 +257,23 @@ for model in "${cifar_models[@]}"; do
       --model "${torch_model[$model]}" \
       --activation "$cifar_activation" --dtype "$cifar_dtype" "${cifar_args[@]}" \
       >"$raw/torch_tuned_$key.json" || banner "WARNING: torch_lenet5.py failed on $model"
+  fi
+done
+
+# ---- compiled vs precompiled kernels (the kernel_compile technique's modes) ----
+for entry in $kernel_configs; do
+  IFS=: read -r model dtype activation <<<"$entry"
+  key=${model}_${dtype}_${activation}
+  case "$model" in
+    lenet5) kernel_args=(--model lenet5 "${common_args[@]}") ;;
+    resnet56) kernel_args=(--model resnet "${cifar_args[@]}") ;;
+    *) banner "WARNING: --kernels: unknown model '$model' (lenet5, resnet56)"; continue ;;
+  esac
+  log "nnopt $backend $model $dtype $activation: precompiled vs compiled kernels"
+  if ! "$bench_bin" --backend "$backend" "${kernel_args[@]}" --param activation="$activation" \
+    --param dtype="$dtype" --profile-steps 0 --kernels both >"$raw/kernels_$key.json"; then
+    banner "WARNING: nnopt_bench --kernels both failed on $model"
+    rm -f "$raw/kernels_$key.json"
   fi
 done
 

@@ -1,5 +1,6 @@
 #include "clock.h"
 #include "executor.h"
+#include "exec_program.h"
 
 #include <limits.h>
 #include <math.h>
@@ -40,8 +41,7 @@ static nnopt_status allocate_aux(nnopt_exec *ex, int i, const int64_t *shape, nn
 
 /* Index of the last node that reads each node's value (views extend their
  * source's life); the output lives to the end. */
-/* Nodes whose value is their first input's, by view. */
-static int is_view(const nnopt_exec *ex, int j) {
+int nnopt_exec_is_view(const nnopt_exec *ex, int j) {
     const nnopt_graph_node *n = &ex->net->graph->nodes[j];
     return n->kind == NNOPT_NODE_FLATTEN || (n->kind == NNOPT_NODE_DROPOUT && !ex->training) ||
            (ex->folded_into && n->kind == NNOPT_NODE_BATCHNORM &&
@@ -59,7 +59,7 @@ static int *last_readers(const nnopt_exec *ex) {
     last[g->output] = INT_MAX;
     for (int j = g->n_nodes - 1; j >= 0; j--) {
         int x = g->nodes[j].inputs[0];
-        if (is_view(ex, j) && last[x] < last[j]) last[x] = last[j];
+        if (nnopt_exec_is_view(ex, j) && last[x] < last[j]) last[x] = last[j];
     }
     return last;
 }
@@ -113,7 +113,7 @@ static nnopt_status allocate_blocks(nnopt_exec *ex, const memory_plan *plan, nno
         const nnopt_graph_node *n = &g->nodes[i];
         if (plan->block[i] >= 0)
             ex->value[i]->data = ex->pool[plan->block[i]]->data;
-        else if (is_view(ex, i))
+        else if (nnopt_exec_is_view(ex, i))
             ex->value[i]->data = ex->value[n->inputs[0]]->data;
     }
     return NNOPT_OK;
@@ -137,7 +137,7 @@ static nnopt_status allocate_node(nnopt_exec *ex, int i, memory_plan *plan, nnop
     if (!ex->training) ex->needs_grad[i] = 0;
     nnopt_status st = allocate_aux(ex, i, shape, err);
     if (st != NNOPT_OK) return st;
-    if (n->kind != NNOPT_NODE_FLATTEN && is_view(ex, i)) {
+    if (n->kind != NNOPT_NODE_FLATTEN && nnopt_exec_is_view(ex, i)) {
         /* Identity at inference, or folded into the conv before: a view of the input. */
         ex->value[i] = nnopt_tensor_view(ex->value[n->inputs[0]], n->ndim, shape);
         return ex->value[i] ? NNOPT_OK
@@ -288,8 +288,12 @@ static nnopt_status create(nnopt_network *net, int64_t batch, int training, int 
         !ex->forward_seconds || !ex->backward_seconds)
         st = nnopt_error_set(err, NNOPT_STATUS_OUT_OF_MEMORY, "out of memory");
     if (st == NNOPT_OK && share_memory) st = plan_folding(ex, err);
-    if (st == NNOPT_OK) st = allocate(ex, share_memory, err);
+    /* Compiled programs may run a tile's steps image by image, so their
+     * values must not share memory. */
+    if (st == NNOPT_OK)
+        st = allocate(ex, share_memory && !nnopt_kernels_wanted(&net->kernels), err);
     if (st == NNOPT_OK && share_memory) st = fold_batchnorms(ex, err);
+    if (st == NNOPT_OK) st = nnopt_exec_program_prepare(ex, err);
     if (st == NNOPT_OK && training) {
         int64_t label_shape[1] = {batch}, loss_shape[1] = {1};
         st = nnopt_backend_tensor_new(net->backend, NNOPT_I32, 1, label_shape, &ex->labels, err);
@@ -330,6 +334,7 @@ void nnopt_exec_free(nnopt_exec *ex) {
     for (int k = 0; k < ex->n_pool; k++) nnopt_backend_tensor_free(b, ex->pool[k]);
     free(ex->pool);
     free(ex->folded_into);
+    nnopt_exec_program_free(ex);
     nnopt_backend_tensor_free(b, ex->labels);
     for (int k = 0; k < NNOPT_MAX_SOFT_TERMS; k++) nnopt_backend_tensor_free(b, ex->soft[k]);
     nnopt_backend_tensor_free(b, ex->loss);
@@ -355,15 +360,36 @@ static nnopt_status run_op(nnopt_exec *ex, const nnopt_op *op, nnopt_tensor *con
     return st;
 }
 
+int nnopt_exec_forward_op(const nnopt_exec *ex, int i, nnopt_op *op) {
+    const nnopt_graph_node *n = &ex->net->graph->nodes[i];
+    if (n->kind == NNOPT_NODE_INPUT || nnopt_node_is_state(n->kind) ||
+        nnopt_exec_is_view(ex, i))
+        return 0;
+    *op = n->op;
+    if (n->kind == NNOPT_NODE_BATCHNORM) {
+        op->p.bn.training = ex->training;
+        return ex->training ? 3 : 1;
+    }
+    if (n->kind == NNOPT_NODE_DROPOUT) {
+        /* A fresh mask every step and node, the same on every backend. */
+        op->p.dropout.seed = ex->seed * 0x9e3779b97f4a7c15ULL + ex->step * 1000003ULL + (uint64_t)i;
+        return 2;
+    }
+    return 1;
+}
+
 nnopt_status nnopt_exec_forward(nnopt_exec *ex, const void *x, nnopt_error *err) {
     const nnopt_graph *g = ex->net->graph;
     nnopt_tensor *input = ex->value[g->input];
     nnopt_status st =
         nnopt_backend_write(ex->net->backend, input, x, nnopt_tensor_nbytes(input), err);
     if (ex->training) ex->step++;
+    if (st == NNOPT_OK && ex->program && !ex->profile) return nnopt_exec_program_forward(ex, err);
     for (int i = 0; st == NNOPT_OK && i < g->n_nodes; i++) {
         const nnopt_graph_node *n = &g->nodes[i];
-        if (n->kind == NNOPT_NODE_INPUT || nnopt_node_is_state(n->kind) || is_view(ex, i)) continue;
+        nnopt_op op;
+        int n_out = nnopt_exec_forward_op(ex, i, &op);
+        if (!n_out) continue;
         nnopt_tensor *in[NNOPT_NODE_MAX_INPUTS];
         int n_in = n->n_inputs;
         for (int k = 0; k < n_in; k++) in[k] = ex->value[n->inputs[k]];
@@ -375,17 +401,6 @@ nnopt_status nnopt_exec_forward(nnopt_exec *ex, const void *x, nnopt_error *err)
         }
         nnopt_tensor **aux = &ex->aux[i * NNOPT_EXEC_AUX];
         nnopt_tensor *out[3] = {ex->value[i], aux[0], aux[1]};
-        int n_out = 1;
-        nnopt_op op = n->op;
-        if (n->kind == NNOPT_NODE_BATCHNORM) {
-            op.p.bn.training = ex->training;
-            n_out = ex->training ? 3 : 1;
-        } else if (n->kind == NNOPT_NODE_DROPOUT) {
-            /* A fresh mask every step and node, the same on every backend. */
-            op.p.dropout.seed =
-                ex->seed * 0x9e3779b97f4a7c15ULL + ex->step * 1000003ULL + (uint64_t)i;
-            n_out = 2;
-        }
         st = run_op(ex, &op, in, n_in, out, n_out, &ex->forward_seconds[i], err);
     }
     return st;

@@ -33,6 +33,14 @@ typedef struct nnopt_exec {
     /* Per-node seconds, filled when profile is set (each op is synchronized). */
     int profile;
     double *forward_seconds, *backward_seconds;
+    /* Compiled mode (exec_program.c): the backend's compiled forward pass
+     * (owned by the network's kernels), its tensor table and current ops,
+     * and the node of every step. NULL program: op by op. */
+    void *program;
+    nnopt_tensor **program_tensors;
+    nnopt_op *program_ops;
+    int32_t *program_nodes;
+    int program_steps;
 } nnopt_exec;
 
 nnopt_status nnopt_exec_create(nnopt_network *net, int64_t batch, int training, nnopt_exec **out,
@@ -46,6 +54,9 @@ nnopt_status nnopt_exec_create(nnopt_network *net, int64_t batch, int training, 
 nnopt_status nnopt_exec_create_inference(nnopt_network *net, int64_t batch, nnopt_exec **out,
                                          nnopt_error *err);
 void nnopt_exec_free(nnopt_exec *ex);
+/* Whether node j's value is its first input's (flatten, dropout at
+ * inference, a batchnorm folded into its conv): no op runs for it. */
+int nnopt_exec_is_view(const nnopt_exec *ex, int j);
 
 /* x: batch images in the graph's dtype, NCHW. */
 nnopt_status nnopt_exec_forward(nnopt_exec *ex, const void *x, nnopt_error *err);

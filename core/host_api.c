@@ -4,6 +4,7 @@
 #include <string.h>
 
 #include "config.h"
+#include "fsutil.h"
 #include "graph.h"
 #include "log.h"
 #include "pipeline.h"
@@ -32,6 +33,21 @@ static int host_act_from_name(const char *name) {
         if (strcmp(nnopt_act_kind_name((nnopt_act_kind)k), name) == 0) return k;
     if (strcmp(name, "gelu_tanh") == 0) return NNOPT_ACT_GELU_TANH;
     return -1;
+}
+
+static nnopt_status host_write_file_atomic(const char *path, const void *data, size_t size) {
+    nnopt_error err = {0};
+    char dir[4096];
+    snprintf(dir, sizeof dir, "%s", path);
+    char *slash = strrchr(dir, '/');
+    nnopt_status st = NNOPT_OK;
+    if (slash && slash != dir) {
+        *slash = '\0';
+        st = nnopt_mkdirs(dir, &err);
+    }
+    if (st == NNOPT_OK) st = nnopt_write_atomic_parts(path, &data, &size, 1, &err);
+    if (st != NNOPT_OK) host_set_error("%s", err.message);
+    return st;
 }
 
 static const nnopt_host_api host_api = {
@@ -75,6 +91,9 @@ static const nnopt_host_api host_api = {
     .batch_indices = nnopt_batch_indices,
     .batch_set_label_weight = nnopt_batch_set_label_weight,
     .batch_add_soft_targets = nnopt_batch_add_soft_targets,
+    .run_set_kernels = nnopt_run_set_kernels,
+    .run_kernel_stats = nnopt_run_kernel_stats,
+    .write_file_atomic = host_write_file_atomic,
 };
 
 const nnopt_host_api *nnopt_host_api_get(void) {

@@ -113,6 +113,7 @@ nnopt_status nnopt_network_create(nnopt_graph *graph, nnopt_backend *backend, ui
 
 void nnopt_network_free(nnopt_network *net) {
     if (!net) return;
+    nnopt_kernels_release(&net->kernels, net->backend);
     nnopt_tensor **tables[] = {net->param, net->grad, net->state1, net->state2};
     for (int t = 0; t < 4; t++) {
         for (int i = 0; tables[t] && i < net->graph->n_nodes; i++)

@@ -5,6 +5,7 @@
 
 #include "backend.h"
 #include "graph.h"
+#include "kernels.h"
 
 typedef enum nnopt_optimizer_kind {
     NNOPT_OPTIMIZER_SGD = 0,
@@ -25,7 +26,8 @@ typedef struct nnopt_network {
      * nodes); grad, state1, state2: parameters only. */
     nnopt_tensor **param, **grad, **state1, **state2;
     int64_t step;
-    uint64_t seed; /* the run's seed (initialisation, dropout masks) */
+    uint64_t seed;         /* the run's seed (initialisation, dropout masks) */
+    nnopt_kernels kernels; /* precompiled unless a technique asked otherwise */
 } nnopt_network;
 
 /* Takes ownership of graph. Parameters are initialised on the host from

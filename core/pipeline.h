@@ -24,6 +24,7 @@ struct nnopt_run {
     int64_t predict_batch;
     void *predict_input;    /* the batch converted to this run's dtype (if it differs) */
     double *predict_logits; /* both sized for predict_batch */
+    nnopt_kernels kernels;  /* a technique's request, handed to the network when it is made */
 };
 
 struct nnopt_batch {
@@ -54,6 +55,9 @@ nnopt_run *nnopt_run_find(nnopt_run *self, const char *name);
 nnopt_status nnopt_run_predict(nnopt_run *other, const nnopt_batch *batch, double temperature,
                                int train_mode, double *probs);
 int64_t nnopt_run_train_size(const nnopt_run *run);
+nnopt_status nnopt_run_set_kernels(nnopt_run *run, const nnopt_program_options *options);
+int nnopt_run_kernel_stats(const nnopt_run *run, const char **mode, double *compile_seconds,
+                           int *cache_hits, int *cache_misses);
 int64_t nnopt_batch_size(const nnopt_batch *b);
 int nnopt_batch_classes(const nnopt_batch *b);
 const int64_t *nnopt_batch_indices(const nnopt_batch *b);

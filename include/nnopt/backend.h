@@ -4,6 +4,7 @@
 
 #include "nnopt/host.h"
 #include "nnopt/ops.h"
+#include "nnopt/program.h"
 #include "nnopt/types.h"
 
 #ifdef __cplusplus
@@ -38,6 +39,21 @@ typedef struct nnopt_backend_vtable {
     nnopt_status (*synchronize)(void *ctx);
     /* One line about what this instance runs on (CPU kernels, device name). */
     void (*describe)(void *ctx, char *buf, size_t size);
+
+    /* ---- ABI 1.1, optional (NULL, or beyond a 1.0 plugin's struct_size:
+     * the core runs every op through `run`). See program.h. ---- */
+    /* Generates and compiles kernels specialised for prog (which is only
+     * borrowed). NNOPT_STATUS_UNSUPPORTED (with set_error) when it cannot
+     * (no compiler): the core then runs op by op. */
+    nnopt_status (*program_compile)(void *ctx, const nnopt_program *prog,
+                                    const nnopt_program_options *options, void **compiled,
+                                    nnopt_program_info *info);
+    /* Runs a compiled program: ops holds the current op of every step (only
+     * DYNAMIC steps may differ from the recorded ones), tensors the tensor
+     * table (NULL where UNUSED). Finishes like a sequence of `run` calls. */
+    nnopt_status (*program_run)(void *ctx, void *compiled, const nnopt_op *ops,
+                                nnopt_tensor *const *tensors);
+    void (*program_free)(void *ctx, void *compiled); /* NULL-safe */
 } nnopt_backend_vtable;
 
 #ifdef __cplusplus

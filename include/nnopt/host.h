@@ -9,6 +9,7 @@
 #include <stdarg.h>
 #include "nnopt/ops.h"
 #include "nnopt/params.h"
+#include "nnopt/program.h"
 #include "nnopt/types.h"
 
 #ifdef __cplusplus
@@ -126,6 +127,21 @@ typedef struct nnopt_host_api {
     /* Adds weight * cross-entropy(probs, softmax(logits / temperature)) to the loss. */
     nnopt_status (*batch_add_soft_targets)(nnopt_batch *b, const double *probs, double temperature,
                                            double weight);
+
+    /* ---- ABI 1.1 (check struct_size before use) ---- */
+    /* Kernel mode of a run (techniques, before_train): NULL options =
+     * precompiled (op by op, the default); otherwise the run's executors
+     * record their forward pass as a program and ask the backend to compile
+     * it with these options (copied). */
+    nnopt_status (*run_set_kernels)(nnopt_run *run, const nnopt_program_options *options);
+    /* Totals over the run's compiled programs so far; 0 and *mode "precompiled"
+     * when none was compiled (including a fallback). Returns the number of
+     * programs compiled or loaded. */
+    int (*run_kernel_stats)(const nnopt_run *run, const char **mode, double *compile_seconds,
+                            int *cache_hits, int *cache_misses);
+    /* Writes size bytes to path through a temp file, fsync and rename
+     * (readers never see a partial file); creates missing folders. */
+    nnopt_status (*write_file_atomic)(const char *path, const void *data, size_t size);
 } nnopt_host_api;
 
 #ifdef __cplusplus

@@ -7,6 +7,7 @@
 #include "nnopt/ops.h"
 #include "nnopt/params.h"
 #include "nnopt/plugin.h"
+#include "nnopt/program.h"
 #include "nnopt/technique.h"
 #include "nnopt/types.h"
 #endif

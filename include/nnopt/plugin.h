@@ -6,6 +6,7 @@
 #include "nnopt/host.h"
 #include "nnopt/model.h"
 #include "nnopt/params.h"
+#include "nnopt/program.h"
 #include "nnopt/technique.h"
 
 #ifdef __cplusplus
@@ -15,7 +16,8 @@ extern "C" {
 /* Load rule: a plugin's abi_major must equal the core's and its abi_minor
  * must not be newer than the core's. Minor bumps only append. */
 #define NNOPT_ABI_MAJOR 1
-#define NNOPT_ABI_MINOR 0
+/* 1.1: backend program_* entries, host API kernel-mode entries. */
+#define NNOPT_ABI_MINOR 1
 
 typedef enum nnopt_plugin_kind {
     NNOPT_PLUGIN_BACKEND = 1,

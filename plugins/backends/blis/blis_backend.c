@@ -10,6 +10,7 @@
 #include <string.h>
 
 #include "blis_internal.h"
+#include "kc_program.h"
 #include "ref_kernels.h"
 
 static const nnopt_param_spec blis_params[] = {
@@ -192,6 +193,25 @@ static void blis_describe(void *ctx, char *buf, size_t size) {
                              : "im2col+GEMM");
 }
 
+/* Compiled mode: generated kernels parallel over the batch on this
+ * instance's threads; the steps they leave run through blis_run. */
+static nnopt_status blis_program_compile(void *ctx, const nnopt_program *prog,
+                                         const nnopt_program_options *options, void **compiled,
+                                         nnopt_program_info *info) {
+    blis_backend *be = ctx;
+    return nnopt_kc_compile(be->host, prog, options, be->threads, compiled, info);
+}
+
+static nnopt_status blis_program_run(void *ctx, void *compiled, const nnopt_op *ops,
+                                     nnopt_tensor *const *tensors) {
+    return nnopt_kc_run(((blis_backend *)ctx)->host, compiled, blis_run, ctx, ops, tensors);
+}
+
+static void blis_program_free(void *ctx, void *compiled) {
+    (void)ctx;
+    nnopt_kc_free(compiled);
+}
+
 static const nnopt_backend_vtable blis_vtable = {
     .struct_size = sizeof(nnopt_backend_vtable),
     .create = blis_create,
@@ -205,6 +225,9 @@ static const nnopt_backend_vtable blis_vtable = {
     .run = blis_run,
     .synchronize = blis_synchronize,
     .describe = blis_describe,
+    .program_compile = blis_program_compile,
+    .program_run = blis_program_run,
+    .program_free = blis_program_free,
 };
 
 static const nnopt_plugin_desc blis_descriptor = {

@@ -1,6 +1,7 @@
 /* The `cpu` backend: the reference C kernels on host memory, single-threaded.
  * It is the correctness baseline every other backend is compared against, so
  * it adds nothing of its own: every call goes straight to ref_kernels. */
+#include "kc_program.h"
 #include "ref_kernels.h"
 
 #include <stdio.h>
@@ -80,6 +81,23 @@ static void cpu_describe(void *ctx, char *buf, size_t size) {
     if (buf != NULL && size > 0) snprintf(buf, size, "reference C kernels, 1 thread");
 }
 
+/* Compiled mode: single-threaded generated kernels, like the rest of this backend. */
+static nnopt_status cpu_program_compile(void *ctx, const nnopt_program *prog,
+                                        const nnopt_program_options *options, void **compiled,
+                                        nnopt_program_info *info) {
+    return nnopt_kc_compile(((cpu_backend *)ctx)->host, prog, options, 1, compiled, info);
+}
+
+static nnopt_status cpu_program_run(void *ctx, void *compiled, const nnopt_op *ops,
+                                    nnopt_tensor *const *tensors) {
+    return nnopt_kc_run(((cpu_backend *)ctx)->host, compiled, cpu_run, ctx, ops, tensors);
+}
+
+static void cpu_program_free(void *ctx, void *compiled) {
+    (void)ctx;
+    nnopt_kc_free(compiled);
+}
+
 static const nnopt_backend_vtable cpu_vtable = {
     .struct_size = sizeof(nnopt_backend_vtable),
     .create = cpu_create,
@@ -93,6 +111,9 @@ static const nnopt_backend_vtable cpu_vtable = {
     .run = cpu_run,
     .synchronize = cpu_synchronize,
     .describe = cpu_describe,
+    .program_compile = cpu_program_compile,
+    .program_run = cpu_program_run,
+    .program_free = cpu_program_free,
 };
 
 static const nnopt_plugin_desc cpu_descriptor = {
