@@ -5,8 +5,7 @@
 #include <string.h>
 
 #include "log.h"
-
-#define END_OF(type, field) (offsetof(type, field) + sizeof(((type *)0)->field))
+#include "plugin_loader.h"
 
 void nnopt_kernels_set(nnopt_kernels *k, const nnopt_program_options *options) {
     memset(k, 0, sizeof *k);
@@ -19,7 +18,7 @@ void nnopt_kernels_set(nnopt_kernels *k, const nnopt_program_options *options) {
 
 static int backend_has_programs(const nnopt_backend *b) {
     /* Backends built against ABI 1.0 end their table at describe. */
-    return b->vt->struct_size >= END_OF(nnopt_backend_vtable, program_free) &&
+    return b->vt->struct_size >= NNOPT_END_OF(nnopt_backend_vtable, program_free) &&
            b->vt->program_compile && b->vt->program_run;
 }
 

@@ -58,11 +58,10 @@ void nnopt_plugin_search_describe(const nnopt_plugin_search *s, char *buf, size_
 /* The sizes of the ABI 1.0 structs: the least a plugin may declare. Entries
  * appended in later minors are read only when a plugin's struct_size covers
  * them, so plugins built against 1.0 keep loading. */
-#define END_OF(type, field) (offsetof(type, field) + sizeof(((type *)0)->field))
-#define NNOPT_DESC_SIZE_1_0 END_OF(nnopt_plugin_desc, vtable)
-#define NNOPT_BACKEND_VTABLE_SIZE_1_0 END_OF(nnopt_backend_vtable, describe)
-#define NNOPT_MODEL_VTABLE_SIZE_1_0 END_OF(nnopt_model_vtable, build)
-#define NNOPT_TECHNIQUE_VTABLE_SIZE_1_0 END_OF(nnopt_technique_vtable, report)
+#define NNOPT_DESC_SIZE_1_0 NNOPT_END_OF(nnopt_plugin_desc, vtable)
+#define NNOPT_BACKEND_VTABLE_SIZE_1_0 NNOPT_END_OF(nnopt_backend_vtable, describe)
+#define NNOPT_MODEL_VTABLE_SIZE_1_0 NNOPT_END_OF(nnopt_model_vtable, build)
+#define NNOPT_TECHNIQUE_VTABLE_SIZE_1_0 NNOPT_END_OF(nnopt_technique_vtable, report)
 
 /* Loaded plugins, kept for the life of the process (never dlclose'd). */
 static struct {

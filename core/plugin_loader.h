@@ -6,6 +6,12 @@
 #include "error.h"
 #include "nnopt/plugin.h"
 
+#include <stddef.h>
+
+/* The bytes a struct needs to hold `field`: a plugin's table covers an entry
+ * when its struct_size is at least this (entries appended in later minors). */
+#define NNOPT_END_OF(type, field) (offsetof(type, field) + sizeof(((type *)0)->field))
+
 typedef struct nnopt_plugin {
     char *path;
     const nnopt_plugin_desc *desc;

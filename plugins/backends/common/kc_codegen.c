@@ -753,13 +753,12 @@ static void emit_elementwise(gen *g, int s) {
 
 /* The tensor pointer variable of root r inside a tile: its own tensor, or
  * tile scratch. */
-static void emit_tile_pointer(gen *g, int r, int grp) {
+static void emit_tile_pointer(gen *g, int r) {
     long pi = (long)per_image(g, r);
     if (g->tile_off[r] >= 0 && !g->materialize[r])
         emit(&g->b, "      real *t%d = (real *)(S + %ld);\n", r, g->tile_off[r]);
     else
         emit(&g->b, "      real *t%d = (real *)data[%d] + n0 * %ld;\n", r, r, pi);
-    (void)grp;
 }
 
 /* The call of step s on image i (or, for dense, on the tile). */
@@ -918,7 +917,7 @@ static void emit_group(gen *g, int grp, int first, int last) {
         for (int v = 0; v < 3; v++)
             if (vals[v] >= 0 && !declared[vals[v]]) {
                 declared[vals[v]] = 1;
-                emit_tile_pointer(g, vals[v], grp);
+                emit_tile_pointer(g, vals[v]);
             }
     }
     free(declared);
