@@ -387,7 +387,7 @@ static nnopt_status compile_evaluation(nnopt_run *run, nnopt_error *err) {
     int64_t test_images = run->pipeline->data->test.n;
     nnopt_exec *ex = NULL;
     nnopt_status st =
-        nnopt_exec_create(run->net, batch < test_images ? batch : test_images, 0, &ex, err);
+        nnopt_exec_create_inference(run->net, batch < test_images ? batch : test_images, &ex, err);
     nnopt_exec_free(ex);
     return st;
 }
