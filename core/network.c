@@ -4,6 +4,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "float_values.h"
 #include "rng.h"
 
 static void fans(const nnopt_graph_node *n, double *fan_in, double *fan_out) {
@@ -56,11 +57,11 @@ static void init_values(const nnopt_graph_node *n, uint64_t seed, double *v, int
 static nnopt_status upload_doubles(nnopt_backend *b, nnopt_tensor *t, const double *v,
                                    int64_t count, nnopt_error *err) {
     if (t->dtype == NNOPT_F64) return nnopt_backend_write(b, t, v, (size_t)count * 8, err);
-    float *f = malloc((size_t)count * sizeof *f);
-    if (!f) return nnopt_error_set(err, NNOPT_STATUS_OUT_OF_MEMORY, "out of memory");
-    for (int64_t i = 0; i < count; i++) f[i] = (float)v[i];
-    nnopt_status st = nnopt_backend_write(b, t, f, (size_t)count * sizeof *f, err);
-    free(f);
+    void *converted = malloc(nnopt_tensor_nbytes(t));
+    if (!converted) return nnopt_error_set(err, NNOPT_STATUS_OUT_OF_MEMORY, "out of memory");
+    nnopt_values_from_double(v, converted, t->dtype, count);
+    nnopt_status st = nnopt_backend_write(b, t, converted, nnopt_tensor_nbytes(t), err);
+    free(converted);
     return st;
 }
 

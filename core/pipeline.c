@@ -7,6 +7,7 @@
 
 #include "checkpoint.h"
 #include "clock.h"
+#include "float_values.h"
 #include "log.h"
 #include "progress.h"
 #include "softmax.h"
@@ -62,14 +63,14 @@ nnopt_status nnopt_batch_add_soft_targets(nnopt_batch *b, const double *probs, d
     return NNOPT_OK;
 }
 
-/* Converts n values between float dtypes (host memory). */
+/* Converts n values between float dtypes (host memory), one value at a time
+ * so that dst may be as small as n values of `to`. */
 static void convert(const void *src, nnopt_dtype from, void *dst, nnopt_dtype to, int64_t n) {
+    const size_t in_size = nnopt_dtype_size(from), out_size = nnopt_dtype_size(to);
     for (int64_t i = 0; i < n; i++) {
-        double v = from == NNOPT_F64 ? ((const double *)src)[i] : ((const float *)src)[i];
-        if (to == NNOPT_F64)
-            ((double *)dst)[i] = v;
-        else
-            ((float *)dst)[i] = (float)v;
+        double v;
+        nnopt_values_to_double((const char *)src + (size_t)i * in_size, from, &v, 1);
+        nnopt_values_from_double(&v, (char *)dst + (size_t)i * out_size, to, 1);
     }
 }
 
@@ -173,26 +174,63 @@ static nnopt_status open_backend(const nnopt_experiment *e, nnopt_run *run, nnop
     return nnopt_backend_open(b->fallback, b->fallback_cfg, &run->backend, err);
 }
 
-/* Every op the graph needs, in its dtype, must be supported by the backend. */
-static nnopt_status check_support(const nnopt_run *run, nnopt_error *err) {
+/* The ops that compute a node's gradients (none for add: a copy, `cast`). */
+static int backward_kinds(nnopt_node_kind kind, nnopt_op_kind out[3]) {
+    switch (kind) {
+    case NNOPT_NODE_CONV2D:
+        out[0] = NNOPT_OP_CONV2D_BWD_DATA, out[1] = NNOPT_OP_CONV2D_BWD_FILTER;
+        out[2] = NNOPT_OP_BIAS_BWD;
+        return 3;
+    case NNOPT_NODE_DENSE:
+        out[0] = NNOPT_OP_DENSE_BWD_DATA, out[1] = NNOPT_OP_DENSE_BWD_WEIGHT;
+        out[2] = NNOPT_OP_BIAS_BWD;
+        return 3;
+    case NNOPT_NODE_POOL2D:
+        return out[0] = NNOPT_OP_POOL2D_BWD, 1;
+    case NNOPT_NODE_ACT:
+        return out[0] = NNOPT_OP_ACT_BWD, 1;
+    case NNOPT_NODE_BATCHNORM:
+        return out[0] = NNOPT_OP_BATCHNORM_BWD, 1;
+    case NNOPT_NODE_DROPOUT:
+        return out[0] = NNOPT_OP_DROPOUT_BWD, 1;
+    default:
+        return 0;
+    }
+}
+
+/* Appends " name" to the list unless it is there already or full. */
+static void note_missing(char missing[512], size_t *used, const char *name) {
+    size_t len = strlen(name);
+    for (const char *at = strstr(missing, name); at; at = strstr(at + 1, name))
+        if (at[-1] == ' ' && (at[len] == ' ' || at[len] == '\0')) return;
+    if (*used + len + 2 <= 512)
+        *used += (size_t)snprintf(missing + *used, 512 - *used, " %s", name);
+}
+
+/* Every op the run needs, in its dtype, must be supported by the backend:
+ * the forward ops, and when it trains (epochs > 0) the loss, gradient and
+ * optimizer ops too. A run that only evaluates (a model converted to bf16
+ * from a trained run, say) needs no backward kernels. */
+static nnopt_status check_support(const nnopt_run *run, int training, nnopt_error *err) {
     const nnopt_graph *g = run->net->graph;
     nnopt_backend *b = run->backend;
     char missing[512] = "";
     size_t used = 0;
     static const nnopt_op_kind always[] = {NNOPT_OP_SOFTMAX_XENT, NNOPT_OP_SGD_UPDATE, NNOPT_OP_ADD,
                                            NNOPT_OP_CAST};
-    for (size_t i = 0; i < sizeof always / sizeof *always; i++)
+    for (size_t i = 0; training && i < sizeof always / sizeof *always; i++)
         if (!b->vt->supports(b->ctx, always[i], g->dtype))
-            used += (size_t)snprintf(missing + used, sizeof missing - used, " %s",
-                                     nnopt_op_kind_name(always[i]));
-    for (int i = 0; i < g->n_nodes && used < sizeof missing; i++) {
+            note_missing(missing, &used, nnopt_op_kind_name(always[i]));
+    for (int i = 0; i < g->n_nodes; i++) {
         const nnopt_graph_node *n = &g->nodes[i];
         if (n->kind == NNOPT_NODE_INPUT || nnopt_node_is_state(n->kind) ||
             n->kind == NNOPT_NODE_FLATTEN)
             continue;
-        if (!b->vt->supports(b->ctx, n->op.kind, g->dtype))
-            used += (size_t)snprintf(missing + used, sizeof missing - used, " %s",
-                                     nnopt_op_kind_name(n->op.kind));
+        nnopt_op_kind kinds[4] = {n->op.kind};
+        int count = 1 + (training ? backward_kinds(n->kind, kinds + 1) : 0);
+        for (int k = 0; k < count; k++)
+            if (!b->vt->supports(b->ctx, kinds[k], g->dtype))
+                note_missing(missing, &used, nnopt_op_kind_name(kinds[k]));
     }
     if (!used) return NNOPT_OK;
     return nnopt_error_set(
@@ -327,7 +365,7 @@ static nnopt_status run_one(nnopt_pipeline *p, nnopt_run *run, nnopt_run_result 
         run->graph = NULL; /* the network owns it now */
         st = nnopt_network_create(g, run->backend, L.seed, &run->net, err);
     }
-    if (st == NNOPT_OK) st = check_support(run, err);
+    if (st == NNOPT_OK) st = check_support(run, nnopt_config_get_int(tc, "epochs") > 0, err);
     if (st == NNOPT_OK && spec->init_from >= 0)
         st = copy_weights(&p->runs[spec->init_from], run, err);
     if (st == NNOPT_OK && spec->load_checkpoint[0])

@@ -1,6 +1,10 @@
 /* Moves a model to another floating-point precision before it is built on
  * the backend: parameters, activations and gradients all take the new dtype.
- * With init_from, the starting weights are converted from the earlier run's. */
+ * With init_from, the starting weights are converted from the earlier run's
+ * (to bf16: rounded to nearest, ties to even). bf16 is for inference: a run
+ * with `epochs = 0` and `init_from` a trained f32 run evaluates the trained
+ * model in bf16; backends run only forward ops in bf16, so a bf16 run that
+ * trains stops at check time with the list of ops it lacks. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -8,7 +12,10 @@
 #include "nnopt/nnopt.h"
 
 static const nnopt_param_spec precision_params[] = {
-    {"dtype", NNOPT_PARAM_ENUM, NULL, "the precision the model runs in", "f32|f64", 0, 0},
+    {"dtype", NNOPT_PARAM_ENUM, NULL,
+     "the precision the model runs in (bf16: storage in bf16, arithmetic in f32; "
+     "inference only)",
+     "f32|f64|bf16", 0, 0},
 };
 
 typedef struct precision {
@@ -16,15 +23,14 @@ typedef struct precision {
     nnopt_dtype to, from;
 } precision;
 
-static const char *dtype_name(nnopt_dtype dtype) {
-    return dtype == NNOPT_F64 ? "f64" : dtype == NNOPT_F32 ? "f32" : "?";
-}
-
 static nnopt_status create(const nnopt_host_api *host, const nnopt_config *cfg, void **out) {
     precision *p = calloc(1, sizeof *p);
     if (!p) return NNOPT_STATUS_OUT_OF_MEMORY;
     p->host = host;
-    p->to = strcmp(host->config_string(cfg, "dtype"), "f64") == 0 ? NNOPT_F64 : NNOPT_F32;
+    const char *dtype = host->config_string(cfg, "dtype");
+    p->to = strcmp(dtype, "f64") == 0    ? NNOPT_F64
+            : strcmp(dtype, "bf16") == 0 ? NNOPT_BF16
+                                         : NNOPT_F32;
     p->from = p->to;
     *out = p;
     return NNOPT_OK;
@@ -42,7 +48,7 @@ static nnopt_status before_train(void *ctx, nnopt_run *run) {
     nnopt_status st = h->graph_set_dtype(g, p->to);
     if (st != NNOPT_OK)
         h->set_error("precision: cannot move run '%s' from %s to %s", h->run_name(run),
-                     dtype_name(p->from), dtype_name(p->to));
+                     nnopt_dtype_name(p->from), nnopt_dtype_name(p->to));
     return st;
 }
 
@@ -50,7 +56,7 @@ static void report(void *ctx, nnopt_run *run, nnopt_report_column_fn column, voi
     precision *p = ctx;
     (void)run;
     char value[64];
-    snprintf(value, sizeof value, "%s -> %s", dtype_name(p->from), dtype_name(p->to));
+    snprintf(value, sizeof value, "%s -> %s", nnopt_dtype_name(p->from), nnopt_dtype_name(p->to));
     column(sink, "precision", value);
 }
 
@@ -69,7 +75,8 @@ static const nnopt_plugin_desc precision_descriptor = {
     .kind = NNOPT_PLUGIN_TECHNIQUE,
     .name = "precision",
     .version = "1.0.0",
-    .description = "runs a model in another floating-point precision (f64 <-> f32)",
+    .description =
+        "runs a model in another floating-point precision (f64, f32, bf16 for inference)",
     .params = precision_params,
     .n_params = sizeof precision_params / sizeof precision_params[0],
     .vtable = &precision_vtable,
