@@ -295,23 +295,14 @@ static nnopt_status batchnorm_bf16(blis_backend *be, const nnopt_op *op, nnopt_t
     uint16_t *y = out[0]->data;
     const double eps = op->p.bn.eps;
     const int hw = be->bf16_hw;
-#pragma omp parallel num_threads(team)
-    {
-        float block[256];
-#pragma omp for schedule(static)
-        for (long c = 0; c < channels; c++) {
-            const float scale =
-                (float)(nnopt_bf16_to_f32(gamma[c]) / sqrt(nnopt_bf16_to_f32(var[c]) + eps));
-            const float shift = nnopt_bf16_to_f32(beta[c]) - nnopt_bf16_to_f32(mean[c]) * scale;
-            for (long i = 0; i < batch; i++) {
-                const long at = (i * channels + c) * spatial;
-                for (long j = 0; j < spatial; j += 256) {
-                    const long len = spatial - j < 256 ? spatial - j : 256;
-                    blis_bf16_widen(hw, x + at + j, block, len);
-                    for (long v = 0; v < len; v++) block[v] = block[v] * scale + shift;
-                    blis_bf16_narrow(hw, block, y + at + j, len);
-                }
-            }
+#pragma omp parallel for num_threads(team) schedule(static)
+    for (long c = 0; c < channels; c++) {
+        const float scale =
+            (float)(nnopt_bf16_to_f32(gamma[c]) / sqrt(nnopt_bf16_to_f32(var[c]) + eps));
+        const float shift = nnopt_bf16_to_f32(beta[c]) - nnopt_bf16_to_f32(mean[c]) * scale;
+        for (long i = 0; i < batch; i++) {
+            const long at = (i * channels + c) * spatial;
+            blis_bf16_scale_shift(hw, x + at, y + at, spatial, scale, shift);
         }
     }
     return NNOPT_OK;

@@ -23,10 +23,16 @@ void blis_bf16_gemm(long m, long n, long pairs, const uint32_t *a, long lda, con
                     const long *b_off, const float *bias_row, const float *bias_col, uint16_t *c,
                     long ldc);
 
-/* Array conversions; hw: use the AVX-512 BF16 instructions, which round the
- * same way as nnopt_bf16_from_f32 but flush subnormals to zero. */
+/* Element-wise loops (blis_bf16_vector.c); hw: use the AVX-512 BF16
+ * instructions, which round as nnopt_bf16_from_f32 does but flush subnormal
+ * results to zero. */
 void blis_bf16_narrow(int hw, const float *src, uint16_t *dst, long count);
 void blis_bf16_widen(int hw, const uint16_t *src, float *dst, long count);
+/* y = bf16(x * scale + shift), one f32 fused multiply-add. */
+void blis_bf16_scale_shift(int hw, const uint16_t *x, uint16_t *y, long count, float scale,
+                           float shift);
+/* y = bf16(a + b); y may be a or b. */
+void blis_bf16_add(int hw, const uint16_t *a, const uint16_t *b, uint16_t *y, long count);
 
 /* Runs a bf16 op: conv2d and dense on the bf16 GEMM, activations, add and
  * batch norm (inference) on their own loops, the rest through the f32

@@ -1,5 +1,4 @@
-/* bf16 GEMM on AVX-512 BF16 (BLIS 0.9 has none), and bf16 <-> f32 array
- * conversion.
+/* bf16 GEMM on AVX-512 BF16 (BLIS 0.9 has none).
  *
  * vdpbf16ps multiplies pairs of bf16 values and adds both products into one
  * f32 lane: lane j of acc += a[0] b[0][j] + a[1] b[1][j]. So K is walked in
@@ -16,7 +15,6 @@
 #include <string.h>
 
 #include "blis_bf16.h"
-#include "nnopt/bf16.h"
 
 #if defined(__x86_64__) && defined(__GNUC__)
 #include <immintrin.h>
@@ -42,6 +40,8 @@ tile(int rows, long cols, long pairs, const uint32_t *a, long lda, const uint32_
                                       : (__mmask16)((1u << (cols - 16)) - 1);
     const __m512 col0 = bias_col ? _mm512_maskz_loadu_ps(m0, bias_col) : _mm512_setzero_ps();
     const __m512 col1 = bias_col ? _mm512_maskz_loadu_ps(m1, bias_col + 16) : _mm512_setzero_ps();
+    /* Fully unrolled (rows is a constant), so that acc lives in registers. */
+#pragma GCC unroll 8
     for (int i = 0; i < rows; i++) {
         const __m512 start = bias_row ? _mm512_set1_ps(bias_row[i]) : _mm512_setzero_ps();
         acc[i][0] = _mm512_add_ps(start, col0);
@@ -50,6 +50,7 @@ tile(int rows, long cols, long pairs, const uint32_t *a, long lda, const uint32_
     for (long kk = 0; kk < pairs; kk++) {
         const __m512bh b0 = (__m512bh)_mm512_loadu_si512(b + b_off[kk]);
         const __m512bh b1 = (__m512bh)_mm512_loadu_si512(b + b_off[kk] + 16);
+#pragma GCC unroll 8
         for (int i = 0; i < rows; i++) {
             const __m512bh ai = (__m512bh)_mm512_set1_epi32((int)a[i * lda + kk]);
             acc[i][0] = _mm512_dpbf16_ps(acc[i][0], ai, b0);
@@ -57,6 +58,7 @@ tile(int rows, long cols, long pairs, const uint32_t *a, long lda, const uint32_
         }
     }
     const __mmask32 store = cols >= 32 ? 0xffffffffu : (__mmask32)((1ull << cols) - 1);
+#pragma GCC unroll 8
     for (int i = 0; i < rows; i++) {
         const __m512bh packed = _mm512_cvtne2ps_pbh(acc[i][1], acc[i][0]);
         _mm512_mask_storeu_epi16(c + i * ldc, store, (__m512i)packed);
@@ -101,29 +103,6 @@ BF16_TARGET void blis_bf16_gemm(long m, long n, long pairs, const uint32_t *a, l
     }
 }
 
-BF16_TARGET static void narrow_hw(const float *src, uint16_t *dst, long count) {
-    long i = 0;
-    for (; i + 32 <= count; i += 32) {
-        const __m512bh v =
-            _mm512_cvtne2ps_pbh(_mm512_loadu_ps(src + i + 16), _mm512_loadu_ps(src + i));
-        _mm512_storeu_si512(dst + i, (__m512i)v);
-    }
-    for (; i < count; i += 16) {
-        const long left = count - i < 16 ? count - i : 16;
-        const __mmask16 m = (__mmask16)((1u << left) - 1);
-        const __m256bh v = _mm512_cvtneps_pbh(_mm512_maskz_loadu_ps(m, src + i));
-        _mm256_mask_storeu_epi16(dst + i, m, (__m256i)v);
-    }
-}
-
-BF16_TARGET static void widen_hw(const uint16_t *src, float *dst, long count) {
-    for (long i = 0; i < count; i += 16) {
-        const long left = count - i < 16 ? count - i : 16;
-        const __mmask16 m = (__mmask16)((1u << left) - 1);
-        const __m512i h = _mm512_cvtepu16_epi32(_mm256_maskz_loadu_epi16(m, src + i));
-        _mm512_mask_storeu_ps(dst + i, m, _mm512_castsi512_ps(_mm512_slli_epi32(h, 16)));
-    }
-}
 #else
 void blis_bf16_gemm(long m, long n, long pairs, const uint32_t *a, long lda, const uint32_t *b,
                     const long *b_off, const float *bias_row, const float *bias_col, uint16_t *c,
@@ -135,24 +114,4 @@ void blis_bf16_gemm(long m, long n, long pairs, const uint32_t *a, long lda, con
 
 int blis_bf16_hw_available(void) {
     return BF16_HAVE_KERNELS && blis_cpu_has_avx512_bf16();
-}
-
-void blis_bf16_narrow(int hw, const float *src, uint16_t *dst, long count) {
-#if BF16_HAVE_KERNELS
-    if (hw) {
-        narrow_hw(src, dst, count);
-        return;
-    }
-#endif
-    for (long i = 0; i < count; i++) dst[i] = nnopt_bf16_from_f32(src[i]);
-}
-
-void blis_bf16_widen(int hw, const uint16_t *src, float *dst, long count) {
-#if BF16_HAVE_KERNELS
-    if (hw) {
-        widen_hw(src, dst, count);
-        return;
-    }
-#endif
-    for (long i = 0; i < count; i++) dst[i] = nnopt_bf16_to_f32(src[i]);
 }
