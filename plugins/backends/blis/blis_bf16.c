@@ -315,6 +315,9 @@ nnopt_status blis_bf16_run(blis_backend *be, const nnopt_op *op, nnopt_tensor *c
                             nnopt_op_kind_name(op->kind));
         return NNOPT_STATUS_UNSUPPORTED;
     }
+    /* Mixed dtypes (a cast, a loss with integer labels) take the general path. */
+    if (n_in < 1 || n_out < 1 || !all_bf16(in, n_in) || !all_bf16(out, n_out))
+        return via_f32(be, op, in, n_in, out, n_out);
     switch (op->kind) {
     case NNOPT_OP_CONV2D:
         return conv_bf16(be, op, in, n_in, out, n_out);
@@ -326,6 +329,8 @@ nnopt_status blis_bf16_run(blis_backend *be, const nnopt_op *op, nnopt_tensor *c
         return blis_act_bf16(be, op, in, n_in, out, n_out);
     case NNOPT_OP_ADD:
         return blis_add_bf16(be, op, in, n_in, out, n_out);
+    case NNOPT_OP_POOL2D:
+        return blis_pool2d_bf16(be, op, in, n_in, out, n_out);
     default:
         return via_f32(be, op, in, n_in, out, n_out);
     }

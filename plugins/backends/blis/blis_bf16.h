@@ -43,6 +43,8 @@ nnopt_status blis_bf16_run(blis_backend *be, const nnopt_op *op, nnopt_tensor *c
 /* Element-wise bf16 kernels (blis_elementwise.c). */
 nnopt_status blis_act_bf16(blis_backend *be, const nnopt_op *op, nnopt_tensor *const *in, int n_in,
                            nnopt_tensor *const *out, int n_out);
+nnopt_status blis_pool2d_bf16(blis_backend *be, const nnopt_op *op, nnopt_tensor *const *in,
+                              int n_in, nnopt_tensor *const *out, int n_out); /* blis_pool.c */
 nnopt_status blis_add_bf16(blis_backend *be, const nnopt_op *op, nnopt_tensor *const *in, int n_in,
                            nnopt_tensor *const *out, int n_out);
 
