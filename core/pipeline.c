@@ -1,6 +1,7 @@
 #include "pipeline.h"
 
 #include <math.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -269,6 +270,28 @@ static nnopt_status copy_weights(const nnopt_run *from, nnopt_run *to, nnopt_err
     return NNOPT_OK;
 }
 
+/* Explains a host API failure to the calling technique (host->set_error's channel). */
+static void plugin_error(const char *fmt, ...) NNOPT_FMT_PRINTF(1, 2);
+static void plugin_error(const char *fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    nnopt_plugin_error_setv(fmt, ap);
+    va_end(ap);
+}
+
+nnopt_status nnopt_run_set_dtype(nnopt_run *run, nnopt_dtype dtype) {
+    if (!run->net || run->finished || !run->in_after_train) {
+        plugin_error("run_set_dtype: only in after_train, on the run's own network");
+        return NNOPT_STATUS_INVALID_ARGUMENT;
+    }
+    nnopt_error err = {0};
+    nnopt_status st = nnopt_network_set_dtype(run->net, dtype, &err);
+    /* The backend must run the converted model's forward ops. */
+    if (st == NNOPT_OK) st = check_support(run, 0, &err);
+    if (st != NNOPT_OK) plugin_error("%s", err.message);
+    return st;
+}
+
 static void add_column(void *sink, const char *name, const char *value) {
     nnopt_run_result *r = sink;
     if (r->n_columns == NNOPT_MAX_REPORT_COLUMNS) return;
@@ -440,7 +463,9 @@ static nnopt_status run_one(nnopt_pipeline *p, nnopt_run *run, nnopt_run_result 
     int transforms = 0;
     for (int k = 0; k < spec->n_techniques; k++)
         transforms |= technique_vt(e, run, k)->after_train != NULL;
+    run->in_after_train = 1;
     EACH_TECHNIQUE(e, run, -1, after_train, run);
+    run->in_after_train = 0;
     if (st == NNOPT_OK && transforms) {
         /* after_train may have changed the model (quantised it, say): the
          * reported accuracy and inference time are those of the final model. */
@@ -449,6 +474,8 @@ static nnopt_status run_one(nnopt_pipeline *p, nnopt_run *run, nnopt_run_result 
                             &loss, err);
         if (st == NNOPT_OK) st = nnopt_backend_sync(run->backend, err);
         out->eval_seconds = nnopt_now_seconds() - start;
+        /* A technique may have moved the model to another dtype (bf16, say). */
+        snprintf(out->dtype, sizeof out->dtype, "%s", nnopt_dtype_name(run->net->graph->dtype));
     }
     for (int k = 0; st == NNOPT_OK && k < spec->n_techniques; k++) {
         const nnopt_technique_vtable *vt = technique_vt(e, run, k);

@@ -19,6 +19,7 @@ struct nnopt_run {
     nnopt_network *net; /* kept after the run for the runs that depend on it */
     nnopt_backend *backend;
     int finished, graph_frozen;
+    int in_after_train; /* run_set_dtype is allowed then only */
     void *technique_ctx[NNOPT_MAX_RUN_TECHNIQUES];
     nnopt_exec *predict_exec[2]; /* forward-only executors for run_predict: eval, train mode */
     int64_t predict_batch;
@@ -54,6 +55,7 @@ nnopt_run *nnopt_run_find(nnopt_run *self, const char *name);
 nnopt_status nnopt_run_predict(nnopt_run *other, const nnopt_batch *batch, double temperature,
                                int train_mode, double *probs);
 int64_t nnopt_run_train_size(const nnopt_run *run);
+nnopt_status nnopt_run_set_dtype(nnopt_run *run, nnopt_dtype dtype);
 int64_t nnopt_batch_size(const nnopt_batch *b);
 int nnopt_batch_classes(const nnopt_batch *b);
 const int64_t *nnopt_batch_indices(const nnopt_batch *b);

@@ -480,22 +480,36 @@ static const char *result_column(const nnopt_run_result *r, const char *name) {
     return NULL;
 }
 
-/* Trains in f32, converts the trained weights to bf16 and evaluates them:
- * on the reference and on blis, accuracy within 2 of the 200 test images of
- * f32's (the logits move by about u relative; only near-ties can flip). */
+static const nnopt_run_result *find_result(const nnopt_experiment *e, const nnopt_run_result *r,
+                                           const char *name) {
+    for (int i = 0; i < e->n_runs; i++)
+        if (!strcmp(r[i].run, name)) return &r[i];
+    fail_msg("no run %s", name);
+    return NULL;
+}
+
+/* Trains in f32 and evaluates the trained weights in bf16, both ways: a
+ * separate run starting from the f32 run's weights, and one run converted
+ * after its training (stage = inference). On the reference and on blis,
+ * accuracy within 2 of the 200 test images of f32's (the logits move by
+ * about u relative; only near-ties can flip). */
 static void test_precision_technique_evaluates_in_bf16(void **state) {
     (void)state;
     const char *backends[2] = {"blis", "cpu"};
+    const char *after_training = "[technique after_training]\nplugin = precision\ndtype = bf16\n"
+                                 "stage = inference\n"
+                                 "[run f32_then_bf16]\nmodel = net\ntechniques = after_training\n";
     for (int k = 0; k < 2; k++) {
         nnopt_experiment e;
         nnopt_data data;
         nnopt_error err = {0};
-        if (load(backends[k], "", &e, &err) != NNOPT_OK) fail_msg("%s", err.message);
+        if (load(backends[k], after_training, &e, &err) != NNOPT_OK) fail_msg("%s", err.message);
         if (nnopt_data_load(e.data, &data, &err) != NNOPT_OK) fail_msg("%s", err.message);
         nnopt_run_result r[NNOPT_MAX_RUNS];
         if (nnopt_pipeline_run(&e, &data, r, &err) != NNOPT_OK) fail_msg("%s", err.message);
-        const nnopt_run_result *f32 = !strcmp(r[0].run, "f32") ? &r[0] : &r[1];
-        const nnopt_run_result *bf16 = f32 == &r[0] ? &r[1] : &r[0];
+        const nnopt_run_result *f32 = find_result(&e, r, "f32");
+        const nnopt_run_result *bf16 = find_result(&e, r, "bf16");
+        const nnopt_run_result *then = find_result(&e, r, "f32_then_bf16");
         assert_string_equal(f32->dtype, "f32");
         assert_string_equal(bf16->dtype, "bf16");
         assert_string_equal(result_column(bf16, "precision"), "f32 -> bf16");
@@ -503,6 +517,14 @@ static void test_precision_technique_evaluates_in_bf16(void **state) {
         if (f32->test_accuracy < 0.8 || fabs(bf16->test_accuracy - f32->test_accuracy) > 2.0 / 200)
             fail_msg("%s: f32 accuracy %.3f, bf16 %.3f", backends[k], f32->test_accuracy,
                      bf16->test_accuracy);
+        /* Trained exactly as the f32 run (same seed and backend), then converted. */
+        assert_string_equal(then->dtype, "bf16");
+        assert_string_equal(result_column(then, "precision"), "f32 -> bf16");
+        assert_int_equal(then->n_epochs, 2);
+        assert_true(then->epochs[1].test_accuracy == f32->test_accuracy);
+        if (fabs(then->test_accuracy - f32->test_accuracy) > 2.0 / 200)
+            fail_msg("%s: converted after training: %.3f, f32 %.3f", backends[k],
+                     then->test_accuracy, f32->test_accuracy);
         for (int i = 0; i < e.n_runs; i++) nnopt_run_result_free(&r[i]);
         nnopt_data_free(&data);
         nnopt_experiment_free(&e);

@@ -126,6 +126,12 @@ typedef struct nnopt_host_api {
     /* Adds weight * cross-entropy(probs, softmax(logits / temperature)) to the loss. */
     nnopt_status (*batch_add_soft_targets)(nnopt_batch *b, const double *probs, double temperature,
                                            double weight);
+
+    /* Appended (check struct_size before use). */
+    /* In after_train only: moves the run's trained network to another float
+     * dtype (values rounded to nearest even); the run is then evaluated in
+     * it. Fails, with a reason, when the backend lacks a forward op in it. */
+    nnopt_status (*run_set_dtype)(nnopt_run *run, nnopt_dtype dtype);
 } nnopt_host_api;
 
 #ifdef __cplusplus
