@@ -36,7 +36,11 @@
 enum { MAX_TENSORS = 5, RANDOM_ROUNDS = 40 };
 static const double u = 1.0 / 256;
 
-static test_backend blis_backend, ref_backend;
+/* blis_backend is blis with its AVX-512 BF16 kernels where the CPU has them;
+ * portable_backend is blis with bf16 = f32 (the f32 kernels on widened
+ * copies, what CPUs without AVX-512 BF16 run). */
+static test_backend blis_backend, portable_backend, ref_backend;
+static int cpu_only; /* `test_bf16 cpu` */
 
 /* ---- conversion ---------------------------------------------------------- */
 
@@ -323,12 +327,11 @@ static void test_reference_bf16_is_f32_within_rounding(void **state) {
     }
 }
 
-static void test_blis_bf16_matches_reference(void **state) {
-    (void)state;
-    for (int round = 0; round < 3 * RANDOM_ROUNDS; round++) {
+static void check_blis_against_reference(test_backend *blis, int rounds) {
+    for (int round = 0; round < rounds; round++) {
         op_case c = random_case(round);
         fill_values(&c);
-        double *fast = run_case(&blis_backend, &c, NNOPT_BF16, 0);
+        double *fast = run_case(blis, &c, NNOPT_BF16, 0);
         double *ref = run_case(&ref_backend, &c, NNOPT_BF16, 0);
         double *s = magnitude(&c);
         const int64_t n = numel(c.out_ndim, c.out_shape);
@@ -346,6 +349,16 @@ static void test_blis_bf16_matches_reference(void **state) {
         free(s);
         free_values(&c);
     }
+}
+
+static void test_blis_bf16_matches_reference(void **state) {
+    (void)state;
+    check_blis_against_reference(&blis_backend, 3 * RANDOM_ROUNDS);
+}
+
+static void test_blis_portable_bf16_matches_reference(void **state) {
+    (void)state;
+    check_blis_against_reference(&portable_backend, RANDOM_ROUNDS);
 }
 
 /* Large enough for every tile shape of the GEMM: row tails (K % 8), column
@@ -495,11 +508,11 @@ static const nnopt_run_result *find_result(const nnopt_experiment *e, const nnop
  * about u relative; only near-ties can flip). */
 static void test_precision_technique_evaluates_in_bf16(void **state) {
     (void)state;
-    const char *backends[2] = {"blis", "cpu"};
+    const char *backends[2] = {"cpu", "blis"};
     const char *after_training = "[technique after_training]\nplugin = precision\ndtype = bf16\n"
                                  "stage = inference\n"
                                  "[run f32_then_bf16]\nmodel = net\ntechniques = after_training\n";
-    for (int k = 0; k < 2; k++) {
+    for (int k = 0; k < (cpu_only ? 1 : 2); k++) {
         nnopt_experiment e;
         nnopt_data data;
         nnopt_error err = {0};
@@ -553,29 +566,48 @@ static void test_bf16_training_is_refused(void **state) {
     nnopt_experiment_free(&e);
 }
 
-static int setup(void **state) {
+static int setup_fixture(void **state) {
     (void)state;
-    const char *blis_settings[] = {"threads=2", NULL};
-    if (test_backend_open("blis", blis_settings, &blis_backend) != 0) return -1;
     if (test_backend_open("cpu", NULL, &ref_backend) != 0) return -1;
     if (fixture_tmpdir(fixture, sizeof fixture, "bf16") != 0) return -1;
     return idx_fixture_write(fixture, 600, 200, 5);
 }
 
+static int setup(void **state) {
+    const char *fast[] = {"threads=2", NULL}, *portable[] = {"threads=2", "bf16=f32", NULL};
+    if (test_backend_open("blis", fast, &blis_backend) != 0) return -1;
+    if (test_backend_open("blis", portable, &portable_backend) != 0) return -1;
+    return setup_fixture(state);
+}
+
 static int teardown(void **state) {
     (void)state;
     test_backend_close(&blis_backend);
+    test_backend_close(&portable_backend);
     test_backend_close(&ref_backend);
     fixture_rmdir(fixture);
     return 0;
 }
 
-int main(void) {
+/* `test_bf16 cpu`: only what runs on the reference backend (no AVX-512 code,
+ * so that it runs under valgrind, which cannot execute AVX-512). */
+int main(int argc, char **argv) {
+    cpu_only = argc > 1 && strcmp(argv[1], "cpu") == 0;
+    if (cpu_only) {
+        const struct CMUnitTest cpu_tests[] = {
+            cmocka_unit_test(test_conversion_rounds_to_nearest_even),
+            cmocka_unit_test(test_conversion_from_double_rounds_once),
+            cmocka_unit_test(test_reference_bf16_is_f32_within_rounding),
+            cmocka_unit_test(test_precision_technique_evaluates_in_bf16),
+        };
+        return cmocka_run_group_tests(cpu_tests, setup_fixture, teardown);
+    }
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_conversion_rounds_to_nearest_even),
         cmocka_unit_test(test_conversion_from_double_rounds_once),
         cmocka_unit_test(test_reference_bf16_is_f32_within_rounding),
         cmocka_unit_test(test_blis_bf16_matches_reference),
+        cmocka_unit_test(test_blis_portable_bf16_matches_reference),
         cmocka_unit_test(test_blis_bf16_conv_tiles),
         cmocka_unit_test(test_blis_bf16_add_rounds_like_reference),
         cmocka_unit_test(test_supports_tables),

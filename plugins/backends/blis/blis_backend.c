@@ -25,6 +25,10 @@ static const nnopt_param_spec blis_params[] = {
      "convolution kernels: auto = direct AVX-512 kernels for the small ungrouped shapes where "
      "they beat im2col + GEMM (CPUs with AVX-512F), GEMM elsewhere; gemm = always im2col + GEMM",
      "auto|gemm", 0, 0},
+    {"bf16", NNOPT_PARAM_ENUM, "auto",
+     "bf16 ops: auto = AVX-512 BF16 kernels where cpuid reports the instructions, else the f32 "
+     "kernels on widened copies; f32 = always the latter (portable)",
+     "auto|f32", 0, 0},
 };
 
 /* ---- argument checks shared by the op files ---- */
@@ -108,7 +112,8 @@ static nnopt_status blis_create(const nnopt_host_api *host, const nnopt_config *
     }
     const char *conv = cfg ? host->config_string(cfg, "conv") : NULL;
     be->direct_conv = (!conv || strcmp(conv, "gemm") != 0) && blis_direct_conv_available();
-    be->bf16_hw = blis_bf16_hw_available();
+    const char *bf16 = cfg ? host->config_string(cfg, "bf16") : NULL;
+    be->bf16_hw = (!bf16 || strcmp(bf16, "f32") != 0) && blis_bf16_hw_available();
     const nnopt_status status = blis_arch_select(be, cfg ? host->config_string(cfg, "arch") : NULL);
     if (status != NNOPT_OK) {
         blis_destroy(be);
