@@ -8,8 +8,12 @@
  * neighbouring channels. For stride 1, output o = p*pitch + q then reads tap
  * (r, s) of channel pair cp at word o + r*pitch + s of plane cp: every GEMM
  * row is a contiguous run of that buffer and no im2col copy is made (the
- * pitch - Q junk columns per row are computed and dropped). Strided
- * convolutions gather those words into packed rows first. Images are split
+ * pitch - Q junk columns per row are computed and dropped). A single input
+ * channel (a grayscale first layer) has no partner, so there the words pair
+ * neighbouring columns instead, (x[row][col], x[row][col+1]), and the
+ * reduction runs over rows and pairs of filter columns: half the work of
+ * padding each tap with a zero channel. Strided convolutions gather plane
+ * words into packed rows first. Images are split
  * across threads, each with its own buffers, as in the f32 GEMM path.
  *
  * Depthwise convolutions, pooling and the rest, and every op on CPUs
@@ -47,7 +51,8 @@ static long round_up(long v, long to) {
 
 /* The layout of one image (one group) as the GEMM reads it. */
 typedef struct bf16_conv_layout {
-    long taps, cpairs, pairs; /* R*S, ceil(Cg/2), taps * cpairs */
+    int column_pairs;         /* one channel, stride 1: words pair columns, not channels */
+    long taps, cpairs, pairs; /* R*S (R*ceil(S/2) for column pairs), ceil(Cg/2), taps*cpairs */
     long rows, pitch;         /* padded plane: H + 2 ph rows of W + 2 pw words */
     long plane_stride;        /* words per channel-pair plane, with read slack */
     long outputs, ldc;        /* GEMM columns: P*pitch (stride 1) or P*Q; C row stride */
@@ -56,12 +61,13 @@ typedef struct bf16_conv_layout {
 
 static bf16_conv_layout conv_layout(const conv_geometry *g) {
     bf16_conv_layout l;
-    l.taps = g->r * g->s;
+    l.implicit = g->stride_h == 1 && g->stride_w == 1;
+    l.column_pairs = l.implicit && g->cg == 1;
+    l.taps = l.column_pairs ? g->r * ((g->s + 1) / 2) : g->r * g->s;
     l.cpairs = (g->cg + 1) / 2;
     l.pairs = l.taps * l.cpairs;
     l.rows = g->h + 2 * g->pad_h;
     l.pitch = g->w + 2 * g->pad_w;
-    l.implicit = g->stride_h == 1 && g->stride_w == 1;
     l.outputs = l.implicit ? g->p * l.pitch : g->p * g->q;
     l.ldc = round_up(l.outputs, 32);
     /* The GEMM reads whole 32-column tiles: up to ldc - 1 past a row's start,
@@ -71,9 +77,21 @@ static bf16_conv_layout conv_layout(const conv_geometry *g) {
 }
 
 /* Weights as the GEMM's A: row k, pair (tap t, channel pair cp) holds
- * w[k][2cp][t], w[k][2cp+1][t] (0 past the group's channels). */
+ * w[k][2cp][t], w[k][2cp+1][t] (0 past the group's channels); with column
+ * pairs, pair (r, sp) holds w[k][0][r][2sp], w[k][0][r][2sp+1]. */
 static void conv_pack_weights(const conv_geometry *g, const bf16_conv_layout *l, const uint16_t *w,
                               uint32_t *a) {
+    if (l->column_pairs) {
+        const long spairs = (g->s + 1) / 2;
+        for (long k = 0; k < g->k; k++)
+            for (long r = 0; r < g->r; r++)
+                for (long sp = 0; sp < spairs; sp++) {
+                    const uint16_t *row = w + (k * g->r + r) * g->s;
+                    const uint32_t hi = 2 * sp + 1 < g->s ? row[2 * sp + 1] : 0;
+                    a[k * l->pairs + r * spairs + sp] = row[2 * sp] | hi << 16;
+                }
+        return;
+    }
     for (long k = 0; k < g->k; k++)
         for (long t = 0; t < l->taps; t++)
             for (long cp = 0; cp < l->cpairs; cp++) {
@@ -89,6 +107,16 @@ static void conv_pack_weights(const conv_geometry *g, const bf16_conv_layout *l,
 static void conv_fill_planes(const conv_geometry *g, const bf16_conv_layout *l, const uint16_t *x,
                              uint32_t *planes) {
     memset(planes, 0, (size_t)(l->cpairs * l->plane_stride) * sizeof *planes);
+    if (l->column_pairs) { /* word (row, col) = padded x at col and col + 1 */
+        for (long i = 0; i < g->h; i++) {
+            uint32_t *dst = planes + (i + g->pad_h) * l->pitch + g->pad_w;
+            const uint16_t *src = x + i * g->w;
+            if (g->pad_w > 0) dst[-1] = (uint32_t)src[0] << 16; /* left padding, then x[0] */
+            for (long j = 0; j + 1 < g->w; j++) dst[j] = src[j] | (uint32_t)src[j + 1] << 16;
+            dst[g->w - 1] = src[g->w - 1];
+        }
+        return;
+    }
     const long hw = g->h * g->w;
     for (long cp = 0; cp < l->cpairs; cp++) {
         const uint16_t *x0 = x + 2 * cp * hw;
@@ -179,9 +207,12 @@ static nnopt_status conv_bf16(blis_backend *be, const nnopt_op *op, nnopt_tensor
         uint16_t *wide_out = (uint16_t *)(mine + per_thread.out);
         long *offsets = (long *)(mine + per_thread.offsets);
         for (long kk = 0; kk < l.pairs; kk++) {
-            const long tap = kk / l.cpairs, cp = kk % l.cpairs;
-            offsets[kk] =
-                l.implicit ? cp * l.plane_stride + (tap / g.s) * l.pitch + tap % g.s : kk * l.ldc;
+            const long tap = kk / l.cpairs, cp = kk % l.cpairs, spairs = (g.s + 1) / 2;
+            if (l.column_pairs) /* pair (r, sp) reads columns 2sp and 2sp + 1 */
+                offsets[kk] = tap / spairs * l.pitch + 2 * (tap % spairs);
+            else
+                offsets[kk] = l.implicit ? cp * l.plane_stride + (tap / g.s) * l.pitch + tap % g.s
+                                         : kk * l.ldc;
         }
         const long first = g.n * t / members, end = g.n * (t + 1) / members;
         for (long n = first; n < end; n++) {
@@ -199,11 +230,14 @@ static nnopt_status conv_bf16(blis_backend *be, const nnopt_op *op, nnopt_tensor
                 }
                 blis_bf16_gemm(g.kg, l.outputs, l.pairs, a_grp, l.pairs, planes, offsets, bias_grp,
                                NULL, wide_out, l.ldc);
-                /* Drop the junk columns: row p of the plane is output row p. */
+                /* Drop the junk columns: row p of the plane is output row p
+                 * (rows are short: a loop beats a memcpy call per row). */
                 for (long k = 0; k < g.kg; k++)
-                    for (long p = 0; p < g.p; p++)
-                        memcpy(y_img + (k * g.p + p) * g.q, wide_out + k * l.ldc + p * l.pitch,
-                               (size_t)g.q * sizeof *y_img);
+                    for (long p = 0; p < g.p; p++) {
+                        uint16_t *restrict dst = y_img + (k * g.p + p) * g.q;
+                        const uint16_t *restrict src = wide_out + k * l.ldc + p * l.pitch;
+                        for (long q = 0; q < g.q; q++) dst[q] = src[q];
+                    }
             }
         }
     }
