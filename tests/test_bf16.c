@@ -509,14 +509,20 @@ static const nnopt_run_result *find_result(const nnopt_experiment *e, const nnop
 static void test_precision_technique_evaluates_in_bf16(void **state) {
     (void)state;
     const char *backends[2] = {"cpu", "blis"};
-    const char *after_training = "[technique after_training]\nplugin = precision\ndtype = bf16\n"
-                                 "stage = inference\n"
-                                 "[run f32_then_bf16]\nmodel = net\ntechniques = after_training\n";
+    /* Also: the f32 weights saved to a checkpoint and loaded into a bf16 model. */
+    char extra[1024];
+    snprintf(extra, sizeof extra,
+             "[technique after_training]\nplugin = precision\ndtype = bf16\nstage = inference\n"
+             "[run f32_then_bf16]\nmodel = net\ntechniques = after_training\n"
+             "[run f32_saved]\nmodel = net\nsave_checkpoint = %s/f32.safetensors\n"
+             "[run bf16_from_checkpoint]\nmodel = net\ntechniques = to_bf16\nepochs = 0\n"
+             "after = f32_saved\nload_checkpoint = %s/f32.safetensors\n",
+             fixture, fixture);
     for (int k = 0; k < (cpu_only ? 1 : 2); k++) {
         nnopt_experiment e;
         nnopt_data data;
         nnopt_error err = {0};
-        if (load(backends[k], after_training, &e, &err) != NNOPT_OK) fail_msg("%s", err.message);
+        if (load(backends[k], extra, &e, &err) != NNOPT_OK) fail_msg("%s", err.message);
         if (nnopt_data_load(e.data, &data, &err) != NNOPT_OK) fail_msg("%s", err.message);
         nnopt_run_result r[NNOPT_MAX_RUNS];
         if (nnopt_pipeline_run(&e, &data, r, &err) != NNOPT_OK) fail_msg("%s", err.message);
@@ -538,6 +544,11 @@ static void test_precision_technique_evaluates_in_bf16(void **state) {
         if (fabs(then->test_accuracy - f32->test_accuracy) > 2.0 / 200)
             fail_msg("%s: converted after training: %.3f, f32 %.3f", backends[k],
                      then->test_accuracy, f32->test_accuracy);
+        /* The same weights rounded the same way: the same predictions. */
+        const nnopt_run_result *loaded = find_result(&e, r, "bf16_from_checkpoint");
+        assert_string_equal(loaded->dtype, "bf16");
+        assert_true(loaded->test_accuracy == bf16->test_accuracy);
+        assert_true(loaded->epochs[0].test_loss == bf16->epochs[0].test_loss);
         for (int i = 0; i < e.n_runs; i++) nnopt_run_result_free(&r[i]);
         nnopt_data_free(&data);
         nnopt_experiment_free(&e);
