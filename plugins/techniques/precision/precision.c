@@ -99,7 +99,7 @@ static const nnopt_plugin_desc precision_descriptor = {
     .struct_size = sizeof(nnopt_plugin_desc),
     .kind = NNOPT_PLUGIN_TECHNIQUE,
     .name = "precision",
-    .version = "1.0.0",
+    .version = "1.1.0",
     .description =
         "runs a model in another floating-point precision (f64, f32, bf16 for inference)",
     .params = precision_params,
