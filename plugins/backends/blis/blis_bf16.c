@@ -104,30 +104,26 @@ static void conv_pack_weights(const conv_geometry *g, const bf16_conv_layout *l,
 
 /* planes[cp][row][col] = (x[2cp][row - ph][col - pw], x[2cp+1][...]), zero
  * outside the image and past the last channel. */
-static void conv_fill_planes(const conv_geometry *g, const bf16_conv_layout *l, const uint16_t *x,
-                             uint32_t *planes) {
+static void conv_fill_planes(int hw, const conv_geometry *g, const bf16_conv_layout *l,
+                             const uint16_t *x, uint32_t *planes) {
     memset(planes, 0, (size_t)(l->cpairs * l->plane_stride) * sizeof *planes);
     if (l->column_pairs) { /* word (row, col) = padded x at col and col + 1 */
         for (long i = 0; i < g->h; i++) {
             uint32_t *dst = planes + (i + g->pad_h) * l->pitch + g->pad_w;
             const uint16_t *src = x + i * g->w;
             if (g->pad_w > 0) dst[-1] = (uint32_t)src[0] << 16; /* left padding, then x[0] */
-            for (long j = 0; j + 1 < g->w; j++) dst[j] = src[j] | (uint32_t)src[j + 1] << 16;
+            blis_bf16_interleave(hw, src, src + 1, dst, g->w - 1);
             dst[g->w - 1] = src[g->w - 1];
         }
         return;
     }
-    const long hw = g->h * g->w;
+    const long image_plane = g->h * g->w;
     for (long cp = 0; cp < l->cpairs; cp++) {
-        const uint16_t *x0 = x + 2 * cp * hw;
-        const uint16_t *x1 = 2 * cp + 1 < g->cg ? x0 + hw : NULL;
+        const uint16_t *x0 = x + 2 * cp * image_plane;
+        const uint16_t *x1 = 2 * cp + 1 < g->cg ? x0 + image_plane : NULL;
         for (long i = 0; i < g->h; i++) {
             uint32_t *dst = planes + cp * l->plane_stride + (i + g->pad_h) * l->pitch + g->pad_w;
-            const uint16_t *a = x0 + i * g->w, *b = x1 ? x1 + i * g->w : NULL;
-            if (b)
-                for (long j = 0; j < g->w; j++) dst[j] = (uint32_t)a[j] | (uint32_t)b[j] << 16;
-            else
-                for (long j = 0; j < g->w; j++) dst[j] = a[j];
+            blis_bf16_interleave(hw, x0 + i * g->w, x1 ? x1 + i * g->w : NULL, dst, g->w);
         }
     }
 }
@@ -221,7 +217,7 @@ static nnopt_status conv_bf16(blis_backend *be, const nnopt_op *op, nnopt_tensor
                 uint16_t *y_img = y + (n * g.k + grp * g.kg) * pq;
                 const uint32_t *a_grp = a + grp * g.kg * l.pairs;
                 const float *bias_grp = bias ? bias + grp * g.kg : NULL;
-                conv_fill_planes(&g, &l, x_img, planes);
+                conv_fill_planes(be->bf16_hw, &g, &l, x_img, planes);
                 if (!l.implicit) {
                     conv_gather(&g, &l, planes, packed);
                     blis_bf16_gemm(g.kg, pq, l.pairs, a_grp, l.pairs, packed, offsets, bias_grp,
@@ -230,14 +226,11 @@ static nnopt_status conv_bf16(blis_backend *be, const nnopt_op *op, nnopt_tensor
                 }
                 blis_bf16_gemm(g.kg, l.outputs, l.pairs, a_grp, l.pairs, planes, offsets, bias_grp,
                                NULL, wide_out, l.ldc);
-                /* Drop the junk columns: row p of the plane is output row p
-                 * (rows are short: a loop beats a memcpy call per row). */
+                /* Drop the junk columns: row p of the plane is output row p. */
                 for (long k = 0; k < g.kg; k++)
-                    for (long p = 0; p < g.p; p++) {
-                        uint16_t *restrict dst = y_img + (k * g.p + p) * g.q;
-                        const uint16_t *restrict src = wide_out + k * l.ldc + p * l.pitch;
-                        for (long q = 0; q < g.q; q++) dst[q] = src[q];
-                    }
+                    for (long p = 0; p < g.p; p++)
+                        blis_bf16_copy(be->bf16_hw, wide_out + k * l.ldc + p * l.pitch,
+                                       y_img + (k * g.p + p) * g.q, g.q);
             }
         }
     }

@@ -31,6 +31,12 @@ void blis_bf16_widen(int hw, const uint16_t *src, float *dst, long count);
 /* y = bf16(x * scale + shift), one f32 fused multiply-add. */
 void blis_bf16_scale_shift(int hw, const uint16_t *x, uint16_t *y, long count, float scale,
                            float shift);
+/* dst[i] = lo[i] | hi[i] << 16: two bf16 rows as the GEMM's pair words
+ * (hi NULL: zeros). */
+void blis_bf16_interleave(int hw, const uint16_t *lo, const uint16_t *hi, uint32_t *dst,
+                          long count);
+/* A short row copy (memcpy without the call overhead on rows of ~10-30). */
+void blis_bf16_copy(int hw, const uint16_t *src, uint16_t *dst, long count);
 /* y = bf16(a + b); y may be a or b. */
 void blis_bf16_add(int hw, const uint16_t *a, const uint16_t *b, uint16_t *y, long count);
 

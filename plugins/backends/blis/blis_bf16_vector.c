@@ -4,6 +4,8 @@
  * the f32 op itself). The AVX-512 BF16 versions round with vcvtneps2bf16:
  * nearest even like nnopt_bf16_from_f32, except that subnormal results
  * become zero; the portable versions use nnopt_bf16_from_f32 itself. */
+#include <string.h>
+
 #include "blis_bf16.h"
 #include "nnopt/bf16.h"
 
@@ -46,6 +48,24 @@ VEC_TARGET static void scale_shift_hw(const uint16_t *x, uint16_t *y, long count
     for (long i = 0; i < count; i += 16) {
         const __mmask16 m = lanes(count - i);
         store16(y + i, _mm512_fmadd_ps(load16(x + i, m), s, t), m);
+    }
+}
+
+VEC_TARGET static void interleave_hw(const uint16_t *lo, const uint16_t *hi, uint32_t *dst,
+                                     long count) {
+    for (long i = 0; i < count; i += 16) {
+        const __mmask16 m = lanes(count - i);
+        const __m512i a = _mm512_cvtepu16_epi32(_mm256_maskz_loadu_epi16(m, lo + i));
+        const __m512i b = hi ? _mm512_cvtepu16_epi32(_mm256_maskz_loadu_epi16(m, hi + i))
+                             : _mm512_setzero_si512();
+        _mm512_mask_storeu_epi32(dst + i, m, _mm512_or_si512(a, _mm512_slli_epi32(b, 16)));
+    }
+}
+
+VEC_TARGET static void copy_hw(const uint16_t *src, uint16_t *dst, long count) {
+    for (long i = 0; i < count; i += 32) {
+        const __mmask32 m = count - i >= 32 ? 0xffffffffu : (__mmask32)((1u << (count - i)) - 1);
+        _mm512_mask_storeu_epi16(dst + i, m, _mm512_maskz_loadu_epi16(m, src + i));
     }
 }
 
@@ -100,4 +120,25 @@ void blis_bf16_add(int hw, const uint16_t *a, const uint16_t *b, uint16_t *y, lo
 #endif
     for (long i = 0; i < count; i++)
         y[i] = nnopt_bf16_from_f32(nnopt_bf16_to_f32(a[i]) + nnopt_bf16_to_f32(b[i]));
+}
+
+void blis_bf16_interleave(int hw, const uint16_t *lo, const uint16_t *hi, uint32_t *dst,
+                          long count) {
+#if VEC_HAVE
+    if (hw) {
+        interleave_hw(lo, hi, dst, count);
+        return;
+    }
+#endif
+    for (long i = 0; i < count; i++) dst[i] = (uint32_t)lo[i] | (hi ? (uint32_t)hi[i] << 16 : 0);
+}
+
+void blis_bf16_copy(int hw, const uint16_t *src, uint16_t *dst, long count) {
+#if VEC_HAVE
+    if (hw) {
+        copy_hw(src, dst, count);
+        return;
+    }
+#endif
+    memcpy(dst, src, (size_t)count * sizeof *dst);
 }
