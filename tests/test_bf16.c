@@ -30,6 +30,7 @@
 #include "idx_fixture.h"
 #include "nnopt/bf16.h"
 #include "pipeline.h"
+#include "report.h"
 #include "test_backend.h"
 #include "train.h"
 
@@ -476,15 +477,16 @@ static const char *const pipeline_ini =
 
 static nnopt_status load(const char *backend, const char *extra, nnopt_experiment *e,
                          nnopt_error *err) {
-    char ini[512], dirset[400];
+    char ini[512], dirset[400], outset[400];
     snprintf(ini, sizeof ini, "%s/bf16.ini", fixture);
     FILE *f = fopen(ini, "w");
     assert_non_null(f);
     fprintf(f, pipeline_ini, backend, extra);
     fclose(f);
     snprintf(dirset, sizeof dirset, "data.dir=%s", fixture);
-    const char *overrides[1] = {dirset};
-    return nnopt_experiment_load(ini, overrides, 1, e, err);
+    snprintf(outset, sizeof outset, "experiment.output=%s/runs", fixture);
+    const char *overrides[2] = {dirset, outset};
+    return nnopt_experiment_load(ini, overrides, 2, e, err);
 }
 
 static const char *result_column(const nnopt_run_result *r, const char *name) {
@@ -516,7 +518,8 @@ static void test_precision_technique_evaluates_in_bf16(void **state) {
              "[run f32_then_bf16]\nmodel = net\ntechniques = after_training\n"
              "[run f32_saved]\nmodel = net\nsave_checkpoint = %s/f32.safetensors\n"
              "[run bf16_from_checkpoint]\nmodel = net\ntechniques = to_bf16\nepochs = 0\n"
-             "after = f32_saved\nload_checkpoint = %s/f32.safetensors\n",
+             "after = f32_saved\nload_checkpoint = %s/f32.safetensors\n"
+             "[compare bf16_vs_f32]\nruns = f32, bf16\nbaseline = f32\n",
              fixture, fixture);
     for (int k = 0; k < (cpu_only ? 1 : 2); k++) {
         nnopt_experiment e;
@@ -549,6 +552,20 @@ static void test_precision_technique_evaluates_in_bf16(void **state) {
         assert_string_equal(loaded->dtype, "bf16");
         assert_true(loaded->test_accuracy == bf16->test_accuracy);
         assert_true(loaded->epochs[0].test_loss == bf16->epochs[0].test_loss);
+        /* The comparison in results.json: the bf16 run did not train, so its
+         * training speed-up is null (JSON has no infinity). */
+        if (nnopt_report_write(&e, fixture, r, e.n_runs, &err) != NNOPT_OK)
+            fail_msg("%s", err.message);
+        char path[1100], json[1 << 15];
+        snprintf(path, sizeof path, "%s/results.json", e.output_dir);
+        FILE *f = fopen(path, "r");
+        assert_non_null(f);
+        json[fread(json, 1, sizeof json - 1, f)] = 0;
+        fclose(f);
+        assert_non_null(strstr(json, "{\"run\": \"bf16\", \"training_speedup\": null, "));
+        assert_null(strstr(json, ": inf"));
+        assert_null(strstr(json, ": -inf"));
+        assert_null(strstr(json, ": nan"));
         for (int i = 0; i < e.n_runs; i++) nnopt_run_result_free(&r[i]);
         nnopt_data_free(&data);
         nnopt_experiment_free(&e);
