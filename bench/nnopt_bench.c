@@ -7,6 +7,7 @@
  *               [--profile-steps 20] [--channels 1] [--height 28]
  *               [--width 28] [--classes 10] [--lr 0.01] [--seed 1]
  *               [--kernels precompiled|compiled|both] [--kernel-cache DIR]
+ *               [--compare-bf16 0|1]
  *
  * Synthetic inputs (uniform [0,1), fixed seed) and labels. Measures
  *   - training: forward + softmax cross-entropy + backward + SGD step, images/s
@@ -25,7 +26,11 @@
  * adds a "kernels" section: each workload in both modes, windows alternating
  * so that machine noise hits both alike, with the compiled/precompiled ratio
  * (also printed on stderr) and the compile time, which is not in any
- * throughput. Prints JSON on stdout; progress goes to stderr. */
+ * throughput. With --compare-bf16 1 the model (which must be f32) is built twice, in f32 and moved
+ * to bf16 (the same initial weights, rounded), and only inference is measured, the two alternating
+ * window by window so that both see the same machine: "bf16_vs_f32" gives each batch's speed-up and
+ * how far the bf16 logits are from the f32 ones on the same images. Prints JSON on stdout; progress
+ * goes to stderr. */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -33,6 +38,7 @@
 #include <time.h>
 
 #include "backend.h"
+#include "nnopt/bf16.h"
 #include "config.h"
 #include "executor.h"
 #include "graph.h"
@@ -58,6 +64,7 @@ typedef struct bench_options {
     uint64_t seed;
     const char *kernels;      /* precompiled | compiled | both */
     const char *kernel_cache; /* NULL: the default cache folder */
+    int compare_bf16;
 } bench_options;
 
 typedef struct throughput {
@@ -86,6 +93,7 @@ static void usage(FILE *f) {
                "                   [--profile-steps N] [--channels C] [--height H]\n"
                "                   [--width W] [--classes K] [--lr LR] [--seed S]\n"
                "                   [--kernels precompiled|compiled|both] [--kernel-cache DIR]\n"
+               "                   [--compare-bf16 0|1]\n"
                "  e.g. --model resnet (ResNet-56), --model mobilenet_v1 --param cifar=true,\n"
                "  with --channels 3 --height 32 --width 32 for CIFAR-10 shapes\n");
 }
@@ -186,6 +194,8 @@ static int parse_options(int argc, char **argv, bench_options *o) {
             o->kernels = value;
         } else if (strcmp(opt, "--kernel-cache") == 0) {
             o->kernel_cache = value;
+        } else if (strcmp(opt, "--compare-bf16") == 0) {
+            o->compare_bf16 = atoi(value) != 0;
         } else {
             fprintf(stderr, "nnopt_bench: unknown option %s\n", opt);
             usage(stderr);
@@ -244,6 +254,8 @@ static int synthetic_fill(synthetic_batches *d, const nnopt_graph *g, int64_t ba
             double u = (double)(splitmix64(&state) >> 11) * 0x1.0p-53;
             if (g->dtype == NNOPT_F64)
                 ((double *)d->images[p])[i] = u;
+            else if (g->dtype == NNOPT_BF16)
+                ((uint16_t *)d->images[p])[i] = nnopt_bf16_from_f64(u);
             else
                 ((float *)d->images[p])[i] = (float)u;
         }
@@ -372,6 +384,88 @@ static void print_throughput(const char *key, const throughput *t, int64_t batch
     json_number(t->mean_images_per_second);
     printf(", \"steps\": %lld, \"seconds\": ", (long long)t->steps);
     json_number(t->seconds);
+    printf("}");
+}
+
+/* ---- bf16 against f32 ---- */
+
+typedef struct bf16_comparison {
+    int64_t batch;
+    throughput rate[2];                   /* [0] f32, [1] bf16 */
+    double window_low, window_high;       /* bf16/f32 speed-up, over paired windows */
+    double max_logit_diff, max_abs_logit; /* on one batch of the same images */
+    int64_t argmax_agree;
+} bf16_comparison;
+
+/* Inference of the f32 and bf16 networks at one batch: warm-up, then
+ * --repeats pairs of windows, f32 then bf16, so both see the same machine. */
+static nnopt_status compare_one_batch(const bench_options *o, nnopt_network *nets[2], int64_t batch,
+                                      uint64_t seed, bf16_comparison *out, nnopt_error *err) {
+    workload w[2];
+    *out = (bf16_comparison){.batch = batch, .window_low = INFINITY, .window_high = 0};
+    nnopt_status st = NNOPT_OK;
+    int opened = 0;
+    for (; st == NNOPT_OK && opened < 2; opened++)
+        st = workload_open(&w[opened], nets[opened], batch, NULL, 0, seed, err);
+    int64_t steps = 0;
+    double elapsed = 0;
+    for (int k = 0; st == NNOPT_OK && k < 2; k++)
+        st = run_for(&w[k], o->warmup_seconds, o->warmup_steps, &steps, &elapsed, err);
+    for (int r = 0; st == NNOPT_OK && r < o->repeats; r++) {
+        double rate[2] = {0, 0};
+        for (int k = 0; st == NNOPT_OK && k < 2; k++) {
+            st = run_for(&w[k], o->seconds / o->repeats, o->min_steps, &steps, &elapsed, err);
+            rate[k] = (double)(steps * batch) / elapsed;
+            throughput *t = &out->rate[k];
+            if (rate[k] > t->best_images_per_second) t->best_images_per_second = rate[k];
+            t->steps += steps;
+            t->seconds += elapsed;
+        }
+        if (st == NNOPT_OK) {
+            out->window_low = fmin(out->window_low, rate[1] / rate[0]);
+            out->window_high = fmax(out->window_high, rate[1] / rate[0]);
+        }
+    }
+    for (int k = 0; st == NNOPT_OK && k < 2; k++) {
+        throughput *t = &out->rate[k];
+        t->mean_images_per_second = (double)(t->steps * batch) / t->seconds;
+        /* The same images (bf16: rounded) through both networks. */
+        st = nnopt_exec_forward(w[k].ex, w[k].data.images[0], err);
+        if (st == NNOPT_OK) st = nnopt_exec_read_logits(w[k].ex, w[k].logits, err);
+    }
+    if (st == NNOPT_OK) {
+        const int classes = nets[0]->graph->num_classes;
+        for (int64_t n = 0; n < batch; n++) {
+            const double *a = w[0].logits + n * classes, *b = w[1].logits + n * classes;
+            int best_a = 0, best_b = 0;
+            for (int c = 0; c < classes; c++) {
+                out->max_logit_diff = fmax(out->max_logit_diff, fabs(a[c] - b[c]));
+                out->max_abs_logit = fmax(out->max_abs_logit, fabs(a[c]));
+                if (a[c] > a[best_a]) best_a = c;
+                if (b[c] > b[best_b]) best_b = c;
+            }
+            out->argmax_agree += best_a == best_b;
+        }
+    }
+    for (int k = 0; k < opened; k++) workload_close(&w[k]);
+    return st;
+}
+
+static void print_comparison(const bf16_comparison *c) {
+    printf("    \"infer_b%lld\": {\"speedup\": ", (long long)c->batch);
+    json_number(c->rate[1].best_images_per_second / c->rate[0].best_images_per_second);
+    printf(", \"speedup_mean\": ");
+    json_number(c->rate[1].mean_images_per_second / c->rate[0].mean_images_per_second);
+    printf(", \"speedup_window_low\": ");
+    json_number(c->window_low);
+    printf(", \"speedup_window_high\": ");
+    json_number(c->window_high);
+    printf(", \"max_abs_logit_diff\": ");
+    json_number(c->max_logit_diff);
+    printf(", \"max_abs_logit_f32\": ");
+    json_number(c->max_abs_logit);
+    printf(", \"argmax_agreement\": ");
+    json_number((double)c->argmax_agree / (double)c->batch);
     printf("}");
 }
 
@@ -610,6 +704,80 @@ static nnopt_status compare_kernels(nnopt_network *net, const bench_options *o,
     return NNOPT_OK;
 }
 
+static nnopt_status build_graph(const bench_options *o, const nnopt_plugin *model,
+                                const nnopt_config *cfg, nnopt_graph **out, nnopt_error *err) {
+    nnopt_graph *graph = nnopt_graph_create(o->channels, o->height, o->width, o->classes);
+    nnopt_node logits = -1;
+    const nnopt_model_vtable *model_vt = model->desc->vtable;
+    nnopt_status st = model_vt->build(nnopt_host_api_get(), cfg, graph, &logits);
+    if (st != NNOPT_OK)
+        nnopt_error_set(err, st, "%s", graph->err.message[0] ? graph->err.message : "build failed");
+    if (st == NNOPT_OK) st = nnopt_graph_finish(graph, logits, err);
+    if (st != NNOPT_OK) {
+        nnopt_graph_free(graph);
+        return st;
+    }
+    *out = graph;
+    return NNOPT_OK;
+}
+
+/* The model again, in bf16 (the same seed: the same weights, rounded), and
+ * f32 against bf16 inference at every --infer-batch. */
+static nnopt_status run_bf16_comparison(const bench_options *o, const nnopt_plugin *model,
+                                        const nnopt_config *cfg, nnopt_network *f32,
+                                        nnopt_error *err) {
+    if (f32->graph->dtype != NNOPT_F32)
+        return nnopt_error_set(err, NNOPT_STATUS_INVALID_ARGUMENT,
+                               "--compare-bf16 needs an f32 model (--param dtype=f32)");
+    nnopt_graph *graph = NULL;
+    nnopt_network *bf16 = NULL;
+    nnopt_status st = build_graph(o, model, cfg, &graph, err);
+    if (st == NNOPT_OK && nnopt_graph_set_dtype(graph, NNOPT_BF16) != NNOPT_OK)
+        st = nnopt_error_set(err, NNOPT_STATUS_INTERNAL, "cannot move the graph to bf16");
+    if (st == NNOPT_OK) {
+        st = nnopt_network_create(graph, f32->backend, o->seed, &bf16, err);
+        graph = NULL; /* the network's now, even on failure */
+    }
+    nnopt_graph_free(graph);
+    bf16_comparison c[MAX_INFER_BATCHES];
+    nnopt_network *nets[2] = {f32, bf16};
+    for (int b = 0; st == NNOPT_OK && b < o->n_infer_batches; b++) {
+        fprintf(stderr, "nnopt_bench: f32 and bf16 inference, batch %lld\n",
+                (long long)o->infer_batches[b]);
+        st = compare_one_batch(o, nets, o->infer_batches[b], o->seed + 2 + (uint64_t)b, &c[b], err);
+    }
+    for (int b = 0; st == NNOPT_OK && b < o->n_infer_batches; b++) {
+        char key[64];
+        for (int k = 0; k < 2; k++) {
+            snprintf(key, sizeof key, "%s_infer_b%lld", k ? "bf16" : "f32", (long long)c[b].batch);
+            printf("%s", b + k ? ",\n" : "");
+            print_throughput(key, &c[b].rate[k], c[b].batch);
+        }
+    }
+    if (st == NNOPT_OK) {
+        printf("\n  },\n  \"bf16_vs_f32\": {\n");
+        for (int b = 0; b < o->n_infer_batches; b++) {
+            printf("%s", b ? ",\n" : "");
+            print_comparison(&c[b]);
+        }
+        printf("\n  },\n  \"profile\": {\n");
+    }
+    /* Per-node times of both at the first batch size. */
+    for (int k = 0; st == NNOPT_OK && o->profile_steps > 0 && k < 2; k++) {
+        workload w;
+        char key[64];
+        snprintf(key, sizeof key, "%s_infer_b%lld", k ? "bf16" : "f32",
+                 (long long)o->infer_batches[0]);
+        st = workload_open(&w, nets[k], o->infer_batches[0], NULL, 0, o->seed + 99, err);
+        printf("%s", k ? ",\n" : "");
+        if (st == NNOPT_OK) st = print_profile(key, &w, o->profile_steps, err);
+        workload_close(&w);
+    }
+    if (st == NNOPT_OK) printf("\n  }\n}\n");
+    nnopt_network_free(bf16);
+    return st;
+}
+
 int main(int argc, char **argv) {
     bench_options o;
     if (parse_options(argc, argv, &o) != 0) return 2;
@@ -629,17 +797,9 @@ int main(int argc, char **argv) {
     if (!model_cfg) return 1;
     st = configure(model_cfg, o.model_params, o.n_model_params, &err);
     if (st != NNOPT_OK) return fail("model parameters", &err);
-    nnopt_graph *graph = nnopt_graph_create(o.channels, o.height, o.width, o.classes);
-    nnopt_node logits = -1;
-    const nnopt_model_vtable *model_vt = model->desc->vtable;
-    st = model_vt->build(nnopt_host_api_get(), model_cfg, graph, &logits);
-    if (st != NNOPT_OK) {
-        nnopt_error_set(&err, st, "%s",
-                        graph->err.message[0] ? graph->err.message : "build failed");
-        return fail("building the model", &err);
-    }
-    st = nnopt_graph_finish(graph, logits, &err);
-    if (st != NNOPT_OK) return fail("model graph", &err);
+    nnopt_graph *graph = NULL;
+    st = build_graph(&o, model, model_cfg, &graph, &err);
+    if (st != NNOPT_OK) return fail("building the model", &err);
 
     /* Backend, with --threads passed to its `threads` parameter when it has one. */
     nnopt_config *backend_cfg = nnopt_config_create(backend_plugin->desc->params,
@@ -701,6 +861,16 @@ int main(int argc, char **argv) {
            "  \"results\": {\n",
            o.repeats, o.warmup_steps, o.min_steps);
     fflush(stdout);
+
+    if (o.compare_bf16) {
+        st = run_bf16_comparison(&o, model, model_cfg, net, &err);
+        if (st != NNOPT_OK) return fail("bf16 comparison", &err);
+        nnopt_network_free(net);
+        nnopt_backend_close(backend);
+        nnopt_config_free(model_cfg);
+        nnopt_config_free(backend_cfg);
+        return 0;
+    }
 
     /* Training. */
     workload train;

@@ -12,6 +12,7 @@
 #                [--blis-arch NAME] [--models lenet5,resnet56,mobilenet]
 #                [--cifar-seconds 3] [--cifar-repeats 3] [--cifar-infer-batch 128,500]
 #                [--cifar-profile-steps 0] [--kernels "lenet5:f32:gelu resnet56:f32:relu"]
+#                [--no-bf16]
 #
 # Environment: BUILD_DIR (default: build), PYTHON (an interpreter that imports
 # torch; default: /usr/bin/python3, Debian's python3-torch), OUT (when set, the
@@ -41,6 +42,11 @@
 # same nnopt_bench invocation (alternating windows): training and inference
 # images/s in both modes and their ratio, plus the compile time (lenet5 with the
 # LeNet-5 windows and batches, resnet56 with the CIFAR ones).
+# bf16: LeNet-5 (f32 relu) and ResNet-56, when selected, are also run in f32
+# and in bf16 on the same backend in alternating windows (nnopt_bench
+# --compare-bf16), inference at batch 128: a table of both rates and the
+# speed-up measured in that run, also under "bf16_vs_f32" in the JSON;
+# --no-bf16 skips it.
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -67,6 +73,7 @@ cifar_repeats=3
 cifar_infer_batches="128,500"
 cifar_profile_steps=0
 kernel_configs="lenet5:f32:gelu resnet56:f32:relu"
+run_bf16=1
 command_line="bench/run.sh${*:+ $*}"
 
 usage() { sed -n '9,16p' "$0" | sed 's/^# \{0,1\}//'; }
@@ -89,6 +96,7 @@ while [[ $# -gt 0 ]]; do
     --cifar-infer-batch) cifar_infer_batches=$2; shift 2 ;;
     --cifar-profile-steps) cifar_profile_steps=$2; shift 2 ;;
     --kernels) kernel_configs=$2; shift 2 ;;
+    --no-bf16) run_bf16=0; shift ;;
     -h|--help) usage; exit 0 ;;
     *) echo "run.sh: unknown argument '$1'" >&2; usage >&2; exit 2 ;;
   esac
@@ -345,5 +353,32 @@ json.dump(entry, open(out, "w"), indent=2)
 EOF
 fi
 
+# ---- bf16 against f32 inference, batch 128, in the same process ----
+bf16_models=()
+if [[ $run_bf16 -eq 1 ]]; then
+  [[ $run_lenet5 -eq 1 ]] && bf16_models+=(lenet5)
+  [[ " ${cifar_models[*]} " == *" resnet56 "* ]] && bf16_models+=(resnet56)
+fi
+for model in "${bf16_models[@]}"; do
+  if [[ $model == lenet5 ]]; then
+    bf16_args=(--model lenet5 --param activation=relu --seconds "$seconds" --repeats "$repeats")
+  else
+    bf16_args=(--model resnet --channels 3 --height 32 --width 32 --classes 10
+               --seconds "$cifar_seconds" --repeats "$cifar_repeats" --warmup-seconds 0
+               --warmup-steps 1 --min-steps 1)
+  fi
+  log "nnopt $backend $model: f32 vs bf16 inference, batch 128"
+  if ! "$bench_bin" --backend "$backend" --param dtype=f32 --threads "$threads" \
+    --infer-batch 128 --compare-bf16 1 --profile-steps 0 "${bf16_args[@]}" \
+    >"$raw/bf16_$model.json"; then
+    banner "WARNING: the bf16 comparison failed on $model"
+    rm -f "$raw/bf16_$model.json"
+  fi
+done
+
 "$report_python" "$ROOT/bench/report.py" --raw "$raw" --out "$json_out" --configs "$configs" \
   --detail "$detail_config" --cifar-models "${cifar_models[*]}" --cifar-config "$cifar_config"
+
+if [[ ${#bf16_models[@]} -gt 0 ]]; then
+  "$report_python" "$ROOT/bench/bf16_table.py" "$raw" "$json_out" "${bf16_models[@]}"
+fi

@@ -4,6 +4,7 @@
  * the file as hostile until every offset, size and shape has been checked. */
 #include "checkpoint.h"
 
+#include "float_values.h"
 #include "fsutil.h"
 
 #include <errno.h>
@@ -546,12 +547,8 @@ static nnopt_status upload_entry(nnopt_network *net, nnopt_tensor *t, const file
             memcpy(&narrow, raw + i * 4, 4);
             value = narrow;
         }
-        if (host_size == 8) {
-            memcpy(converted + i * 8, &value, 8);
-        } else {
-            float narrow = (float)value;
-            memcpy(converted + i * 4, &narrow, 4);
-        }
+        /* Any network dtype: f32, f64, or bf16 (rounded to nearest even). */
+        nnopt_values_from_double(&value, converted + i * host_size, t->dtype, 1);
     }
     nnopt_status st = nnopt_backend_write(net->backend, t, converted, count * host_size, err);
     if (converted != raw) free(converted);

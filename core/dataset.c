@@ -1,6 +1,7 @@
 /* Shuffling and batch preparation for in-memory datasets. */
 #include "dataset.h"
 
+#include "nnopt/bf16.h"
 #include "rng.h"
 
 void nnopt_dataset_shuffle(int64_t *order, int64_t n, uint64_t seed) {
@@ -44,6 +45,9 @@ void nnopt_dataset_batch(const nnopt_dataset *ds, const int64_t *order, int64_t 
             if (dtype == NNOPT_F64) {
                 double *dst = (double *)x + base;
                 for (int64_t i = 0; i < plane; i++) dst[i] = lut[in[i]];
+            } else if (dtype == NNOPT_BF16) {
+                uint16_t *dst = (uint16_t *)x + base;
+                for (int64_t i = 0; i < plane; i++) dst[i] = nnopt_bf16_from_f64(lut[in[i]]);
             } else {
                 float *dst = (float *)x + base;
                 for (int64_t i = 0; i < plane; i++) dst[i] = (float)lut[in[i]];

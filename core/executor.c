@@ -1,6 +1,7 @@
 #include "clock.h"
 #include "executor.h"
 #include "exec_program.h"
+#include "float_values.h"
 
 #include <limits.h>
 #include <math.h>
@@ -501,11 +502,12 @@ static nnopt_status upload_probs(nnopt_exec *ex, int k, const double *probs, nno
     if (st != NNOPT_OK) return st;
     if (g->dtype == NNOPT_F64)
         return nnopt_backend_write(net->backend, ex->soft[k], probs, (size_t)count * 8, err);
-    float *f = malloc((size_t)count * sizeof *f);
-    if (!f) return nnopt_error_set(err, NNOPT_STATUS_OUT_OF_MEMORY, "out of memory");
-    for (int64_t i = 0; i < count; i++) f[i] = (float)probs[i];
-    st = nnopt_backend_write(net->backend, ex->soft[k], f, (size_t)count * sizeof *f, err);
-    free(f);
+    void *converted = malloc(nnopt_tensor_nbytes(ex->soft[k]));
+    if (!converted) return nnopt_error_set(err, NNOPT_STATUS_OUT_OF_MEMORY, "out of memory");
+    nnopt_values_from_double(probs, converted, g->dtype, count);
+    st = nnopt_backend_write(net->backend, ex->soft[k], converted, nnopt_tensor_nbytes(ex->soft[k]),
+                             err);
+    free(converted);
     return st;
 }
 
@@ -560,11 +562,9 @@ nnopt_status nnopt_exec_backward(nnopt_exec *ex, const int32_t *labels,
         if (ex->needs_grad[i] && !nnopt_node_is_state(g->nodes[i].kind))
             st = backward_node(ex, i, err);
     if (st != NNOPT_OK || !loss) return st;
-    if (g->dtype == NNOPT_F64)
-        return nnopt_backend_read(net->backend, ex->loss, loss, sizeof *loss, err);
-    float f;
-    st = nnopt_backend_read(net->backend, ex->loss, &f, sizeof f, err);
-    *loss = f;
+    double raw; /* room for one value of any float dtype */
+    st = nnopt_backend_read(net->backend, ex->loss, &raw, nnopt_dtype_size(g->dtype), err);
+    if (st == NNOPT_OK) nnopt_values_to_double(&raw, g->dtype, loss, 1);
     return st;
 }
 
@@ -573,8 +573,12 @@ nnopt_status nnopt_exec_read_logits(nnopt_exec *ex, double *dst, nnopt_error *er
     nnopt_status st =
         nnopt_backend_read(ex->net->backend, logits, dst, nnopt_tensor_nbytes(logits), err);
     if (st != NNOPT_OK || logits->dtype == NNOPT_F64) return st;
-    /* Widen in place from the back: float i sits in the first half of double i. */
-    const float *f = (const float *)dst;
-    for (int64_t i = nnopt_tensor_numel(logits) - 1; i >= 0; i--) dst[i] = f[i];
+    /* Widen in place from the back: value i sits in the first bytes of double i. */
+    const size_t size = nnopt_dtype_size(logits->dtype);
+    for (int64_t i = nnopt_tensor_numel(logits) - 1; i >= 0; i--) {
+        double v;
+        nnopt_values_to_double((const char *)dst + (size_t)i * size, logits->dtype, &v, 1);
+        dst[i] = v;
+    }
     return NNOPT_OK;
 }

@@ -388,7 +388,7 @@ nnopt_dtype nnopt_graph_dtype(const nnopt_graph *g) {
 }
 
 nnopt_status nnopt_graph_set_dtype(nnopt_graph *g, nnopt_dtype dtype) {
-    if (g->frozen || (dtype != NNOPT_F32 && dtype != NNOPT_F64))
+    if (g->frozen || (dtype != NNOPT_F32 && dtype != NNOPT_F64 && dtype != NNOPT_BF16))
         return NNOPT_STATUS_INVALID_ARGUMENT;
     g->dtype = dtype;
     return NNOPT_OK;

@@ -86,6 +86,7 @@ static const nnopt_host_api host_api = {
     .run_find = nnopt_run_find,
     .run_predict = nnopt_run_predict,
     .run_train_size = nnopt_run_train_size,
+    .run_set_dtype = nnopt_run_set_dtype,
     .batch_size = nnopt_batch_size,
     .batch_classes = nnopt_batch_classes,
     .batch_indices = nnopt_batch_indices,

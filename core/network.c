@@ -4,6 +4,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "float_values.h"
 #include "rng.h"
 
 static void fans(const nnopt_graph_node *n, double *fan_in, double *fan_out) {
@@ -56,11 +57,11 @@ static void init_values(const nnopt_graph_node *n, uint64_t seed, double *v, int
 static nnopt_status upload_doubles(nnopt_backend *b, nnopt_tensor *t, const double *v,
                                    int64_t count, nnopt_error *err) {
     if (t->dtype == NNOPT_F64) return nnopt_backend_write(b, t, v, (size_t)count * 8, err);
-    float *f = malloc((size_t)count * sizeof *f);
-    if (!f) return nnopt_error_set(err, NNOPT_STATUS_OUT_OF_MEMORY, "out of memory");
-    for (int64_t i = 0; i < count; i++) f[i] = (float)v[i];
-    nnopt_status st = nnopt_backend_write(b, t, f, (size_t)count * sizeof *f, err);
-    free(f);
+    void *converted = malloc(nnopt_tensor_nbytes(t));
+    if (!converted) return nnopt_error_set(err, NNOPT_STATUS_OUT_OF_MEMORY, "out of memory");
+    nnopt_values_from_double(v, converted, t->dtype, count);
+    nnopt_status st = nnopt_backend_write(b, t, converted, nnopt_tensor_nbytes(t), err);
+    free(converted);
     return st;
 }
 
@@ -167,5 +168,52 @@ nnopt_status nnopt_network_step(nnopt_network *net, const nnopt_optimizer *opt, 
         nnopt_status st = nnopt_backend_run(net->backend, &op, in, n_in, NULL, 0, err);
         if (st != NNOPT_OK) return st;
     }
+    return NNOPT_OK;
+}
+
+/* One state tensor in the new dtype, with its values converted. */
+static nnopt_status convert_tensor(nnopt_network *net, nnopt_tensor **t, nnopt_dtype dtype,
+                                   nnopt_error *err) {
+    const int64_t count = nnopt_tensor_numel(*t);
+    double *values = malloc((size_t)count * sizeof *values);
+    void *raw = malloc(nnopt_tensor_nbytes(*t));
+    nnopt_tensor *fresh = NULL;
+    nnopt_status st = values && raw
+                          ? NNOPT_OK
+                          : nnopt_error_set(err, NNOPT_STATUS_OUT_OF_MEMORY, "out of memory");
+    if (st == NNOPT_OK)
+        st = nnopt_backend_read(net->backend, *t, raw, nnopt_tensor_nbytes(*t), err);
+    if (st == NNOPT_OK) {
+        nnopt_values_to_double(raw, (*t)->dtype, values, count);
+        st = nnopt_backend_tensor_new(net->backend, dtype, (*t)->ndim, (*t)->shape, &fresh, err);
+    }
+    if (st == NNOPT_OK) st = upload_doubles(net->backend, fresh, values, count, err);
+    if (st == NNOPT_OK) {
+        nnopt_backend_tensor_free(net->backend, *t);
+        *t = fresh;
+        fresh = NULL;
+    }
+    nnopt_backend_tensor_free(net->backend, fresh);
+    free(values);
+    free(raw);
+    return st;
+}
+
+nnopt_status nnopt_network_set_dtype(nnopt_network *net, nnopt_dtype dtype, nnopt_error *err) {
+    nnopt_graph *g = net->graph;
+    if (dtype != NNOPT_F32 && dtype != NNOPT_F64 && dtype != NNOPT_BF16)
+        return nnopt_error_set(err, NNOPT_STATUS_INVALID_ARGUMENT, "cannot move a network to %s",
+                               nnopt_dtype_name(dtype));
+    for (int i = 0; i < g->n_nodes; i++) {
+        nnopt_tensor **state[3] = {&net->grad[i], &net->state1[i], &net->state2[i]};
+        for (int k = 0; k < 3; k++) {
+            nnopt_backend_tensor_free(net->backend, *state[k]);
+            *state[k] = NULL;
+        }
+        if (!net->param[i] || net->param[i]->dtype == dtype) continue;
+        nnopt_status st = convert_tensor(net, &net->param[i], dtype, err);
+        if (st != NNOPT_OK) return st;
+    }
+    g->dtype = dtype;
     return NNOPT_OK;
 }

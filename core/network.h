@@ -42,5 +42,9 @@ nnopt_status nnopt_network_prepare_training(nnopt_network *net, const nnopt_opti
 /* One optimizer update of every parameter from its gradient. */
 nnopt_status nnopt_network_step(nnopt_network *net, const nnopt_optimizer *opt, double lr,
                                 nnopt_error *err);
+/* Moves a trained network to another float dtype for inference: parameters
+ * and buffers are converted (rounded to nearest even), gradients and
+ * optimizer state dropped. Executors made before must not run again. */
+nnopt_status nnopt_network_set_dtype(nnopt_network *net, nnopt_dtype dtype, nnopt_error *err);
 
 #endif

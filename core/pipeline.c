@@ -1,12 +1,14 @@
 #include "pipeline.h"
 
 #include <math.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "checkpoint.h"
 #include "clock.h"
+#include "float_values.h"
 #include "log.h"
 #include "progress.h"
 #include "softmax.h"
@@ -79,14 +81,14 @@ nnopt_status nnopt_batch_add_soft_targets(nnopt_batch *b, const double *probs, d
     return NNOPT_OK;
 }
 
-/* Converts n values between float dtypes (host memory). */
+/* Converts n values between float dtypes (host memory), one value at a time
+ * so that dst may be as small as n values of `to`. */
 static void convert(const void *src, nnopt_dtype from, void *dst, nnopt_dtype to, int64_t n) {
+    const size_t in_size = nnopt_dtype_size(from), out_size = nnopt_dtype_size(to);
     for (int64_t i = 0; i < n; i++) {
-        double v = from == NNOPT_F64 ? ((const double *)src)[i] : ((const float *)src)[i];
-        if (to == NNOPT_F64)
-            ((double *)dst)[i] = v;
-        else
-            ((float *)dst)[i] = (float)v;
+        double v;
+        nnopt_values_to_double((const char *)src + (size_t)i * in_size, from, &v, 1);
+        nnopt_values_from_double(&v, (char *)dst + (size_t)i * out_size, to, 1);
     }
 }
 
@@ -196,7 +198,9 @@ static nnopt_status open_backend(const nnopt_experiment *e, nnopt_run *run, nnop
 static void ops_needed(const nnopt_graph *g, int training, nnopt_optimizer_kind optimizer,
                        unsigned char needed[NNOPT_OP_KIND_COUNT]) {
     memset(needed, 0, NNOPT_OP_KIND_COUNT);
-    needed[NNOPT_OP_SOFTMAX_XENT] = needed[NNOPT_OP_CAST] = 1;
+    /* The loss, and gradient copies: only a training run issues them (an
+     * evaluation computes its loss on the host). */
+    needed[NNOPT_OP_SOFTMAX_XENT] = needed[NNOPT_OP_CAST] = (unsigned char)training;
     for (int i = 0; i < g->n_nodes; i++) {
         const nnopt_graph_node *n = &g->nodes[i];
         if (n->kind == NNOPT_NODE_INPUT || nnopt_node_is_state(n->kind) ||
@@ -268,6 +272,7 @@ static nnopt_status check_support(const nnopt_experiment *e, nnopt_run *run, int
                   "run '%s': the %s backend cannot run these ops in %s:%s; they run "
                   "on the cpu backend (op_fallback = warn)",
                   run->spec->name, b->plugin->desc->name, nnopt_dtype_name(g->dtype), missing);
+    if (b->op_backend) return NNOPT_OK; /* checked again after a dtype change */
     nnopt_backend *reference;
     nnopt_status st = nnopt_backend_open(spec->op_plugin, spec->op_cfg, &reference, err);
     if (st == NNOPT_OK) nnopt_backend_set_op_backend(b, reference);
@@ -303,6 +308,28 @@ static nnopt_status copy_weights(const nnopt_run *from, nnopt_run *to, nnopt_err
         if (st != NNOPT_OK) return st;
     }
     return NNOPT_OK;
+}
+
+/* Explains a host API failure to the calling technique (host->set_error's channel). */
+static void plugin_error(const char *fmt, ...) NNOPT_FMT_PRINTF(1, 2);
+static void plugin_error(const char *fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    nnopt_plugin_error_setv(fmt, ap);
+    va_end(ap);
+}
+
+nnopt_status nnopt_run_set_dtype(nnopt_run *run, nnopt_dtype dtype) {
+    if (!run->net || run->finished || !run->in_after_train) {
+        plugin_error("run_set_dtype: only in after_train, on the run's own network");
+        return NNOPT_STATUS_INVALID_ARGUMENT;
+    }
+    nnopt_error err = {0};
+    nnopt_status st = nnopt_network_set_dtype(run->net, dtype, &err);
+    /* The backend must run the converted model's forward ops. */
+    if (st == NNOPT_OK) st = check_support(run->pipeline->e, run, 0, NNOPT_OPTIMIZER_SGD, &err);
+    if (st != NNOPT_OK) plugin_error("%s", err.message);
+    return st;
 }
 
 static void add_column(void *sink, const char *name, const char *value) {
@@ -503,7 +530,9 @@ static nnopt_status run_one(nnopt_pipeline *p, nnopt_run *run, nnopt_run_result 
     int transforms = 0;
     for (int k = 0; k < spec->n_techniques; k++)
         transforms |= technique_vt(e, run, k)->after_train != NULL;
+    run->in_after_train = 1;
     EACH_TECHNIQUE(e, run, -1, after_train, run);
+    run->in_after_train = 0;
     if (st == NNOPT_OK && transforms) {
         /* after_train may have changed the model (quantised it, say): the
          * reported accuracy and inference time are those of the final model. */
@@ -512,6 +541,8 @@ static nnopt_status run_one(nnopt_pipeline *p, nnopt_run *run, nnopt_run_result 
                             &loss, err);
         if (st == NNOPT_OK) st = nnopt_backend_sync(run->backend, err);
         out->eval_seconds = nnopt_now_seconds() - start;
+        /* A technique may have moved the model to another dtype (bf16, say). */
+        snprintf(out->dtype, sizeof out->dtype, "%s", nnopt_dtype_name(run->net->graph->dtype));
     }
     for (int k = 0; st == NNOPT_OK && k < spec->n_techniques; k++) {
         const nnopt_technique_vtable *vt = technique_vt(e, run, k);

@@ -19,6 +19,7 @@ struct nnopt_run {
     nnopt_network *net; /* kept after the run for the runs that depend on it */
     nnopt_backend *backend;
     int finished, graph_frozen;
+    int in_after_train; /* run_set_dtype is allowed then only */
     void *technique_ctx[NNOPT_MAX_RUN_TECHNIQUES];
     nnopt_exec *predict_exec[2]; /* forward-only executors for run_predict: eval, train mode */
     int64_t predict_batch;
@@ -58,6 +59,7 @@ int64_t nnopt_run_train_size(const nnopt_run *run);
 nnopt_status nnopt_run_set_kernels(nnopt_run *run, const nnopt_program_options *options);
 int nnopt_run_kernel_stats(const nnopt_run *run, const char **mode, double *compile_seconds,
                            int *cache_hits, int *cache_misses);
+nnopt_status nnopt_run_set_dtype(nnopt_run *run, nnopt_dtype dtype);
 int64_t nnopt_batch_size(const nnopt_batch *b);
 int nnopt_batch_classes(const nnopt_batch *b);
 const int64_t *nnopt_batch_indices(const nnopt_batch *b);

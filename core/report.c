@@ -14,6 +14,15 @@ typedef struct report_ctx {
     int n_runs;
 } report_ctx;
 
+/* A speed-up, or null (JSON has no infinity) when the run did not take that
+ * phase at all: an evaluated-only run (epochs = 0) has no training time. */
+static void json_speedup(FILE *f, double base_seconds, double run_seconds) {
+    if (run_seconds > 0)
+        fprintf(f, "%.6f", base_seconds / run_seconds);
+    else
+        fputs("null", f);
+}
+
 static void json_string(FILE *f, const char *s) {
     fputc('"', f);
     for (; *s; s++) {
@@ -100,12 +109,11 @@ static void write_json(FILE *f, void *user) {
             const nnopt_run_result *run = &r->runs[cmp->runs[k]];
             fprintf(f, "%s{\"run\": ", k ? ", " : "");
             json_string(f, run->run);
-            fprintf(f,
-                    ", \"training_speedup\": %.6f, \"inference_speedup\": %.6f, "
-                    "\"accuracy_delta\": %.6f}",
-                    base->train_seconds / run->train_seconds,
-                    base->eval_seconds / run->eval_seconds,
-                    run->test_accuracy - base->test_accuracy);
+            fprintf(f, ", \"training_speedup\": ");
+            json_speedup(f, base->train_seconds, run->train_seconds);
+            fprintf(f, ", \"inference_speedup\": ");
+            json_speedup(f, base->eval_seconds, run->eval_seconds);
+            fprintf(f, ", \"accuracy_delta\": %.6f}", run->test_accuracy - base->test_accuracy);
         }
         fprintf(f, "]}");
     }
@@ -171,10 +179,13 @@ void nnopt_report_compare(const nnopt_experiment *e, const nnopt_compare_spec *c
     fprintf(f, "|---|---|---|---:|---:|---:|---:|---:|---:|\n");
     for (int k = 0; k < c->n_runs; k++) {
         const nnopt_run_result *r = &runs[c->runs[k]];
-        fprintf(f, "| %s%s | %s | %s | %.3f | %.4f | %.4f | %.2fx | %.2fx | %+.4f |\n", r->run,
+        char training[32] = "n/a"; /* an evaluated-only run did not train */
+        if (r->train_seconds > 0)
+            snprintf(training, sizeof training, "%.2fx", base->train_seconds / r->train_seconds);
+        fprintf(f, "| %s%s | %s | %s | %.3f | %.4f | %.4f | %s | %.2fx | %+.4f |\n", r->run,
                 k == c->baseline ? " (baseline)" : "", r->backend, r->dtype, r->train_seconds,
-                r->eval_seconds, r->test_accuracy, base->train_seconds / r->train_seconds,
-                base->eval_seconds / r->eval_seconds, r->test_accuracy - base->test_accuracy);
+                r->eval_seconds, r->test_accuracy, training, base->eval_seconds / r->eval_seconds,
+                r->test_accuracy - base->test_accuracy);
     }
     (void)e;
 }

@@ -19,7 +19,8 @@ scripts/build.sh build-asan -DNNOPT_SANITIZE=ON -DCMAKE_BUILD_TYPE=Debug -DNNOPT
 # leaks count.
 memcheck=(valgrind --quiet --error-exitcode=99 --leak-check=full --errors-for-leak-kinds=definite
           --suppressions="$PWD/tests/valgrind.supp")
-for suite in test_config test_plugin_loader test_dataset test_models "test_ref_ops cpu" "test_gradcheck cpu"; do
+for suite in test_config test_plugin_loader test_dataset test_models "test_ref_ops cpu" "test_gradcheck cpu" \
+             "test_bf16 cpu"; do
     echo "valgrind: $suite"
     # shellcheck disable=SC2086
     (cd build/tests && "${memcheck[@]}" ./$suite > /dev/null)

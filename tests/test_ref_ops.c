@@ -772,7 +772,11 @@ static void test_rejects_bad_arguments(void **state) {
                      NNOPT_STATUS_INVALID_ARGUMENT); /* too many inputs */
     assert_int_equal(test_run(&backend, &act, &x, 1, &y64, 1),
                      NNOPT_STATUS_INVALID_ARGUMENT); /* dtype mismatch */
-    assert_int_equal(test_run(&backend, &act, &bf16, 1, &bf16, 1), NNOPT_STATUS_UNSUPPORTED);
+    /* bf16 runs forward ops only (tests/test_bf16.c): a gradient is refused. */
+    nnopt_op act_bwd = {.kind = NNOPT_OP_ACT_BWD, .p.act = {NNOPT_ACT_RELU}};
+    assert_int_equal(
+        test_run(&backend, &act_bwd, (nnopt_tensor *[]){bf16, bf16, bf16}, 3, &bf16, 1),
+        NNOPT_STATUS_UNSUPPORTED);
     act.p.act.kind = NNOPT_ACT_KIND_COUNT;
     assert_int_equal(test_run(&backend, &act, &x, 1, &y, 1), NNOPT_STATUS_INVALID_ARGUMENT);
 

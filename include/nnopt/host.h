@@ -142,6 +142,10 @@ typedef struct nnopt_host_api {
     /* Writes size bytes to path through a temp file, fsync and rename
      * (readers never see a partial file); creates missing folders. */
     nnopt_status (*write_file_atomic)(const char *path, const void *data, size_t size);
+    /* In after_train only: moves the run's trained network to another float
+     * dtype (values rounded to nearest even); the run is then evaluated in
+     * it. Fails, with a reason, when the backend lacks a forward op in it. */
+    nnopt_status (*run_set_dtype)(nnopt_run *run, nnopt_dtype dtype);
 } nnopt_host_api;
 
 #ifdef __cplusplus

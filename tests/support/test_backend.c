@@ -1,5 +1,7 @@
 #include "test_backend.h"
 
+#include "nnopt/bf16.h"
+
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -101,6 +103,9 @@ void test_tensor_write(test_backend *b, nnopt_tensor *t, const double *values) {
         case NNOPT_I32:
             ((int32_t *)buf)[i] = (int32_t)values[i];
             break;
+        case NNOPT_BF16:
+            ((uint16_t *)buf)[i] = nnopt_bf16_from_f64(values[i]);
+            break;
         default:
             break;
         }
@@ -124,6 +129,9 @@ void test_tensor_read(test_backend *b, const nnopt_tensor *t, double *values) {
             break;
         case NNOPT_I32:
             values[i] = ((int32_t *)buf)[i];
+            break;
+        case NNOPT_BF16:
+            values[i] = nnopt_bf16_to_f32(((uint16_t *)buf)[i]);
             break;
         default:
             values[i] = 0;

@@ -19,6 +19,7 @@ typedef struct cpu_features {
     char vendor[13];
     unsigned family, model;
     int ssse3, sse41, avx, fma, avx2, avx512; /* avx512: F+DQ+BW+VL+CD with OS zmm state */
+    int avx512_bf16;                          /* vdpbf16ps, vcvtne2ps2bf16 (and avx512) */
 } cpu_features;
 
 static void cpu_features_read(cpu_features *f) {
@@ -53,6 +54,11 @@ static void cpu_features_read(cpu_features *f) {
         f->avx2 = ((ebx >> 5) & 1) && f->avx;
         const unsigned avx512_bits = (1u << 16) | (1u << 17) | (1u << 28) | (1u << 30) | (1u << 31);
         f->avx512 = (ebx & avx512_bits) == avx512_bits && os_zmm;
+        const unsigned max_subleaf = eax;
+        if (max_subleaf >= 1) {
+            __cpuid_count(7, 1, eax, ebx, ecx, edx);
+            f->avx512_bf16 = ((eax >> 5) & 1) && f->avx512;
+        }
     }
 #endif
 }
@@ -233,4 +239,10 @@ nnopt_status blis_arch_select(blis_backend *be, const char *requested) {
     }
     snprintf(be->arch_reason, sizeof be->arch_reason, "%s", reason);
     return NNOPT_OK;
+}
+
+int blis_cpu_has_avx512_bf16(void) {
+    cpu_features f;
+    cpu_features_read(&f);
+    return f.avx512_bf16;
 }

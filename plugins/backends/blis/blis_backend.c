@@ -9,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "blis_bf16.h"
 #include "blis_internal.h"
 #include "kc_program.h"
 #include "ref_kernels.h"
@@ -25,6 +26,10 @@ static const nnopt_param_spec blis_params[] = {
      "convolution kernels: auto = direct AVX-512 kernels for the small ungrouped shapes where "
      "they beat im2col + GEMM (CPUs with AVX-512F), GEMM elsewhere; gemm = always im2col + GEMM",
      "auto|gemm", 0, 0},
+    {"bf16", NNOPT_PARAM_ENUM, "auto",
+     "bf16 ops: auto = AVX-512 BF16 kernels where cpuid reports the instructions, else the f32 "
+     "kernels on widened copies; f32 = always the latter (portable)",
+     "auto|f32", 0, 0},
 };
 
 /* ---- argument checks shared by the op files ---- */
@@ -108,6 +113,8 @@ static nnopt_status blis_create(const nnopt_host_api *host, const nnopt_config *
     }
     const char *conv = cfg ? host->config_string(cfg, "conv") : NULL;
     be->direct_conv = (!conv || strcmp(conv, "gemm") != 0) && blis_direct_conv_available();
+    const char *bf16 = cfg ? host->config_string(cfg, "bf16") : NULL;
+    be->bf16_hw = (!bf16 || strcmp(bf16, "f32") != 0) && blis_bf16_hw_available();
     const nnopt_status status = blis_arch_select(be, cfg ? host->config_string(cfg, "arch") : NULL);
     if (status != NNOPT_OK) {
         blis_destroy(be);
@@ -135,11 +142,26 @@ static const blis_op_fn blis_ops[NNOPT_OP_KIND_COUNT] = {
     [NNOPT_OP_BATCHNORM_BWD] = blis_batchnorm_bwd,
 };
 
+/* bf16: the forward ops (blis_bf16.c), as the reference. */
 static int blis_supports(void *ctx, nnopt_op_kind op, nnopt_dtype dtype) {
     (void)ctx;
     if ((unsigned)op >= NNOPT_OP_KIND_COUNT) return 0;
     if (blis_ops[op] && (dtype == NNOPT_F32 || dtype == NNOPT_F64)) return 1;
     return nnopt_ref_supports(op, dtype);
+}
+
+/* f32/f64 ops: our kernels where we have them, else the reference's. Also
+ * what bf16 ops without a kernel of their own run on widened copies. */
+nnopt_status blis_run_float(void *ctx, const nnopt_op *op, nnopt_tensor *const *in, int n_in,
+                            nnopt_tensor *const *out, int n_out);
+nnopt_status blis_run_float(void *ctx, const nnopt_op *op, nnopt_tensor *const *in, int n_in,
+                            nnopt_tensor *const *out, int n_out) {
+    blis_backend *be = ctx;
+    /* The op's dtype is that of its first input (every op has one). */
+    const int own = blis_ops[op->kind] && n_in > 0 && in && in[0] &&
+                    (in[0]->dtype == NNOPT_F32 || in[0]->dtype == NNOPT_F64);
+    if (own) return blis_ops[op->kind](be, op, in, n_in, out, n_out);
+    return nnopt_ref_run(be->host, op, in, n_in, out, n_out);
 }
 
 static nnopt_status blis_run(void *ctx, const nnopt_op *op, nnopt_tensor *const *in, int n_in,
@@ -149,11 +171,10 @@ static nnopt_status blis_run(void *ctx, const nnopt_op *op, nnopt_tensor *const 
         be->host->set_error("blis: unknown op kind");
         return NNOPT_STATUS_INVALID_ARGUMENT;
     }
-    /* The op's dtype is that of its first input (every op has one). */
-    const int own = blis_ops[op->kind] && n_in > 0 && in && in[0] &&
-                    (in[0]->dtype == NNOPT_F32 || in[0]->dtype == NNOPT_F64);
-    if (own) return blis_ops[op->kind](be, op, in, n_in, out, n_out);
-    return nnopt_ref_run(be->host, op, in, n_in, out, n_out);
+    if (nnopt_op_has_bf16((const nnopt_tensor *const *)in, n_in, (const nnopt_tensor *const *)out,
+                          n_out))
+        return blis_bf16_run(be, op, in, n_in, out, n_out);
+    return blis_run_float(ctx, op, in, n_in, out, n_out);
 }
 
 static nnopt_status blis_tensor_alloc(void *ctx, nnopt_tensor *t) {
@@ -186,11 +207,12 @@ static nnopt_status blis_synchronize(void *ctx) {
 
 static void blis_describe(void *ctx, char *buf, size_t size) {
     const blis_backend *be = ctx;
-    snprintf(buf, size, "BLIS %s kernels (%s), %d thread%s; convolutions: %s", be->kernels,
-             be->arch_reason, be->threads, be->threads == 1 ? "" : "s",
+    snprintf(buf, size, "BLIS %s kernels (%s), %d thread%s; convolutions: %s; bf16: %s",
+             be->kernels, be->arch_reason, be->threads, be->threads == 1 ? "" : "s",
              be->direct_conv ? "direct AVX-512 for ungrouped RxS>1, stride<=2, C*R*S<=1024 "
                                "(data gradient: stride 1), im2col+GEMM otherwise"
-                             : "im2col+GEMM");
+                             : "im2col+GEMM",
+             be->bf16_hw ? "AVX-512 BF16 GEMM" : "f32 kernels on widened copies");
 }
 
 /* Compiled mode: generated kernels parallel over the batch on this
@@ -238,7 +260,7 @@ static const nnopt_plugin_desc blis_descriptor = {
     .name = "blis",
     .version = "0.1.0",
     .description = "CPU backend on BLIS GEMM and direct AVX-512 convolutions, multithreaded, "
-                   "f32/f64",
+                   "f32/f64; bf16 forward ops on an AVX-512 BF16 GEMM",
     .params = blis_params,
     .n_params = sizeof blis_params / sizeof blis_params[0],
     .init = NULL,

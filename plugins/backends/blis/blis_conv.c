@@ -17,14 +17,6 @@
 #include "blis_internal.h"
 #include "blis_math.h" /* BLIS_VECTOR_CLONES */
 
-typedef struct conv_geometry {
-    long n, c, h, w;     /* input */
-    long k, r, s;        /* filters */
-    long p, q;           /* output plane */
-    long groups, cg, kg; /* channels per group: input, output */
-    long stride_h, stride_w, pad_h, pad_w;
-} conv_geometry;
-
 /* The output columns q whose input column q*sw - pw + s lies inside the image:
  * [*q_lo, *q_hi). */
 static void conv_valid_columns(const conv_geometry *g, long s, long *q_lo, long *q_hi) {
@@ -665,4 +657,14 @@ nnopt_status blis_conv2d_bwd_filter(blis_backend *be, const nnopt_op *op, nnopt_
     for (int t = 1; t < team_used; t++)
         kern->accumulate(dw->data, (const char *)be->scratch[t].data + col_bytes, dw_count);
     return NNOPT_OK;
+}
+
+/* For the bf16 convolutions (blis_bf16.c). */
+nnopt_status blis_conv_geometry(blis_backend *be, const nnopt_op *op, const nnopt_tensor *x,
+                                const nnopt_tensor *w, const nnopt_tensor *y, conv_geometry *g) {
+    return conv_geometry_make(be, op, x, w, y, g);
+}
+
+void blis_conv_valid_columns(const conv_geometry *g, long s, long *q_lo, long *q_hi) {
+    conv_valid_columns(g, s, q_lo, q_hi);
 }

@@ -5,6 +5,7 @@
 #include <omp.h>
 #include <string.h>
 
+#include "blis_bf16.h"
 #include "blis_internal.h"
 #include "blis_math.h"
 
@@ -192,6 +193,71 @@ nnopt_status blis_bias_bwd(blis_backend *be, const nnopt_op *op, nnopt_tensor *c
         else
             ((double *)db->data)[k] = channel_sum_f64((const double *)dy->data + k * plane, images,
                                                       plane, channels * plane);
+    }
+    return NNOPT_OK;
+}
+
+/* ---- bf16: the f32 loops above on blocks widened in the stack ---- */
+
+#define BF16_BLOCK 512 /* values per block: two f32 blocks stay in L1 */
+
+/* ReLU needs no arithmetic: x < 0 ? 0 : x on the bits (NaN and -0 pass, as
+ * in the f32 loop), so it is one pass over bf16 values. */
+BLIS_VECTOR_CLONES
+static void relu_bf16(const uint16_t *restrict x, uint16_t *restrict y, long count) {
+#pragma omp simd
+    for (long i = 0; i < count; i++) {
+        const uint16_t magnitude = x[i] & 0x7fff;
+        const int negative = (x[i] & 0x8000) && magnitude != 0 && magnitude <= 0x7f80;
+        y[i] = negative ? 0 : x[i];
+    }
+}
+
+nnopt_status blis_act_bf16(blis_backend *be, const nnopt_op *op, nnopt_tensor *const *in, int n_in,
+                           nnopt_tensor *const *out, int n_out) {
+    nnopt_status st = blis_check_counts(be, op, n_in, 1, 1, n_out, 1);
+    if (st == NNOPT_OK) st = check_act_kind(be, op);
+    if (st == NNOPT_OK) st = check_same_numel(be, op, out[0], "y", in[0]);
+    if (st != NNOPT_OK) return st;
+    const nnopt_act_kind kind = op->p.act.kind;
+    const long count = (long)nnopt_tensor_numel(in[0]);
+    const uint16_t *x = in[0]->data;
+    uint16_t *y = out[0]->data;
+    const int hw = be->bf16_hw;
+#pragma omp parallel num_threads(team_for(be, count, act_min_chunk(kind)))
+    {
+        float wide_x[BF16_BLOCK], wide_y[BF16_BLOCK];
+        long first, end;
+        chunk_range(count, omp_get_thread_num(), omp_get_num_threads(), &first, &end);
+        if (kind == NNOPT_ACT_RELU) {
+            relu_bf16(x + first, y + first, end - first);
+            first = end;
+        }
+        for (long i = first; i < end; i += BF16_BLOCK) {
+            const long len = end - i < BF16_BLOCK ? end - i : BF16_BLOCK;
+            blis_bf16_widen(hw, x + i, wide_x, len);
+            act_forward_chunk_f32(kind, wide_x, wide_y, len);
+            blis_bf16_narrow(hw, wide_y, y + i, len);
+        }
+    }
+    return NNOPT_OK;
+}
+
+nnopt_status blis_add_bf16(blis_backend *be, const nnopt_op *op, nnopt_tensor *const *in, int n_in,
+                           nnopt_tensor *const *out, int n_out) {
+    nnopt_status st = blis_check_counts(be, op, n_in, 2, 2, n_out, 1);
+    if (st == NNOPT_OK) st = check_same_numel(be, op, in[1], "b", in[0]);
+    if (st == NNOPT_OK) st = check_same_numel(be, op, out[0], "y", in[0]);
+    if (st != NNOPT_OK) return st;
+    const long count = (long)nnopt_tensor_numel(in[0]);
+    const uint16_t *a = in[0]->data, *b = in[1]->data;
+    uint16_t *y = out[0]->data;
+    const int hw = be->bf16_hw;
+#pragma omp parallel num_threads(team_for(be, count, 32768))
+    {
+        long first, end;
+        chunk_range(count, omp_get_thread_num(), omp_get_num_threads(), &first, &end);
+        blis_bf16_add(hw, a + first, b + first, y + first, end - first);
     }
     return NNOPT_OK;
 }

@@ -25,6 +25,7 @@ typedef struct blis_backend {
     char arch_reason[96];  /* why those kernels (for describe) */
     blis_scratch *scratch; /* [threads] */
     int direct_conv;       /* direct (im2col-free) convolution kernels where they win */
+    int bf16_hw;           /* AVX-512 BF16 kernels for bf16 ops (else f32 on widened copies) */
 } blis_backend;
 
 /* ---- kernel selection (blis_arch.c) ---- */
@@ -59,6 +60,20 @@ static inline size_t blis_align64(size_t bytes) {
 /* ---- convolutions (blis_conv.c) ----
  * Whether this CPU runs the direct convolution kernels (AVX-512F). */
 int blis_direct_conv_available(void);
+
+typedef struct conv_geometry {
+    long n, c, h, w;     /* input */
+    long k, r, s;        /* filters */
+    long p, q;           /* output plane */
+    long groups, cg, kg; /* channels per group: input, output */
+    long stride_h, stride_w, pad_h, pad_w;
+} conv_geometry;
+
+/* x: [N,C,H,W], w: [K,C/g,R,S], y: [N,K,P,Q]: fills g, or set_error. */
+nnopt_status blis_conv_geometry(blis_backend *be, const nnopt_op *op, const nnopt_tensor *x,
+                                const nnopt_tensor *w, const nnopt_tensor *y, conv_geometry *g);
+/* The output columns [*q_lo, *q_hi) whose filter column s reads inside the image. */
+void blis_conv_valid_columns(const conv_geometry *g, long s, long *q_lo, long *q_hi);
 
 /* ---- argument checks (blis_backend.c) ---- */
 nnopt_status blis_check_counts(blis_backend *be, const nnopt_op *op, int n_in, int min_in,

@@ -4,6 +4,7 @@
 #include <omp.h>
 #include <string.h>
 
+#include "blis_bf16.h"
 #include "blis_internal.h"
 
 typedef struct pool_geometry {
@@ -114,5 +115,35 @@ nnopt_status blis_pool2d_bwd(blis_backend *be, const nnopt_op *op, nnopt_tensor 
         pool_backward_f32(&g, pool_team(be, &g), in[0]->data, in[2]->data, out[0]->data);
     else
         pool_backward_f64(&g, pool_team(be, &g), in[0]->data, in[2]->data, out[0]->data);
+    return NNOPT_OK;
+}
+
+/* bf16: each plane widened into the thread's scratch, pooled by the f32
+ * kernel, and the result rounded back (a max is exact; an average is one
+ * f32 sum rounded once). */
+nnopt_status blis_pool2d_bf16(blis_backend *be, const nnopt_op *op, nnopt_tensor *const *in,
+                              int n_in, nnopt_tensor *const *out, int n_out) {
+    nnopt_status st = blis_check_counts(be, op, n_in, 1, 1, n_out, 1);
+    pool_geometry g;
+    if (st == NNOPT_OK) st = pool_geometry_make(be, op, in[0], out[0], &g);
+    if (st != NNOPT_OK) return st;
+    const int team = pool_team(be, &g);
+    const size_t in_bytes = blis_align64((size_t)(g.h * g.w) * sizeof(float));
+    st = blis_scratch_reserve(be, team, in_bytes + (size_t)(g.p * g.q) * sizeof(float));
+    if (st != NNOPT_OK) return st;
+    const uint16_t *x = in[0]->data;
+    uint16_t *y = out[0]->data;
+    const int hw = be->bf16_hw;
+#pragma omp parallel num_threads(team)
+    {
+        float *wide_x = be->scratch[omp_get_thread_num()].data;
+        float *wide_y = (float *)((char *)wide_x + in_bytes);
+#pragma omp for schedule(static)
+        for (long plane = 0; plane < g.planes; plane++) {
+            blis_bf16_widen(hw, x + plane * g.h * g.w, wide_x, g.h * g.w);
+            pool_plane_forward_f32(&g, wide_x, wide_y);
+            blis_bf16_narrow(hw, wide_y, y + plane * g.p * g.q, g.p * g.q);
+        }
+    }
     return NNOPT_OK;
 }

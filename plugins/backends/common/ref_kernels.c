@@ -31,7 +31,14 @@ static const ref_op_fn ref_ops[NNOPT_OP_KIND_COUNT] = {
 
 int nnopt_ref_supports(nnopt_op_kind op, nnopt_dtype dtype) {
     if ((unsigned)op >= NNOPT_OP_KIND_COUNT || ref_ops[op] == NULL) return 0;
+    if (dtype == NNOPT_BF16) return nnopt_ref_bf16_op(op);
     return dtype == NNOPT_F32 || dtype == NNOPT_F64;
+}
+
+/* The f32 kernels, as nnopt_bf16_via_f32 calls them. */
+static nnopt_status run_f32_kernel(void *host, const nnopt_op *op, nnopt_tensor *const *in,
+                                   int n_in, nnopt_tensor *const *out, int n_out) {
+    return ref_ops[op->kind](host, op, in, n_in, out, n_out);
 }
 
 nnopt_status nnopt_ref_run(const nnopt_host_api *host, const nnopt_op *op, nnopt_tensor *const *in,
@@ -43,6 +50,16 @@ nnopt_status nnopt_ref_run(const nnopt_host_api *host, const nnopt_op *op, nnopt
     if ((unsigned)op->kind >= NNOPT_OP_KIND_COUNT || ref_ops[op->kind] == NULL) {
         ref_error(host, "reference kernels: unknown op kind %d", (int)op->kind);
         return NNOPT_STATUS_UNSUPPORTED;
+    }
+    if (nnopt_op_has_bf16((const nnopt_tensor *const *)in, n_in, (const nnopt_tensor *const *)out,
+                          n_out)) {
+        if (!nnopt_ref_bf16_op(op->kind)) {
+            ref_error(host,
+                      "reference kernels: %s has no bf16 version (bf16 runs forward ops only)",
+                      nnopt_op_kind_name(op->kind));
+            return NNOPT_STATUS_UNSUPPORTED;
+        }
+        return nnopt_bf16_via_f32(host, run_f32_kernel, (void *)host, op, in, n_in, out, n_out);
     }
     return ref_ops[op->kind](host, op, in, n_in, out, n_out);
 }

@@ -17,6 +17,26 @@ int nnopt_ref_supports(nnopt_op_kind op, nnopt_dtype dtype);
 nnopt_status nnopt_ref_run(const nnopt_host_api *host, const nnopt_op *op, nnopt_tensor *const *in,
                            int n_in, nnopt_tensor *const *out, int n_out);
 
+/* ---- bf16 (ref_bf16.c) ---- */
+
+/* Nonzero for the op kinds the reference runs in bf16 (the forward ops). */
+int nnopt_ref_bf16_op(nnopt_op_kind op);
+
+/* Nonzero when any tensor of the op is bf16. */
+int nnopt_op_has_bf16(const nnopt_tensor *const *in, int n_in, const nnopt_tensor *const *out,
+                      int n_out);
+
+/* An f32 implementation of ops, with its own context (run's signature). */
+typedef nnopt_status (*nnopt_f32_op_fn)(void *ctx, const nnopt_op *op, nnopt_tensor *const *in,
+                                        int n_in, nnopt_tensor *const *out, int n_out);
+
+/* Runs op through run_f32 with every bf16 tensor widened to an f32 copy and
+ * the outputs rounded back to bf16 (nearest, ties to even): bf16 storage,
+ * f32 arithmetic. Host memory only. */
+nnopt_status nnopt_bf16_via_f32(const nnopt_host_api *host, nnopt_f32_op_fn run_f32, void *ctx,
+                                const nnopt_op *op, nnopt_tensor *const *in, int n_in,
+                                nnopt_tensor *const *out, int n_out);
+
 /* Host memory storage for tensors: 64-byte aligned, zero-initialised. */
 nnopt_status nnopt_host_tensor_alloc(const nnopt_host_api *host, nnopt_tensor *t);
 void nnopt_host_tensor_free(nnopt_tensor *t);

@@ -123,7 +123,8 @@ static const nnopt_plugin_desc cpu_descriptor = {
     .kind = NNOPT_PLUGIN_BACKEND,
     .name = "cpu",
     .version = "0.1.0",
-    .description = "Reference C kernels (f32, f64), single-threaded: the correctness baseline",
+    .description = "Reference C kernels (f32, f64; bf16 forward ops), single-threaded: the "
+                   "correctness baseline",
     .params = NULL,
     .n_params = 0,
     .init = NULL,
