@@ -2,7 +2,7 @@
  *
  *   test_cuda_nvrtc compile
  *     Without a GPU: generates the CUDA C for a LeNet-like and a residual
- *     program, compiles it with NVRTC for sm_90 (a non-empty cubin), and
+ *     program (f32 and f64), compiles it with NVRTC for sm_90 (a non-empty cubin), and
  *     checks the cache: a miss, then a hit with the same image, then a
  *     corrupted entry rebuilt.
  *   test_cuda_nvrtc numerics
@@ -199,6 +199,8 @@ static void test_lenet_compiles(void **state) {
     /* Bias + act after 2 convs and 1 dense (2 each), 2 pools; the last dense
      * (no activation after it) stays whole on cuBLAS. */
     check_generates_and_compiles(&p, 8);
+    for (int i = 0; i < p.n_tensors; i++) p.tensors[i].dtype = NNOPT_F64;
+    check_generates_and_compiles(&p, 8);
 }
 
 static void test_residual_compiles(void **state) {
@@ -206,6 +208,8 @@ static void test_residual_compiles(void **state) {
     test_program p;
     build_residual(&p);
     /* bn+relu, bn, add+relu, avg pool. */
+    check_generates_and_compiles(&p, 6);
+    for (int i = 0; i < p.n_tensors; i++) p.tensors[i].dtype = NNOPT_F64;
     check_generates_and_compiles(&p, 6);
 }
 
@@ -216,6 +220,25 @@ static void test_unknown_arch_fails_cleanly(void **state) {
                                       "sm_1", cache_dir, &image);
     assert_int_equal(st, NNOPT_STATUS_UNSUPPORTED);
     assert_null(image.data);
+}
+
+static void test_arch_choice_and_ptx(void **state) {
+    (void)state;
+    char arch[32];
+    cuda_nv_arch_for(9, 0, arch, sizeof arch);
+    assert_string_equal(arch, "sm_90");
+    /* A device newer than this NVRTC: PTX for the newest it knows. */
+    cuda_nv_arch_for(99, 9, arch, sizeof arch);
+    assert_int_equal(strncmp(arch, "compute_", 8), 0);
+    cuda_nv_image image;
+    assert_int_equal(cuda_nv_compile(nnopt_host_api_get(),
+                                     "extern \"C\" __global__ void k(float *y) { *y = 1; }\n",
+                                     "compute_90", cache_dir, &image),
+                     NNOPT_OK);
+    assert_false(image.is_cubin);
+    assert_true(image.size > 1);
+    assert_non_null(strstr(image.data, ".entry k"));
+    cuda_nv_image_free(&image);
 }
 
 /* ---- with a GPU: logits against the reference backend ---- */
@@ -311,6 +334,7 @@ int main(int argc, char **argv) {
             cmocka_unit_test(test_lenet_compiles),
             cmocka_unit_test(test_residual_compiles),
             cmocka_unit_test(test_unknown_arch_fails_cleanly),
+            cmocka_unit_test(test_arch_choice_and_ptx),
         };
         failed = cmocka_run_group_tests(tests, NULL, NULL);
     } else if (strcmp(mode, "numerics") == 0) {

@@ -68,4 +68,10 @@ nnopt_status cuda_nv_compile(const nnopt_host_api *host, const char *source, con
                              const char *cache_dir, cuda_nv_image *image);
 void cuda_nv_image_free(cuda_nv_image *image);
 
+/* The architecture to compile for a device of compute capability
+ * major.minor: "sm_XY" when this NVRTC supports it (a cubin, no JIT), else
+ * PTX for the newest one it supports ("compute_XY"), which the driver
+ * compiles for a newer device when loading it. */
+void cuda_nv_arch_for(int major, int minor, char *arch, size_t size);
+
 #endif

@@ -125,3 +125,21 @@ nnopt_status cuda_nv_compile(const nnopt_host_api *host, const char *source, con
     if (!image->note[0]) snprintf(image->note, sizeof image->note, "%s%s (%s)", key, ext, arch);
     return NNOPT_OK;
 }
+
+void cuda_nv_arch_for(int major, int minor, char *arch, size_t size) {
+    int want = major * 10 + minor, newest = 0, n = 0, supported = 0;
+    if (nvrtcGetNumSupportedArchs(&n) == NVRTC_SUCCESS && n > 0) {
+        int *archs = malloc((size_t)n * sizeof *archs);
+        if (archs && nvrtcGetSupportedArchs(archs) == NVRTC_SUCCESS)
+            for (int i = 0; i < n; i++) {
+                supported |= archs[i] == want;
+                newest = archs[i] > newest ? archs[i] : newest;
+            }
+        free(archs);
+    }
+    if (supported || newest == 0 || want < newest)
+        snprintf(arch, size, "sm_%d",
+                 want); /* an unsupported older one fails with NVRTC's reason */
+    else
+        snprintf(arch, size, "compute_%d", newest);
+}

@@ -55,7 +55,7 @@ nnopt_status cuda_program_compile(cuda_backend *b, const nnopt_program *prog,
         return NNOPT_STATUS_OUT_OF_MEMORY;
     }
     memcpy(p->steps, prog->steps, (size_t)prog->n_steps * sizeof *p->steps);
-    /* The device's own architecture: a cubin runs without JIT. */
+    /* The device's own architecture where NVRTC knows it: a cubin, no JIT. */
     int major = 0, minor = 0;
     nnopt_status st =
         cuda_check(b, cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, b->device),
@@ -65,7 +65,7 @@ nnopt_status cuda_program_compile(cuda_backend *b, const nnopt_program *prog,
             b, cudaDeviceGetAttribute(&minor, cudaDevAttrComputeCapabilityMinor, b->device),
             "cudaDeviceGetAttribute");
     char arch[32];
-    snprintf(arch, sizeof arch, "sm_%d%d", major, minor);
+    cuda_nv_arch_for(major, minor, arch, sizeof arch);
     cuda_nv_image image = {0};
     if (st == NNOPT_OK && p->plan.n_kernels > 0)
         st = cuda_nv_compile(b->host, p->plan.source, arch, options ? options->cache_dir : NULL,
