@@ -81,6 +81,10 @@ nnopt_status cuda_program_compile(cuda_backend *b, const nnopt_program *prog,
                         "cudaLibraryGetKernel");
     }
     cuda_nv_image_free(&image);
+    /* An image the driver rejects (a PTX newer than it reads, say) leaves the
+     * network precompiled with a warning (the core's reaction to
+     * UNSUPPORTED) instead of stopping the run. */
+    if (st == NNOPT_STATUS_DEVICE) st = NNOPT_STATUS_UNSUPPORTED;
     if (st != NNOPT_OK) {
         cuda_program_free(b, p);
         return st;
