@@ -5,11 +5,16 @@
  *     program (f32 and f64), compiles it with NVRTC for sm_90 (a non-empty cubin), and
  *     checks the cache: a miss, then a hit with the same image, then a
  *     corrupted entry rebuilt.
+ *   test_cuda_nvrtc emulated
+ *     Without a GPU: the same programs' plans run on the reference backend,
+ *     their generated kernels compiled as C++ and run thread by thread on the
+ *     CPU; the logits must match the steps run one by one.
  *   test_cuda_nvrtc numerics
  *     With a GPU: both programs compiled by the cuda backend and run, their
  *     logits against the reference ("cpu") backend running the steps one by
  *     one. Without one it prints "SKIP: no CUDA device (<reason>)" and exits
  *     with 77 (ctest's SKIP_RETURN_CODE). */
+#define _GNU_SOURCE /* mkdtemp */
 #include <math.h>
 #include <setjmp.h>
 #include <stdarg.h>
@@ -21,6 +26,7 @@
 #include <unistd.h>
 
 #include <cmocka.h>
+#include <dlfcn.h>
 
 #include "cuda_nvrtc.h"
 #include "plugin_loader.h"
@@ -325,6 +331,145 @@ static void test_residual_matches_reference(void **state) {
     check_against_reference(&p);
 }
 
+/* ---- without a GPU: the plan and its kernels emulated on the CPU ----
+ * The generated source, compiled as C++ with the CUDA keywords defined away,
+ * runs every kernel thread by thread on the reference backend's host memory,
+ * and the plan's other actions run on that backend: the plan's order, the
+ * fallbacks' dropped biases and redirected outputs, and every kernel's
+ * indexing and arithmetic are checked against the steps run one by one. */
+
+typedef struct emu_dim {
+    unsigned x, y, z;
+} emu_dim;
+
+static const char emu_prefix[] =
+    "#include <cmath>\n"
+    "using std::erf; using std::exp; using std::sqrt; using std::tanh;\n"
+    "struct emu_dim { unsigned x, y, z; };\n"
+    "extern \"C\" { emu_dim blockIdx, blockDim, threadIdx; }\n"
+    "#define __global__\n#define __device__\n"
+    "#define __forceinline__ inline\n";
+
+typedef void (*emu_call_fn)(void **args);
+
+/* Builds the emulation library for plan; NULL (with the reason printed) when
+ * there is no C++ compiler. */
+static void *build_emulation(const test_program *p, const cuda_nv_plan *plan, const char *dir) {
+    char src[512], lib[512], cmd[1200];
+    snprintf(src, sizeof src, "%s/emulated.cpp", dir);
+    snprintf(lib, sizeof lib, "%s/emulated.so", dir);
+    FILE *f = fopen(src, "w");
+    assert_non_null(f);
+    fputs(emu_prefix, f);
+    fputs(plan->source, f);
+    for (int i = 0; i < plan->n_actions; i++) {
+        const cuda_nv_action *a = &plan->actions[i];
+        if (a->kind != CUDA_NV_KERNEL) continue;
+        const char *T = p->tensors[a->args[0]].dtype == NNOPT_F64 ? "double" : "float";
+        fprintf(f, "extern \"C\" void emu_call_%d(void **a) { nnopt_nv_%d(", a->kernel, a->kernel);
+        for (int k = 0; k < a->n_args; k++) fprintf(f, "%s(%s *)a[%d]", k ? ", " : "", T, k);
+        fprintf(f, "); }\n");
+    }
+    fclose(f);
+    snprintf(cmd, sizeof cmd, "c++ -std=c++17 -O1 -shared -fPIC -o '%s' '%s' 2>&1", lib, src);
+    if (system(cmd) != 0) {
+        printf("cannot compile the emulation with c++\n");
+        return NULL;
+    }
+    void *h = dlopen(lib, RTLD_NOW | RTLD_LOCAL);
+    if (!h) printf("dlopen %s: %s\n", lib, dlerror());
+    return h;
+}
+
+static void run_emulated_kernel(void *lib, const cuda_nv_action *a, nnopt_tensor **t) {
+    char name[64];
+    snprintf(name, sizeof name, "emu_call_%d", a->kernel);
+    void *sym = dlsym(lib, name);
+    emu_dim *block_idx = dlsym(lib, "blockIdx"), *block_dim = dlsym(lib, "blockDim");
+    emu_dim *thread_idx = dlsym(lib, "threadIdx");
+    assert_non_null(sym);
+    assert_non_null(block_idx);
+    emu_call_fn call;
+    memcpy(&call, &sym, sizeof sym); /* object -> function pointer without a cast warning */
+    void *args[CUDA_NV_MAX_ARGS];
+    for (int k = 0; k < a->n_args; k++) args[k] = t[a->args[k]]->data;
+    *block_dim = (emu_dim){CUDA_NV_BLOCK, 1, 1};
+    int64_t blocks = (a->threads + CUDA_NV_BLOCK - 1) / CUDA_NV_BLOCK;
+    for (int64_t b = 0; b < blocks; b++)
+        for (unsigned x = 0; x < CUDA_NV_BLOCK; x++) {
+            *block_idx = (emu_dim){(unsigned)b, 0, 0};
+            *thread_idx = (emu_dim){x, 0, 0};
+            call(args);
+        }
+}
+
+static void check_emulated(test_program *p, double tolerance) {
+    char dir[] = "/tmp/nnopt_test_cuda_emuXXXXXX";
+    assert_non_null(mkdtemp(dir));
+    cuda_nv_plan plan;
+    assert_int_equal(cuda_nv_generate(&p->prog, &plan), 0);
+    void *lib = build_emulation(p, &plan, dir);
+    if (!lib) {
+        cuda_nv_plan_free(&plan);
+        skip();
+    }
+    nnopt_tensor *et[MAX_TENSORS], *rt[MAX_TENSORS];
+    bind(&ref, p, et, 11);
+    bind(&ref, p, rt, 11);
+    for (int s = 0; s < p->n_steps; s++) {
+        nnopt_tensor *in[NNOPT_PROGRAM_MAX_ARGS];
+        for (int k = 0; k < p->steps[s].n_in; k++) in[k] = rt[p->steps[s].in[k]];
+        assert_int_equal(
+            test_run(&ref, &p->steps[s].op, in, p->steps[s].n_in, &rt[p->steps[s].out[0]], 1),
+            NNOPT_OK);
+    }
+    for (int i = 0; i < plan.n_actions; i++) {
+        const cuda_nv_action *a = &plan.actions[i];
+        if (a->kind == CUDA_NV_KERNEL) {
+            run_emulated_kernel(lib, a, et);
+            continue;
+        }
+        const nnopt_program_step *st = &p->steps[a->step];
+        nnopt_tensor *in[NNOPT_PROGRAM_MAX_ARGS], *out = et[a->out0 >= 0 ? a->out0 : st->out[0]];
+        for (int k = 0; k < a->n_in; k++) in[k] = et[st->in[k]];
+        assert_int_equal(test_run(&ref, &st->op, in, a->n_in, &out, 1), NNOPT_OK);
+    }
+    double got[20], want[20];
+    test_tensor_read(&ref, et[p->logits], got);
+    test_tensor_read(&ref, rt[p->logits], want);
+    for (int k = 0; k < 20; k++)
+        if (fabs(got[k] - want[k]) > tolerance * (1 + fabs(want[k])))
+            fail_msg("logit %d: emulated %.17g, reference %.17g", k, got[k], want[k]);
+    unbind(&ref, p, et);
+    unbind(&ref, p, rt);
+    cuda_nv_plan_free(&plan);
+    char cmd[300];
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
+    if (system(cmd) != 0) fprintf(stderr, "cannot remove %s\n", dir);
+}
+
+static void to_f64(test_program *p) {
+    for (int i = 0; i < p->n_tensors; i++) p->tensors[i].dtype = NNOPT_F64;
+}
+
+static void test_lenet_emulated(void **state) {
+    (void)state;
+    test_program p;
+    build_lenet(&p);
+    check_emulated(&p, 1e-5);
+    to_f64(&p);
+    check_emulated(&p, 1e-12);
+}
+
+static void test_residual_emulated(void **state) {
+    (void)state;
+    test_program p;
+    build_residual(&p);
+    check_emulated(&p, 1e-5);
+    to_f64(&p);
+    check_emulated(&p, 1e-12);
+}
+
 int main(int argc, char **argv) {
     const char *mode = argc > 1 ? argv[1] : "compile";
     snprintf(cache_dir, sizeof cache_dir, "/tmp/nnopt_test_cuda_nvrtc.%ld", (long)getpid());
@@ -337,6 +482,14 @@ int main(int argc, char **argv) {
             cmocka_unit_test(test_arch_choice_and_ptx),
         };
         failed = cmocka_run_group_tests(tests, NULL, NULL);
+    } else if (strcmp(mode, "emulated") == 0) {
+        if (test_backend_open("cpu", NULL, &ref) != 0) return 1;
+        const struct CMUnitTest tests[] = {
+            cmocka_unit_test(test_lenet_emulated),
+            cmocka_unit_test(test_residual_emulated),
+        };
+        failed = cmocka_run_group_tests(tests, NULL, NULL);
+        test_backend_close(&ref);
     } else if (strcmp(mode, "numerics") == 0) {
         if (test_backend_open("cuda", NULL, &gpu) != 0) {
             printf("SKIP: no CUDA device (the cuda backend does not open here)\n");
@@ -351,7 +504,7 @@ int main(int argc, char **argv) {
         test_backend_close(&gpu);
         test_backend_close(&ref);
     } else {
-        fprintf(stderr, "usage: test_cuda_nvrtc compile|numerics\n");
+        fprintf(stderr, "usage: test_cuda_nvrtc compile|emulated|numerics\n");
         return 2;
     }
     if (!getenv("NNOPT_TEST_KEEP_CACHE")) remove_cache();
