@@ -1,8 +1,8 @@
 /* Compiled mode of the cuda backend (plugins/backends/cuda/cuda_nvrtc.h).
  *
  *   test_cuda_nvrtc compile
- *     Without a GPU: generates the CUDA C for a LeNet-like and a residual
- *     program (f32 and f64), compiles it with NVRTC for sm_90 (a non-empty cubin), and
+ *     Without a GPU: generates the CUDA C for a LeNet-like, a residual and
+ *     a coverage program (f32 and f64), compiles it with NVRTC for sm_90 (a non-empty cubin), and
  *     checks the cache: a miss, then a hit with the same image, then a
  *     corrupted entry rebuilt.
  *   test_cuda_nvrtc emulated
@@ -147,6 +147,39 @@ static void build_residual(test_program *p) {
     finish(p);
 }
 
+/* What the other two leave out: standalone activations (sigmoid, relu6,
+ * gelu_erf) and batch norm, padded max and average pooling, an add with no
+ * activation after it, and a dense layer without bias whose epilogue is its
+ * activation alone. External intermediates keep those steps apart. */
+static void build_coverage(test_program *p) {
+    memset(p, 0, sizeof *p);
+    int x = p->input = add_tensor(p, 1, 4, 2, 3, 7, 7);
+    int y1 = add_tensor(p, 1, 4, 2, 3, 7, 7), y2 = add_tensor(p, 1, 4, 2, 3, 7, 7);
+    int bn[4];
+    for (int j = 0; j < 4; j++) bn[j] = add_tensor(p, 1, 1, 3, 0, 0, 0);
+    int y3 = add_tensor(p, 1, 4, 2, 3, 4, 4), y4 = add_tensor(p, 1, 4, 2, 3, 4, 4);
+    int y5 = add_tensor(p, 1, 4, 2, 3, 4, 4), y6 = add_tensor(p, 1, 4, 2, 3, 4, 4);
+    int y7 = add_tensor(p, 0, 4, 2, 3, 3, 3), flat = add_tensor(p, 0, 2, 2, 27, 0, 0);
+    p->tensors[flat].alias_of = y7;
+    int w = add_tensor(p, 1, 2, 10, 27, 0, 0), d = add_tensor(p, 0, 2, 2, 10, 0, 0);
+    int logits = p->logits = add_tensor(p, 1, 2, 2, 10, 0, 0);
+    nnopt_op bn_op = {.kind = NNOPT_OP_BATCHNORM};
+    bn_op.p.bn = (nnopt_bn_params){1e-3, 0.1, 0};
+    nnopt_op max_pool = {.kind = NNOPT_OP_POOL2D}, avg_pool = {.kind = NNOPT_OP_POOL2D};
+    max_pool.p.pool2d = (nnopt_pool2d_params){NNOPT_POOL_MAX, 3, 3, 2, 2, 1, 1};
+    avg_pool.p.pool2d = (nnopt_pool2d_params){NNOPT_POOL_AVG, 2, 2, 2, 2, 1, 1};
+    add_step(p, act_op(NNOPT_ACT_SIGMOID), 1, (int[]){x}, y1);
+    add_step(p, bn_op, 5, (int[]){y1, bn[0], bn[1], bn[2], bn[3]}, y2);
+    add_step(p, max_pool, 1, (int[]){y2}, y3);
+    add_step(p, (nnopt_op){.kind = NNOPT_OP_ADD}, 2, (int[]){y3, y3}, y4);
+    add_step(p, act_op(NNOPT_ACT_RELU6), 1, (int[]){y4}, y5);
+    add_step(p, act_op(NNOPT_ACT_GELU_ERF), 1, (int[]){y5}, y6);
+    add_step(p, avg_pool, 1, (int[]){y6}, y7);
+    add_step(p, (nnopt_op){.kind = NNOPT_OP_DENSE}, 2, (int[]){flat, w}, d);
+    add_step(p, act_op(NNOPT_ACT_SIGMOID), 1, (int[]){d}, logits);
+    finish(p);
+}
+
 /* ---- generation and NVRTC, no GPU ---- */
 
 static char cache_dir[256];
@@ -217,6 +250,13 @@ static void test_residual_compiles(void **state) {
     check_generates_and_compiles(&p, 6);
     for (int i = 0; i < p.n_tensors; i++) p.tensors[i].dtype = NNOPT_F64;
     check_generates_and_compiles(&p, 6);
+}
+
+static void test_coverage_compiles(void **state) {
+    (void)state;
+    test_program p;
+    build_coverage(&p);
+    check_generates_and_compiles(&p, 8);
 }
 
 static void test_unknown_arch_fails_cleanly(void **state) {
@@ -470,6 +510,22 @@ static void test_residual_emulated(void **state) {
     check_emulated(&p, 1e-12);
 }
 
+static void test_coverage_emulated(void **state) {
+    (void)state;
+    test_program p;
+    build_coverage(&p);
+    check_emulated(&p, 1e-5);
+    to_f64(&p);
+    check_emulated(&p, 1e-12);
+}
+
+static void test_coverage_matches_reference(void **state) {
+    (void)state;
+    test_program p;
+    build_coverage(&p);
+    check_against_reference(&p);
+}
+
 int main(int argc, char **argv) {
     const char *mode = argc > 1 ? argv[1] : "compile";
     snprintf(cache_dir, sizeof cache_dir, "/tmp/nnopt_test_cuda_nvrtc.%ld", (long)getpid());
@@ -478,6 +534,7 @@ int main(int argc, char **argv) {
         const struct CMUnitTest tests[] = {
             cmocka_unit_test(test_lenet_compiles),
             cmocka_unit_test(test_residual_compiles),
+            cmocka_unit_test(test_coverage_compiles),
             cmocka_unit_test(test_unknown_arch_fails_cleanly),
             cmocka_unit_test(test_arch_choice_and_ptx),
         };
@@ -487,6 +544,7 @@ int main(int argc, char **argv) {
         const struct CMUnitTest tests[] = {
             cmocka_unit_test(test_lenet_emulated),
             cmocka_unit_test(test_residual_emulated),
+            cmocka_unit_test(test_coverage_emulated),
         };
         failed = cmocka_run_group_tests(tests, NULL, NULL);
         test_backend_close(&ref);
@@ -499,6 +557,7 @@ int main(int argc, char **argv) {
         const struct CMUnitTest tests[] = {
             cmocka_unit_test(test_lenet_matches_reference),
             cmocka_unit_test(test_residual_matches_reference),
+            cmocka_unit_test(test_coverage_matches_reference),
         };
         failed = cmocka_run_group_tests(tests, NULL, NULL);
         test_backend_close(&gpu);
