@@ -2,15 +2,15 @@
  *
  *   test_cuda_nvrtc compile
  *     Without a GPU: generates the CUDA C for a LeNet-like, a residual and
- *     a coverage program (f32 and f64), compiles it with NVRTC for sm_90 (a non-empty cubin), and
- *     checks the cache: a miss, then a hit with the same image, then a
- *     corrupted entry rebuilt.
+ *     a coverage program (f32 and f64), compiles it with NVRTC for sm_90 (a
+ *     non-empty cubin), and checks the cache: a miss, then a hit with the
+ *     same image, then a corrupted entry rebuilt; PTX for compute_90.
  *   test_cuda_nvrtc emulated
  *     Without a GPU: the same programs' plans run on the reference backend,
  *     their generated kernels compiled as C++ and run thread by thread on the
  *     CPU; the logits must match the steps run one by one.
  *   test_cuda_nvrtc numerics
- *     With a GPU: both programs compiled by the cuda backend and run, their
+ *     With a GPU: the three programs compiled by the cuda backend and run, their
  *     logits against the reference ("cpu") backend running the steps one by
  *     one. Without one it prints "SKIP: no CUDA device (<reason>)" and exits
  *     with 77 (ctest's SKIP_RETURN_CODE). */
