@@ -3,10 +3,11 @@
 #   1. configure and build with NNOPT_CUDA=ON (for sm_90 only by default: fast);
 #   2. the device: nvidia-smi, and the backend's own description;
 #   3. ctest -R cuda (load test, numerics vs the reference with the default
-#      settings and with the own kernels), then test_ref_ops and
-#      test_gradcheck on the cuda backend;
+#      settings and with the own kernels, compiled-mode NVRTC programs vs the
+#      reference), then test_ref_ops and test_gradcheck on the cuda backend;
 #   4. the benchmark: bench/run.sh --backend cuda (no PyTorch), or nnopt_bench
-#      directly when run.sh cannot take a backend;
+#      directly when run.sh cannot take a backend; then LeNet-5 with compiled
+#      (NVRTC) against precompiled kernels (nnopt_bench --kernels both);
 #   5. one LeNet-5 epoch through `nnopt run` on cuda, when MNIST is present.
 # Every step has a timeout taken from what is left of the budget; a failed
 # step is recorded and the next one still runs.
@@ -74,7 +75,7 @@ run_step configure 120 cmake -S "$ROOT" -B "$BUILD_DIR" -DCMAKE_BUILD_TYPE=Relea
 # what the checks need was built.
 run_step build 240 cmake --build "$BUILD_DIR" -j "$JOBS" ||
   run_step build_cuda_targets 120 cmake --build "$BUILD_DIR" -j "$JOBS" --target \
-    nnopt_backend_cuda nnopt_backend_cpu test_cuda_backend || exit 1
+    nnopt_backend_cuda nnopt_backend_cpu test_cuda_backend test_cuda_nvrtc || exit 1
 
 # ---- 2-3. tests ----
 run_step ctest_cuda 150 ctest --test-dir "$BUILD_DIR" -R cuda --output-on-failure -V
@@ -90,6 +91,13 @@ elif [[ -x $BUILD_DIR/bench/nnopt_bench ]]; then
     --seconds 2 --repeats 2 > '$OUT_DIR/bench.json'"
 else
   log "bench: no bench/run.sh or nnopt_bench: skipped"
+fi
+
+# Compiled mode (NVRTC kernels, docs/backend-cuda.md) against precompiled.
+if [[ -x $BUILD_DIR/bench/nnopt_bench ]]; then
+  run_step bench_kernels 60 sh -c "'$BUILD_DIR/bench/nnopt_bench' --backend cuda --model lenet5 \
+    --seconds 1 --repeats 2 --kernels both --kernel-cache '$OUT_DIR/kernels' \
+    > '$OUT_DIR/bench_kernels.json'"
 fi
 
 # ---- 5. one epoch end to end ----

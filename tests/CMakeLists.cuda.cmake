@@ -17,3 +17,21 @@ if(TARGET nnopt_backend_cuda)
            COMMAND test_cuda_backend numerics kernels=own depthwise=cudnn conv_algo=find)
   set_tests_properties(cuda_numerics cuda_numerics_own_kernels PROPERTIES SKIP_RETURN_CODE 77)
 endif()
+
+# Compiled mode (plugins/backends/cuda/cuda_nvrtc.h):
+#   cuda_nvrtc_compile   generation and NVRTC for sm_90 and the kernel cache,
+#                        no GPU needed.
+#   cuda_nvrtc_emulated  the plans and generated kernels run on the CPU (the
+#                        kernels compiled as C++), logits against the reference.
+#   cuda_nvrtc_numerics  compiled programs' logits against the reference
+#                        backend; skipped (77) without a GPU.
+if(TARGET nnopt_cuda_nvrtc)
+  add_executable(test_cuda_nvrtc test_cuda_nvrtc.c)
+  target_link_libraries(test_cuda_nvrtc PRIVATE nnopt_cuda_nvrtc nnopt_test_support cmocka m
+                        ${CMAKE_DL_LIBS})
+  add_dependencies(test_cuda_nvrtc nnopt_backend_cuda nnopt_backend_cpu)
+  add_test(NAME cuda_nvrtc_compile COMMAND test_cuda_nvrtc compile)
+  add_test(NAME cuda_nvrtc_emulated COMMAND test_cuda_nvrtc emulated)
+  add_test(NAME cuda_nvrtc_numerics COMMAND test_cuda_nvrtc numerics)
+  set_tests_properties(cuda_nvrtc_numerics PROPERTIES SKIP_RETURN_CODE 77)
+endif()

@@ -34,6 +34,22 @@ void nnopt_kc_default_cache_dir(char *buf, size_t size) {
         snprintf(buf, size, "%s/.cache/nnopt/kernels", home && home[0] ? home : "/tmp");
 }
 
+void nnopt_kc_cache_key(const char *const *parts, int n_parts, char key[33]) {
+    uint64_t h1 = 0xcbf29ce484222325ULL, h2 = 0x84222325cbf29ce4ULL;
+    for (int i = 0; i < n_parts; i++) {
+        h1 = fnv1a(h1, parts[i], strlen(parts[i]) + 1);
+        h2 = fnv1a(h2, parts[i], strlen(parts[i]) + 1);
+    }
+    snprintf(key, 33, "%016llx%016llx", (unsigned long long)h1, (unsigned long long)h2);
+}
+
+static void cache_folder(const char *cache_dir, char *dir, size_t size) {
+    if (cache_dir && cache_dir[0])
+        snprintf(dir, size, "%s", cache_dir);
+    else
+        nnopt_kc_default_cache_dir(dir, size);
+}
+
 /* Runs argv, capturing up to size-1 bytes of stdout and stderr. Returns the
  * exit status, 127 when the program could not be started, -1 on error. */
 static int run_capture(char *const *argv, char *out, size_t size) {
@@ -166,19 +182,11 @@ nnopt_status nnopt_kc_load(const nnopt_host_api *host, const char *source, const
                         rc == 127 ? "not found" : "does not run (--version failed)");
         return NNOPT_STATUS_UNSUPPORTED;
     }
-    /* Key: source, compiler, its version banner and flags, two FNV-1a seeds. */
-    uint64_t h1 = 0xcbf29ce484222325ULL, h2 = 0x84222325cbf29ce4ULL;
+    /* Key: source, compiler, its version banner and flags. */
     const char *parts[4] = {source, build->compiler, out, build->flags};
-    for (int i = 0; i < 4; i++) {
-        h1 = fnv1a(h1, parts[i], strlen(parts[i]) + 1);
-        h2 = fnv1a(h2, parts[i], strlen(parts[i]) + 1);
-    }
     char key[40], dir[4096], so[4200], sum[4200], src[4200];
-    snprintf(key, sizeof key, "%016llx%016llx", (unsigned long long)h1, (unsigned long long)h2);
-    if (build->cache_dir && build->cache_dir[0])
-        snprintf(dir, sizeof dir, "%s", build->cache_dir);
-    else
-        nnopt_kc_default_cache_dir(dir, sizeof dir);
+    nnopt_kc_cache_key(parts, 4, key);
+    cache_folder(build->cache_dir, dir, sizeof dir);
     snprintf(so, sizeof so, "%s/%s.so", dir, key);
     snprintf(sum, sizeof sum, "%s/%s.sum", dir, key);
     snprintf(src, sizeof src, "%s/%s.c", dir, key);
@@ -253,4 +261,42 @@ nnopt_status nnopt_kc_load(const nnopt_host_api *host, const char *source, const
     }
     if (!note[0]) snprintf(note, note_size, "%s", so);
     return NNOPT_OK;
+}
+
+int nnopt_kc_blob_read(const char *cache_dir, const char *key, const char *ext, char **data,
+                       size_t *size, char *why, size_t why_size) {
+    char dir[4096], path[4300], sum[4300];
+    *data = NULL;
+    *size = 0;
+    why[0] = '\0';
+    cache_folder(cache_dir, dir, sizeof dir);
+    snprintf(path, sizeof path, "%s/%s%s", dir, key, ext);
+    snprintf(sum, sizeof sum, "%s/%s%s.sum", dir, key, ext);
+    if (access(path, F_OK) != 0) return 0;
+    char *want = NULL, have[17];
+    size_t len = 0;
+    int match = read_file(sum, &want, &len) == 0 && file_checksum(path, have) == 0 && len >= 16 &&
+                strncmp(want, have, 16) == 0;
+    free(want);
+    if (match && read_file(path, data, size) == 0 && *size > 0) return 1;
+    free(*data);
+    *data = NULL;
+    snprintf(why, why_size, "%s: checksum mismatch or unreadable", path);
+    unlink(sum);
+    unlink(path);
+    return -1;
+}
+
+nnopt_status nnopt_kc_blob_write(const nnopt_host_api *host, const char *cache_dir, const char *key,
+                                 const char *ext, const void *data, size_t size) {
+    char dir[4096], path[4300], sum[4300], checksum[17];
+    cache_folder(cache_dir, dir, sizeof dir);
+    snprintf(path, sizeof path, "%s/%s%s", dir, key, ext);
+    snprintf(sum, sizeof sum, "%s/%s%s.sum", dir, key, ext);
+    /* The entry first, its checksum last: a reader never trusts a half-written pair. */
+    nnopt_status st = host->write_file_atomic(path, data, size);
+    if (st != NNOPT_OK) return st;
+    snprintf(checksum, sizeof checksum, "%016llx",
+             (unsigned long long)fnv1a(0xcbf29ce484222325ULL, data, size));
+    return host->write_file_atomic(sum, checksum, 16);
 }

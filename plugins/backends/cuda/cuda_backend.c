@@ -697,6 +697,29 @@ static nnopt_status cuda_create(const nnopt_host_api *host, const nnopt_config *
     return NNOPT_OK;
 }
 
+/* ---- compiled mode (cuda_program.c) ---- */
+
+static nnopt_status cuda_backend_program_compile(void *ctx, const nnopt_program *prog,
+                                                 const nnopt_program_options *options,
+                                                 void **compiled, nnopt_program_info *info) {
+    nnopt_status status = activate(ctx);
+    return status == NNOPT_OK ? cuda_program_compile(ctx, prog, options, compiled, info) : status;
+}
+
+static nnopt_status cuda_backend_program_run(void *ctx, void *compiled, const nnopt_op *ops,
+                                             nnopt_tensor *const *tensors) {
+    cuda_backend *b = ctx;
+    nnopt_status status = activate(b);
+    if (status == NNOPT_OK) status = cuda_program_run(b, compiled, cuda_run, ops, tensors);
+    if (status == NNOPT_OK && b->sync_each_op)
+        status = cuda_check(b, cudaStreamSynchronize(b->stream), "compiled program");
+    return status;
+}
+
+static void cuda_backend_program_free(void *ctx, void *compiled) {
+    cuda_program_free(ctx, compiled);
+}
+
 /* ---- descriptor ---- */
 
 static const nnopt_param_spec cuda_params[] = {
@@ -737,6 +760,9 @@ static const nnopt_backend_vtable cuda_vtable = {
     .run = cuda_run,
     .synchronize = cuda_synchronize,
     .describe = cuda_describe,
+    .program_compile = cuda_backend_program_compile,
+    .program_run = cuda_backend_program_run,
+    .program_free = cuda_backend_program_free,
 };
 
 static const nnopt_plugin_desc cuda_descriptor = {

@@ -129,4 +129,15 @@ nnopt_status cuda_batchnorm_bwd(cuda_backend *b, const nnopt_op *op, nnopt_tenso
 nnopt_status cuda_softmax_xent_op(cuda_backend *b, const nnopt_op *op, nnopt_tensor *const *in,
                                   int n_in, nnopt_tensor *const *out, int n_out);
 
+/* Compiled mode (cuda_program.c; generation and NVRTC in cuda_nvrtc.h).
+ * run is the backend's own op entry point, for the steps not generated. */
+typedef nnopt_status (*cuda_run_fn)(void *backend, const nnopt_op *op, nnopt_tensor *const *in,
+                                    int n_in, nnopt_tensor *const *out, int n_out);
+nnopt_status cuda_program_compile(cuda_backend *b, const nnopt_program *prog,
+                                  const nnopt_program_options *options, void **compiled,
+                                  nnopt_program_info *info);
+nnopt_status cuda_program_run(cuda_backend *b, void *compiled, cuda_run_fn run, const nnopt_op *ops,
+                              nnopt_tensor *const *tensors);
+void cuda_program_free(cuda_backend *b, void *compiled);
+
 #endif
