@@ -116,14 +116,17 @@ static nnopt_status check_descriptor(const char *path, const nnopt_plugin_desc *
     return NNOPT_OK;
 }
 
-/* OpenMP threads (the blis backend's, BLIS's own) must not spin while they
- * wait: where another process also wants the cores, a spinning thread burns
- * the time slice of the thread it waits for, and a LeNet-5 step took 20-50x
- * longer (measured at load 6-8 on 2 cores). The runtime reads the policy
- * once, when a plugin first pulls it in, so it is set before any dlopen; a
- * user's own OMP_WAIT_POLICY or GOMP_SPINCOUNT wins. */
-static void prefer_passive_openmp(void) {
-    if (!getenv("GOMP_SPINCOUNT")) setenv("OMP_WAIT_POLICY", "passive", 0);
+/* OpenMP threads (the blis backend's, BLIS's own) spin only briefly before
+ * they sleep. libgomp's default spin (300,000 rounds) is a disaster where
+ * another process wants the cores: a spinning thread burns the time slice of
+ * the thread it waits for, and LeNet-5 steps took 20-50x longer at load 6-8
+ * on 2 cores. Never spinning costs 25-35% on a quiet machine; 2,000 rounds
+ * kept quiet-machine speed (within 4%) and matched passive waiting beside
+ * CPU hogs (docs/backend-blis.md). The runtime reads this once, when a
+ * plugin first pulls it in, so it is set before any dlopen; a user's own
+ * OMP_WAIT_POLICY or GOMP_SPINCOUNT wins. */
+static void limit_openmp_spinning(void) {
+    if (!getenv("OMP_WAIT_POLICY")) setenv("GOMP_SPINCOUNT", "2000", 0);
 }
 
 static nnopt_status load_locked(const char *path, const nnopt_plugin **out, nnopt_error *err) {
@@ -132,7 +135,7 @@ static nnopt_status load_locked(const char *path, const nnopt_plugin **out, nnop
         *out = known;
         return NNOPT_OK;
     }
-    prefer_passive_openmp();
+    limit_openmp_spinning();
     void *handle = dlopen(path, RTLD_NOW | RTLD_LOCAL);
     if (!handle)
         return nnopt_error_set(err, NNOPT_STATUS_PLUGIN, "%s: cannot load: %s", path, dlerror());
