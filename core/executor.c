@@ -56,8 +56,13 @@ static nnopt_status allocate(nnopt_exec *ex, nnopt_error *err) {
         if (!ex->training) ex->needs_grad[i] = 0;
         st = allocate_aux(ex, i, shape, err);
         if (st != NNOPT_OK) return st;
-        if (n->kind == NNOPT_NODE_DROPOUT && !ex->training) {
-            /* Identity at inference: a view of the input. */
+        if (n->kind == NNOPT_NODE_ALIAS && ex->training)
+            return nnopt_error_set(err, NNOPT_STATUS_UNSUPPORTED,
+                                   "model graph: node '%s' was folded after training and cannot "
+                                   "be trained",
+                                   n->name);
+        if ((n->kind == NNOPT_NODE_DROPOUT && !ex->training) || n->kind == NNOPT_NODE_ALIAS) {
+            /* Identity at inference, or folded into its producer: a view of the input. */
             ex->value[i] = nnopt_tensor_view(ex->value[n->inputs[0]], n->ndim, shape);
             if (!ex->value[i])
                 return nnopt_error_set(err, NNOPT_STATUS_OUT_OF_MEMORY, "out of memory");
@@ -172,7 +177,8 @@ nnopt_status nnopt_exec_forward(nnopt_exec *ex, const void *x, nnopt_error *err)
     for (int i = 0; st == NNOPT_OK && i < g->n_nodes; i++) {
         const nnopt_graph_node *n = &g->nodes[i];
         if (n->kind == NNOPT_NODE_INPUT || nnopt_node_is_state(n->kind) ||
-            n->kind == NNOPT_NODE_FLATTEN || (n->kind == NNOPT_NODE_DROPOUT && !ex->training))
+            n->kind == NNOPT_NODE_FLATTEN || n->kind == NNOPT_NODE_ALIAS ||
+            (n->kind == NNOPT_NODE_DROPOUT && !ex->training))
             continue;
         nnopt_tensor *in[NNOPT_NODE_MAX_INPUTS];
         for (int k = 0; k < n->n_inputs; k++) in[k] = ex->value[n->inputs[k]];
@@ -269,6 +275,7 @@ static nnopt_status backward_node(nnopt_exec *ex, int i, nnopt_error *err) {
         st = emit_grad(ex, &op, (nnopt_tensor *[]){dy}, 1, inp[0], t, err);
         if (st == NNOPT_OK) st = emit_grad(ex, &op, (nnopt_tensor *[]){dy}, 1, inp[1], t, err);
         return st;
+    case NNOPT_NODE_ALIAS:   /* inference only (refused when allocating) */
     case NNOPT_NODE_FLATTEN: /* its gradient is its input's, by view */
     case NNOPT_NODE_INPUT:
     case NNOPT_NODE_PARAM:
@@ -358,7 +365,8 @@ nnopt_status nnopt_exec_backward(nnopt_exec *ex, const int32_t *labels,
 
 nnopt_status nnopt_exec_read_logits(nnopt_exec *ex, double *dst, nnopt_error *err) {
     nnopt_tensor *logits = ex->value[ex->net->graph->output];
-    nnopt_status st = nnopt_backend_read(ex->net->backend, logits, dst, nnopt_tensor_nbytes(logits), err);
+    nnopt_status st =
+        nnopt_backend_read(ex->net->backend, logits, dst, nnopt_tensor_nbytes(logits), err);
     if (st != NNOPT_OK || logits->dtype == NNOPT_F64) return st;
     /* Widen in place from the back: float i sits in the first half of double i. */
     const float *f = (const float *)dst;

@@ -75,6 +75,13 @@ static const nnopt_host_api host_api = {
     .batch_indices = nnopt_batch_indices,
     .batch_set_label_weight = nnopt_batch_set_label_weight,
     .batch_add_soft_targets = nnopt_batch_add_soft_targets,
+    .graph_node_info = nnopt_graph_node_info,
+    .run_calibrate = nnopt_run_calibrate,
+    .run_read_state = nnopt_run_read_state,
+    .run_set_state = nnopt_run_set_state,
+    .run_drop_state = nnopt_run_drop_state,
+    .run_set_op = nnopt_run_set_op,
+    .run_fold_node = nnopt_run_fold_node,
 };
 
 const nnopt_host_api *nnopt_host_api_get(void) {

@@ -107,6 +107,7 @@ static nnopt_status blis_create(const nnopt_host_api *host, const nnopt_config *
     }
     const char *conv = cfg ? host->config_string(cfg, "conv") : NULL;
     be->direct_conv = (!conv || strcmp(conv, "gemm") != 0) && blis_direct_conv_available();
+    be->int8_vnni = blis_int8_available();
     const nnopt_status status = blis_arch_select(be, cfg ? host->config_string(cfg, "arch") : NULL);
     if (status != NNOPT_OK) {
         blis_destroy(be);
@@ -132,11 +133,14 @@ static const blis_op_fn blis_ops[NNOPT_OP_KIND_COUNT] = {
     [NNOPT_OP_ADD] = blis_add,
     [NNOPT_OP_BATCHNORM] = blis_batchnorm,
     [NNOPT_OP_BATCHNORM_BWD] = blis_batchnorm_bwd,
+    [NNOPT_OP_CONV2D_INT8] = blis_qlinear,
+    [NNOPT_OP_DENSE_INT8] = blis_qlinear,
 };
 
 static int blis_supports(void *ctx, nnopt_op_kind op, nnopt_dtype dtype) {
     (void)ctx;
     if ((unsigned)op >= NNOPT_OP_KIND_COUNT) return 0;
+    if (op == NNOPT_OP_CONV2D_INT8 || op == NNOPT_OP_DENSE_INT8) return dtype == NNOPT_F32;
     if (blis_ops[op] && (dtype == NNOPT_F32 || dtype == NNOPT_F64)) return 1;
     return nnopt_ref_supports(op, dtype);
 }
@@ -185,11 +189,12 @@ static nnopt_status blis_synchronize(void *ctx) {
 
 static void blis_describe(void *ctx, char *buf, size_t size) {
     const blis_backend *be = ctx;
-    snprintf(buf, size, "BLIS %s kernels (%s), %d thread%s; convolutions: %s", be->kernels,
-             be->arch_reason, be->threads, be->threads == 1 ? "" : "s",
+    snprintf(buf, size, "BLIS %s kernels (%s), %d thread%s; convolutions: %s; int8: %s",
+             be->kernels, be->arch_reason, be->threads, be->threads == 1 ? "" : "s",
              be->direct_conv ? "direct AVX-512 for ungrouped RxS>1, stride<=2, C*R*S<=1024 "
                                "(data gradient: stride 1), im2col+GEMM otherwise"
-                             : "im2col+GEMM");
+                             : "im2col+GEMM",
+             be->int8_vnni ? "AVX-512 VNNI" : "reference kernels (no VNNI)");
 }
 
 static const nnopt_backend_vtable blis_vtable = {
@@ -215,7 +220,7 @@ static const nnopt_plugin_desc blis_descriptor = {
     .name = "blis",
     .version = "0.1.0",
     .description = "CPU backend on BLIS GEMM and direct AVX-512 convolutions, multithreaded, "
-                   "f32/f64",
+                   "f32/f64; int8 inference on AVX-512 VNNI",
     .params = blis_params,
     .n_params = sizeof blis_params / sizeof blis_params[0],
     .init = NULL,

@@ -25,6 +25,7 @@ typedef struct blis_backend {
     char arch_reason[96];  /* why those kernels (for describe) */
     blis_scratch *scratch; /* [threads] */
     int direct_conv;       /* direct (im2col-free) convolution kernels where they win */
+    int int8_vnni;         /* int8 ops on AVX-512 VNNI (else the reference kernels) */
 } blis_backend;
 
 /* ---- kernel selection (blis_arch.c) ---- */
@@ -59,6 +60,10 @@ static inline size_t blis_align64(size_t bytes) {
 /* ---- convolutions (blis_conv.c) ----
  * Whether this CPU runs the direct convolution kernels (AVX-512F). */
 int blis_direct_conv_available(void);
+
+/* ---- int8 inference (blis_quant.c) ----
+ * Whether this CPU runs the int8 kernels (AVX-512F/BW and VNNI). */
+int blis_int8_available(void);
 
 /* ---- argument checks (blis_backend.c) ---- */
 nnopt_status blis_check_counts(blis_backend *be, const nnopt_op *op, int n_in, int min_in,
@@ -99,5 +104,7 @@ nnopt_status blis_batchnorm(blis_backend *be, const nnopt_op *op, nnopt_tensor *
                             nnopt_tensor *const *out, int n_out);
 nnopt_status blis_batchnorm_bwd(blis_backend *be, const nnopt_op *op, nnopt_tensor *const *in,
                                 int n_in, nnopt_tensor *const *out, int n_out);
+nnopt_status blis_qlinear(blis_backend *be, const nnopt_op *op, nnopt_tensor *const *in, int n_in,
+                          nnopt_tensor *const *out, int n_out); /* conv2d_int8, dense_int8 */
 
 #endif

@@ -1,0 +1,411 @@
+/* int8 inference kernels (conv2d_int8, dense_int8) on AVX-512 VNNI:
+ * vpdpbusd multiplies u8 activations by s8 weights four at a time into
+ * int32 lanes, exactly (no saturation), so these kernels give the reference
+ * kernels' accumulators bit for bit. Without VNNI the reference kernels run.
+ *
+ * Convolution is direct, with the activations quantised while they are
+ * packed (one pass over the input, no im2col): each image becomes, per
+ * group of 4 input channels, zero-point-padded planes whose pixels hold the
+ * 4 channels' u8 codes side by side - one vpdpbusd operand per 16 pixels.
+ * As in the f32 direct kernels (blis_conv.c), stride > 1 splits the padded
+ * image into stride_h * stride_w phase planes and output (p, q) is computed
+ * at flat index p * pitch + q, so every tap is one contiguous 64-byte load;
+ * the pitch - Q junk columns per row are computed and not stored. Output
+ * channels go 4 at a time (weights broadcast from memory), flat outputs 16
+ * per vector, up to 6 vectors per tile: 24 accumulators.
+ *
+ * The zero point: codes are xq = x / scale + zp, so sum (xq - zp) w =
+ * sum xq w - zp sum w; padding holds zp and padded channels or taps have
+ * zero weights, so the correction zp * sum(w) is per output channel.
+ * Images are spread over threads, each with its own packed image. */
+#include <omp.h>
+#include <string.h>
+
+#include "blis_internal.h"
+#include "quant_kernels.h"
+#include "ref_kernels.h"
+
+#if defined(__x86_64__) && defined(__GNUC__)
+#define BLIS_HAVE_VNNI 1
+#include <immintrin.h>
+#define VNNI_TARGET __attribute__((target("avx512f,avx512bw,avx512vl,avx512vnni")))
+#else
+#define BLIS_HAVE_VNNI 0
+#endif
+
+#define QK_BLOCK 4    /* output channels per tile */
+#define QV_BLOCK 6    /* 16-output vectors per tile */
+#define QDENSE_ROWS 8 /* batch rows per dense tile */
+
+int blis_int8_available(void) {
+#if BLIS_HAVE_VNNI
+    __builtin_cpu_init();
+    return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
+           __builtin_cpu_supports("avx512vnni");
+#else
+    return 0;
+#endif
+}
+
+static long ceil_div(long a, long b) {
+    return (a + b - 1) / b;
+}
+
+#if BLIS_HAVE_VNNI
+
+/* Everything a convolution tile needs, derived once per op. */
+typedef struct qconv_plan {
+    nnopt_qlinear_geometry g;
+    long cg, kg;                     /* channels per group: input, output */
+    long cg4, kgp;                   /* input channel quads per group; kg rounded up to QK_BLOCK */
+    long phases, rows, pitch, plane; /* phase planes, in 4-byte pixels */
+    long count, vectors;             /* flat outputs P * pitch, in 16-lane vectors */
+    size_t image_bytes;              /* one packed image, with read-ahead slack */
+    float inv_scale, zero_point;
+    int32_t zp;
+    int relu;
+} qconv_plan;
+
+static void qconv_plan_make(const nnopt_qlinear_geometry *g, const nnopt_qlinear_params *qp,
+                            qconv_plan *pl) {
+    memset(pl, 0, sizeof *pl);
+    pl->g = *g;
+    pl->cg = g->c / g->groups;
+    pl->kg = g->k / g->groups;
+    pl->cg4 = ceil_div(pl->cg, 4);
+    pl->kgp = ceil_div(pl->kg, QK_BLOCK) * QK_BLOCK;
+    pl->phases = g->stride_h * g->stride_w;
+    pl->rows = ceil_div(g->h + 2 * g->pad_h, g->stride_h);
+    pl->pitch = ceil_div(g->w + 2 * g->pad_w, g->stride_w);
+    pl->plane = pl->rows * pl->pitch;
+    pl->count = g->p * pl->pitch;
+    pl->vectors = ceil_div(pl->count, 16);
+    /* The last vector of a tap may read past the last plane by up to a
+     * vector plus the largest tap offset. */
+    const long slack = 16 * ((g->r - 1) / g->stride_h + 1) * pl->pitch + 16 * QV_BLOCK + 64;
+    pl->image_bytes =
+        blis_align64((size_t)(g->groups * pl->cg4 * pl->phases * pl->plane + slack) * 4);
+    pl->inv_scale = 1.0f / qp->x_scale;
+    pl->zero_point = (float)qp->zero_point;
+    pl->zp = qp->zero_point;
+    pl->relu = qp->act == NNOPT_ACT_RELU;
+}
+
+/* Weights as [group][kgp][cg4][R][S][4] s8 (zero where padded), with each
+ * output channel's weight sum (for the zero point) and output scale. */
+static void qconv_pack_weights(const qconv_plan *pl, const int8_t *w, const float *w_scale,
+                               float x_scale, int8_t *wp, int32_t *wsum, float *scale) {
+    const nnopt_qlinear_geometry *g = &pl->g;
+    const long taps = pl->cg4 * g->r * g->s * 4;
+    memset(wp, 0, (size_t)(g->groups * pl->kgp * taps));
+    for (long grp = 0; grp < g->groups; grp++)
+        for (long kk = 0; kk < pl->kgp; kk++) {
+            const long slot = grp * pl->kgp + kk;
+            wsum[slot] = 0;
+            scale[slot] = 0;
+            if (kk >= pl->kg) continue;
+            const long k = grp * pl->kg + kk;
+            scale[slot] = x_scale * w_scale[k];
+            int8_t *dst = wp + slot * taps;
+            for (long c = 0; c < pl->cg; c++)
+                for (long r = 0; r < g->r; r++)
+                    for (long s = 0; s < g->s; s++) {
+                        const int8_t v = w[((k * pl->cg + c) * g->r + r) * g->s + s];
+                        dst[(((c / 4) * g->r + r) * g->s + s) * 4 + c % 4] = v;
+                        wsum[slot] += v;
+                    }
+        }
+}
+
+/* Lane j of the result holds 4 channels' codes of pixel j. */
+VNNI_TARGET static inline __m512i quantize_quad(const float *const src[4], long offset,
+                                                __mmask16 mask, __m512 inv, __m512 zp) {
+    const __m512 lo = _mm512_setzero_ps(), hi = _mm512_set1_ps(255.0f);
+    __m512i packed = _mm512_setzero_si512();
+    for (int i = 0; i < 4; i++) {
+        if (!src[i]) { /* a padded channel: its weights are zero, any code will do */
+            packed = _mm512_or_si512(packed, _mm512_slli_epi32(_mm512_cvtps_epi32(zp), 8 * i));
+            continue;
+        }
+        __m512 v = _mm512_mul_ps(_mm512_maskz_loadu_ps(mask, src[i] + offset), inv);
+        v = _mm512_add_ps(v, zp);
+        v = _mm512_min_ps(_mm512_max_ps(v, lo), hi);
+        /* cvtps rounds to nearest even, as nearbyintf in the reference. */
+        packed = _mm512_or_si512(packed, _mm512_slli_epi32(_mm512_cvtps_epi32(v), 8 * i));
+    }
+    return packed;
+}
+
+/* Quantises image x ([C,H,W] f32) into the packed, padded phase planes. */
+VNNI_TARGET static void qconv_pack_image(const qconv_plan *pl, const float *x, uint8_t *buf) {
+    const nnopt_qlinear_geometry *g = &pl->g;
+    memset(buf, pl->zp, pl->image_bytes);
+    const __m512 inv = _mm512_set1_ps(pl->inv_scale), zp = _mm512_set1_ps(pl->zero_point);
+    uint32_t *pixels = (uint32_t *)(void *)buf;
+    const long plane_in = g->h * g->w;
+    for (long grp = 0; grp < g->groups; grp++)
+        for (long c4 = 0; c4 < pl->cg4; c4++) {
+            const float *src[4];
+            for (int i = 0; i < 4; i++) {
+                const long c = c4 * 4 + i;
+                src[i] = c < pl->cg ? x + (grp * pl->cg + c) * plane_in : NULL;
+            }
+            uint32_t *planes = pixels + (grp * pl->cg4 + c4) * pl->phases * pl->plane;
+            for (long ih = 0; ih < g->h; ih++) {
+                const long ph = ih + g->pad_h;
+                const long row = ph / g->stride_h, phase_row = ph % g->stride_h;
+                for (long iw0 = 0; iw0 < g->w; iw0 += 16) {
+                    const long n = g->w - iw0 < 16 ? g->w - iw0 : 16;
+                    const __mmask16 mask = (__mmask16)((1u << n) - 1);
+                    const __m512i quad = quantize_quad(src, ih * g->w + iw0, mask, inv, zp);
+                    if (g->stride_w == 1) {
+                        uint32_t *dst = planes + phase_row * g->stride_w * pl->plane +
+                                        row * pl->pitch + iw0 + g->pad_w;
+                        _mm512_mask_storeu_epi32(dst, mask, quad);
+                        continue;
+                    }
+                    uint32_t lanes[16];
+                    _mm512_storeu_si512(lanes, quad);
+                    for (long j = 0; j < n; j++) {
+                        const long pw = iw0 + j + g->pad_w;
+                        const long phase = phase_row * g->stride_w + pw % g->stride_w;
+                        planes[phase * pl->plane + row * pl->pitch + pw / g->stride_w] = lanes[j];
+                    }
+                }
+            }
+        }
+}
+
+/* Stores lanes of v (flat outputs o0 .. o0+15 of one channel) that are real
+ * outputs into y_k ([P, Q]); a vector may span several output rows. */
+VNNI_TARGET static inline void store_flat(const qconv_plan *pl, float *y_k, long o0, __m512 v) {
+    long lane = 0, o = o0;
+    while (lane < 16 && o < pl->count) {
+        const long p = o / pl->pitch, q = o % pl->pitch;
+        long len = pl->pitch - q;
+        if (len > 16 - lane) len = 16 - lane;
+        const long valid = q < pl->g.q ? (pl->g.q - q < len ? pl->g.q - q : len) : 0;
+        if (valid > 0) {
+            const __mmask16 mask = (__mmask16)(((1u << valid) - 1) << lane);
+            _mm512_mask_storeu_ps(y_k + p * pl->g.q + q - lane, mask, v);
+        }
+        lane += len;
+        o += len;
+    }
+}
+
+/* One tile: QK_BLOCK output channels x nv flat vectors from o0. */
+VNNI_TARGET static inline void qconv_tile(const qconv_plan *pl, const uint8_t *image,
+                                          const int8_t *wp, const int32_t *wsum, const float *scale,
+                                          const float *bias, long grp, long k0, long o0,
+                                          float *y_image, const int nv) {
+    const nnopt_qlinear_geometry *g = &pl->g;
+    __m512i acc[QK_BLOCK][QV_BLOCK];
+    for (int kb = 0; kb < QK_BLOCK; kb++)
+        for (int v = 0; v < nv; v++) acc[kb][v] = _mm512_setzero_si512();
+    const long taps = pl->cg4 * g->r * g->s;
+    const int32_t *wq = (const int32_t *)(const void *)wp + (grp * pl->kgp + k0) * taps;
+    const int32_t *planes =
+        (const int32_t *)(const void *)image + grp * pl->cg4 * pl->phases * pl->plane;
+    for (long c4 = 0; c4 < pl->cg4; c4++)
+        for (long r = 0; r < g->r; r++)
+            for (long s = 0; s < g->s; s++) {
+                const long phase = (r % g->stride_h) * g->stride_w + s % g->stride_w;
+                const int32_t *a = planes + (c4 * pl->phases + phase) * pl->plane +
+                                   (r / g->stride_h) * pl->pitch + s / g->stride_w + o0;
+                const long tap = (c4 * g->r + r) * g->s + s;
+                __m512i av[QV_BLOCK];
+                for (int v = 0; v < nv; v++) av[v] = _mm512_loadu_si512(a + 16 * v);
+                for (int kb = 0; kb < QK_BLOCK; kb++) {
+                    const __m512i wv = _mm512_set1_epi32(wq[kb * taps + tap]);
+                    for (int v = 0; v < nv; v++)
+                        acc[kb][v] = _mm512_dpbusd_epi32(acc[kb][v], av[v], wv);
+                }
+            }
+    const long plane_out = g->p * g->q;
+    for (int kb = 0; kb < QK_BLOCK; kb++) {
+        const long kk = k0 + kb;
+        if (kk >= pl->kg) break;
+        const long slot = grp * pl->kgp + kk, k = grp * pl->kg + kk;
+        const __m512i correction = _mm512_set1_epi32(pl->zp * wsum[slot]);
+        const __m512 sc = _mm512_set1_ps(scale[slot]), b = _mm512_set1_ps(bias[k]);
+        for (int v = 0; v < nv; v++) {
+            __m512 y = _mm512_cvtepi32_ps(_mm512_sub_epi32(acc[kb][v], correction));
+            y = _mm512_add_ps(_mm512_mul_ps(y, sc), b); /* not fused: as the reference */
+            if (pl->relu) y = _mm512_max_ps(y, _mm512_setzero_ps());
+            store_flat(pl, y_image + k * plane_out, o0 + 16 * v, y);
+        }
+    }
+}
+
+VNNI_TARGET static void qconv_image(const qconv_plan *pl, const uint8_t *image, const int8_t *wp,
+                                    const int32_t *wsum, const float *scale, const float *bias,
+                                    float *y_image) {
+    for (long grp = 0; grp < pl->g.groups; grp++)
+        for (long v0 = 0; v0 < pl->vectors; v0 += QV_BLOCK)
+            for (long k0 = 0; k0 < pl->kgp; k0 += QK_BLOCK) {
+                const long o0 = v0 * 16;
+                switch (pl->vectors - v0 < QV_BLOCK ? pl->vectors - v0 : QV_BLOCK) {
+                case 1:
+                    qconv_tile(pl, image, wp, wsum, scale, bias, grp, k0, o0, y_image, 1);
+                    break;
+                case 2:
+                    qconv_tile(pl, image, wp, wsum, scale, bias, grp, k0, o0, y_image, 2);
+                    break;
+                case 3:
+                    qconv_tile(pl, image, wp, wsum, scale, bias, grp, k0, o0, y_image, 3);
+                    break;
+                case 4:
+                    qconv_tile(pl, image, wp, wsum, scale, bias, grp, k0, o0, y_image, 4);
+                    break;
+                case 5:
+                    qconv_tile(pl, image, wp, wsum, scale, bias, grp, k0, o0, y_image, 5);
+                    break;
+                default:
+                    qconv_tile(pl, image, wp, wsum, scale, bias, grp, k0, o0, y_image, 6);
+                    break;
+                }
+            }
+}
+
+static nnopt_status qconv_run(blis_backend *be, const nnopt_op *op, nnopt_tensor *const *in,
+                              nnopt_tensor *const *out, const nnopt_qlinear_geometry *g) {
+    qconv_plan pl;
+    qconv_plan_make(g, &op->p.qlinear, &pl);
+    const int team = g->n < be->threads ? (int)g->n : be->threads;
+    const size_t taps = (size_t)(pl.cg4 * g->r * g->s * 4), slots = (size_t)(g->groups * pl.kgp);
+    const size_t w_bytes = blis_align64(slots * taps), sums_bytes = blis_align64(slots * 4);
+    nnopt_status st = blis_scratch_reserve(be, team, pl.image_bytes);
+    /* Thread 0's scratch also holds the packed weights, sums and scales. */
+    if (st == NNOPT_OK) st = blis_scratch_reserve(be, 1, pl.image_bytes + w_bytes + 2 * sums_bytes);
+    if (st != NNOPT_OK) return st;
+    int8_t *wp = (int8_t *)be->scratch[0].data + pl.image_bytes;
+    int32_t *wsum = (int32_t *)(void *)(wp + w_bytes);
+    float *scale = (float *)(void *)((char *)wsum + sums_bytes);
+    qconv_pack_weights(&pl, in[1]->data, in[2]->data, op->p.qlinear.x_scale, wp, wsum, scale);
+    const float *x = in[0]->data, *bias = in[3]->data;
+    float *y = out[0]->data;
+    const long x_image = g->c * g->h * g->w, y_image = g->k * g->p * g->q;
+#pragma omp parallel for num_threads(team) schedule(static)
+    for (long n = 0; n < g->n; n++) {
+        uint8_t *image = be->scratch[omp_get_thread_num()].data;
+        qconv_pack_image(&pl, x + n * x_image, image);
+        qconv_image(&pl, image, wp, wsum, scale, bias, y + n * y_image);
+    }
+    return NNOPT_OK;
+}
+
+/* ---- dense: y[N, OUT] = x[N, IN] W^T, out features in lanes ---- */
+
+typedef struct qdense_plan {
+    long rows, in, out, inp, outp; /* inp: IN rounded up to 4; outp: OUT up to 16 */
+    float inv_scale, zero_point;
+    int32_t zp;
+    int relu;
+} qdense_plan;
+
+/* Weights as [outp/16][inp/4][16][4]: one 64-byte operand per 4 inputs. */
+static void qdense_pack_weights(const qdense_plan *pl, const int8_t *w, const float *w_scale,
+                                float x_scale, int8_t *wp, int32_t *wsum, float *scale) {
+    memset(wp, 0, (size_t)(pl->outp * pl->inp));
+    for (long o = 0; o < pl->outp; o++) {
+        wsum[o] = 0;
+        scale[o] = o < pl->out ? x_scale * w_scale[o] : 0;
+        for (long i = 0; o < pl->out && i < pl->in; i++) {
+            const int8_t v = w[o * pl->in + i];
+            wp[(((o / 16) * (pl->inp / 4) + i / 4) * 16 + o % 16) * 4 + i % 4] = v;
+            wsum[o] += v;
+        }
+    }
+}
+
+VNNI_TARGET static void qdense_pack_rows(const qdense_plan *pl, const float *x, long row0,
+                                         long rows, uint8_t *xq) {
+    for (long r = row0; r < row0 + rows; r++) {
+        uint8_t *dst = xq + r * pl->inp;
+        for (long i = 0; i < pl->in; i++)
+            dst[i] = nnopt_quantize_u8(x[r * pl->in + i], pl->inv_scale, pl->zero_point);
+        for (long i = pl->in; i < pl->inp; i++) dst[i] = (uint8_t)pl->zp;
+    }
+}
+
+VNNI_TARGET static void qdense_block(const qdense_plan *pl, const uint8_t *xq, const int8_t *wp,
+                                     const int32_t *wsum, const float *scale, const float *bias,
+                                     long row0, long rows, long ob, float *y) {
+    __m512i acc[QDENSE_ROWS];
+    for (int m = 0; m < QDENSE_ROWS; m++) acc[m] = _mm512_setzero_si512();
+    const int8_t *b = wp + ob * (pl->inp / 4) * 64;
+    for (long t = 0; t < pl->inp / 4; t++) {
+        const __m512i bv = _mm512_loadu_si512(b + t * 64);
+        for (int m = 0; m < QDENSE_ROWS; m++) {
+            if (m >= rows) break;
+            int32_t a;
+            memcpy(&a, xq + (row0 + m) * pl->inp + t * 4, 4);
+            acc[m] = _mm512_dpbusd_epi32(acc[m], _mm512_set1_epi32(a), bv);
+        }
+    }
+    const long o0 = ob * 16, n = pl->out - o0 < 16 ? pl->out - o0 : 16;
+    const __mmask16 mask = (__mmask16)((1u << n) - 1);
+    const __m512i correction =
+        _mm512_mullo_epi32(_mm512_set1_epi32(pl->zp), _mm512_loadu_si512(wsum + o0));
+    const __m512 sc = _mm512_loadu_ps(scale + o0), bv = _mm512_maskz_loadu_ps(mask, bias + o0);
+    for (int m = 0; m < QDENSE_ROWS && m < rows; m++) {
+        __m512 v = _mm512_cvtepi32_ps(_mm512_sub_epi32(acc[m], correction));
+        v = _mm512_add_ps(_mm512_mul_ps(v, sc), bv);
+        if (pl->relu) v = _mm512_max_ps(v, _mm512_setzero_ps());
+        _mm512_mask_storeu_ps(y + (row0 + m) * pl->out + o0, mask, v);
+    }
+}
+
+static nnopt_status qdense_run(blis_backend *be, const nnopt_op *op, nnopt_tensor *const *in,
+                               nnopt_tensor *const *out, const nnopt_qlinear_geometry *g) {
+    const nnopt_qlinear_params *qp = &op->p.qlinear;
+    qdense_plan pl = {g->n,
+                      g->c,
+                      g->k,
+                      ceil_div(g->c, 4) * 4,
+                      ceil_div(g->k, 16) * 16,
+                      1.0f / qp->x_scale,
+                      (float)qp->zero_point,
+                      qp->zero_point,
+                      qp->act == NNOPT_ACT_RELU};
+    const size_t x_bytes = blis_align64((size_t)(pl.rows * pl.inp));
+    const size_t w_bytes = blis_align64((size_t)(pl.outp * pl.inp));
+    const size_t sums_bytes = blis_align64((size_t)pl.outp * 4);
+    nnopt_status st = blis_scratch_reserve(be, 1, x_bytes + w_bytes + 2 * sums_bytes);
+    if (st != NNOPT_OK) return st;
+    uint8_t *xq = be->scratch[0].data;
+    int8_t *wp = (int8_t *)(xq + x_bytes);
+    int32_t *wsum = (int32_t *)(void *)(wp + w_bytes);
+    float *scale = (float *)(void *)((char *)wsum + sums_bytes);
+    qdense_pack_weights(&pl, in[1]->data, in[2]->data, qp->x_scale, wp, wsum, scale);
+    const long row_blocks = ceil_div(pl.rows, QDENSE_ROWS), out_blocks = pl.outp / 16;
+    const float *x = in[0]->data, *bias = in[3]->data;
+    float *y = out[0]->data;
+    const int team = row_blocks < be->threads ? (int)row_blocks : be->threads;
+#pragma omp parallel for num_threads(team) schedule(static)
+    for (long rb = 0; rb < row_blocks; rb++) {
+        const long row0 = rb * QDENSE_ROWS;
+        const long rows = pl.rows - row0 < QDENSE_ROWS ? pl.rows - row0 : QDENSE_ROWS;
+        qdense_pack_rows(&pl, x, row0, rows, xq);
+        for (long ob = 0; ob < out_blocks; ob++)
+            qdense_block(&pl, xq, wp, wsum, scale, bias, row0, rows, ob, y);
+    }
+    return NNOPT_OK;
+}
+
+#endif /* BLIS_HAVE_VNNI */
+
+nnopt_status blis_qlinear(blis_backend *be, const nnopt_op *op, nnopt_tensor *const *in, int n_in,
+                          nnopt_tensor *const *out, int n_out) {
+#if BLIS_HAVE_VNNI
+    if (be->int8_vnni) {
+        nnopt_qlinear_geometry g;
+        nnopt_status st = nnopt_qlinear_check(be->host, op, in, n_in, out, n_out, &g);
+        if (st != NNOPT_OK) return st;
+        return op->kind == NNOPT_OP_CONV2D_INT8 ? qconv_run(be, op, in, out, &g)
+                                                : qdense_run(be, op, in, out, &g);
+    }
+#endif
+    return nnopt_ref_run(be->host, op, in, n_in, out, n_out);
+}
