@@ -82,7 +82,7 @@ static void qconv_plan_make(const nnopt_qlinear_geometry *g, const nnopt_qlinear
     pl->vectors = ceil_div(pl->count, 16);
     /* The last vector of a tap may read past the last plane by up to a
      * vector plus the largest tap offset. */
-    const long slack = 16 * ((g->r - 1) / g->stride_h + 1) * pl->pitch + 16 * QV_BLOCK + 64;
+    const long slack = ((g->r - 1) / g->stride_h + 1) * pl->pitch + 16 * QV_BLOCK + 64;
     pl->image_bytes =
         blis_align64((size_t)(g->groups * pl->cg4 * pl->phases * pl->plane + slack) * 4);
     pl->inv_scale = 1.0f / qp->x_scale;
@@ -115,6 +115,21 @@ static void qconv_pack_weights(const qconv_plan *pl, const int8_t *w, const floa
                         wsum[slot] += v;
                     }
         }
+}
+
+/* Where tap (c4, r, s) starts reading, in pixels from a group's first
+ * plane: its phase plane, row and column offsets (the order of the packed
+ * weights). */
+static void qconv_tap_offsets(const qconv_plan *pl, int32_t *offset) {
+    const nnopt_qlinear_geometry *g = &pl->g;
+    for (long c4 = 0; c4 < pl->cg4; c4++)
+        for (long r = 0; r < g->r; r++)
+            for (long s = 0; s < g->s; s++) {
+                const long phase = (r % g->stride_h) * g->stride_w + s % g->stride_w;
+                offset[(c4 * g->r + r) * g->s + s] =
+                    (int32_t)((c4 * pl->phases + phase) * pl->plane +
+                              (r / g->stride_h) * pl->pitch + s / g->stride_w);
+            }
 }
 
 /* Lane j of the result holds 4 channels' codes of pixel j. */
@@ -176,96 +191,125 @@ VNNI_TARGET static void qconv_pack_image(const qconv_plan *pl, const float *x, u
         }
 }
 
-/* Stores lanes of v (flat outputs o0 .. o0+15 of one channel) that are real
- * outputs into y_k ([P, Q]); a vector may span several output rows. */
-VNNI_TARGET static inline void store_flat(const qconv_plan *pl, float *y_k, long o0, __m512 v) {
-    long lane = 0, o = o0;
+/* Where the lanes of one flat vector go: a vector may span several output
+ * rows, and lanes on junk columns (q >= Q) or past the last row are not
+ * stored. Worked out once per tile, shared by its output channels. */
+typedef struct flat_segments {
+    int count;
+    __mmask16 mask[17];
+    long offset[17]; /* y_k + offset, masked, stores the vector */
+} flat_segments;
+
+static void flat_segments_make(const qconv_plan *pl, long o0, flat_segments *seg) {
+    seg->count = 0;
+    long lane = 0, o = o0, p = o0 / pl->pitch, q = o0 % pl->pitch;
     while (lane < 16 && o < pl->count) {
-        const long p = o / pl->pitch, q = o % pl->pitch;
         long len = pl->pitch - q;
         if (len > 16 - lane) len = 16 - lane;
         const long valid = q < pl->g.q ? (pl->g.q - q < len ? pl->g.q - q : len) : 0;
         if (valid > 0) {
-            const __mmask16 mask = (__mmask16)(((1u << valid) - 1) << lane);
-            _mm512_mask_storeu_ps(y_k + p * pl->g.q + q - lane, mask, v);
+            seg->mask[seg->count] = (__mmask16)(((1u << valid) - 1) << lane);
+            seg->offset[seg->count++] = p * pl->g.q + q - lane;
         }
         lane += len;
         o += len;
+        q += len;
+        if (q == pl->pitch) {
+            q = 0;
+            p++;
+        }
     }
 }
 
-/* One tile: QK_BLOCK output channels x nv flat vectors from o0. */
-VNNI_TARGET static inline void qconv_tile(const qconv_plan *pl, const uint8_t *image,
-                                          const int8_t *wp, const int32_t *wsum, const float *scale,
-                                          const float *bias, long grp, long k0, long o0,
-                                          float *y_image, const int nv) {
-    const nnopt_qlinear_geometry *g = &pl->g;
-    __m512i acc[QK_BLOCK][QV_BLOCK];
-    for (int kb = 0; kb < QK_BLOCK; kb++)
-        for (int v = 0; v < nv; v++) acc[kb][v] = _mm512_setzero_si512();
-    const long taps = pl->cg4 * g->r * g->s;
-    const int32_t *wq = (const int32_t *)(const void *)wp + (grp * pl->kgp + k0) * taps;
-    const int32_t *planes =
-        (const int32_t *)(const void *)image + grp * pl->cg4 * pl->phases * pl->plane;
-    for (long c4 = 0; c4 < pl->cg4; c4++)
-        for (long r = 0; r < g->r; r++)
-            for (long s = 0; s < g->s; s++) {
-                const long phase = (r % g->stride_h) * g->stride_w + s % g->stride_w;
-                const int32_t *a = planes + (c4 * pl->phases + phase) * pl->plane +
-                                   (r / g->stride_h) * pl->pitch + s / g->stride_w + o0;
-                const long tap = (c4 * g->r + r) * g->s + s;
-                __m512i av[QV_BLOCK];
-                for (int v = 0; v < nv; v++) av[v] = _mm512_loadu_si512(a + 16 * v);
-                for (int kb = 0; kb < QK_BLOCK; kb++) {
-                    const __m512i wv = _mm512_set1_epi32(wq[kb * taps + tap]);
-                    for (int v = 0; v < nv; v++)
-                        acc[kb][v] = _mm512_dpbusd_epi32(acc[kb][v], av[v], wv);
-                }
-            }
-    const long plane_out = g->p * g->q;
+/* One tile: QK_BLOCK (4) output channels x QV_BLOCK (6) flat vectors from
+ * o0, 24 accumulators spelled out so they stay in registers. Vectors past
+ * the last output read slack and are not stored. */
+#define QDOT_ROW(kb)                                                                               \
+    do {                                                                                           \
+        const __m512i wv = _mm512_set1_epi32(wq[(kb)*taps + tap]);                                 \
+        acc##kb##0 = _mm512_dpbusd_epi32(acc##kb##0, a0, wv);                                      \
+        acc##kb##1 = _mm512_dpbusd_epi32(acc##kb##1, a1, wv);                                      \
+        acc##kb##2 = _mm512_dpbusd_epi32(acc##kb##2, a2, wv);                                      \
+        acc##kb##3 = _mm512_dpbusd_epi32(acc##kb##3, a3, wv);                                      \
+        acc##kb##4 = _mm512_dpbusd_epi32(acc##kb##4, a4, wv);                                      \
+        acc##kb##5 = _mm512_dpbusd_epi32(acc##kb##5, a5, wv);                                      \
+    } while (0)
+#define QACC_ROW(kb)                                                                               \
+    __m512i acc##kb##0 = _mm512_setzero_si512(), acc##kb##1 = acc##kb##0, acc##kb##2 = acc##kb##0, \
+            acc##kb##3 = acc##kb##0, acc##kb##4 = acc##kb##0, acc##kb##5 = acc##kb##0
+#define QSAVE_ROW(kb)                                                                              \
+    do {                                                                                           \
+        out[kb][0] = acc##kb##0;                                                                   \
+        out[kb][1] = acc##kb##1;                                                                   \
+        out[kb][2] = acc##kb##2;                                                                   \
+        out[kb][3] = acc##kb##3;                                                                   \
+        out[kb][4] = acc##kb##4;                                                                   \
+        out[kb][5] = acc##kb##5;                                                                   \
+    } while (0)
+
+VNNI_TARGET static void qconv_tile_dot(const qconv_plan *pl, const int32_t *planes,
+                                       const int32_t *wq, const int32_t *tap_offset, long o0,
+                                       __m512i out[QK_BLOCK][QV_BLOCK]) {
+    const long taps = pl->cg4 * pl->g.r * pl->g.s;
+    QACC_ROW(0);
+    QACC_ROW(1);
+    QACC_ROW(2);
+    QACC_ROW(3);
+    for (long tap = 0; tap < taps; tap++) {
+        const int32_t *a = planes + tap_offset[tap] + o0;
+        const __m512i a0 = _mm512_loadu_si512(a), a1 = _mm512_loadu_si512(a + 16),
+                      a2 = _mm512_loadu_si512(a + 32), a3 = _mm512_loadu_si512(a + 48),
+                      a4 = _mm512_loadu_si512(a + 64), a5 = _mm512_loadu_si512(a + 80);
+        QDOT_ROW(0);
+        QDOT_ROW(1);
+        QDOT_ROW(2);
+        QDOT_ROW(3);
+    }
+    QSAVE_ROW(0);
+    QSAVE_ROW(1);
+    QSAVE_ROW(2);
+    QSAVE_ROW(3);
+}
+
+/* Dequantises a tile's accumulators into the output image. */
+VNNI_TARGET static void qconv_tile_store(const qconv_plan *pl, __m512i acc[QK_BLOCK][QV_BLOCK],
+                                         const int32_t *wsum, const float *scale, const float *bias,
+                                         long grp, long k0, long o0, float *y_image) {
+    const long plane_out = pl->g.p * pl->g.q;
+    flat_segments seg[QV_BLOCK];
+    for (int v = 0; v < QV_BLOCK; v++) flat_segments_make(pl, o0 + 16 * v, &seg[v]);
     for (int kb = 0; kb < QK_BLOCK; kb++) {
         const long kk = k0 + kb;
         if (kk >= pl->kg) break;
         const long slot = grp * pl->kgp + kk, k = grp * pl->kg + kk;
         const __m512i correction = _mm512_set1_epi32(pl->zp * wsum[slot]);
         const __m512 sc = _mm512_set1_ps(scale[slot]), b = _mm512_set1_ps(bias[k]);
-        for (int v = 0; v < nv; v++) {
+        float *y_k = y_image + k * plane_out;
+        for (int v = 0; v < QV_BLOCK && seg[v].count; v++) {
             __m512 y = _mm512_cvtepi32_ps(_mm512_sub_epi32(acc[kb][v], correction));
             y = _mm512_add_ps(_mm512_mul_ps(y, sc), b); /* not fused: as the reference */
             if (pl->relu) y = _mm512_max_ps(y, _mm512_setzero_ps());
-            store_flat(pl, y_image + k * plane_out, o0 + 16 * v, y);
+            for (int i = 0; i < seg[v].count; i++)
+                _mm512_mask_storeu_ps(y_k + seg[v].offset[i], seg[v].mask[i], y);
         }
     }
 }
 
 VNNI_TARGET static void qconv_image(const qconv_plan *pl, const uint8_t *image, const int8_t *wp,
                                     const int32_t *wsum, const float *scale, const float *bias,
-                                    float *y_image) {
-    for (long grp = 0; grp < pl->g.groups; grp++)
-        for (long v0 = 0; v0 < pl->vectors; v0 += QV_BLOCK)
+                                    const int32_t *tap_offset, float *y_image) {
+    const long taps = pl->cg4 * pl->g.r * pl->g.s;
+    __m512i acc[QK_BLOCK][QV_BLOCK];
+    for (long grp = 0; grp < pl->g.groups; grp++) {
+        const int32_t *planes =
+            (const int32_t *)(const void *)image + grp * pl->cg4 * pl->phases * pl->plane;
+        for (long o0 = 0; o0 < pl->count; o0 += 16 * QV_BLOCK)
             for (long k0 = 0; k0 < pl->kgp; k0 += QK_BLOCK) {
-                const long o0 = v0 * 16;
-                switch (pl->vectors - v0 < QV_BLOCK ? pl->vectors - v0 : QV_BLOCK) {
-                case 1:
-                    qconv_tile(pl, image, wp, wsum, scale, bias, grp, k0, o0, y_image, 1);
-                    break;
-                case 2:
-                    qconv_tile(pl, image, wp, wsum, scale, bias, grp, k0, o0, y_image, 2);
-                    break;
-                case 3:
-                    qconv_tile(pl, image, wp, wsum, scale, bias, grp, k0, o0, y_image, 3);
-                    break;
-                case 4:
-                    qconv_tile(pl, image, wp, wsum, scale, bias, grp, k0, o0, y_image, 4);
-                    break;
-                case 5:
-                    qconv_tile(pl, image, wp, wsum, scale, bias, grp, k0, o0, y_image, 5);
-                    break;
-                default:
-                    qconv_tile(pl, image, wp, wsum, scale, bias, grp, k0, o0, y_image, 6);
-                    break;
-                }
+                const int32_t *wq = (const int32_t *)(const void *)wp + (grp * pl->kgp + k0) * taps;
+                qconv_tile_dot(pl, planes, wq, tap_offset, o0, acc);
+                qconv_tile_store(pl, acc, wsum, scale, bias, grp, k0, o0, y_image);
             }
+    }
 }
 
 static nnopt_status qconv_run(blis_backend *be, const nnopt_op *op, nnopt_tensor *const *in,
@@ -273,16 +317,22 @@ static nnopt_status qconv_run(blis_backend *be, const nnopt_op *op, nnopt_tensor
     qconv_plan pl;
     qconv_plan_make(g, &op->p.qlinear, &pl);
     const int team = g->n < be->threads ? (int)g->n : be->threads;
-    const size_t taps = (size_t)(pl.cg4 * g->r * g->s * 4), slots = (size_t)(g->groups * pl.kgp);
-    const size_t w_bytes = blis_align64(slots * taps), sums_bytes = blis_align64(slots * 4);
+    const long taps = pl.cg4 * g->r * g->s;
+    const size_t slots = (size_t)(g->groups * pl.kgp);
+    const size_t w_bytes = blis_align64(slots * (size_t)taps * 4),
+                 sums_bytes = blis_align64(slots * 4);
+    const size_t offsets_bytes = blis_align64((size_t)taps * sizeof(int32_t));
     nnopt_status st = blis_scratch_reserve(be, team, pl.image_bytes);
-    /* Thread 0's scratch also holds the packed weights, sums and scales. */
-    if (st == NNOPT_OK) st = blis_scratch_reserve(be, 1, pl.image_bytes + w_bytes + 2 * sums_bytes);
+    /* Thread 0's scratch also holds the packed weights, sums, scales and tap offsets. */
+    if (st == NNOPT_OK)
+        st = blis_scratch_reserve(be, 1, pl.image_bytes + w_bytes + 2 * sums_bytes + offsets_bytes);
     if (st != NNOPT_OK) return st;
     int8_t *wp = (int8_t *)be->scratch[0].data + pl.image_bytes;
     int32_t *wsum = (int32_t *)(void *)(wp + w_bytes);
     float *scale = (float *)(void *)((char *)wsum + sums_bytes);
+    int32_t *tap_offset = (int32_t *)(void *)((char *)scale + sums_bytes);
     qconv_pack_weights(&pl, in[1]->data, in[2]->data, op->p.qlinear.x_scale, wp, wsum, scale);
+    qconv_tap_offsets(&pl, tap_offset);
     const float *x = in[0]->data, *bias = in[3]->data;
     float *y = out[0]->data;
     const long x_image = g->c * g->h * g->w, y_image = g->k * g->p * g->q;
@@ -290,7 +340,7 @@ static nnopt_status qconv_run(blis_backend *be, const nnopt_op *op, nnopt_tensor
     for (long n = 0; n < g->n; n++) {
         uint8_t *image = be->scratch[omp_get_thread_num()].data;
         qconv_pack_image(&pl, x + n * x_image, image);
-        qconv_image(&pl, image, wp, wsum, scale, bias, y + n * y_image);
+        qconv_image(&pl, image, wp, wsum, scale, bias, tap_offset, y + n * y_image);
     }
     return NNOPT_OK;
 }
