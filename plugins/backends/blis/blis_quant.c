@@ -56,11 +56,18 @@ static long ceil_div(long a, long b) {
 /* Everything a convolution tile needs, derived once per op. */
 typedef struct qconv_plan {
     nnopt_qlinear_geometry g;
-    long cg, kg;                     /* channels per group: input, output */
-    long cg4, kgp;                   /* input channel quads per group; kg rounded up to QK_BLOCK */
+    long cg, kg; /* channels per group: input, output */
+    long kgp;    /* kg rounded up to QK_BLOCK */
+    /* A packed pixel holds 4 u8 codes: of 4 channels (cg4 quads per group),
+     * or, with column_quads (stride 1, few channels: LeNet's first layer,
+     * depthwise), of 4 neighbouring columns of one channel (cg quads), so a
+     * 5-wide filter row is 2 taps instead of 5. */
+    int column_quads;
+    long cg4, s4, quads, taps;       /* quads (planes) per group; taps per output channel */
     long phases, rows, pitch, plane; /* phase planes, in 4-byte pixels */
     long count, vectors;             /* flat outputs P * pitch, in 16-lane vectors */
     size_t image_bytes;              /* one packed image, with read-ahead slack */
+    size_t row_offset;               /* where the column_quads row buffer starts */
     float inv_scale, zero_point;
     int32_t zp;
     int relu;
@@ -73,6 +80,10 @@ static void qconv_plan_make(const nnopt_qlinear_geometry *g, const nnopt_qlinear
     pl->cg = g->c / g->groups;
     pl->kg = g->k / g->groups;
     pl->cg4 = ceil_div(pl->cg, 4);
+    pl->s4 = ceil_div(g->s, 4);
+    pl->column_quads = g->stride_h == 1 && g->stride_w == 1 && pl->cg * pl->s4 < pl->cg4 * g->s;
+    pl->quads = pl->column_quads ? pl->cg : pl->cg4;
+    pl->taps = pl->column_quads ? pl->cg * g->r * pl->s4 : pl->cg4 * g->r * g->s;
     pl->kgp = ceil_div(pl->kg, QK_BLOCK) * QK_BLOCK;
     pl->phases = g->stride_h * g->stride_w;
     pl->rows = ceil_div(g->h + 2 * g->pad_h, g->stride_h);
@@ -82,21 +93,24 @@ static void qconv_plan_make(const nnopt_qlinear_geometry *g, const nnopt_qlinear
     pl->vectors = ceil_div(pl->count, 16);
     /* The last vector of a tap may read past the last plane by up to a
      * vector plus the largest tap offset. */
-    const long slack = ((g->r - 1) / g->stride_h + 1) * pl->pitch + 16 * QV_BLOCK + 64;
-    pl->image_bytes =
-        blis_align64((size_t)(g->groups * pl->cg4 * pl->phases * pl->plane + slack) * 4);
+    const long slack = ((g->r - 1) / g->stride_h + 1) * pl->pitch + 4 * pl->s4 + 16 * QV_BLOCK + 64;
+    pl->row_offset =
+        blis_align64((size_t)(g->groups * pl->quads * pl->phases * pl->plane + slack) * 4);
+    /* column_quads: one quantised row, padded, after the planes. */
+    pl->image_bytes = pl->row_offset + blis_align64((size_t)pl->pitch + 32);
     pl->inv_scale = 1.0f / qp->x_scale;
     pl->zero_point = (float)qp->zero_point;
     pl->zp = qp->zero_point;
     pl->relu = qp->act == NNOPT_ACT_RELU;
 }
 
-/* Weights as [group][kgp][cg4][R][S][4] s8 (zero where padded), with each
+/* Weights as [group][kgp][taps][4] s8 (zero where padded), taps in the
+ * order of qconv_tap_offsets, with each
  * output channel's weight sum (for the zero point) and output scale. */
 static void qconv_pack_weights(const qconv_plan *pl, const int8_t *w, const float *w_scale,
                                float x_scale, int8_t *wp, int32_t *wsum, float *scale) {
     const nnopt_qlinear_geometry *g = &pl->g;
-    const long taps = pl->cg4 * g->r * g->s * 4;
+    const long taps = pl->taps * 4;
     memset(wp, 0, (size_t)(g->groups * pl->kgp * taps));
     for (long grp = 0; grp < g->groups; grp++)
         for (long kk = 0; kk < pl->kgp; kk++) {
@@ -111,7 +125,10 @@ static void qconv_pack_weights(const qconv_plan *pl, const int8_t *w, const floa
                 for (long r = 0; r < g->r; r++)
                     for (long s = 0; s < g->s; s++) {
                         const int8_t v = w[((k * pl->cg + c) * g->r + r) * g->s + s];
-                        dst[(((c / 4) * g->r + r) * g->s + s) * 4 + c % 4] = v;
+                        const long at = pl->column_quads
+                                            ? ((c * g->r + r) * pl->s4 + s / 4) * 4 + s % 4
+                                            : (((c / 4) * g->r + r) * g->s + s) * 4 + c % 4;
+                        dst[at] = v;
                         wsum[slot] += v;
                     }
         }
@@ -122,6 +139,14 @@ static void qconv_pack_weights(const qconv_plan *pl, const int8_t *w, const floa
  * weights). */
 static void qconv_tap_offsets(const qconv_plan *pl, int32_t *offset) {
     const nnopt_qlinear_geometry *g = &pl->g;
+    if (pl->column_quads) {
+        for (long c = 0; c < pl->cg; c++)
+            for (long r = 0; r < g->r; r++)
+                for (long j = 0; j < pl->s4; j++)
+                    offset[(c * g->r + r) * pl->s4 + j] =
+                        (int32_t)(c * pl->plane + r * pl->pitch + 4 * j);
+        return;
+    }
     for (long c4 = 0; c4 < pl->cg4; c4++)
         for (long r = 0; r < g->r; r++)
             for (long s = 0; s < g->s; s++) {
@@ -132,29 +157,76 @@ static void qconv_tap_offsets(const qconv_plan *pl, int32_t *offset) {
             }
 }
 
+/* The u8 codes of up to 16 floats (mask), one per int32 lane: the steps of
+ * nnopt_quantize_u8, and cvtps rounds to nearest even as nearbyintf does. */
+VNNI_TARGET static inline __m512i quantize16(const float *src, __mmask16 mask, __m512 inv,
+                                             __m512 zp) {
+    __m512 v = _mm512_mul_ps(_mm512_maskz_loadu_ps(mask, src), inv);
+    v = _mm512_add_ps(v, zp);
+    v = _mm512_min_ps(_mm512_max_ps(v, _mm512_setzero_ps()), _mm512_set1_ps(255.0f));
+    return _mm512_cvtps_epi32(v);
+}
+
 /* Lane j of the result holds 4 channels' codes of pixel j. */
 VNNI_TARGET static inline __m512i quantize_quad(const float *const src[4], long offset,
                                                 __mmask16 mask, __m512 inv, __m512 zp) {
-    const __m512 lo = _mm512_setzero_ps(), hi = _mm512_set1_ps(255.0f);
     __m512i packed = _mm512_setzero_si512();
     for (int i = 0; i < 4; i++) {
-        if (!src[i]) { /* a padded channel: its weights are zero, any code will do */
-            packed = _mm512_or_si512(packed, _mm512_slli_epi32(_mm512_cvtps_epi32(zp), 8 * i));
-            continue;
-        }
-        __m512 v = _mm512_mul_ps(_mm512_maskz_loadu_ps(mask, src[i] + offset), inv);
-        v = _mm512_add_ps(v, zp);
-        v = _mm512_min_ps(_mm512_max_ps(v, lo), hi);
-        /* cvtps rounds to nearest even, as nearbyintf in the reference. */
-        packed = _mm512_or_si512(packed, _mm512_slli_epi32(_mm512_cvtps_epi32(v), 8 * i));
+        /* A padded channel's weights are zero: any code will do. */
+        const __m512i codes =
+            src[i] ? quantize16(src[i] + offset, mask, inv, zp) : _mm512_setzero_si512();
+        packed = _mm512_or_si512(packed, _mm512_slli_epi32(codes, 8 * i));
     }
     return packed;
+}
+
+/* Quantises count floats into u8 codes at dst. */
+VNNI_TARGET static void quantize_row(const float *src, long count, __m512 inv, __m512 zp,
+                                     uint8_t *dst) {
+    for (long i = 0; i < count; i += 16) {
+        const long n = count - i < 16 ? count - i : 16;
+        const __mmask16 mask = (__mmask16)((1u << n) - 1);
+        _mm512_mask_cvtepi32_storeu_epi8(dst + i, mask, quantize16(src + i, mask, inv, zp));
+    }
+}
+
+/* column_quads packing: pixel j of a plane row is the 4 codes at columns
+ * j .. j+3 of the padded row, i.e. 4 bytes read from there. */
+VNNI_TARGET static void qconv_pack_column_quads(const qconv_plan *pl, const float *x,
+                                                uint8_t *buf) {
+    const nnopt_qlinear_geometry *g = &pl->g;
+    uint8_t *row = buf + pl->row_offset;
+    uint32_t *pixels = (uint32_t *)(void *)buf;
+    const __m512 inv = _mm512_set1_ps(pl->inv_scale), zp = _mm512_set1_ps(pl->zero_point);
+    memset(row, pl->zp, pl->image_bytes - pl->row_offset);
+    for (long c = 0; c < g->c; c++) { /* a group's planes follow the previous group's */
+        uint32_t *plane = pixels + c * pl->plane;
+        for (long ih = 0; ih < g->h; ih++) {
+            quantize_row(x + (c * g->h + ih) * g->w, g->w, inv, zp, row + g->pad_w);
+            uint32_t *dst = plane + (ih + g->pad_h) * pl->pitch;
+            for (long j = 0; j < pl->pitch; j += 16) {
+                __m512i quad = _mm512_setzero_si512();
+                for (int i = 0; i < 4; i++) {
+                    const __m128i bytes =
+                        _mm_loadu_si128((const __m128i *)(const void *)(row + j + i));
+                    quad = _mm512_or_si512(quad,
+                                           _mm512_slli_epi32(_mm512_cvtepu8_epi32(bytes), 8 * i));
+                }
+                const long n = pl->pitch - j < 16 ? pl->pitch - j : 16;
+                _mm512_mask_storeu_epi32(dst + j, (__mmask16)((1u << n) - 1), quad);
+            }
+        }
+    }
 }
 
 /* Quantises image x ([C,H,W] f32) into the packed, padded phase planes. */
 VNNI_TARGET static void qconv_pack_image(const qconv_plan *pl, const float *x, uint8_t *buf) {
     const nnopt_qlinear_geometry *g = &pl->g;
-    memset(buf, pl->zp, pl->image_bytes);
+    memset(buf, pl->zp, pl->row_offset);
+    if (pl->column_quads) {
+        qconv_pack_column_quads(pl, x, buf);
+        return;
+    }
     const __m512 inv = _mm512_set1_ps(pl->inv_scale), zp = _mm512_set1_ps(pl->zero_point);
     uint32_t *pixels = (uint32_t *)(void *)buf;
     const long plane_in = g->h * g->w;
@@ -250,7 +322,7 @@ static void flat_segments_make(const qconv_plan *pl, long o0, flat_segments *seg
 VNNI_TARGET static void qconv_tile_dot(const qconv_plan *pl, const int32_t *planes,
                                        const int32_t *wq, const int32_t *tap_offset, long o0,
                                        __m512i out[QK_BLOCK][QV_BLOCK]) {
-    const long taps = pl->cg4 * pl->g.r * pl->g.s;
+    const long taps = pl->taps;
     QACC_ROW(0);
     QACC_ROW(1);
     QACC_ROW(2);
@@ -298,11 +370,11 @@ VNNI_TARGET static void qconv_tile_store(const qconv_plan *pl, __m512i acc[QK_BL
 VNNI_TARGET static void qconv_image(const qconv_plan *pl, const uint8_t *image, const int8_t *wp,
                                     const int32_t *wsum, const float *scale, const float *bias,
                                     const int32_t *tap_offset, float *y_image) {
-    const long taps = pl->cg4 * pl->g.r * pl->g.s;
+    const long taps = pl->taps;
     __m512i acc[QK_BLOCK][QV_BLOCK];
     for (long grp = 0; grp < pl->g.groups; grp++) {
         const int32_t *planes =
-            (const int32_t *)(const void *)image + grp * pl->cg4 * pl->phases * pl->plane;
+            (const int32_t *)(const void *)image + grp * pl->quads * pl->phases * pl->plane;
         for (long o0 = 0; o0 < pl->count; o0 += 16 * QV_BLOCK)
             for (long k0 = 0; k0 < pl->kgp; k0 += QK_BLOCK) {
                 const int32_t *wq = (const int32_t *)(const void *)wp + (grp * pl->kgp + k0) * taps;
@@ -317,7 +389,7 @@ static nnopt_status qconv_run(blis_backend *be, const nnopt_op *op, nnopt_tensor
     qconv_plan pl;
     qconv_plan_make(g, &op->p.qlinear, &pl);
     const int team = g->n < be->threads ? (int)g->n : be->threads;
-    const long taps = pl.cg4 * g->r * g->s;
+    const long taps = pl.taps;
     const size_t slots = (size_t)(g->groups * pl.kgp);
     const size_t w_bytes = blis_align64(slots * (size_t)taps * 4),
                  sums_bytes = blis_align64(slots * 4);
@@ -371,10 +443,10 @@ static void qdense_pack_weights(const qdense_plan *pl, const int8_t *w, const fl
 
 VNNI_TARGET static void qdense_pack_rows(const qdense_plan *pl, const float *x, long row0,
                                          long rows, uint8_t *xq) {
+    const __m512 inv = _mm512_set1_ps(pl->inv_scale), zp = _mm512_set1_ps(pl->zero_point);
     for (long r = row0; r < row0 + rows; r++) {
         uint8_t *dst = xq + r * pl->inp;
-        for (long i = 0; i < pl->in; i++)
-            dst[i] = nnopt_quantize_u8(x[r * pl->in + i], pl->inv_scale, pl->zero_point);
+        quantize_row(x + r * pl->in, pl->in, inv, zp, dst);
         for (long i = pl->in; i < pl->inp; i++) dst[i] = (uint8_t)pl->zp;
     }
 }
