@@ -10,9 +10,9 @@
  * As in the f32 direct kernels (blis_conv.c), stride > 1 splits the padded
  * image into stride_h * stride_w phase planes and output (p, q) is computed
  * at flat index p * pitch + q, so every tap is one contiguous 64-byte load;
- * the pitch - Q junk columns per row are computed and not stored. Output
- * channels go 4 at a time (weights broadcast from memory), flat outputs 16
- * per vector, up to 6 vectors per tile: 24 accumulators.
+ * the pitch - Q junk columns per row are computed and not stored. A tile is
+ * 4 output channels x 6 vectors of 16 flat outputs, or 8 x 3 where that
+ * pads less: 24 accumulators, weights broadcast from memory.
  *
  * The zero point: codes are xq = x / scale + zp, so sum (xq - zp) w =
  * sum xq w - zp sum w; padding holds zp and padded channels or taps have
@@ -33,8 +33,8 @@
 #define BLIS_HAVE_VNNI 0
 #endif
 
-#define QK_BLOCK 4    /* output channels per tile */
-#define QV_BLOCK 6    /* 16-output vectors per tile */
+#define QK_MAX 8      /* output channels per tile: 4 or 8 */
+#define QV_MAX 6      /* 16-output vectors per tile: 6 or 3 */
 #define QDENSE_ROWS 8 /* batch rows per dense tile */
 
 int blis_int8_available(void) {
@@ -56,8 +56,9 @@ static long ceil_div(long a, long b) {
 /* Everything a convolution tile needs, derived once per op. */
 typedef struct qconv_plan {
     nnopt_qlinear_geometry g;
-    long cg, kg; /* channels per group: input, output */
-    long kgp;    /* kg rounded up to QK_BLOCK */
+    long cg, kg;        /* channels per group: input, output */
+    long kgp;           /* kg rounded up to tile_k */
+    int tile_k, tile_v; /* 4 x 6 or 8 x 3 */
     /* A packed pixel holds 4 u8 codes: of 4 channels (cg4 quads per group),
      * or, with column_quads (stride 1, few channels: LeNet's first layer,
      * depthwise), of 4 neighbouring columns of one channel (cg quads), so a
@@ -84,16 +85,21 @@ static void qconv_plan_make(const nnopt_qlinear_geometry *g, const nnopt_qlinear
     pl->column_quads = g->stride_h == 1 && g->stride_w == 1 && pl->cg * pl->s4 < pl->cg4 * g->s;
     pl->quads = pl->column_quads ? pl->cg : pl->cg4;
     pl->taps = pl->column_quads ? pl->cg * g->r * pl->s4 : pl->cg4 * g->r * g->s;
-    pl->kgp = ceil_div(pl->kg, QK_BLOCK) * QK_BLOCK;
     pl->phases = g->stride_h * g->stride_w;
     pl->rows = ceil_div(g->h + 2 * g->pad_h, g->stride_h);
     pl->pitch = ceil_div(g->w + 2 * g->pad_w, g->stride_w);
     pl->plane = pl->rows * pl->pitch;
     pl->count = g->p * pl->pitch;
     pl->vectors = ceil_div(pl->count, 16);
+    /* The tile shape that computes fewer padded outputs (ties: 4 x 6). */
+    const long work4x6 = ceil_div(pl->kg, 4) * 4 * ceil_div(pl->vectors, 6) * 6;
+    const long work8x3 = ceil_div(pl->kg, 8) * 8 * ceil_div(pl->vectors, 3) * 3;
+    pl->tile_k = work8x3 < work4x6 ? 8 : 4;
+    pl->tile_v = work8x3 < work4x6 ? 3 : 6;
+    pl->kgp = ceil_div(pl->kg, pl->tile_k) * pl->tile_k;
     /* The last vector of a tap may read past the last plane by up to a
      * vector plus the largest tap offset. */
-    const long slack = ((g->r - 1) / g->stride_h + 1) * pl->pitch + 4 * pl->s4 + 16 * QV_BLOCK + 64;
+    const long slack = ((g->r - 1) / g->stride_h + 1) * pl->pitch + 4 * pl->s4 + 16 * QV_MAX + 64;
     pl->row_offset =
         blis_align64((size_t)(g->groups * pl->quads * pl->phases * pl->plane + slack) * 4);
     /* column_quads: one quantised row, padded, after the planes. */
@@ -293,71 +299,121 @@ static void flat_segments_make(const qconv_plan *pl, long o0, flat_segments *seg
     }
 }
 
-/* One tile: QK_BLOCK (4) output channels x QV_BLOCK (6) flat vectors from
- * o0, 24 accumulators spelled out so they stay in registers. Vectors past
- * the last output read slack and are not stored. */
-#define QDOT_ROW(kb)                                                                               \
+/* Tiles: 24 accumulators spelled out so they stay in registers, either
+ * 4 output channels x 6 flat vectors or 8 x 3 (qconv_plan_make picks the one
+ * computing fewer padded outputs). Vectors past the last output read slack
+ * and are not stored. */
+#define QDOT(kb, v) acc##kb##v = _mm512_dpbusd_epi32(acc##kb##v, a##v, wv)
+#define QDOT_ROW6(kb)                                                                              \
     do {                                                                                           \
         const __m512i wv = _mm512_set1_epi32(wq[(kb)*taps + tap]);                                 \
-        acc##kb##0 = _mm512_dpbusd_epi32(acc##kb##0, a0, wv);                                      \
-        acc##kb##1 = _mm512_dpbusd_epi32(acc##kb##1, a1, wv);                                      \
-        acc##kb##2 = _mm512_dpbusd_epi32(acc##kb##2, a2, wv);                                      \
-        acc##kb##3 = _mm512_dpbusd_epi32(acc##kb##3, a3, wv);                                      \
-        acc##kb##4 = _mm512_dpbusd_epi32(acc##kb##4, a4, wv);                                      \
-        acc##kb##5 = _mm512_dpbusd_epi32(acc##kb##5, a5, wv);                                      \
+        QDOT(kb, 0);                                                                               \
+        QDOT(kb, 1);                                                                               \
+        QDOT(kb, 2);                                                                               \
+        QDOT(kb, 3);                                                                               \
+        QDOT(kb, 4);                                                                               \
+        QDOT(kb, 5);                                                                               \
     } while (0)
-#define QACC_ROW(kb)                                                                               \
+#define QDOT_ROW3(kb)                                                                              \
+    do {                                                                                           \
+        const __m512i wv = _mm512_set1_epi32(wq[(kb)*taps + tap]);                                 \
+        QDOT(kb, 0);                                                                               \
+        QDOT(kb, 1);                                                                               \
+        QDOT(kb, 2);                                                                               \
+    } while (0)
+#define QACC_ROW6(kb)                                                                              \
     __m512i acc##kb##0 = _mm512_setzero_si512(), acc##kb##1 = acc##kb##0, acc##kb##2 = acc##kb##0, \
             acc##kb##3 = acc##kb##0, acc##kb##4 = acc##kb##0, acc##kb##5 = acc##kb##0
-#define QSAVE_ROW(kb)                                                                              \
+#define QACC_ROW3(kb)                                                                              \
+    __m512i acc##kb##0 = _mm512_setzero_si512(), acc##kb##1 = acc##kb##0, acc##kb##2 = acc##kb##0
+#define QSAVE_ROW3(kb)                                                                             \
     do {                                                                                           \
         out[kb][0] = acc##kb##0;                                                                   \
         out[kb][1] = acc##kb##1;                                                                   \
         out[kb][2] = acc##kb##2;                                                                   \
+    } while (0)
+#define QSAVE_ROW6(kb)                                                                             \
+    do {                                                                                           \
+        QSAVE_ROW3(kb);                                                                            \
         out[kb][3] = acc##kb##3;                                                                   \
         out[kb][4] = acc##kb##4;                                                                   \
         out[kb][5] = acc##kb##5;                                                                   \
     } while (0)
 
-VNNI_TARGET static void qconv_tile_dot(const qconv_plan *pl, const int32_t *planes,
+VNNI_TARGET static void qconv_tile_4x6(const qconv_plan *pl, const int32_t *planes,
                                        const int32_t *wq, const int32_t *tap_offset, long o0,
-                                       __m512i out[QK_BLOCK][QV_BLOCK]) {
+                                       __m512i out[QK_MAX][QV_MAX]) {
     const long taps = pl->taps;
-    QACC_ROW(0);
-    QACC_ROW(1);
-    QACC_ROW(2);
-    QACC_ROW(3);
+    QACC_ROW6(0);
+    QACC_ROW6(1);
+    QACC_ROW6(2);
+    QACC_ROW6(3);
     for (long tap = 0; tap < taps; tap++) {
         const int32_t *a = planes + tap_offset[tap] + o0;
         const __m512i a0 = _mm512_loadu_si512(a), a1 = _mm512_loadu_si512(a + 16),
                       a2 = _mm512_loadu_si512(a + 32), a3 = _mm512_loadu_si512(a + 48),
                       a4 = _mm512_loadu_si512(a + 64), a5 = _mm512_loadu_si512(a + 80);
-        QDOT_ROW(0);
-        QDOT_ROW(1);
-        QDOT_ROW(2);
-        QDOT_ROW(3);
+        QDOT_ROW6(0);
+        QDOT_ROW6(1);
+        QDOT_ROW6(2);
+        QDOT_ROW6(3);
     }
-    QSAVE_ROW(0);
-    QSAVE_ROW(1);
-    QSAVE_ROW(2);
-    QSAVE_ROW(3);
+    QSAVE_ROW6(0);
+    QSAVE_ROW6(1);
+    QSAVE_ROW6(2);
+    QSAVE_ROW6(3);
+}
+
+VNNI_TARGET static void qconv_tile_8x3(const qconv_plan *pl, const int32_t *planes,
+                                       const int32_t *wq, const int32_t *tap_offset, long o0,
+                                       __m512i out[QK_MAX][QV_MAX]) {
+    const long taps = pl->taps;
+    QACC_ROW3(0);
+    QACC_ROW3(1);
+    QACC_ROW3(2);
+    QACC_ROW3(3);
+    QACC_ROW3(4);
+    QACC_ROW3(5);
+    QACC_ROW3(6);
+    QACC_ROW3(7);
+    for (long tap = 0; tap < taps; tap++) {
+        const int32_t *a = planes + tap_offset[tap] + o0;
+        const __m512i a0 = _mm512_loadu_si512(a), a1 = _mm512_loadu_si512(a + 16),
+                      a2 = _mm512_loadu_si512(a + 32);
+        QDOT_ROW3(0);
+        QDOT_ROW3(1);
+        QDOT_ROW3(2);
+        QDOT_ROW3(3);
+        QDOT_ROW3(4);
+        QDOT_ROW3(5);
+        QDOT_ROW3(6);
+        QDOT_ROW3(7);
+    }
+    QSAVE_ROW3(0);
+    QSAVE_ROW3(1);
+    QSAVE_ROW3(2);
+    QSAVE_ROW3(3);
+    QSAVE_ROW3(4);
+    QSAVE_ROW3(5);
+    QSAVE_ROW3(6);
+    QSAVE_ROW3(7);
 }
 
 /* Dequantises a tile's accumulators into the output image. */
-VNNI_TARGET static void qconv_tile_store(const qconv_plan *pl, __m512i acc[QK_BLOCK][QV_BLOCK],
+VNNI_TARGET static void qconv_tile_store(const qconv_plan *pl, __m512i acc[QK_MAX][QV_MAX],
                                          const int32_t *wsum, const float *scale, const float *bias,
                                          long grp, long k0, long o0, float *y_image) {
     const long plane_out = pl->g.p * pl->g.q;
-    flat_segments seg[QV_BLOCK];
-    for (int v = 0; v < QV_BLOCK; v++) flat_segments_make(pl, o0 + 16 * v, &seg[v]);
-    for (int kb = 0; kb < QK_BLOCK; kb++) {
+    flat_segments seg[QV_MAX];
+    for (int v = 0; v < pl->tile_v; v++) flat_segments_make(pl, o0 + 16 * v, &seg[v]);
+    for (int kb = 0; kb < pl->tile_k; kb++) {
         const long kk = k0 + kb;
         if (kk >= pl->kg) break;
         const long slot = grp * pl->kgp + kk, k = grp * pl->kg + kk;
         const __m512i correction = _mm512_set1_epi32(pl->zp * wsum[slot]);
         const __m512 sc = _mm512_set1_ps(scale[slot]), b = _mm512_set1_ps(bias[k]);
         float *y_k = y_image + k * plane_out;
-        for (int v = 0; v < QV_BLOCK && seg[v].count; v++) {
+        for (int v = 0; v < pl->tile_v && seg[v].count; v++) {
             __m512 y = _mm512_cvtepi32_ps(_mm512_sub_epi32(acc[kb][v], correction));
             y = _mm512_add_ps(_mm512_mul_ps(y, sc), b); /* not fused: as the reference */
             if (pl->relu) y = _mm512_max_ps(y, _mm512_setzero_ps());
@@ -371,14 +427,17 @@ VNNI_TARGET static void qconv_image(const qconv_plan *pl, const uint8_t *image, 
                                     const int32_t *wsum, const float *scale, const float *bias,
                                     const int32_t *tap_offset, float *y_image) {
     const long taps = pl->taps;
-    __m512i acc[QK_BLOCK][QV_BLOCK];
+    __m512i acc[QK_MAX][QV_MAX];
     for (long grp = 0; grp < pl->g.groups; grp++) {
         const int32_t *planes =
             (const int32_t *)(const void *)image + grp * pl->quads * pl->phases * pl->plane;
-        for (long o0 = 0; o0 < pl->count; o0 += 16 * QV_BLOCK)
-            for (long k0 = 0; k0 < pl->kgp; k0 += QK_BLOCK) {
+        for (long o0 = 0; o0 < pl->count; o0 += 16 * pl->tile_v)
+            for (long k0 = 0; k0 < pl->kgp; k0 += pl->tile_k) {
                 const int32_t *wq = (const int32_t *)(const void *)wp + (grp * pl->kgp + k0) * taps;
-                qconv_tile_dot(pl, planes, wq, tap_offset, o0, acc);
+                if (pl->tile_k == 4)
+                    qconv_tile_4x6(pl, planes, wq, tap_offset, o0, acc);
+                else
+                    qconv_tile_8x3(pl, planes, wq, tap_offset, o0, acc);
                 qconv_tile_store(pl, acc, wsum, scale, bias, grp, k0, o0, y_image);
             }
     }
