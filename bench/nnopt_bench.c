@@ -573,6 +573,11 @@ static nnopt_status print_int8(const bench_options *o, const nnopt_plugin *model
                 best[k].steps += t.steps;
                 best[k].seconds += t.seconds;
             }
+        if (st == NNOPT_OK && o->profile_steps > 0 && b == o->n_infer_batches - 1) {
+            printf(",\n  \"profile\": {\n");
+            st = print_profile("int8", &runs[1], o->profile_steps, err);
+            printf("\n  }");
+        }
         for (int k = 0; k < 2; k++) workload_close(&runs[k]);
         if (st != NNOPT_OK) break;
         for (int k = 0; k < 2; k++)

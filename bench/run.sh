@@ -11,7 +11,7 @@
 #                [--no-build] [--no-torch] [--torch-env "VAR=VALUE ..."]
 #                [--blis-arch NAME] [--models lenet5,resnet56,mobilenet]
 #                [--cifar-seconds 3] [--cifar-repeats 3] [--cifar-infer-batch 128,500]
-#                [--cifar-profile-steps 0]
+#                [--cifar-profile-steps 0] [--int8-calibration 8]
 #
 # Environment: BUILD_DIR (default: build), PYTHON (an interpreter that imports
 # torch; default: /usr/bin/python3, Debian's python3-torch), OUT (when set, the
@@ -36,6 +36,11 @@
 # --cifar-seconds / --cifar-repeats (at least one step each), inference at
 # --cifar-infer-batch (default 128,500); --cifar-profile-steps N > 0 adds nnopt's
 # per-op profile of N steps (a training step and a forward) to the JSON.
+# int8: LeNet-5 (f32 relu, max pool) and ResNet-56, when selected, also run
+# quantised to int8 (nnopt_bench --int8, calibrated on --int8-calibration
+# synthetic batches; 0 skips this) against f32 at batch 128, the two timed in
+# alternating windows of the same process; the speed-ups are printed as a
+# table and written next to the JSON as *_int8.json.
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -61,6 +66,7 @@ cifar_seconds=3
 cifar_repeats=3
 cifar_infer_batches="128,500"
 cifar_profile_steps=0
+int8_calibration=8
 command_line="bench/run.sh${*:+ $*}"
 
 usage() { sed -n '9,15p' "$0" | sed 's/^# \{0,1\}//'; }
@@ -78,6 +84,7 @@ while [[ $# -gt 0 ]]; do
     --torch-env) torch_env=$2; shift 2 ;;
     --blis-arch) blis_arch=$2; shift 2 ;;
     --models) models=$2; shift 2 ;;
+    --int8-calibration) int8_calibration=$2; shift 2 ;;
     --cifar-seconds) cifar_seconds=$2; shift 2 ;;
     --cifar-repeats) cifar_repeats=$2; shift 2 ;;
     --cifar-infer-batch) cifar_infer_batches=$2; shift 2 ;;
@@ -253,6 +260,31 @@ for model in "${cifar_models[@]}"; do
   fi
 done
 
+# ---- int8 against f32 inference, batch 128, same process ----
+int8_files=()
+if [[ $int8_calibration -gt 0 ]]; then
+  int8_models=()
+  [[ $run_lenet5 -eq 1 ]] && int8_models+=(lenet5)
+  [[ " ${cifar_models[*]} " == *" resnet56 "* ]] && int8_models+=(resnet56)
+  for model in "${int8_models[@]}"; do
+    if [[ $model == lenet5 ]]; then
+      int8_args=(--model lenet5 --param activation=relu --param pool=max --param dtype=f32
+                 --seconds "$seconds" --repeats "$repeats")
+    else
+      int8_args=(--model resnet --channels 3 --height 32 --width 32 --seconds "$cifar_seconds"
+                 --repeats "$cifar_repeats" --warmup-seconds 0 --warmup-steps 1 --min-steps 1)
+    fi
+    log "nnopt $backend $model int8 vs f32 inference, batch 128"
+    if "$bench_bin" --backend "$backend" --threads "$threads" --batch "$train_batch" \
+      --infer-batch 128 --profile-steps 0 --int8 "$int8_calibration" "${int8_args[@]}" \
+      >"$raw/int8_$model.json"; then
+      int8_files+=("$raw/int8_$model.json")
+    else
+      banner "WARNING: nnopt_bench --int8 failed on $model"
+    fi
+  done
+fi
+
 # ---- bare BLIS sgemm on the layer GEMM shapes of the detailed config ----
 detail_key=${detail_config/:/_}
 if [[ -x $gemm_bin && -f $raw/nnopt_$detail_key.json ]]; then
@@ -323,3 +355,6 @@ fi
 
 "$report_python" "$ROOT/bench/report.py" --raw "$raw" --out "$json_out" --configs "$configs" \
   --detail "$detail_config" --cifar-models "${cifar_models[*]}" --cifar-config "$cifar_config"
+if [[ ${#int8_files[@]} -gt 0 ]]; then
+  "$report_python" "$ROOT/bench/int8_report.py" --out "${json_out%.json}_int8.json" "${int8_files[@]}"
+fi
