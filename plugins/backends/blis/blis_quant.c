@@ -11,8 +11,8 @@
  * image into stride_h * stride_w phase planes and output (p, q) is computed
  * at flat index p * pitch + q, so every tap is one contiguous 64-byte load;
  * the pitch - Q junk columns per row are computed and not stored. A tile is
- * 4 output channels x 6 vectors of 16 flat outputs, or 8 x 3 where that
- * pads less: 24 accumulators, weights broadcast from memory.
+ * 4 output channels x 6 vectors of 16 flat outputs, or 8 x 3 or 6 x 4 where
+ * that pads less: 24 accumulators, weights broadcast from memory.
  *
  * The zero point: codes are xq = x / scale + zp, so sum (xq - zp) w =
  * sum xq w - zp sum w; padding holds zp and padded channels or taps have
@@ -33,8 +33,8 @@
 #define BLIS_HAVE_VNNI 0
 #endif
 
-#define QK_MAX 8      /* output channels per tile: 4 or 8 */
-#define QV_MAX 6      /* 16-output vectors per tile: 6 or 3 */
+#define QK_MAX 8      /* output channels per tile: 4, 6 or 8 */
+#define QV_MAX 6      /* 16-output vectors per tile: 6, 4 or 3 */
 #define QDENSE_ROWS 8 /* batch rows per dense tile */
 
 int blis_int8_available(void) {
@@ -58,7 +58,7 @@ typedef struct qconv_plan {
     nnopt_qlinear_geometry g;
     long cg, kg;        /* channels per group: input, output */
     long kgp;           /* kg rounded up to tile_k */
-    int tile_k, tile_v; /* 4 x 6 or 8 x 3 */
+    int tile_k, tile_v; /* 4 x 6, 8 x 3 or 6 x 4 */
     /* A packed pixel holds 4 u8 codes: of 4 channels (cg4 quads per group),
      * or, with column_quads (stride 1, few channels: LeNet's first layer,
      * depthwise), of 4 neighbouring columns of one channel (cg quads), so a
@@ -91,11 +91,17 @@ static void qconv_plan_make(const nnopt_qlinear_geometry *g, const nnopt_qlinear
     pl->plane = pl->rows * pl->pitch;
     pl->count = g->p * pl->pitch;
     pl->vectors = ceil_div(pl->count, 16);
-    /* The tile shape that computes fewer padded outputs (ties: 4 x 6). */
-    const long work4x6 = ceil_div(pl->kg, 4) * 4 * ceil_div(pl->vectors, 6) * 6;
-    const long work8x3 = ceil_div(pl->kg, 8) * 8 * ceil_div(pl->vectors, 3) * 3;
-    pl->tile_k = work8x3 < work4x6 ? 8 : 4;
-    pl->tile_v = work8x3 < work4x6 ? 3 : 6;
+    /* The tile shape that computes the fewest padded outputs (ties: the first). */
+    static const int shapes[3][2] = {{4, 6}, {8, 3}, {6, 4}};
+    long least = -1;
+    for (int i = 0; i < 3; i++) {
+        const long work = ceil_div(pl->kg, shapes[i][0]) * shapes[i][0] *
+                          ceil_div(pl->vectors, shapes[i][1]) * shapes[i][1];
+        if (least >= 0 && work >= least) continue;
+        least = work;
+        pl->tile_k = shapes[i][0];
+        pl->tile_v = shapes[i][1];
+    }
     pl->kgp = ceil_div(pl->kg, pl->tile_k) * pl->tile_k;
     /* The last vector of a tap may read past the last plane by up to a
      * vector plus the largest tap offset. */
@@ -299,9 +305,9 @@ static void flat_segments_make(const qconv_plan *pl, long o0, flat_segments *seg
     }
 }
 
-/* Tiles: 24 accumulators spelled out so they stay in registers, either
- * 4 output channels x 6 flat vectors or 8 x 3 (qconv_plan_make picks the one
- * computing fewer padded outputs). Vectors past the last output read slack
+/* Tiles: 24 accumulators spelled out so they stay in registers: 4 output
+ * channels x 6 flat vectors, 8 x 3 or 6 x 4 (qconv_plan_make picks the one
+ * computing the fewest padded outputs). Vectors past the last output read slack
  * and are not stored. */
 #define QDOT(kb, v) acc##kb##v = _mm512_dpbusd_epi32(acc##kb##v, a##v, wv)
 #define QDOT_ROW6(kb)                                                                              \
@@ -324,6 +330,22 @@ static void flat_segments_make(const qconv_plan *pl, long o0, flat_segments *seg
 #define QACC_ROW6(kb)                                                                              \
     __m512i acc##kb##0 = _mm512_setzero_si512(), acc##kb##1 = acc##kb##0, acc##kb##2 = acc##kb##0, \
             acc##kb##3 = acc##kb##0, acc##kb##4 = acc##kb##0, acc##kb##5 = acc##kb##0
+#define QDOT_ROW4(kb)                                                                              \
+    do {                                                                                           \
+        const __m512i wv = _mm512_set1_epi32(wq[(kb)*taps + tap]);                                 \
+        QDOT(kb, 0);                                                                               \
+        QDOT(kb, 1);                                                                               \
+        QDOT(kb, 2);                                                                               \
+        QDOT(kb, 3);                                                                               \
+    } while (0)
+#define QACC_ROW4(kb)                                                                              \
+    __m512i acc##kb##0 = _mm512_setzero_si512(), acc##kb##1 = acc##kb##0, acc##kb##2 = acc##kb##0, \
+            acc##kb##3 = acc##kb##0
+#define QSAVE_ROW4(kb)                                                                             \
+    do {                                                                                           \
+        QSAVE_ROW3(kb);                                                                            \
+        out[kb][3] = acc##kb##3;                                                                   \
+    } while (0)
 #define QACC_ROW3(kb)                                                                              \
     __m512i acc##kb##0 = _mm512_setzero_si512(), acc##kb##1 = acc##kb##0, acc##kb##2 = acc##kb##0
 #define QSAVE_ROW3(kb)                                                                             \
@@ -399,6 +421,35 @@ VNNI_TARGET static void qconv_tile_8x3(const qconv_plan *pl, const int32_t *plan
     QSAVE_ROW3(7);
 }
 
+VNNI_TARGET static void qconv_tile_6x4(const qconv_plan *pl, const int32_t *planes,
+                                       const int32_t *wq, const int32_t *tap_offset, long o0,
+                                       __m512i out[QK_MAX][QV_MAX]) {
+    const long taps = pl->taps;
+    QACC_ROW4(0);
+    QACC_ROW4(1);
+    QACC_ROW4(2);
+    QACC_ROW4(3);
+    QACC_ROW4(4);
+    QACC_ROW4(5);
+    for (long tap = 0; tap < taps; tap++) {
+        const int32_t *a = planes + tap_offset[tap] + o0;
+        const __m512i a0 = _mm512_loadu_si512(a), a1 = _mm512_loadu_si512(a + 16),
+                      a2 = _mm512_loadu_si512(a + 32), a3 = _mm512_loadu_si512(a + 48);
+        QDOT_ROW4(0);
+        QDOT_ROW4(1);
+        QDOT_ROW4(2);
+        QDOT_ROW4(3);
+        QDOT_ROW4(4);
+        QDOT_ROW4(5);
+    }
+    QSAVE_ROW4(0);
+    QSAVE_ROW4(1);
+    QSAVE_ROW4(2);
+    QSAVE_ROW4(3);
+    QSAVE_ROW4(4);
+    QSAVE_ROW4(5);
+}
+
 /* Dequantises a tile's accumulators into the output image. */
 VNNI_TARGET static void qconv_tile_store(const qconv_plan *pl, __m512i acc[QK_MAX][QV_MAX],
                                          const int32_t *wsum, const float *scale, const float *bias,
@@ -436,6 +487,8 @@ VNNI_TARGET static void qconv_image(const qconv_plan *pl, const uint8_t *image, 
                 const int32_t *wq = (const int32_t *)(const void *)wp + (grp * pl->kgp + k0) * taps;
                 if (pl->tile_k == 4)
                     qconv_tile_4x6(pl, planes, wq, tap_offset, o0, acc);
+                else if (pl->tile_k == 6)
+                    qconv_tile_6x4(pl, planes, wq, tap_offset, o0, acc);
                 else
                     qconv_tile_8x3(pl, planes, wq, tap_offset, o0, acc);
                 qconv_tile_store(pl, acc, wsum, scale, bias, grp, k0, o0, y_image);
