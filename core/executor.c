@@ -365,8 +365,7 @@ nnopt_status nnopt_exec_backward(nnopt_exec *ex, const int32_t *labels,
 
 nnopt_status nnopt_exec_read_logits(nnopt_exec *ex, double *dst, nnopt_error *err) {
     nnopt_tensor *logits = ex->value[ex->net->graph->output];
-    nnopt_status st =
-        nnopt_backend_read(ex->net->backend, logits, dst, nnopt_tensor_nbytes(logits), err);
+    nnopt_status st = nnopt_backend_read(ex->net->backend, logits, dst, nnopt_tensor_nbytes(logits), err);
     if (st != NNOPT_OK || logits->dtype == NNOPT_F64) return st;
     /* Widen in place from the back: float i sits in the first half of double i. */
     const float *f = (const float *)dst;
