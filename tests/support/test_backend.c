@@ -85,20 +85,11 @@ void test_tensor_write(test_backend *b, nnopt_tensor *t, const double *values) {
     unsigned char *buf = malloc((size_t)n * es);
     for (int64_t i = 0; i < n; i++) {
         switch (t->dtype) {
-        case NNOPT_F32:
-            ((float *)buf)[i] = (float)values[i];
-            break;
-        case NNOPT_F64:
-            ((double *)buf)[i] = values[i];
-            break;
-        case NNOPT_I32:
-            ((int32_t *)buf)[i] = (int32_t)values[i];
-            break;
-        case NNOPT_I8:
-            ((int8_t *)buf)[i] = (int8_t)values[i];
-            break;
-        default:
-            break;
+        case NNOPT_F32: ((float *)buf)[i] = (float)values[i]; break;
+        case NNOPT_F64: ((double *)buf)[i] = values[i]; break;
+        case NNOPT_I32: ((int32_t *)buf)[i] = (int32_t)values[i]; break;
+        case NNOPT_I8: ((int8_t *)buf)[i] = (int8_t)values[i]; break;
+        default: break;
         }
     }
     b->vt->tensor_write(b->ctx, t, 0, buf, (size_t)n * es);
@@ -112,21 +103,11 @@ void test_tensor_read(test_backend *b, const nnopt_tensor *t, double *values) {
     b->vt->tensor_read(b->ctx, t, 0, buf, (size_t)n * es);
     for (int64_t i = 0; i < n; i++) {
         switch (t->dtype) {
-        case NNOPT_F32:
-            values[i] = ((float *)buf)[i];
-            break;
-        case NNOPT_F64:
-            values[i] = ((double *)buf)[i];
-            break;
-        case NNOPT_I32:
-            values[i] = ((int32_t *)buf)[i];
-            break;
-        case NNOPT_I8:
-            values[i] = ((int8_t *)buf)[i];
-            break;
-        default:
-            values[i] = 0;
-            break;
+        case NNOPT_F32: values[i] = ((float *)buf)[i]; break;
+        case NNOPT_F64: values[i] = ((double *)buf)[i]; break;
+        case NNOPT_I32: values[i] = ((int32_t *)buf)[i]; break;
+        case NNOPT_I8: values[i] = ((int8_t *)buf)[i]; break;
+        default: values[i] = 0; break;
         }
     }
     free(buf);
