@@ -22,14 +22,16 @@ typedef struct qdense_plan {
 static void qdense_pack_weights(const qdense_plan *pl, const int8_t *w, const float *w_scale,
                                 float x_scale, int8_t *wp, int32_t *wsum, float *scale) {
     memset(wp, 0, (size_t)(pl->outp * pl->inp));
+    const long whole = pl->in / 4 * 4; /* inputs copied 4 at a time */
     for (long o = 0; o < pl->outp; o++) {
         wsum[o] = 0;
         scale[o] = o < pl->out ? x_scale * w_scale[o] : 0;
-        for (long i = 0; o < pl->out && i < pl->in; i++) {
-            const int8_t v = w[o * pl->in + i];
-            wp[(((o / 16) * (pl->inp / 4) + i / 4) * 16 + o % 16) * 4 + i % 4] = v;
-            wsum[o] += v;
-        }
+        if (o >= pl->out) continue;
+        const int8_t *row = w + o * pl->in;
+        int8_t *dst = wp + (o / 16) * (pl->inp / 4) * 64 + (o % 16) * 4;
+        for (long i = 0; i < whole; i += 4) memcpy(dst + i * 16, row + i, 4);
+        for (long i = whole; i < pl->in; i++) dst[whole * 16 + i - whole] = row[i];
+        for (long i = 0; i < pl->in; i++) wsum[o] += row[i];
     }
 }
 
