@@ -7,7 +7,7 @@
  *               [--profile-steps 20] [--channels 1] [--height 28]
  *               [--width 28] [--classes 10] [--lr 0.01] [--seed 1]
  *               [--kernels precompiled|compiled|both] [--kernel-cache DIR]
- *               [--compare-bf16 0|1]
+ *               [--compare-bf16 0|1] [--int8 8]
  *
  * Synthetic inputs (uniform [0,1), fixed seed) and labels. Measures
  *   - training: forward + softmax cross-entropy + backward + SGD step, images/s
@@ -15,7 +15,10 @@
  *   - inference: forward + reading the logits, images/s at each --infer-batch;
  *   - a profiled training pass (every op synchronized) giving per-node forward
  *     and backward seconds and, for conv/dense nodes, achieved GFLOP/s from the
- *     node's multiply-adds; and a profiled forward at the largest inference batch.
+ *     node's multiply-adds; and a profiled forward at the largest inference batch;
+ *   - with --int8 N: the model quantised to int8 by the quantization technique
+ *     (calibrated on N synthetic batches) against f32, inference images/s at
+ *     each --infer-batch in alternating windows, and the int8/f32 speed-up.
  * Each throughput is measured, after a warm-up of --warmup-seconds (at least
  * --warmup-steps steps), over --repeats windows of --seconds / --repeats each
  * (at least --min-steps steps each); "images_per_second" is the best window,
@@ -43,6 +46,7 @@
 #include "executor.h"
 #include "graph.h"
 #include "network.h"
+#include "bench_int8.h"
 #include "plugin_loader.h"
 
 #define MAX_PARAMS 32
@@ -59,6 +63,7 @@ typedef struct bench_options {
     int n_infer_batches;
     double seconds, warmup_seconds;
     int repeats, profile_steps, warmup_steps, min_steps;
+    int int8_calibration_batches; /* 0: no int8 measurement */
     int channels, height, width, classes;
     double lr;
     uint64_t seed;
@@ -93,7 +98,7 @@ static void usage(FILE *f) {
                "                   [--profile-steps N] [--channels C] [--height H]\n"
                "                   [--width W] [--classes K] [--lr LR] [--seed S]\n"
                "                   [--kernels precompiled|compiled|both] [--kernel-cache DIR]\n"
-               "                   [--compare-bf16 0|1]\n"
+               "                   [--compare-bf16 0|1] [--int8 N]\n"
                "  e.g. --model resnet (ResNet-56), --model mobilenet_v1 --param cifar=true,\n"
                "  with --channels 3 --height 32 --width 32 for CIFAR-10 shapes\n");
 }
@@ -196,6 +201,8 @@ static int parse_options(int argc, char **argv, bench_options *o) {
             o->kernel_cache = value;
         } else if (strcmp(opt, "--compare-bf16") == 0) {
             o->compare_bf16 = atoi(value) != 0;
+        } else if (strcmp(opt, "--int8") == 0) {
+            o->int8_calibration_batches = atoi(value);
         } else {
             fprintf(stderr, "nnopt_bench: unknown option %s\n", opt);
             usage(stderr);
@@ -205,6 +212,7 @@ static int parse_options(int argc, char **argv, bench_options *o) {
     if (o->train_batch < 1 || o->seconds <= 0 || o->repeats < 1 || o->profile_steps < 0 ||
         o->channels < 1 || o->height < 1 || o->width < 1 || o->classes < 2 ||
         o->warmup_seconds < 0 || o->warmup_steps < 0 || o->min_steps < 1 ||
+        o->int8_calibration_batches < 0 ||
         (strcmp(o->kernels, "precompiled") != 0 && strcmp(o->kernels, "compiled") != 0 &&
          strcmp(o->kernels, "both") != 0)) {
         fprintf(stderr, "nnopt_bench: batch, seconds, repeats, shapes must be positive; "
@@ -707,6 +715,7 @@ static nnopt_status compare_kernels(nnopt_network *net, const bench_options *o,
 static nnopt_status build_graph(const bench_options *o, const nnopt_plugin *model,
                                 const nnopt_config *cfg, nnopt_graph **out, nnopt_error *err) {
     nnopt_graph *graph = nnopt_graph_create(o->channels, o->height, o->width, o->classes);
+    if (!graph) return nnopt_error_set(err, NNOPT_STATUS_OUT_OF_MEMORY, "out of memory");
     nnopt_node logits = -1;
     const nnopt_model_vtable *model_vt = model->desc->vtable;
     nnopt_status st = model_vt->build(nnopt_host_api_get(), cfg, graph, &logits);
@@ -775,6 +784,77 @@ static nnopt_status run_bf16_comparison(const bench_options *o, const nnopt_plug
     }
     if (st == NNOPT_OK) printf("\n  }\n}\n");
     nnopt_network_free(bf16);
+    return st;
+}
+
+/* int8 against f32 inference at every --infer-batch: a second network with
+ * the same initial weights, quantised, and the two timed in alternating
+ * windows (best window each), so a machine whose load changes during the
+ * run slows both alike. */
+static nnopt_status print_int8(const bench_options *o, const nnopt_plugin *model,
+                               const nnopt_config *model_cfg, nnopt_network *f32_net,
+                               nnopt_backend *backend, nnopt_error *err) {
+    nnopt_graph *graph = NULL;
+    nnopt_network *net = NULL;
+    int64_t bytes[2] = {0, 0};
+    nnopt_status st = build_graph(o, model, model_cfg, &graph, err);
+    if (st == NNOPT_OK) st = nnopt_network_create(graph, backend, o->seed, &net, err);
+    fprintf(stderr, "nnopt_bench: quantising to int8 (%d calibration batches)\n",
+            o->int8_calibration_batches);
+    if (st == NNOPT_OK)
+        st = bench_quantize(net, backend, o->infer_batches[0], o->int8_calibration_batches,
+                            o->seed + 7, bytes, err);
+    if (st != NNOPT_OK) {
+        nnopt_network_free(net);
+        return st;
+    }
+    printf(",\n  \"int8\": {\n    \"calibration_batches\": %d,\n    \"model_bytes_f32\": "
+           "%lld,\n    \"model_bytes_int8\": %lld",
+           o->int8_calibration_batches, (long long)bytes[0], (long long)bytes[1]);
+    bench_options window = *o;
+    window.repeats = 1;
+    window.seconds = o->seconds / o->repeats;
+    for (int b = 0; st == NNOPT_OK && b < o->n_infer_batches; b++) {
+        int64_t batch = o->infer_batches[b];
+        workload runs[2];
+        throughput best[2], t;
+        memset(best, 0, sizeof best);
+        nnopt_network *nets[2] = {f32_net, net};
+        for (int k = 0; st == NNOPT_OK && k < 2; k++)
+            st = workload_open(&runs[k], nets[k], batch, NULL, 0, o->seed + 2 + (uint64_t)b, err);
+        fprintf(stderr, "nnopt_bench: f32 and int8 inference, batch %lld\n", (long long)batch);
+        for (int r = 0; st == NNOPT_OK && r < o->repeats; r++)
+            for (int k = 0; st == NNOPT_OK && k < 2; k++) {
+                st = measure(&runs[k], &window, &t, err);
+                if (t.best_images_per_second > best[k].best_images_per_second)
+                    best[k].best_images_per_second = t.best_images_per_second;
+                best[k].steps += t.steps;
+                best[k].seconds += t.seconds;
+            }
+        if (st == NNOPT_OK && o->profile_steps > 0 && b == o->n_infer_batches - 1) {
+            printf(",\n  \"profile\": {\n");
+            st = print_profile("int8", &runs[1], o->profile_steps, err);
+            printf("\n  }");
+        }
+        for (int k = 0; k < 2; k++) workload_close(&runs[k]);
+        if (st != NNOPT_OK) break;
+        for (int k = 0; k < 2; k++)
+            best[k].mean_images_per_second =
+                best[k].seconds > 0 ? (double)(best[k].steps * batch) / best[k].seconds : 0;
+        char key[64];
+        snprintf(key, sizeof key, "f32_infer_b%lld", (long long)batch);
+        printf(",\n");
+        print_throughput(key, &best[0], batch);
+        snprintf(key, sizeof key, "int8_infer_b%lld", (long long)batch);
+        printf(",\n");
+        print_throughput(key, &best[1], batch);
+        printf(",\n    \"speedup_b%lld\": ", (long long)batch);
+        json_number(best[0].best_images_per_second > 0
+                        ? best[1].best_images_per_second / best[0].best_images_per_second
+                        : 0);
+    }
+    printf("\n  }");
+    nnopt_network_free(net);
     return st;
 }
 
@@ -922,8 +1002,12 @@ int main(int argc, char **argv) {
         st = compare_kernels(net, &o, &sgd, &err);
         if (st != NNOPT_OK) return fail("kernel comparison", &err);
     }
-    printf("\n}\n");
     workload_close(&train);
+    if (o.int8_calibration_batches > 0) {
+        st = print_int8(&o, model, model_cfg, net, backend, &err);
+        if (st != NNOPT_OK) return fail("int8", &err);
+    }
+    printf("\n}\n");
     nnopt_network_free(net);
     nnopt_backend_close(backend);
     nnopt_config_free(model_cfg);

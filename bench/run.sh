@@ -13,6 +13,7 @@
 #                [--cifar-seconds 3] [--cifar-repeats 3] [--cifar-infer-batch 128,500]
 #                [--cifar-profile-steps 0] [--kernels "lenet5:f32:gelu resnet56:f32:relu"]
 #                [--no-bf16]
+#                [--int8-calibration 8]
 #
 # Environment: BUILD_DIR (default: build), PYTHON (an interpreter that imports
 # torch; default: /usr/bin/python3, Debian's python3-torch), OUT (when set, the
@@ -47,6 +48,11 @@
 # --compare-bf16), inference at batch 128: a table of both rates and the
 # speed-up measured in that run, also under "bf16_vs_f32" in the JSON;
 # --no-bf16 skips it.
+# int8: LeNet-5 (f32 relu, max pool) and ResNet-56, when selected, also run
+# quantised to int8 (nnopt_bench --int8, calibrated on --int8-calibration
+# synthetic batches; 0 skips this) against f32 at batch 128, the two timed in
+# alternating windows of the same process; the speed-ups are printed as a
+# table and written next to the JSON as *_int8.json.
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -74,6 +80,7 @@ cifar_infer_batches="128,500"
 cifar_profile_steps=0
 kernel_configs="lenet5:f32:gelu resnet56:f32:relu"
 run_bf16=1
+int8_calibration=8
 command_line="bench/run.sh${*:+ $*}"
 
 usage() { sed -n '9,16p' "$0" | sed 's/^# \{0,1\}//'; }
@@ -91,6 +98,7 @@ while [[ $# -gt 0 ]]; do
     --torch-env) torch_env=$2; shift 2 ;;
     --blis-arch) blis_arch=$2; shift 2 ;;
     --models) models=$2; shift 2 ;;
+    --int8-calibration) int8_calibration=$2; shift 2 ;;
     --cifar-seconds) cifar_seconds=$2; shift 2 ;;
     --cifar-repeats) cifar_repeats=$2; shift 2 ;;
     --cifar-infer-batch) cifar_infer_batches=$2; shift 2 ;;
@@ -284,6 +292,30 @@ for entry in $kernel_configs; do
     rm -f "$raw/kernels_$key.json"
   fi
 done
+# ---- int8 against f32 inference, batch 128, same process ----
+int8_files=()
+if [[ $int8_calibration -gt 0 ]]; then
+  int8_models=()
+  [[ $run_lenet5 -eq 1 ]] && int8_models+=(lenet5)
+  [[ " ${cifar_models[*]} " == *" resnet56 "* ]] && int8_models+=(resnet56)
+  for model in "${int8_models[@]}"; do
+    if [[ $model == lenet5 ]]; then
+      int8_args=(--model lenet5 --param activation=relu --param pool=max --param dtype=f32
+                 --seconds "$seconds" --repeats "$repeats")
+    else
+      int8_args=(--model resnet --channels 3 --height 32 --width 32 --seconds "$cifar_seconds"
+                 --repeats "$cifar_repeats" --warmup-seconds 0 --warmup-steps 1 --min-steps 1)
+    fi
+    log "nnopt $backend $model int8 vs f32 inference, batch 128"
+    if "$bench_bin" --backend "$backend" --threads "$threads" --batch "$train_batch" \
+      --infer-batch 128 --profile-steps 0 --int8 "$int8_calibration" "${int8_args[@]}" \
+      >"$raw/int8_$model.json"; then
+      int8_files+=("$raw/int8_$model.json")
+    else
+      banner "WARNING: nnopt_bench --int8 failed on $model"
+    fi
+  done
+fi
 
 # ---- bare BLIS sgemm on the layer GEMM shapes of the detailed config ----
 detail_key=${detail_config/:/_}
@@ -381,4 +413,6 @@ done
 
 if [[ ${#bf16_models[@]} -gt 0 ]]; then
   "$report_python" "$ROOT/bench/bf16_table.py" "$raw" "$json_out" "${bf16_models[@]}"
+if [[ ${#int8_files[@]} -gt 0 ]]; then
+  "$report_python" "$ROOT/bench/int8_report.py" --out "${json_out%.json}_int8.json" "${int8_files[@]}"
 fi

@@ -44,7 +44,8 @@ static nnopt_status allocate_aux(nnopt_exec *ex, int i, const int64_t *shape, nn
  * source's life); the output lives to the end. */
 int nnopt_exec_is_view(const nnopt_exec *ex, int j) {
     const nnopt_graph_node *n = &ex->net->graph->nodes[j];
-    return n->kind == NNOPT_NODE_FLATTEN || (n->kind == NNOPT_NODE_DROPOUT && !ex->training) ||
+    return n->kind == NNOPT_NODE_FLATTEN || n->kind == NNOPT_NODE_ALIAS ||
+           (n->kind == NNOPT_NODE_DROPOUT && !ex->training) ||
            (ex->folded_into && n->kind == NNOPT_NODE_BATCHNORM &&
             ex->folded_into[n->inputs[0]] == j);
 }
@@ -138,6 +139,11 @@ static nnopt_status allocate_node(nnopt_exec *ex, int i, memory_plan *plan, nnop
     if (!ex->training) ex->needs_grad[i] = 0;
     nnopt_status st = allocate_aux(ex, i, shape, err);
     if (st != NNOPT_OK) return st;
+    if (n->kind == NNOPT_NODE_ALIAS && ex->training)
+        return nnopt_error_set(err, NNOPT_STATUS_UNSUPPORTED,
+                               "model graph: node '%s' was folded after training and cannot "
+                               "be trained",
+                               n->name);
     if (n->kind != NNOPT_NODE_FLATTEN && nnopt_exec_is_view(ex, i)) {
         /* Identity at inference, or folded into the conv before: a view of the input. */
         ex->value[i] = nnopt_tensor_view(ex->value[n->inputs[0]], n->ndim, shape);
@@ -204,7 +210,7 @@ static nnopt_status plan_folding(nnopt_exec *ex, nnopt_error *err) {
         const nnopt_graph_node *n = &g->nodes[j];
         int c = n->inputs[0];
         if (n->kind == NNOPT_NODE_BATCHNORM && g->nodes[c].kind == NNOPT_NODE_CONV2D &&
-            consumers(g, c) == 1)
+            g->nodes[c].op.kind == NNOPT_OP_CONV2D && consumers(g, c) == 1)
             ex->folded_into[c] = j;
     }
     return NNOPT_OK;
@@ -363,8 +369,7 @@ static nnopt_status run_op(nnopt_exec *ex, const nnopt_op *op, nnopt_tensor *con
 
 int nnopt_exec_forward_op(const nnopt_exec *ex, int i, nnopt_op *op) {
     const nnopt_graph_node *n = &ex->net->graph->nodes[i];
-    if (n->kind == NNOPT_NODE_INPUT || nnopt_node_is_state(n->kind) ||
-        nnopt_exec_is_view(ex, i))
+    if (n->kind == NNOPT_NODE_INPUT || nnopt_node_is_state(n->kind) || nnopt_exec_is_view(ex, i))
         return 0;
     *op = n->op;
     if (n->kind == NNOPT_NODE_BATCHNORM) {
@@ -482,6 +487,7 @@ static nnopt_status backward_node(nnopt_exec *ex, int i, nnopt_error *err) {
         st = emit_grad(ex, &op, (nnopt_tensor *[]){dy}, 1, inp[0], t, err);
         if (st == NNOPT_OK) st = emit_grad(ex, &op, (nnopt_tensor *[]){dy}, 1, inp[1], t, err);
         return st;
+    case NNOPT_NODE_ALIAS:   /* inference only (refused when allocating) */
     case NNOPT_NODE_FLATTEN: /* its gradient is its input's, by view */
     case NNOPT_NODE_INPUT:
     case NNOPT_NODE_PARAM:

@@ -393,3 +393,39 @@ nnopt_status nnopt_graph_set_dtype(nnopt_graph *g, nnopt_dtype dtype) {
     g->dtype = dtype;
     return NNOPT_OK;
 }
+
+static nnopt_node_role node_role(const nnopt_graph_node *n) {
+    switch (n->kind) {
+    case NNOPT_NODE_INPUT:
+        return NNOPT_ROLE_INPUT;
+    case NNOPT_NODE_PARAM:
+        return NNOPT_ROLE_PARAM;
+    case NNOPT_NODE_BUFFER:
+        return NNOPT_ROLE_BUFFER;
+    case NNOPT_NODE_FLATTEN:
+    case NNOPT_NODE_ALIAS:
+        return NNOPT_ROLE_VIEW;
+    default:
+        return NNOPT_ROLE_OP;
+    }
+}
+
+nnopt_status nnopt_graph_node_info(const nnopt_graph *g, nnopt_node id, nnopt_node_info *info) {
+    if (!valid(g, id) || !info) return NNOPT_STATUS_INVALID_ARGUMENT;
+    const nnopt_graph_node *n = &g->nodes[id];
+    memset(info, 0, sizeof *info);
+    info->role = node_role(n);
+    info->name = n->name;
+    if (info->role == NNOPT_ROLE_OP) info->op = n->op;
+    memcpy(info->inputs, n->inputs, sizeof n->inputs);
+    info->n_inputs = n->n_inputs;
+    info->ndim = n->ndim;
+    memcpy(info->shape, n->shape, sizeof n->shape);
+    info->dtype = n->own_dtype ? n->dtype : g->dtype;
+    info->has_tensor = nnopt_node_is_state(n->kind) && !n->dropped;
+    for (int i = 0; i < g->n_nodes; i++)
+        for (int k = 0; k < g->nodes[i].n_inputs; k++)
+            info->consumers += g->nodes[i].inputs[k] == id;
+    info->consumers += id == g->output;
+    return NNOPT_OK;
+}

@@ -19,7 +19,8 @@ typedef enum nnopt_node_kind {
     NNOPT_NODE_ADD,
     NNOPT_NODE_BUFFER,    /* state that is not trained (batchnorm running statistics) */
     NNOPT_NODE_BATCHNORM, /* inputs: x, gamma, beta, running_mean, running_var */
-    NNOPT_NODE_DROPOUT
+    NNOPT_NODE_DROPOUT,
+    NNOPT_NODE_ALIAS /* a view of its input: an op folded into its producer (after training) */
 } nnopt_node_kind;
 
 #define NNOPT_NODE_MAX_INPUTS 5
@@ -33,6 +34,10 @@ typedef struct nnopt_graph_node {
     int64_t shape[NNOPT_MAX_DIMS];
     nnopt_op op;          /* forward op and its parameters (op nodes) */
     nnopt_init_kind init; /* params */
+    /* State rewritten after training (core/run_rewrite.c): its own dtype
+     * (int8 weights) instead of the graph's, or no tensor at all. */
+    int own_dtype, dropped;
+    nnopt_dtype dtype;
 } nnopt_graph_node;
 
 struct nnopt_graph {
@@ -80,6 +85,7 @@ int nnopt_graph_node_act(const nnopt_graph *g, nnopt_node n);
 nnopt_status nnopt_graph_set_act(nnopt_graph *g, nnopt_node n, nnopt_act_kind kind);
 nnopt_dtype nnopt_graph_dtype(const nnopt_graph *g);
 nnopt_status nnopt_graph_set_dtype(nnopt_graph *g, nnopt_dtype dtype);
+nnopt_status nnopt_graph_node_info(const nnopt_graph *g, nnopt_node n, nnopt_node_info *info);
 
 /* Checks the built graph has an input and a [1, num_classes] output. */
 nnopt_status nnopt_graph_finish(nnopt_graph *g, nnopt_node logits, nnopt_error *err);

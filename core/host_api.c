@@ -95,6 +95,13 @@ static const nnopt_host_api host_api = {
     .run_set_kernels = nnopt_run_set_kernels,
     .run_kernel_stats = nnopt_run_kernel_stats,
     .write_file_atomic = host_write_file_atomic,
+    .graph_node_info = nnopt_graph_node_info,
+    .run_calibrate = nnopt_run_calibrate,
+    .run_read_state = nnopt_run_read_state,
+    .run_set_state = nnopt_run_set_state,
+    .run_drop_state = nnopt_run_drop_state,
+    .run_set_op = nnopt_run_set_op,
+    .run_fold_node = nnopt_run_fold_node,
 };
 
 const nnopt_host_api *nnopt_host_api_get(void) {

@@ -204,7 +204,7 @@ static void ops_needed(const nnopt_graph *g, int training, nnopt_optimizer_kind 
     for (int i = 0; i < g->n_nodes; i++) {
         const nnopt_graph_node *n = &g->nodes[i];
         if (n->kind == NNOPT_NODE_INPUT || nnopt_node_is_state(n->kind) ||
-            n->kind == NNOPT_NODE_FLATTEN)
+            n->kind == NNOPT_NODE_FLATTEN || n->kind == NNOPT_NODE_ALIAS)
             continue;
         needed[n->op.kind] = 1;
         if (!training) continue;
@@ -289,6 +289,12 @@ static nnopt_status copy_weights(const nnopt_run *from, nnopt_run *to, nnopt_err
             if (from->net->param[k] && strcmp(gs->nodes[k].name, gd->nodes[i].name) == 0) j = k;
         const nnopt_tensor *src = j >= 0 ? from->net->param[j] : NULL;
         nnopt_tensor *dst = to->net->param[i];
+        if (src && src->dtype != NNOPT_F32 && src->dtype != NNOPT_F64)
+            return nnopt_error_set(err, NNOPT_STATUS_CONFIG,
+                                   "run '%s': init_from '%s': parameter '%s' is %s (a quantised "
+                                   "run cannot start another)",
+                                   to->spec->name, from->spec->name, gd->nodes[i].name,
+                                   nnopt_dtype_name(src->dtype));
         if (!src || nnopt_tensor_numel(src) != nnopt_tensor_numel(dst))
             return nnopt_error_set(
                 err, NNOPT_STATUS_CONFIG,
@@ -530,9 +536,13 @@ static nnopt_status run_one(nnopt_pipeline *p, nnopt_run *run, nnopt_run_result 
     int transforms = 0;
     for (int k = 0; k < spec->n_techniques; k++)
         transforms |= technique_vt(e, run, k)->after_train != NULL;
+    /* after_train may rewrite the graph (new nodes): the training executor goes first. */
+    nnopt_exec_free(L.ex);
+    L.ex = NULL;
     run->in_after_train = 1;
     EACH_TECHNIQUE(e, run, -1, after_train, run);
     run->in_after_train = 0;
+    if (st == NNOPT_OK && transforms) st = check_support(e, run, 0, L.opt.kind, err);
     if (st == NNOPT_OK && transforms) {
         /* after_train may have changed the model (quantised it, say): the
          * reported accuracy and inference time are those of the final model. */

@@ -66,5 +66,14 @@ const int64_t *nnopt_batch_indices(const nnopt_batch *b);
 void nnopt_batch_set_label_weight(nnopt_batch *b, double weight);
 nnopt_status nnopt_batch_add_soft_targets(nnopt_batch *b, const double *probs, double temperature,
                                           double weight);
+/* Calibrating and rewriting a trained run's network (core/run_rewrite.c). */
+nnopt_status nnopt_run_calibrate(nnopt_run *run, int64_t batches, double *min, double *max);
+nnopt_status nnopt_run_read_state(nnopt_run *run, nnopt_node n, float *values);
+nnopt_node nnopt_run_set_state(nnopt_run *run, nnopt_node n, const char *name, nnopt_dtype dtype,
+                               int ndim, const int64_t *shape, const void *values);
+nnopt_status nnopt_run_drop_state(nnopt_run *run, nnopt_node n);
+nnopt_status nnopt_run_set_op(nnopt_run *run, nnopt_node n, const nnopt_op *op,
+                              const nnopt_node *inputs, int n_inputs);
+nnopt_status nnopt_run_fold_node(nnopt_run *run, nnopt_node n);
 
 #endif

@@ -43,6 +43,30 @@ typedef enum nnopt_init_kind {
 
 #define NNOPT_FMT_PRINTF(f, a) __attribute__((format(printf, f, a)))
 
+/* What a node is, as techniques see it (ABI 1.1). */
+typedef enum nnopt_node_role {
+    NNOPT_ROLE_INPUT = 0,
+    NNOPT_ROLE_PARAM,  /* trained state */
+    NNOPT_ROLE_BUFFER, /* state that is not trained (batch-norm statistics) */
+    NNOPT_ROLE_OP,     /* computes info.op from its inputs */
+    NNOPT_ROLE_VIEW    /* shares its first input's values (flatten, a folded op) */
+} nnopt_node_role;
+
+#define NNOPT_NODE_INFO_MAX_INPUTS 5
+
+typedef struct nnopt_node_info {
+    nnopt_node_role role;
+    const char *name; /* valid while the graph is unchanged */
+    nnopt_op op;      /* ROLE_OP: the forward op and its parameters */
+    int32_t inputs[NNOPT_NODE_INFO_MAX_INPUTS];
+    int n_inputs;
+    int ndim;
+    int64_t shape[NNOPT_MAX_DIMS]; /* the batch dimension as 1 for activations */
+    nnopt_dtype dtype;             /* state: its tensor's (once it has one); else the graph's */
+    int consumers;                 /* nodes reading it, plus one when it is the output */
+    int has_tensor;                /* state: whether the network holds its values */
+} nnopt_node_info;
+
 typedef struct nnopt_host_api {
     uint32_t struct_size;
     uint32_t abi_major, abi_minor;
@@ -146,6 +170,29 @@ typedef struct nnopt_host_api {
      * dtype (values rounded to nearest even); the run is then evaluated in
      * it. Fails, with a reason, when the backend lacks a forward op in it. */
     nnopt_status (*run_set_dtype)(nnopt_run *run, nnopt_dtype dtype);
+    /* Inspecting a graph and rewriting a trained network (techniques'
+     * after_train: post-training quantisation). */
+    nnopt_status (*graph_node_info)(const nnopt_graph *g, nnopt_node n, nnopt_node_info *info);
+    /* Runs the run's network in inference mode (batch norm on running
+     * statistics) on its first `batches` training batches (in order, no
+     * augmentation) and writes, for every node, the smallest and largest
+     * value it produced (graph_node_count entries each; 0 for state). */
+    nnopt_status (*run_calibrate)(nnopt_run *run, int64_t batches, double *min, double *max);
+    /* A state node's values as floats (numel of its shape). */
+    nnopt_status (*run_read_state)(nnopt_run *run, nnopt_node n, float *values);
+    /* Gives state node n new values of another dtype and shape (its
+     * gradient and optimiser state are dropped: no training follows), or,
+     * with n < 0, adds a buffer `name` holding them. Returns the node or -1. */
+    nnopt_node (*run_set_state)(nnopt_run *run, nnopt_node n, const char *name, nnopt_dtype dtype,
+                                int ndim, const int64_t *shape, const void *values);
+    /* Frees a state node's tensor once no op reads it (the model shrinks). */
+    nnopt_status (*run_drop_state)(nnopt_run *run, nnopt_node n);
+    /* Replaces op node n's op and inputs; its output shape stays. */
+    nnopt_status (*run_set_op)(nnopt_run *run, nnopt_node n, const nnopt_op *op,
+                               const nnopt_node *inputs, int n_inputs);
+    /* Op node n becomes a view of its first input, whose shape it has: an
+     * op folded into the one producing its input. */
+    nnopt_status (*run_fold_node)(nnopt_run *run, nnopt_node n);
 } nnopt_host_api;
 
 #ifdef __cplusplus

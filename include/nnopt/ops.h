@@ -76,6 +76,18 @@ typedef enum nnopt_op_kind {
     NNOPT_OP_DROPOUT,
     /* in: dy, mask  out: dx = dy * mask */
     NNOPT_OP_DROPOUT_BWD,
+    /* int8 inference (ABI 1.1; params.qlinear). Activations are quantised to
+     * u8 with a zero point, weights are symmetric int8 per output channel:
+     *   xq = (int)rint(clamp(x * (1.0f / x_scale) + zero_point, 0, 255))
+     *        (f32 arithmetic, ties to even; padding is x = 0, i.e. xq = zero_point)
+     *   acc[k] = sum over the window of (xq - zero_point) * w   (exact, int32)
+     *   y = act((float)acc[k] * (x_scale * w_scale[k]) + b[k])  (act: identity or relu)
+     * in: x[N,C,H,W] (f32), w[K,C/g,R,S] (i8, in [-127, 127]), w_scale[K] (f32),
+     *     b[K] (f32)  out: y[N,K,P,Q] (f32); params.qlinear.conv as for conv2d */
+    NNOPT_OP_CONV2D_INT8,
+    /* The dense counterpart: in: x[N,IN] (f32), w[OUT,IN] (i8), w_scale[OUT],
+     * b[OUT] (f32)  out: y[N,OUT] (f32) */
+    NNOPT_OP_DENSE_INT8,
     NNOPT_OP_KIND_COUNT
 } nnopt_op_kind;
 
@@ -136,6 +148,14 @@ typedef struct nnopt_dropout_params {
     uint64_t seed;
 } nnopt_dropout_params;
 
+/* Quantised conv2d/dense (conv ignored by dense_int8). */
+typedef struct nnopt_qlinear_params {
+    nnopt_conv2d_params conv;
+    float x_scale;      /* activation step (> 0) */
+    int32_t zero_point; /* the u8 code of x = 0, in [0, 255] */
+    nnopt_act_kind act; /* fused into the output: NNOPT_ACT_IDENTITY or NNOPT_ACT_RELU */
+} nnopt_qlinear_params;
+
 typedef struct nnopt_op {
     nnopt_op_kind kind;
     union {
@@ -147,6 +167,7 @@ typedef struct nnopt_op {
         nnopt_adam_params adam;
         nnopt_bn_params bn;
         nnopt_dropout_params dropout;
+        nnopt_qlinear_params qlinear;
         unsigned char reserved[128]; /* keeps the union's size stable as params grow */
     } p;
 } nnopt_op;
@@ -159,7 +180,8 @@ static inline const char *nnopt_op_kind_name(nnopt_op_kind kind) {
         "act",          "act_bwd",         "add",
         "softmax_xent", "sgd_update",      "adam_update",
         "cast",         "batchnorm",       "batchnorm_bwd",
-        "dropout",      "dropout_bwd"};
+        "dropout",      "dropout_bwd",     "conv2d_int8",
+        "dense_int8"};
     return (unsigned)kind < NNOPT_OP_KIND_COUNT ? names[kind] : "?";
 }
 

@@ -14,9 +14,12 @@ extern "C" {
 #endif
 
 /* Load rule: a plugin's abi_major must equal the core's and its abi_minor
- * must not be newer than the core's. Minor bumps only append. */
+ * must not be newer than the core's. Minor bumps only append.
+ * 1.1: int8 ops (conv2d_int8, dense_int8), graph_node_info and the run_*
+ * entries for calibration and rewriting a trained network. */
 #define NNOPT_ABI_MAJOR 1
-/* 1.1: backend program_* entries, host API kernel-mode entries. */
+/* 1.1: backend program_* entries; host API kernel-mode, run_set_dtype and
+ * graph-inspection/rewriting entries; int8 ops. */
 #define NNOPT_ABI_MINOR 1
 
 typedef enum nnopt_plugin_kind {

@@ -106,6 +106,9 @@ void test_tensor_write(test_backend *b, nnopt_tensor *t, const double *values) {
         case NNOPT_BF16:
             ((uint16_t *)buf)[i] = nnopt_bf16_from_f64(values[i]);
             break;
+        case NNOPT_I8:
+            ((int8_t *)buf)[i] = (int8_t)values[i];
+            break;
         default:
             break;
         }
@@ -132,6 +135,9 @@ void test_tensor_read(test_backend *b, const nnopt_tensor *t, double *values) {
             break;
         case NNOPT_BF16:
             values[i] = nnopt_bf16_to_f32(((uint16_t *)buf)[i]);
+            break;
+        case NNOPT_I8:
+            values[i] = ((int8_t *)buf)[i];
             break;
         default:
             values[i] = 0;

@@ -115,6 +115,7 @@ static nnopt_status blis_create(const nnopt_host_api *host, const nnopt_config *
     be->direct_conv = (!conv || strcmp(conv, "gemm") != 0) && blis_direct_conv_available();
     const char *bf16 = cfg ? host->config_string(cfg, "bf16") : NULL;
     be->bf16_hw = (!bf16 || strcmp(bf16, "f32") != 0) && blis_bf16_hw_available();
+    be->int8_vnni = blis_int8_available();
     const nnopt_status status = blis_arch_select(be, cfg ? host->config_string(cfg, "arch") : NULL);
     if (status != NNOPT_OK) {
         blis_destroy(be);
@@ -140,12 +141,15 @@ static const blis_op_fn blis_ops[NNOPT_OP_KIND_COUNT] = {
     [NNOPT_OP_ADD] = blis_add,
     [NNOPT_OP_BATCHNORM] = blis_batchnorm,
     [NNOPT_OP_BATCHNORM_BWD] = blis_batchnorm_bwd,
+    [NNOPT_OP_CONV2D_INT8] = blis_qlinear,
+    [NNOPT_OP_DENSE_INT8] = blis_qlinear,
 };
 
 /* bf16: the forward ops (blis_bf16.c), as the reference. */
 static int blis_supports(void *ctx, nnopt_op_kind op, nnopt_dtype dtype) {
     (void)ctx;
     if ((unsigned)op >= NNOPT_OP_KIND_COUNT) return 0;
+    if (op == NNOPT_OP_CONV2D_INT8 || op == NNOPT_OP_DENSE_INT8) return dtype == NNOPT_F32;
     if (blis_ops[op] && (dtype == NNOPT_F32 || dtype == NNOPT_F64)) return 1;
     return nnopt_ref_supports(op, dtype);
 }
@@ -207,12 +211,13 @@ static nnopt_status blis_synchronize(void *ctx) {
 
 static void blis_describe(void *ctx, char *buf, size_t size) {
     const blis_backend *be = ctx;
-    snprintf(buf, size, "BLIS %s kernels (%s), %d thread%s; convolutions: %s; bf16: %s",
+    snprintf(buf, size, "BLIS %s kernels (%s), %d thread%s; convolutions: %s; bf16: %s; int8: %s",
              be->kernels, be->arch_reason, be->threads, be->threads == 1 ? "" : "s",
              be->direct_conv ? "direct AVX-512 for ungrouped RxS>1, stride<=2, C*R*S<=1024 "
                                "(data gradient: stride 1), im2col+GEMM otherwise"
                              : "im2col+GEMM",
-             be->bf16_hw ? "AVX-512 BF16 GEMM" : "f32 kernels on widened copies");
+             be->bf16_hw ? "AVX-512 BF16 GEMM" : "f32 kernels on widened copies",
+             be->int8_vnni ? "AVX-512 VNNI" : "reference kernels (no VNNI)");
 }
 
 /* Compiled mode: generated kernels parallel over the batch on this
@@ -259,8 +264,9 @@ static const nnopt_plugin_desc blis_descriptor = {
     .kind = NNOPT_PLUGIN_BACKEND,
     .name = "blis",
     .version = "0.1.0",
-    .description = "CPU backend on BLIS GEMM and direct AVX-512 convolutions, multithreaded, "
-                   "f32/f64; bf16 forward ops on an AVX-512 BF16 GEMM",
+    .description =
+        "CPU backend on BLIS GEMM and direct AVX-512 convolutions, multithreaded, "
+        "f32/f64; bf16 forward ops on an AVX-512 BF16 GEMM; int8 inference on AVX-512 VNNI",
     .params = blis_params,
     .n_params = sizeof blis_params / sizeof blis_params[0],
     .init = NULL,

@@ -26,6 +26,7 @@ typedef struct blis_backend {
     blis_scratch *scratch; /* [threads] */
     int direct_conv;       /* direct (im2col-free) convolution kernels where they win */
     int bf16_hw;           /* AVX-512 BF16 kernels for bf16 ops (else f32 on widened copies) */
+    int int8_vnni;         /* int8 ops on AVX-512 VNNI (else the reference kernels) */
 } blis_backend;
 
 /* ---- kernel selection (blis_arch.c) ---- */
@@ -74,6 +75,9 @@ nnopt_status blis_conv_geometry(blis_backend *be, const nnopt_op *op, const nnop
                                 const nnopt_tensor *w, const nnopt_tensor *y, conv_geometry *g);
 /* The output columns [*q_lo, *q_hi) whose filter column s reads inside the image. */
 void blis_conv_valid_columns(const conv_geometry *g, long s, long *q_lo, long *q_hi);
+/* ---- int8 inference (blis_quant.c) ----
+ * Whether this CPU runs the int8 kernels (AVX-512F/BW and VNNI). */
+int blis_int8_available(void);
 
 /* ---- argument checks (blis_backend.c) ---- */
 nnopt_status blis_check_counts(blis_backend *be, const nnopt_op *op, int n_in, int min_in,
@@ -114,5 +118,7 @@ nnopt_status blis_batchnorm(blis_backend *be, const nnopt_op *op, nnopt_tensor *
                             nnopt_tensor *const *out, int n_out);
 nnopt_status blis_batchnorm_bwd(blis_backend *be, const nnopt_op *op, nnopt_tensor *const *in,
                                 int n_in, nnopt_tensor *const *out, int n_out);
+nnopt_status blis_qlinear(blis_backend *be, const nnopt_op *op, nnopt_tensor *const *in, int n_in,
+                          nnopt_tensor *const *out, int n_out); /* conv2d_int8, dense_int8 */
 
 #endif

@@ -86,5 +86,8 @@ nnopt_status ref_dropout(const nnopt_host_api *host, const nnopt_op *op, nnopt_t
 nnopt_status ref_dropout_bwd(const nnopt_host_api *host, const nnopt_op *op,
                              nnopt_tensor *const *in, int n_in, nnopt_tensor *const *out,
                              int n_out);
+/* conv2d_int8 and dense_int8 (ref_quant.c). */
+nnopt_status ref_qlinear(const nnopt_host_api *host, const nnopt_op *op, nnopt_tensor *const *in,
+                         int n_in, nnopt_tensor *const *out, int n_out);
 
 #endif

@@ -27,10 +27,14 @@ static const ref_op_fn ref_ops[NNOPT_OP_KIND_COUNT] = {
     [NNOPT_OP_BATCHNORM_BWD] = ref_batchnorm_bwd,
     [NNOPT_OP_DROPOUT] = ref_dropout,
     [NNOPT_OP_DROPOUT_BWD] = ref_dropout_bwd,
+    [NNOPT_OP_CONV2D_INT8] = ref_qlinear,
+    [NNOPT_OP_DENSE_INT8] = ref_qlinear,
 };
 
 int nnopt_ref_supports(nnopt_op_kind op, nnopt_dtype dtype) {
     if ((unsigned)op >= NNOPT_OP_KIND_COUNT || ref_ops[op] == NULL) return 0;
+    /* The int8 ops take f32 activations (their weights are i8). */
+    if (op == NNOPT_OP_CONV2D_INT8 || op == NNOPT_OP_DENSE_INT8) return dtype == NNOPT_F32;
     if (dtype == NNOPT_BF16) return nnopt_ref_bf16_op(op);
     return dtype == NNOPT_F32 || dtype == NNOPT_F64;
 }
