@@ -413,6 +413,7 @@ done
 
 if [[ ${#bf16_models[@]} -gt 0 ]]; then
   "$report_python" "$ROOT/bench/bf16_table.py" "$raw" "$json_out" "${bf16_models[@]}"
+fi
 if [[ ${#int8_files[@]} -gt 0 ]]; then
   "$report_python" "$ROOT/bench/int8_report.py" --out "${json_out%.json}_int8.json" "${int8_files[@]}"
 fi
