@@ -31,6 +31,7 @@
 #include "nnopt/bf16.h"
 #include "pipeline.h"
 #include "report.h"
+#include "test_rng.h"
 #include "test_backend.h"
 #include "train.h"
 
@@ -105,21 +106,6 @@ static void test_conversion_from_double_rounds_once(void **state) {
 }
 
 /* ---- random op cases ----------------------------------------------------- */
-
-static uint64_t rng_state = 0x2545f4914f6cdd1dull;
-
-static uint64_t rng_next(void) {
-    rng_state ^= rng_state >> 12;
-    rng_state ^= rng_state << 25;
-    rng_state ^= rng_state >> 27;
-    return rng_state * 0x2545f4914f6cdd1dull;
-}
-static int rng_int(int lo, int hi) {
-    return lo + (int)(rng_next() % (uint64_t)(hi - lo + 1));
-}
-static double rng_uniform(double lo, double hi) {
-    return lo + (hi - lo) * (double)(rng_next() >> 11) * 0x1p-53;
-}
 
 typedef struct op_case {
     const char *what;

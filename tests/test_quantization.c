@@ -18,26 +18,10 @@
 #include "experiment.h"
 #include "idx_fixture.h"
 #include "pipeline.h"
+#include "test_rng.h"
 #include "test_backend.h"
 
 static test_backend blis_backend, ref_backend;
-
-/* ---- deterministic random numbers (xorshift64*) ---- */
-
-static uint64_t rng_state = 0x2545f4914f6cdd1dull;
-
-static uint64_t rng_next(void) {
-    rng_state ^= rng_state >> 12;
-    rng_state ^= rng_state << 25;
-    rng_state ^= rng_state >> 27;
-    return rng_state * 0x2545f4914f6cdd1dull;
-}
-static int rng_int(int lo, int hi) {
-    return lo + (int)(rng_next() % (uint64_t)(hi - lo + 1));
-}
-static double rng_uniform(double lo, double hi) {
-    return lo + (hi - lo) * (double)(rng_next() >> 11) * (1.0 / 9007199254740992.0);
-}
 
 static double *random_values(int64_t n, double lo, double hi, int integers) {
     double *v = malloc((size_t)(n > 0 ? n : 1) * sizeof *v);

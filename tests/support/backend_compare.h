@@ -13,6 +13,7 @@
 #ifndef NNOPT_BACKEND_COMPARE_H
 #define NNOPT_BACKEND_COMPARE_H
 
+#include "test_rng.h"
 #include <stdint.h>
 
 #include "test_backend.h"
@@ -35,12 +36,6 @@ typedef struct backend_comparison {
 /* Copies `comparison`; the backends it points to must stay open (their
  * contents may change, e.g. to reopen the tested backend with other settings). */
 void compare_backends(const backend_comparison *comparison);
-
-/* ---- deterministic random numbers (xorshift64*) ---- */
-
-uint64_t rng_next(void);
-int rng_int(int lo, int hi);              /* uniform in [lo, hi] */
-double rng_uniform(double lo, double hi); /* uniform in [lo, hi) */
 
 /* ---- tensors described by shape and kind of values ---- */
 
