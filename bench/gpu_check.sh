@@ -1,22 +1,33 @@
 #!/usr/bin/env bash
 # The cuda backend's checks on a GPU machine, in one command (<= 8 minutes):
-#   1. configure and build with NNOPT_CUDA=ON (for sm_90 only by default: fast);
-#   2. the device: nvidia-smi, and the backend's own description;
+#   1. configure and build with NNOPT_CUDA=ON (for sm_90 only by default: fast),
+#      or, with --prebuilt, use the binaries already in BUILD_DIR (built on
+#      another machine of the same architecture, for a GPU machine without
+#      the build dependencies; NNOPT_GPU_LIBS names folders of the shared
+#      libraries they need that the machine lacks);
+#   2. the device: nvidia-smi, the libraries the cuda plugin resolves (cuDNN,
+#      cuBLAS and NVRTC are looked for in the CUDA toolkit and in Python's
+#      nvidia-* wheels when the loader does not find them) and the backend's
+#      own description;
 #   3. ctest -R cuda (load test, numerics vs the reference with the default
 #      settings and with the own kernels, compiled-mode NVRTC programs vs the
 #      reference), then test_ref_ops and test_gradcheck on the cuda backend;
-#   4. the benchmark: bench/run.sh --backend cuda (no PyTorch), or nnopt_bench
-#      directly when run.sh cannot take a backend; then LeNet-5 with compiled
-#      (NVRTC) against precompiled kernels (nnopt_bench --kernels both);
+#   4. the benchmark: bench/run.sh --backend cuda --torch-device cuda: LeNet-5
+#      (f32 relu, f64 gelu), ResNet-56 and MobileNetV1 training and inference
+#      images/s against PyTorch on the same GPU (when python3 imports torch
+#      with CUDA), and compiled (NVRTC) against precompiled kernels for
+#      LeNet-5 (gelu) and ResNet-56;
 #   5. one LeNet-5 epoch through `nnopt run` on cuda, when MNIST is present.
 # Every step has a timeout taken from what is left of the budget; a failed
 # step is recorded and the next one still runs.
 #
-#   bench/gpu_check.sh
+#   bench/gpu_check.sh [--prebuilt]
 #
 # Environment: OUT (logs and JSON go there; default build-gpu/gpu_check),
 # BUILD_DIR (default build-gpu), CUDA_ARCHS (default 90), BUDGET_S (default 470),
-# JOBS (default nproc). Exit status: 0 when every step passed.
+# JOBS (default nproc), NNOPT_GPU_LIBS (colon-separated library folders put
+# first on LD_LIBRARY_PATH), PYTHON (the interpreter with torch; default
+# python3), NNOPT_DATA (where mnist/ is). Exit status: 0 when every step passed.
 set -uo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -25,6 +36,8 @@ OUT_DIR=${OUT:-$BUILD_DIR/gpu_check}
 CUDA_ARCHS=${CUDA_ARCHS:-90}
 BUDGET_S=${BUDGET_S:-470}
 JOBS=${JOBS:-$(nproc)}
+PREBUILT=0
+[[ ${1:-} == --prebuilt ]] && PREBUILT=1
 mkdir -p "$OUT_DIR"
 START=$(date +%s)
 SUMMARY="$OUT_DIR/gpu_check.json"
@@ -69,13 +82,62 @@ trap write_summary EXIT
 
 # ---- 1. build ----
 nvidia-smi >"$OUT_DIR/nvidia-smi.log" 2>&1 || log "nvidia-smi failed (no driver?)"
-run_step configure 120 cmake -S "$ROOT" -B "$BUILD_DIR" -DCMAKE_BUILD_TYPE=Release \
-  -DNNOPT_CUDA=ON -DCMAKE_CUDA_ARCHITECTURES="$CUDA_ARCHS" || exit 1
-# A failure elsewhere in the tree should not hide the cuda results: go on when
-# what the checks need was built.
-run_step build 240 cmake --build "$BUILD_DIR" -j "$JOBS" ||
-  run_step build_cuda_targets 120 cmake --build "$BUILD_DIR" -j "$JOBS" --target \
-    nnopt_backend_cuda nnopt_backend_cpu test_cuda_backend test_cuda_nvrtc || exit 1
+head -n 12 "$OUT_DIR/nvidia-smi.log" >&2
+if ((PREBUILT)); then
+  log "prebuilt: using the binaries in $BUILD_DIR"
+  [[ -x $BUILD_DIR/cli/nnopt && -f $BUILD_DIR/plugins/nnopt_backend_cuda.so ]] || {
+    log "prebuilt: $BUILD_DIR has no cli/nnopt or plugins/nnopt_backend_cuda.so"
+    exit 1
+  }
+else
+  run_step configure 120 cmake -S "$ROOT" -B "$BUILD_DIR" -DCMAKE_BUILD_TYPE=Release \
+    -DNNOPT_CUDA=ON -DCMAKE_CUDA_ARCHITECTURES="$CUDA_ARCHS" || exit 1
+  # A failure elsewhere in the tree should not hide the cuda results: go on when
+  # what the checks need was built.
+  run_step build 240 cmake --build "$BUILD_DIR" -j "$JOBS" ||
+    run_step build_cuda_targets 120 cmake --build "$BUILD_DIR" -j "$JOBS" --target \
+      nnopt_backend_cuda nnopt_backend_cpu test_cuda_backend test_cuda_nvrtc || exit 1
+fi
+
+# ---- 2. libraries and the device ----
+PYTHON=${PYTHON:-python3}
+[[ -n ${NNOPT_GPU_LIBS:-} ]] && export LD_LIBRARY_PATH=$NNOPT_GPU_LIBS${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}
+cuda_plugin=$BUILD_DIR/plugins/nnopt_backend_cuda.so
+# Folders that may hold cuDNN, cuBLAS and NVRTC: the toolkit, and the nvidia-*
+# wheels PyTorch brings (nvidia/<name>/lib, or nvidia/cu13/lib).
+library_candidates() {
+  local cuda_home=${CUDA_HOME:-/usr/local/cuda}
+  echo "$cuda_home/lib64" "$cuda_home/lib" "$cuda_home/targets/x86_64-linux/lib"
+  "$PYTHON" - 2>/dev/null <<'PYEOF'
+import glob, os, site, sys
+roots = site.getsitepackages() + [site.getusersitepackages()]
+for root in roots:
+    for lib in sorted(glob.glob(os.path.join(root, "nvidia", "*", "lib"))):
+        print(lib)
+PYEOF
+}
+for round in 1 2; do
+  missing=$(ldd "$cuda_plugin" 2>/dev/null | awk '/not found/ {print $1}')
+  [[ -z $missing ]] && break
+  for soname in $missing; do
+    for dir in $(library_candidates); do
+      if [[ -e $dir/$soname ]]; then
+        log "libraries: $soname from $dir"
+        export LD_LIBRARY_PATH=$dir${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}
+        break
+      fi
+    done
+  done
+done
+ldd "$cuda_plugin" >"$OUT_DIR/ldd.log" 2>&1
+ldd "$BUILD_DIR/cli/nnopt" >>"$OUT_DIR/ldd.log" 2>&1
+if grep -q "not found" "$OUT_DIR/ldd.log"; then
+  log "libraries still missing:"
+  grep "not found" "$OUT_DIR/ldd.log" | sort -u >&2
+fi
+log "LD_LIBRARY_PATH=${LD_LIBRARY_PATH:-}"
+export NNOPT_PLUGIN_PATH=$BUILD_DIR/plugins
+run_step describe 30 "$BUILD_DIR/cli/nnopt" plugins cuda
 
 # ---- 2-3. tests ----
 run_step ctest_cuda 150 ctest --test-dir "$BUILD_DIR" -R cuda --output-on-failure -V
@@ -83,23 +145,40 @@ run_step ref_ops_cuda 45 "$BUILD_DIR/tests/test_ref_ops" cuda
 run_step gradcheck_cuda 60 "$BUILD_DIR/tests/test_gradcheck" cuda
 
 # ---- 4. benchmark ----
-if [[ -x $ROOT/bench/run.sh ]] && grep -q -- '--backend' "$ROOT/bench/run.sh"; then
-  run_step bench 120 env OUT="$OUT_DIR" BUILD_DIR="$BUILD_DIR" "$ROOT/bench/run.sh" --backend cuda \
-    --no-build --no-torch --seconds 2 --repeats 2 --configs "f32:relu f64:relu" --models lenet5
-elif [[ -x $BUILD_DIR/bench/nnopt_bench ]]; then
-  run_step bench 90 sh -c "'$BUILD_DIR/bench/nnopt_bench' --backend cuda --model lenet5 \
-    --seconds 2 --repeats 2 > '$OUT_DIR/bench.json'"
+# The cuda backend's fast settings (what PyTorch allows by default: TF32
+# convolutions, non-deterministic algorithms; plus cuDNN's benchmarked choice).
+fast_params=(--backend-param tf32=true --backend-param deterministic=false
+             --backend-param conv_algo=find)
+cifar_args=(--batch 128 --infer-batch 128,500 --seconds 3 --repeats 3 --warmup-seconds 0
+            --warmup-steps 1 --min-steps 1 --channels 3 --height 32 --width 32 --classes 10)
+run_step bench_fast_resnet56 60 sh -c '"$@" > "'"$OUT_DIR"'/fast_resnet56.json"' sh \
+  "$BUILD_DIR/bench/nnopt_bench" --backend cuda "${fast_params[@]}" --model resnet \
+  --profile-steps 0 "${cifar_args[@]}"
+run_step bench_fast_mobilenet 60 sh -c '"$@" > "'"$OUT_DIR"'/fast_mobilenet.json"' sh \
+  "$BUILD_DIR/bench/nnopt_bench" --backend cuda "${fast_params[@]}" --model mobilenet_v1 \
+  --param cifar=true --profile-steps 0 "${cifar_args[@]}"
+for model in resnet56 mobilenet; do
+  [[ -s $OUT_DIR/fast_$model.json ]] && "$PYTHON" - "$OUT_DIR/fast_$model.json" "$model" >&2 <<'PYEOF'
+import json, sys
+report = json.load(open(sys.argv[1]))
+rates = {k: v.get("images_per_second") for k, v in report.get("results", {}).items()
+         if isinstance(v, dict)}
+print(f"fast settings, {sys.argv[2]}: " + ", ".join(f"{k} {v:,.0f} img/s" for k, v in rates.items() if v))
+PYEOF
+done
+
+torch_args=(--no-torch)
+if "$PYTHON" -c 'import sys, torch; sys.exit(0 if torch.cuda.is_available() else 1)' 2>/dev/null; then
+  torch_args=(--torch-device cuda)
 else
-  log "bench: no bench/run.sh or nnopt_bench: skipped"
+  log "bench: $PYTHON has no torch with CUDA: no PyTorch columns"
 fi
-
-# Compiled mode (NVRTC kernels, docs/backend-cuda.md) against precompiled.
-if [[ -x $BUILD_DIR/bench/nnopt_bench ]]; then
-  run_step bench_kernels 60 sh -c "'$BUILD_DIR/bench/nnopt_bench' --backend cuda --model lenet5 \
-    --seconds 1 --repeats 2 --kernels both --kernel-cache '$OUT_DIR/kernels' \
-    > '$OUT_DIR/bench_kernels.json'"
-fi
-
+run_step bench 330 env OUT="$OUT_DIR" BUILD_DIR="$BUILD_DIR" PYTHON="$PYTHON" \
+  "$ROOT/bench/run.sh" --backend cuda --no-build "${torch_args[@]}" --seconds 2 --repeats 2 \
+  --configs "f32:relu f64:gelu" --models lenet5,resnet56,mobilenet --cifar-seconds 3 \
+  --cifar-repeats 3 --no-bf16 --int8-calibration 0 --kernels "lenet5:f32:gelu resnet56:f32:relu"
+# The table run.sh printed, where the summary shows it.
+sed -n '/^nnopt benchmark/,$p' "$OUT_DIR/bench.log" >&2
 # ---- 5. one epoch end to end ----
 mnist_found=0
 for dir in "${NNOPT_DATA:-/nonexistent}/mnist" "$ROOT/../shared/data/mnist" "$ROOT/data/mnist"; do

@@ -315,6 +315,12 @@ static nnopt_status run_for(workload *w, double seconds, int64_t min_steps, int6
         done++;
         t = now_seconds();
     }
+    /* An asynchronous backend (cuda) may still be running the last optimizer
+     * step: the window ends when the work does. */
+    if (st == NNOPT_OK) {
+        st = nnopt_backend_sync(w->ex->net->backend, err);
+        t = now_seconds();
+    }
     *steps = done;
     *elapsed = t - start;
     return st;

@@ -239,8 +239,13 @@ def main(argv):
     if meta.get("backend_note"):
         print(f"  NOTE: {meta['backend_note']}")
     if any_torch:
-        print(f"  PyTorch {any_torch['torch_version']} ({any_torch['python']}), "
-              f"{any_torch['threads']} threads; 'tuned' = GLIBC_TUNABLES={meta.get('tunables', '')}")
+        if meta.get("torch_device", "cpu") == "cpu":
+            tuned_note = f"GLIBC_TUNABLES={meta.get('tunables', '')}"
+        else:
+            tuned_note = "torch.backends.cudnn.benchmark = True"
+        print(f"  PyTorch {any_torch['torch_version']} ({any_torch['python']}) on "
+              f"{any_torch.get('device', 'cpu')}, {any_torch['threads']} threads; "
+              f"'tuned' = {tuned_note}")
         blas = [lib for lib in any_torch.get("blas_libraries", []) if "lapack" not in lib]
         env = " ".join(f"{k}={v}" for k, v in any_torch.get("environment", {}).items())
         print(f"  PyTorch's BLAS (its dense layers, f64 convs): {', '.join(blas) or '?'}"

@@ -12,12 +12,13 @@
 #                [--blis-arch NAME] [--models lenet5,resnet56,mobilenet]
 #                [--cifar-seconds 3] [--cifar-repeats 3] [--cifar-infer-batch 128,500]
 #                [--cifar-profile-steps 0] [--kernels "lenet5:f32:gelu resnet56:f32:relu"]
-#                [--no-bf16]
+#                [--no-bf16] [--torch-device cpu|cuda]
 #                [--int8-calibration 8]
 #
 # Environment: BUILD_DIR (default: build), PYTHON (an interpreter that imports
 # torch; default: /usr/bin/python3, Debian's python3-torch), OUT (when set, the
-# JSON goes to $OUT/bench.json instead of bench/results/latest.json).
+# JSON goes to $OUT/bench.json instead of bench/results/latest.json, and each
+# workload's raw JSON stays in $OUT/raw).
 #
 # PyTorch runs twice per config: with glibc's default allocator and with
 # GLIBC_TUNABLES raising the mmap/trim thresholds (which PyTorch needs at large
@@ -38,6 +39,9 @@
 # --cifar-seconds / --cifar-repeats (at least one step each), inference at
 # --cifar-infer-batch (default 128,500); --cifar-profile-steps N > 0 adds nnopt's
 # per-op profile of N steps (a training step and a forward) to the JSON.
+# --torch-device cuda: PyTorch runs on the GPU (for a GPU backend such as
+# cuda), 'default' then being cuDNN's heuristics and 'tuned'
+# torch.backends.cudnn.benchmark = True instead of the allocator settings.
 # --kernels: the models (model:dtype:activation, "" for none) also measured with
 # kernels compiled for the graph against the backend's precompiled ones, in the
 # same nnopt_bench invocation (alternating windows): training and inference
@@ -80,6 +84,7 @@ cifar_infer_batches="128,500"
 cifar_profile_steps=0
 kernel_configs="lenet5:f32:gelu resnet56:f32:relu"
 run_bf16=1
+torch_device=cpu
 int8_calibration=8
 command_line="bench/run.sh${*:+ $*}"
 
@@ -105,6 +110,7 @@ while [[ $# -gt 0 ]]; do
     --cifar-profile-steps) cifar_profile_steps=$2; shift 2 ;;
     --kernels) kernel_configs=$2; shift 2 ;;
     --no-bf16) run_bf16=0; shift ;;
+    --torch-device) torch_device=$2; shift 2 ;;
     -h|--help) usage; exit 0 ;;
     *) echo "run.sh: unknown argument '$1'" >&2; usage >&2; exit 2 ;;
   esac
@@ -194,18 +200,27 @@ if [[ -n ${OUT:-} ]]; then
 else
   json_out=$ROOT/bench/results/latest.json
 fi
-raw=$(mktemp -d "${TMPDIR:-/tmp}/nnopt_bench.XXXXXX")
-trap 'rm -rf "$raw"' EXIT
+# Each workload's own JSON: kept under $OUT/raw when OUT is set, so that a run
+# cut short (a time limit on a lent machine) keeps what it measured.
+if [[ -n ${OUT:-} ]]; then
+  raw=$OUT/raw
+  rm -rf "$raw"
+  mkdir -p "$raw"
+else
+  raw=$(mktemp -d "${TMPDIR:-/tmp}/nnopt_bench.XXXXXX")
+  trap 'rm -rf "$raw"' EXIT
+fi
 
 "$report_python" - "$raw/meta.json" "$backend" "$backend_note" "$threads" "$seconds" "$repeats" \
   "$train_batch" "$infer_batches" "$configs" "$TUNABLES" "$python" "$BUILD_DIR" \
   "$command_line" "$torch_env" "$run_lenet5" "${cifar_models[*]}" "$cifar_config" \
-  "$cifar_seconds" "$cifar_repeats" "$cifar_infer_batches" "$cifar_profile_steps" <<'EOF'
+  "$cifar_seconds" "$cifar_repeats" "$cifar_infer_batches" "$cifar_profile_steps" \
+  "$torch_device" <<'EOF'
 import json, sys
 keys = ["backend", "backend_note", "threads", "seconds", "repeats", "batch", "infer_batches",
         "configs", "tunables", "python", "build_dir", "command", "torch_env", "lenet5",
         "cifar_models", "cifar_config", "cifar_seconds", "cifar_repeats", "cifar_infer_batches",
-        "cifar_profile_steps"]
+        "cifar_profile_steps", "torch_device"]
 meta = dict(zip(keys, sys.argv[2:]))
 for key in ("threads", "repeats", "batch", "cifar_repeats", "cifar_profile_steps"):
     meta[key] = int(meta[key])
@@ -223,24 +238,46 @@ torch_env_words=(env $torch_env)
 common_args=(--threads "$threads" --batch "$train_batch" --infer-batch "$infer_batches"
              --seconds "$seconds" --repeats "$repeats")
 
+# run_torch default|tuned ARGS...: torch_lenet5.py with PyTorch's default
+# settings, or its tuned ones (glibc's allocator thresholds on the CPU,
+# cudnn.benchmark on the GPU); JSON on stdout.
+run_torch() {
+  local variant=$1
+  shift
+  if [[ $torch_device == cpu ]]; then
+    if [[ $variant == tuned ]]; then
+      "${torch_env_words[@]}" GLIBC_TUNABLES=$TUNABLES "$python" "$ROOT/bench/torch_lenet5.py" "$@"
+    else
+      "${torch_env_words[@]}" "$python" "$ROOT/bench/torch_lenet5.py" "$@"
+    fi
+  elif [[ $variant == tuned ]]; then
+    "${torch_env_words[@]}" "$python" "$ROOT/bench/torch_lenet5.py" --device "$torch_device" \
+      --cudnn-benchmark "$@"
+  else
+    "${torch_env_words[@]}" "$python" "$ROOT/bench/torch_lenet5.py" --device "$torch_device" "$@"
+  fi
+}
+torch_tuned_note="GLIBC_TUNABLES=$TUNABLES"
+[[ $torch_device == cpu ]] || torch_tuned_note="torch.backends.cudnn.benchmark = True"
+
 # ---- the workloads: nnopt, then PyTorch both ways, config by config ----
 for config in $configs; do
   dtype=${config%%:*}
   activation=${config##*:}
   key=${dtype}_${activation}
   log "nnopt $backend lenet5 $dtype $activation"
-  "$bench_bin" --backend "$backend" --model lenet5 --param activation="$activation" \
-    --param dtype="$dtype" --profile-steps 10 "${common_args[@]}" >"$raw/nnopt_$key.json"
+  if ! "$bench_bin" --backend "$backend" --model lenet5 --param activation="$activation" \
+    --param dtype="$dtype" --profile-steps 10 "${common_args[@]}" >"$raw/nnopt_$key.json"; then
+    banner "WARNING: nnopt_bench failed on lenet5 $dtype $activation; its nnopt cells stay empty"
+    rm -f "$raw/nnopt_$key.json"
+  fi
   if [[ -n $python ]]; then
-    log "PyTorch lenet5 $dtype $activation, default allocator"
-    "${torch_env_words[@]}" "$python" "$ROOT/bench/torch_lenet5.py" --model lenet5 \
-      --activation "$activation" --dtype "$dtype" "${common_args[@]}" \
-      >"$raw/torch_default_$key.json"
-    log "PyTorch lenet5 $dtype $activation, GLIBC_TUNABLES=$TUNABLES"
-    "${torch_env_words[@]}" GLIBC_TUNABLES=$TUNABLES "$python" "$ROOT/bench/torch_lenet5.py" \
-      --model lenet5 \
-      --activation "$activation" --dtype "$dtype" "${common_args[@]}" \
-      >"$raw/torch_tuned_$key.json"
+    log "PyTorch ($torch_device) lenet5 $dtype $activation, default settings"
+    run_torch default --model lenet5 --activation "$activation" --dtype "$dtype" \
+      "${common_args[@]}" >"$raw/torch_default_$key.json"
+    log "PyTorch ($torch_device) lenet5 $dtype $activation, $torch_tuned_note"
+    run_torch tuned --model lenet5 --activation "$activation" --dtype "$dtype" \
+      "${common_args[@]}" >"$raw/torch_tuned_$key.json"
   fi
 done
 
@@ -264,15 +301,14 @@ for model in "${cifar_models[@]}"; do
     rm -f "$raw/nnopt_$key.json"
   fi
   if [[ -n $python ]]; then
-    log "PyTorch $model $cifar_dtype $cifar_activation, default allocator"
-    "${torch_env_words[@]}" "$python" "$ROOT/bench/torch_lenet5.py" --model "${torch_model[$model]}" \
-      --activation "$cifar_activation" --dtype "$cifar_dtype" "${cifar_args[@]}" \
-      >"$raw/torch_default_$key.json" || banner "WARNING: torch_lenet5.py failed on $model"
-    log "PyTorch $model $cifar_dtype $cifar_activation, GLIBC_TUNABLES=$TUNABLES"
-    "${torch_env_words[@]}" GLIBC_TUNABLES=$TUNABLES "$python" "$ROOT/bench/torch_lenet5.py" \
-      --model "${torch_model[$model]}" \
-      --activation "$cifar_activation" --dtype "$cifar_dtype" "${cifar_args[@]}" \
-      >"$raw/torch_tuned_$key.json" || banner "WARNING: torch_lenet5.py failed on $model"
+    log "PyTorch ($torch_device) $model $cifar_dtype $cifar_activation, default settings"
+    run_torch default --model "${torch_model[$model]}" --activation "$cifar_activation" \
+      --dtype "$cifar_dtype" "${cifar_args[@]}" >"$raw/torch_default_$key.json" ||
+      banner "WARNING: torch_lenet5.py failed on $model"
+    log "PyTorch ($torch_device) $model $cifar_dtype $cifar_activation, $torch_tuned_note"
+    run_torch tuned --model "${torch_model[$model]}" --activation "$cifar_activation" \
+      --dtype "$cifar_dtype" "${cifar_args[@]}" >"$raw/torch_tuned_$key.json" ||
+      banner "WARNING: torch_lenet5.py failed on $model"
   fi
 done
 
@@ -319,7 +355,7 @@ fi
 
 # ---- bare BLIS sgemm on the layer GEMM shapes of the detailed config ----
 detail_key=${detail_config/:/_}
-if [[ -x $gemm_bin && -f $raw/nnopt_$detail_key.json ]]; then
+if [[ $backend == blis && -x $gemm_bin && -f $raw/nnopt_$detail_key.json ]]; then
   mapfile -t shapes < <("$report_python" - "$raw/nnopt_$detail_key.json" <<'EOF'
 import json, sys
 seen = []

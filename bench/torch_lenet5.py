@@ -7,6 +7,7 @@
                     [--seconds 2] [--warmup-seconds 0.5] [--warmup-steps 2]
                     [--min-steps 2] [--repeats 3]
                     [--channels 1] [--height 28] [--width 28] [--classes 10]
+                    [--device cpu|cuda] [--cudnn-benchmark]
 
 Synthetic inputs (uniform [0, 1), fixed seed) and labels, a few distinct
 batches used in turn, as nnopt_bench does. Measures
@@ -25,7 +26,14 @@ nnopt model plugin with the parameters bench/run.sh gives it: lenet5
 and mobilenet_v1_cifar (mobilenet_v1 with cifar = true); the last two take
 --channels 3 --height 32 --width 32. The parameter count goes to stderr and
 the JSON, and is checked against EXPECTED_PARAMETERS on 3x32x32 inputs with
-10 classes. Run it under the interpreter that has Debian's python3-torch
+10 classes.
+
+--device cuda runs the model on the GPU (eager mode) with the batches kept in
+host memory and uploaded each step, and the logits brought back to the host
+each inference step, as nnopt_bench does with a GPU backend; every window ends
+with torch.cuda.synchronize(). --cudnn-benchmark lets cuDNN time its
+algorithms per shape (torch.backends.cudnn.benchmark), PyTorch's faster
+setting for fixed shapes. Run it under the interpreter that has Debian's python3-torch
 (/usr/bin/python3 here).
 """
 import argparse
@@ -198,6 +206,8 @@ def parse_args(argv):
     p.add_argument("--classes", type=int, default=10)
     p.add_argument("--lr", type=float, default=0.01)
     p.add_argument("--seed", type=int, default=1)
+    p.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
+    p.add_argument("--cudnn-benchmark", action="store_true")
     args = p.parse_args(argv)
     args.infer_batches = [int(b) for b in args.infer_batch.split(",") if b]
     return args
@@ -211,15 +221,22 @@ def synthetic(batch, args, dtype, generator):
     return images, labels
 
 
+def synchronize():
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        torch.cuda.synchronize()
+
+
 def run_for(step, seconds, min_steps):
     """Calls step() until `seconds` have passed (at least min_steps times)."""
+    synchronize()
     start = now = time.perf_counter()
     done = 0
     while done < min_steps or now - start < seconds:
         step(done)
         done += 1
         now = time.perf_counter()
-    return done, now - start
+    synchronize()
+    return done, time.perf_counter() - start
 
 
 def measure(step, batch, args):
@@ -238,11 +255,17 @@ def measure(step, batch, args):
 def main(argv):
     args = parse_args(argv)
     torch.set_num_threads(args.threads)
+    device = torch.device(args.device)
+    if args.device == "cuda":
+        if not torch.cuda.is_available():
+            print("torch_lenet5: --device cuda: torch sees no CUDA device", file=sys.stderr)
+            return 1
+        torch.backends.cudnn.benchmark = args.cudnn_benchmark
     dtype = torch.float64 if args.dtype == "f64" else torch.float32
     torch.manual_seed(args.seed)
     generator = torch.Generator().manual_seed(args.seed)
     model = MODELS[args.model](args.activation, args.channels, args.height, args.width,
-                               args.classes).to(dtype)
+                               args.classes).to(dtype).to(device)
     parameters = sum(p.numel() for p in model.parameters())
     expected = EXPECTED_PARAMETERS.get(args.model)
     shape = (args.channels, args.height, args.width, args.classes)
@@ -259,7 +282,8 @@ def main(argv):
 
     def train_step(i):
         optimizer.zero_grad(set_to_none=True)
-        loss = loss_fn(model(images[i % INPUT_POOL]), labels[i % INPUT_POOL])
+        x = images[i % INPUT_POOL].to(device)
+        loss = loss_fn(model(x), labels[i % INPUT_POOL].to(device))
         loss.backward()
         optimizer.step()
         loss.item()
@@ -275,7 +299,9 @@ def main(argv):
 
         def infer_step(i, images=images):
             with torch.inference_mode():
-                model(images[i % INPUT_POOL])
+                logits = model(images[i % INPUT_POOL].to(device))
+                if args.device != "cpu":
+                    logits.cpu()
 
         print(f"torch_lenet5: inference, batch {batch}", file=sys.stderr)
         results[f"infer_b{batch}"] = measure(infer_step, batch, args)
@@ -286,6 +312,8 @@ def main(argv):
         "activation": args.activation,
         "dtype": args.dtype,
         "torch_version": torch.__version__,
+        "device": torch.cuda.get_device_name() if args.device == "cuda" else "cpu",
+        "cudnn_benchmark": bool(args.cudnn_benchmark) if args.device == "cuda" else None,
         "python": sys.executable,
         "threads": torch.get_num_threads(),
         "glibc_tunables": os.environ.get("GLIBC_TUNABLES", ""),

@@ -13,6 +13,7 @@
  *     tensor's scale (the shared harness, tests/support/backend_compare.h).
  *     Without a GPU every test prints "SKIP: no CUDA device (<reason>)" and is
  *     skipped, and the program exits with 77 (ctest's SKIP_RETURN_CODE). */
+#include <math.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -124,8 +125,11 @@ static void test_open_describe_supports(void **state) {
     print_message("# cuda: %s\n", description);
     assert_true(strlen(description) > 0);
     for (int op = 0; op < NNOPT_OP_KIND_COUNT; op++) {
-        assert_true(b.vt->supports(b.ctx, (nnopt_op_kind)op, NNOPT_F32));
-        assert_true(b.vt->supports(b.ctx, (nnopt_op_kind)op, NNOPT_F64));
+        /* The int8 ops (quantized inference) run on the CPU backends only:
+         * the pipeline's op fallback sends them there. */
+        const int int8_op = op == NNOPT_OP_CONV2D_INT8 || op == NNOPT_OP_DENSE_INT8;
+        assert_int_equal(b.vt->supports(b.ctx, (nnopt_op_kind)op, NNOPT_F32), !int8_op);
+        assert_int_equal(b.vt->supports(b.ctx, (nnopt_op_kind)op, NNOPT_F64), !int8_op);
         assert_false(b.vt->supports(b.ctx, (nnopt_op_kind)op, NNOPT_BF16));
         assert_false(b.vt->supports(b.ctx, (nnopt_op_kind)op, NNOPT_I8));
     }
@@ -323,8 +327,16 @@ static void check_batchnorm_case(const tensor_spec *x, nnopt_dtype dt) {
     const tensor_spec bwd_in[5] = {*x, per_channel, *x, per_channel, per_channel};
     double *const bwd_values[5] = {fwd_values[0], fwd_values[1], dy, mean, invstd};
     const tensor_spec bwd_out[3] = {*x, per_channel, per_channel};
+    /* dx = gamma * invstd * (dy - mean(dy) - xhat * mean(dy * xhat)) cancels
+     * to 0 where a channel has one value: compare it against its terms. */
+    double terms = 0;
+    for (int64_t c = 0; c < channels; c++) terms = fmax(terms, fabs(fwd_values[1][c] * invstd[c]));
+    double dy_max = 0;
+    for (int64_t i = 0; i < spec_numel(x); i++) dy_max = fmax(dy_max, fabs(dy[i]));
+    compare_set_term_scale(terms * dy_max);
     if (compare_reference_has(bwd.kind, dt))
         check_op_with_values("batchnorm_bwd", &bwd, dt, 5, bwd_in, bwd_values, 3, bwd_out);
+    compare_set_term_scale(0);
     for (int i = 0; i < 5; i++) free(fwd_values[i]);
     free(mean), free(invstd), free(dy);
 }
@@ -375,11 +387,13 @@ static int open_backends(void **state) {
     if (!gpu_available) return 0;
     if (test_backend_open(device_backend_name, cuda_settings, &cuda_backend) != 0) return -1;
     if (test_backend_open("cpu", NULL, &ref_backend) != 0) return -1;
-    /* cuDNN may pick FFT or Winograd convolutions, whose f32 error is a few
-     * times that of a direct sum. */
+    /* cuDNN's heuristics pick FFT or Winograd convolutions for some shapes,
+     * whose f32 error is many times that of a direct sum: on an H200,
+     * LeNet-5's conv1 (1 -> 6 channels, 5x5) came out 2.7e-4 of the output's
+     * scale away from the reference. Indexing or layout bugs are O(1) off. */
     const backend_comparison comparison = {.tested = &cuda_backend,
                                            .reference = &ref_backend,
-                                           .f32_bound = 2e-4,
+                                           .f32_bound = 1e-3,
                                            .f64_bound = 1e-10,
                                            .skip_ops_reference_lacks = 1};
     compare_backends(&comparison);

@@ -70,9 +70,15 @@ double *spec_values(const tensor_spec *s) {
 
 /* ---- one op on both backends ---- */
 
+static double term_scale;
+
+void compare_set_term_scale(double scale) {
+    term_scale = scale;
+}
+
 void compare_values(const char *what, int index, nnopt_dtype dtype, const double *got,
                     const double *want, int64_t n) {
-    double scale = 0;
+    double scale = term_scale;
     for (int64_t i = 0; i < n; i++) scale = fmax(scale, fabs(want[i]));
     const double bound = dtype == NNOPT_F32 ? comparison.f32_bound : comparison.f64_bound;
     for (int64_t i = 0; i < n; i++) {

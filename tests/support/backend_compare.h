@@ -66,6 +66,11 @@ double *spec_values(const tensor_spec *s);
 
 /* ---- one op on both backends ---- */
 
+/* The magnitude of the terms the next checks' results are sums of (0: none
+ * given): results that cancel to about 0 are compared against it, the
+ * tensor's scale being max(max |ref|, term_scale). */
+void compare_set_term_scale(double term_scale);
+
 /* Fails unless got (tested) and want (reference) agree within the bound. */
 void compare_values(const char *what, int index, nnopt_dtype dtype, const double *got,
                     const double *want, int64_t n);
