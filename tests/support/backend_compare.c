@@ -71,6 +71,14 @@ double *spec_values(const tensor_spec *s) {
 /* ---- one op on both backends ---- */
 
 static double term_scale;
+static double worst_error[COMPARE_N_DTYPES]; /* f32, f64: see compare_worst_error */
+
+double compare_worst_error(nnopt_dtype dtype, int reset) {
+    double *worst = &worst_error[dtype == NNOPT_F32 ? 0 : 1];
+    const double value = *worst;
+    if (reset) *worst = 0;
+    return value;
+}
 
 void compare_set_term_scale(double scale) {
     term_scale = scale;
@@ -83,6 +91,9 @@ void compare_values(const char *what, int index, nnopt_dtype dtype, const double
     const double bound = dtype == NNOPT_F32 ? comparison.f32_bound : comparison.f64_bound;
     for (int64_t i = 0; i < n; i++) {
         const double err = fabs(got[i] - want[i]);
+        const double ratio = err / (fabs(want[i]) + scale + 1e-300);
+        double *worst = &worst_error[dtype == NNOPT_F32 ? 0 : 1];
+        if (ratio > *worst) *worst = ratio;
         if (!(err <= bound * (fabs(want[i]) + scale) + 1e-14)) {
             print_error("%s tensor %d element %lld: %s %.17g, ref %.17g (scale %g, %s)\n", what,
                         index, (long long)i, comparison.tested->name, got[i], want[i], scale,

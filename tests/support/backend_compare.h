@@ -75,6 +75,11 @@ void compare_set_term_scale(double term_scale);
 void compare_values(const char *what, int index, nnopt_dtype dtype, const double *got,
                     const double *want, int64_t n);
 
+/* The largest |tested - ref| / (|ref| + scale) compare_values has seen in
+ * dtype (the quantity the bound limits) since the last reset; reset: start
+ * over after reading. */
+double compare_worst_error(nnopt_dtype dtype, int reset);
+
 /* The reference implements the op; if not, says so (and returns 0). */
 int compare_reference_has(nnopt_op_kind kind, nnopt_dtype dtype);
 

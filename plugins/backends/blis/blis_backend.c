@@ -30,6 +30,12 @@ static const nnopt_param_spec blis_params[] = {
      "bf16 ops: auto = AVX-512 BF16 kernels where cpuid reports the instructions, else the f32 "
      "kernels on widened copies; f32 = always the latter (portable)",
      "auto|f32", 0, 0},
+    {"winograd", NNOPT_PARAM_ENUM, "auto",
+     "3x3 stride-1 ungrouped convolutions (forward and data gradient, AVX-512F): auto = "
+     "Winograd F(4x4,3x3) where it measured faster than the direct kernels (batches of at "
+     "least 16 images per thread group); off = never; f2 / f4 = F(2x2,3x3) / F(4x4,3x3) "
+     "wherever it applies",
+     "auto|off|f2|f4", 0, 0},
 };
 
 /* ---- argument checks shared by the op files ---- */
@@ -116,6 +122,11 @@ static nnopt_status blis_create(const nnopt_host_api *host, const nnopt_config *
     const char *bf16 = cfg ? host->config_string(cfg, "bf16") : NULL;
     be->bf16_hw = (!bf16 || strcmp(bf16, "f32") != 0) && blis_bf16_hw_available();
     be->int8_vnni = blis_int8_available();
+    const char *winograd = cfg ? host->config_string(cfg, "winograd") : NULL;
+    be->winograd = !winograd || strcmp(winograd, "auto") == 0 ? BLIS_WINOGRAD_AUTO
+                   : strcmp(winograd, "off") == 0             ? BLIS_WINOGRAD_OFF
+                   : strcmp(winograd, "f2") == 0              ? BLIS_WINOGRAD_F2
+                                                              : BLIS_WINOGRAD_F4;
     const nnopt_status status = blis_arch_select(be, cfg ? host->config_string(cfg, "arch") : NULL);
     if (status != NNOPT_OK) {
         blis_destroy(be);

@@ -469,6 +469,11 @@ nnopt_status blis_conv2d(blis_backend *be, const nnopt_op *op, nnopt_tensor *con
         return NNOPT_OK;
     }
 
+    const int wino_tile = blis_winograd_tile(be, &g, 0, x->dtype);
+    if (wino_tile)
+        return blis_winograd_conv(be, &g, 0, wino_tile, x->dtype, x->data, w->data,
+                                  b ? b->data : NULL, y->data);
+
     if (conv_use_direct(be, &g, DIRECT_FORWARD))
         return conv_direct(be, &g, DIRECT_FORWARD, x->dtype, x->data, NULL, w->data,
                            b ? b->data : NULL, y->data);
@@ -537,6 +542,11 @@ nnopt_status blis_conv2d_bwd_data(blis_backend *be, const nnopt_op *op, nnopt_te
             depthwise_backward_data_f64(&g, team, dy->data, w->data, dx->data, be->scratch);
         return NNOPT_OK;
     }
+
+    const int wino_tile = blis_winograd_tile(be, &g, 1, dy->dtype);
+    if (wino_tile)
+        return blis_winograd_conv(be, &g, 1, wino_tile, dy->dtype, dy->data, w->data, NULL,
+                                  dx->data);
 
     if (conv_use_direct(be, &g, DIRECT_DATA))
         return conv_direct(be, &g, DIRECT_DATA, dy->dtype, dy->data, NULL, w->data, NULL, dx->data);

@@ -27,7 +27,15 @@ typedef struct blis_backend {
     int direct_conv;       /* direct (im2col-free) convolution kernels where they win */
     int bf16_hw;           /* AVX-512 BF16 kernels for bf16 ops (else f32 on widened copies) */
     int int8_vnni;         /* int8 ops on AVX-512 VNNI (else the reference kernels) */
+    int winograd;          /* blis_winograd_mode: 3x3 stride-1 convolutions */
 } blis_backend;
+
+typedef enum blis_winograd_mode {
+    BLIS_WINOGRAD_AUTO = 0, /* where measured faster than the direct kernels */
+    BLIS_WINOGRAD_OFF,
+    BLIS_WINOGRAD_F2, /* F(2x2, 3x3) wherever it applies */
+    BLIS_WINOGRAD_F4, /* F(4x4, 3x3) wherever it applies */
+} blis_winograd_mode;
 
 /* ---- kernel selection (blis_arch.c) ---- */
 
@@ -75,6 +83,17 @@ nnopt_status blis_conv_geometry(blis_backend *be, const nnopt_op *op, const nnop
                                 const nnopt_tensor *w, const nnopt_tensor *y, conv_geometry *g);
 /* The output columns [*q_lo, *q_hi) whose filter column s reads inside the image. */
 void blis_conv_valid_columns(const conv_geometry *g, long s, long *q_lo, long *q_hi);
+/* ---- Winograd convolutions (blis_winograd.c) ----
+ * The output tile size (2 or 4) Winograd runs the forward (data_pass 0) or
+ * data-gradient (1) pass of g with, or 0 where it does not apply or, under
+ * `auto`, is not the faster choice. */
+int blis_winograd_tile(const blis_backend *be, const conv_geometry *g, int data_pass,
+                       nnopt_dtype dtype);
+/* Forward: in = x, out = y (bias may be NULL); data pass: in = dy, out = dx. */
+nnopt_status blis_winograd_conv(blis_backend *be, const conv_geometry *g, int data_pass, int tile,
+                                nnopt_dtype dtype, const void *in, const void *w, const void *bias,
+                                void *out);
+
 /* ---- int8 inference (blis_quant.c) ----
  * Whether this CPU runs the int8 kernels (AVX-512F/BW and VNNI). */
 int blis_int8_available(void);

@@ -1,0 +1,290 @@
+/* Winograd convolutions for 3x3, stride 1, ungrouped layers (ResNet-CIFAR's
+ * 16-64 channel 3x3 layers): F(m x m, 3 x 3) computes an m x m output tile
+ * from an (m+2) x (m+2) input tile with (m+2)^2 multiplies per channel pair
+ * instead of 9 m^2 (F(2,3): 2.25x fewer, F(4,3): 4x), which is the only way
+ * past the direct kernels, already near the FMA peak.
+ *
+ * Layout: a group of WINO_LANES images is interleaved so that one vector lane
+ * is one image (xt[c][row][col][lane], zero-padded): every transform is then
+ * plain vector adds on whole vectors, whatever the image size (8x8 planes
+ * have only 2x2 tiles of 4, too few to fill vectors across tiles), and the
+ * per-position products M[xi][k][tile] = U[xi][k][c] V[xi][c][tile] run on
+ * the direct kernels' register blocking with tiles x lanes as the long
+ * dimension. Tiles go through in chunks small enough for V and M to stay in
+ * L2. The data gradient is the forward convolution of dy with the filters
+ * transposed and rotated (padding 2 - pad), so it runs the same code.
+ * docs/backend-blis.md has the measurements behind the choices. */
+#include <omp.h>
+#include <string.h>
+
+#include "blis_internal.h"
+
+#define WINO_KBLOCK 8 /* output channels per register block */
+
+/* B^T, G and A^T of F(4x4, 3x3) (points 0, +-1, +-2) and F(2x2, 3x3)
+ * (points 0, +-1), row-major. */
+static const double wino_bt4[6 * 6] = {
+    4, 0, -5, 0, 1, 0, 0, -4, -4, 1, 1, 0, 0, 4, -4, -1, 1, 0,
+    0, -2, -1, 2, 1, 0, 0, 2, -1, -2, 1, 0, 0, 4, 0, -5, 0, 1,
+};
+static const double wino_g4[6 * 3] = {
+    1.0 / 4,  0,         0,        -1.0 / 6, -1.0 / 6, -1.0 / 6, -1.0 / 6, 1.0 / 6, -1.0 / 6,
+    1.0 / 24, 1.0 / 12,  1.0 / 6,  1.0 / 24, -1.0 / 12, 1.0 / 6, 0,        0,       1,
+};
+static const double wino_at4[4 * 6] = {
+    1, 1, 1, 1, 1, 0, 0, 1, -1, 2, -2, 0, 0, 1, 1, 4, 4, 0, 0, 1, -1, 8, -8, 1,
+};
+static const double wino_bt2[4 * 4] = {1, 0, -1, 0, 0, 1, 1, 0, 0, -1, 1, 0, 0, 1, 0, -1};
+static const double wino_g2[4 * 3] = {1, 0, 0, 0.5, 0.5, 0.5, 0.5, -0.5, 0.5, 0, 0, 1};
+static const double wino_at2[2 * 4] = {1, 1, 1, 0, 0, 1, -1, -1};
+
+/* One convolution as a forward pass (the data gradient's too). */
+typedef struct wino_shape {
+    long cin, h, w, cout, pad_h, pad_w, p, q;
+    long m;                 /* output tile size: 2 or 4 */
+    long tiles_h, tiles_w;  /* per image */
+    long tiles;             /* tiles_h * tiles_w */
+    long hp, wp;            /* padded input planes: tiles * m + 2 */
+    long chunk;             /* tiles per transform chunk */
+    long kblocks;           /* output channel blocks of WINO_KBLOCK */
+} wino_shape;
+
+/* Byte offsets into each thread's scratch: the transformed filters (thread
+ * 0's only, read by all), then per thread the interleaved input and output
+ * groups and the chunk's V and M. */
+typedef struct wino_layout {
+    size_t u, xt, yt, v, mm, total;
+} wino_layout;
+
+#if defined(__x86_64__) && defined(__GNUC__)
+#define BLIS_HAVE_WINOGRAD 1
+#include <immintrin.h>
+#define WINO_TARGET __attribute__((target("avx512f,avx512bw,avx512vl,avx512dq,fma")))
+#define WINO_INLINE WINO_TARGET static inline __attribute__((always_inline))
+
+/* rows[i][j] <- rows[j][i] for 16 rows of 16 floats: pairs within 128-bit
+ * lanes, then quads, then the 128-bit lanes themselves. */
+WINO_TARGET static void wino_transpose_f32(__m512 *rows) {
+    __m512 a[16], b[16];
+    for (int i = 0; i < 8; i++) {
+        a[2 * i] = _mm512_unpacklo_ps(rows[2 * i], rows[2 * i + 1]);
+        a[2 * i + 1] = _mm512_unpackhi_ps(rows[2 * i], rows[2 * i + 1]);
+    }
+    for (int i = 0; i < 4; i++) {
+        const __m512d a0 = _mm512_castps_pd(a[4 * i]), a1 = _mm512_castps_pd(a[4 * i + 1]);
+        const __m512d a2 = _mm512_castps_pd(a[4 * i + 2]), a3 = _mm512_castps_pd(a[4 * i + 3]);
+        b[4 * i] = _mm512_castpd_ps(_mm512_unpacklo_pd(a0, a2));
+        b[4 * i + 1] = _mm512_castpd_ps(_mm512_unpackhi_pd(a0, a2));
+        b[4 * i + 2] = _mm512_castpd_ps(_mm512_unpacklo_pd(a1, a3));
+        b[4 * i + 3] = _mm512_castpd_ps(_mm512_unpackhi_pd(a1, a3));
+    }
+    /* b[4g + j], 128-bit lane L: column 4L + j of rows 4g..4g+3 */
+    for (int j = 0; j < 4; j++) {
+        const __m512 c_even = _mm512_shuffle_f32x4(b[j], b[4 + j], 0x88);
+        const __m512 c_odd = _mm512_shuffle_f32x4(b[j], b[4 + j], 0xdd);
+        const __m512 d_even = _mm512_shuffle_f32x4(b[8 + j], b[12 + j], 0x88);
+        const __m512 d_odd = _mm512_shuffle_f32x4(b[8 + j], b[12 + j], 0xdd);
+        rows[j] = _mm512_shuffle_f32x4(c_even, d_even, 0x88);
+        rows[8 + j] = _mm512_shuffle_f32x4(c_even, d_even, 0xdd);
+        rows[4 + j] = _mm512_shuffle_f32x4(c_odd, d_odd, 0x88);
+        rows[12 + j] = _mm512_shuffle_f32x4(c_odd, d_odd, 0xdd);
+    }
+}
+
+/* The same for 8 rows of 8 doubles: pairs, then the 128-bit lanes. */
+WINO_TARGET static void wino_transpose_f64(__m512d *rows) {
+    __m512d a[8];
+    for (int i = 0; i < 4; i++) {
+        a[2 * i] = _mm512_unpacklo_pd(rows[2 * i], rows[2 * i + 1]);
+        a[2 * i + 1] = _mm512_unpackhi_pd(rows[2 * i], rows[2 * i + 1]);
+    }
+    for (int j = 0; j < 2; j++) {
+        const __m512d c_even = _mm512_shuffle_f64x2(a[j], a[2 + j], 0x88);
+        const __m512d c_odd = _mm512_shuffle_f64x2(a[j], a[2 + j], 0xdd);
+        const __m512d d_even = _mm512_shuffle_f64x2(a[4 + j], a[6 + j], 0x88);
+        const __m512d d_odd = _mm512_shuffle_f64x2(a[4 + j], a[6 + j], 0xdd);
+        rows[j] = _mm512_shuffle_f64x2(c_even, d_even, 0x88);
+        rows[4 + j] = _mm512_shuffle_f64x2(c_even, d_even, 0xdd);
+        rows[2 + j] = _mm512_shuffle_f64x2(c_odd, d_odd, 0x88);
+        rows[6 + j] = _mm512_shuffle_f64x2(c_odd, d_odd, 0xdd);
+    }
+}
+
+#define T float
+#define BLIS_SUFFIX f32
+#define WINO_VEC __m512
+#define WINO_LANES 16
+#define WINO_MASK __mmask16
+#define WINO_ZERO _mm512_setzero_ps
+#define WINO_LOAD _mm512_load_ps
+#define WINO_STORE _mm512_store_ps
+#define WINO_MASKZ_LOAD _mm512_maskz_loadu_ps
+#define WINO_MASK_STORE _mm512_mask_storeu_ps
+#define WINO_SET1 _mm512_set1_ps
+#define WINO_FMA _mm512_fmadd_ps
+#define WINO_ADD _mm512_add_ps
+#define WINO_SUB _mm512_sub_ps
+#define WINO_MUL _mm512_mul_ps
+#include "blis_winograd.inc"
+#undef T
+#undef BLIS_SUFFIX
+#undef WINO_VEC
+#undef WINO_LANES
+#undef WINO_MASK
+#undef WINO_ZERO
+#undef WINO_LOAD
+#undef WINO_STORE
+#undef WINO_MASKZ_LOAD
+#undef WINO_MASK_STORE
+#undef WINO_SET1
+#undef WINO_FMA
+#undef WINO_ADD
+#undef WINO_SUB
+#undef WINO_MUL
+#define T double
+#define BLIS_SUFFIX f64
+#define WINO_VEC __m512d
+#define WINO_LANES 8
+#define WINO_MASK __mmask8
+#define WINO_ZERO _mm512_setzero_pd
+#define WINO_LOAD _mm512_load_pd
+#define WINO_STORE _mm512_store_pd
+#define WINO_MASKZ_LOAD _mm512_maskz_loadu_pd
+#define WINO_MASK_STORE _mm512_mask_storeu_pd
+#define WINO_SET1 _mm512_set1_pd
+#define WINO_FMA _mm512_fmadd_pd
+#define WINO_ADD _mm512_add_pd
+#define WINO_SUB _mm512_sub_pd
+#define WINO_MUL _mm512_mul_pd
+#include "blis_winograd.inc"
+#undef T
+#undef BLIS_SUFFIX
+#undef WINO_VEC
+#undef WINO_LANES
+#undef WINO_MASK
+#undef WINO_ZERO
+#undef WINO_LOAD
+#undef WINO_STORE
+#undef WINO_MASKZ_LOAD
+#undef WINO_MASK_STORE
+#undef WINO_SET1
+#undef WINO_FMA
+#undef WINO_ADD
+#undef WINO_SUB
+#undef WINO_MUL
+#else
+#define BLIS_HAVE_WINOGRAD 0
+#endif
+
+static long wino_ceil_div(long a, long b) {
+    return (a + b - 1) / b;
+}
+
+/* The tile size for a layer under `auto` (measured on Zen 5, see
+ * docs/backend-blis.md): 0 = keep the direct kernels. */
+static long wino_auto_tile(const blis_backend *be, const conv_geometry *g, long cin, long cout,
+                           nnopt_dtype dtype) {
+    const long lanes = dtype == NNOPT_F32 ? 16 : 8;
+    const long groups = wino_ceil_div(g->n, lanes);
+    /* Lanes of a part-filled group are wasted work, and fewer groups than
+     * threads leave cores idle: keep the direct kernels for small batches. */
+    if (groups < be->threads || g->n * 4 < groups * lanes * 3) return 0;
+    (void)cin, (void)cout;
+    return 4;
+}
+
+int blis_winograd_tile(const blis_backend *be, const conv_geometry *g, int data_pass,
+                       nnopt_dtype dtype) {
+    if (!BLIS_HAVE_WINOGRAD || be->winograd == BLIS_WINOGRAD_OFF || !blis_direct_conv_available())
+        return 0;
+    if (g->groups != 1 || g->r != 3 || g->s != 3 || g->stride_h != 1 || g->stride_w != 1) return 0;
+    /* The data gradient runs with padding 2 - pad. */
+    if (g->pad_h > 2 || g->pad_w > 2 || g->p < 1 || g->q < 1) return 0;
+    const long cin = data_pass ? g->k : g->c, cout = data_pass ? g->c : g->k;
+    if (be->winograd == BLIS_WINOGRAD_F2) return 2;
+    if (be->winograd == BLIS_WINOGRAD_F4) return 4;
+    return (int)wino_auto_tile(be, g, cin, cout, dtype);
+}
+
+static void wino_shape_make(const conv_geometry *g, int data_pass, long m, size_t es,
+                            wino_shape *s) {
+    *s = (wino_shape){0};
+    if (data_pass) {
+        s->cin = g->k, s->h = g->p, s->w = g->q, s->cout = g->c;
+        s->pad_h = 2 - g->pad_h, s->pad_w = 2 - g->pad_w, s->p = g->h, s->q = g->w;
+    } else {
+        s->cin = g->c, s->h = g->h, s->w = g->w, s->cout = g->k;
+        s->pad_h = g->pad_h, s->pad_w = g->pad_w, s->p = g->p, s->q = g->q;
+    }
+    s->m = m;
+    s->tiles_h = wino_ceil_div(s->p, m);
+    s->tiles_w = wino_ceil_div(s->q, m);
+    s->tiles = s->tiles_h * s->tiles_w;
+    s->hp = s->tiles_h * m + 2;
+    s->wp = s->tiles_w * m + 2;
+    s->kblocks = wino_ceil_div(s->cout, WINO_KBLOCK);
+    /* V and M of a chunk within ~256 KB of L2, at least one 3-vector block */
+    const long lanes = (long)(64 / es), a = m + 2;
+    const long per_tile = a * a * (s->cin + s->cout) * lanes * (long)es;
+    long chunk = 256 * 1024 / per_tile;
+    chunk = chunk < 3 ? 3 : chunk / 3 * 3;
+    s->chunk = chunk < s->tiles ? chunk : s->tiles;
+}
+
+static wino_layout wino_layout_make(const wino_shape *s, size_t es) {
+    const long lanes = (long)(64 / es), a = s->m + 2;
+    wino_layout lay = {0};
+    size_t at = 0;
+    lay.u = at;
+    at += blis_align64((size_t)(a * a * s->kblocks * WINO_KBLOCK * s->cin) * es);
+    lay.xt = at;
+    at += blis_align64((size_t)(s->cin * s->hp * s->wp * lanes) * es);
+    lay.yt = at;
+    at += blis_align64((size_t)(s->cout * s->tiles_h * s->m * s->tiles_w * s->m * lanes) * es);
+    lay.v = at;
+    at += blis_align64((size_t)(a * a * s->cin * s->chunk * lanes) * es);
+    lay.mm = at;
+    at += blis_align64((size_t)(a * a * s->cout * s->chunk * lanes) * es);
+    lay.total = at;
+    return lay;
+}
+
+nnopt_status blis_winograd_conv(blis_backend *be, const conv_geometry *g, int data_pass, int tile,
+                                nnopt_dtype dtype, const void *in, const void *w, const void *bias,
+                                void *out) {
+#if BLIS_HAVE_WINOGRAD
+    const size_t es = dtype == NNOPT_F32 ? sizeof(float) : sizeof(double);
+    const long lanes = (long)(64 / es);
+    wino_shape s;
+    wino_shape_make(g, data_pass, tile, es, &s);
+    const wino_layout lay = wino_layout_make(&s, es);
+    const long groups = wino_ceil_div(g->n, lanes);
+    const int team = groups < be->threads ? (int)groups : be->threads;
+    nnopt_status st = blis_scratch_reserve(be, team, lay.total);
+    if (st != NNOPT_OK) return st;
+    void *u = (char *)be->scratch[0].data + lay.u;
+    blis_scratch *scratch = be->scratch;
+#pragma omp parallel num_threads(team)
+    {
+        const int t = omp_get_thread_num(), used = omp_get_num_threads();
+        /* the filter transform is split over the team too: serial, it cost
+         * a third of a 64-channel layer */
+        const long b_first = s.kblocks * t / used, b_end = s.kblocks * (t + 1) / used;
+        if (dtype == NNOPT_F32)
+            wino_filter_transform_f32(&s, w, data_pass, b_first, b_end, u);
+        else
+            wino_filter_transform_f64(&s, w, data_pass, b_first, b_end, u);
+#pragma omp barrier
+        const long first = groups * t / used, end = groups * (t + 1) / used;
+        if (dtype == NNOPT_F32)
+            wino_run_groups_f32(&s, g->n, first, end, in, u, bias, out, scratch[t].data, &lay);
+        else
+            wino_run_groups_f64(&s, g->n, first, end, in, u, bias, out, scratch[t].data, &lay);
+    }
+    return NNOPT_OK;
+#else
+    (void)be, (void)g, (void)data_pass, (void)tile, (void)dtype, (void)in, (void)w, (void)bias;
+    (void)out;
+    return NNOPT_STATUS_UNSUPPORTED;
+#endif
+}
