@@ -64,12 +64,14 @@ typedef struct wino_layout {
 
 /* rows[i][j] <- rows[j][i] for 16 rows of 16 floats: pairs within 128-bit
  * lanes, then quads, then the 128-bit lanes themselves. */
-WINO_TARGET static void wino_transpose_f32(__m512 *rows) {
+WINO_INLINE void wino_transpose_f32(__m512 *rows) {
     __m512 a[16], b[16];
+#pragma GCC unroll 8
     for (int i = 0; i < 8; i++) {
         a[2 * i] = _mm512_unpacklo_ps(rows[2 * i], rows[2 * i + 1]);
         a[2 * i + 1] = _mm512_unpackhi_ps(rows[2 * i], rows[2 * i + 1]);
     }
+#pragma GCC unroll 4
     for (int i = 0; i < 4; i++) {
         const __m512d a0 = _mm512_castps_pd(a[4 * i]), a1 = _mm512_castps_pd(a[4 * i + 1]);
         const __m512d a2 = _mm512_castps_pd(a[4 * i + 2]), a3 = _mm512_castps_pd(a[4 * i + 3]);
@@ -79,6 +81,7 @@ WINO_TARGET static void wino_transpose_f32(__m512 *rows) {
         b[4 * i + 3] = _mm512_castpd_ps(_mm512_unpackhi_pd(a1, a3));
     }
     /* b[4g + j], 128-bit lane L: column 4L + j of rows 4g..4g+3 */
+#pragma GCC unroll 4
     for (int j = 0; j < 4; j++) {
         const __m512 c_even = _mm512_shuffle_f32x4(b[j], b[4 + j], 0x88);
         const __m512 c_odd = _mm512_shuffle_f32x4(b[j], b[4 + j], 0xdd);
@@ -92,12 +95,14 @@ WINO_TARGET static void wino_transpose_f32(__m512 *rows) {
 }
 
 /* The same for 8 rows of 8 doubles: pairs, then the 128-bit lanes. */
-WINO_TARGET static void wino_transpose_f64(__m512d *rows) {
+WINO_INLINE void wino_transpose_f64(__m512d *rows) {
     __m512d a[8];
+#pragma GCC unroll 4
     for (int i = 0; i < 4; i++) {
         a[2 * i] = _mm512_unpacklo_pd(rows[2 * i], rows[2 * i + 1]);
         a[2 * i + 1] = _mm512_unpackhi_pd(rows[2 * i], rows[2 * i + 1]);
     }
+#pragma GCC unroll 2
     for (int j = 0; j < 2; j++) {
         const __m512d c_even = _mm512_shuffle_f64x2(a[j], a[2 + j], 0x88);
         const __m512d c_odd = _mm512_shuffle_f64x2(a[j], a[2 + j], 0xdd);
@@ -118,6 +123,8 @@ WINO_TARGET static void wino_transpose_f64(__m512d *rows) {
 #define WINO_ZERO _mm512_setzero_ps
 #define WINO_LOAD _mm512_load_ps
 #define WINO_STORE _mm512_store_ps
+#define WINO_LOADU _mm512_loadu_ps
+#define WINO_STOREU _mm512_storeu_ps
 #define WINO_MASKZ_LOAD _mm512_maskz_loadu_ps
 #define WINO_MASK_STORE _mm512_mask_storeu_ps
 #define WINO_SET1 _mm512_set1_ps
@@ -134,6 +141,8 @@ WINO_TARGET static void wino_transpose_f64(__m512d *rows) {
 #undef WINO_ZERO
 #undef WINO_LOAD
 #undef WINO_STORE
+#undef WINO_LOADU
+#undef WINO_STOREU
 #undef WINO_MASKZ_LOAD
 #undef WINO_MASK_STORE
 #undef WINO_SET1
@@ -149,6 +158,8 @@ WINO_TARGET static void wino_transpose_f64(__m512d *rows) {
 #define WINO_ZERO _mm512_setzero_pd
 #define WINO_LOAD _mm512_load_pd
 #define WINO_STORE _mm512_store_pd
+#define WINO_LOADU _mm512_loadu_pd
+#define WINO_STOREU _mm512_storeu_pd
 #define WINO_MASKZ_LOAD _mm512_maskz_loadu_pd
 #define WINO_MASK_STORE _mm512_mask_storeu_pd
 #define WINO_SET1 _mm512_set1_pd
@@ -165,6 +176,8 @@ WINO_TARGET static void wino_transpose_f64(__m512d *rows) {
 #undef WINO_ZERO
 #undef WINO_LOAD
 #undef WINO_STORE
+#undef WINO_LOADU
+#undef WINO_STOREU
 #undef WINO_MASKZ_LOAD
 #undef WINO_MASK_STORE
 #undef WINO_SET1
