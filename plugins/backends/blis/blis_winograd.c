@@ -21,22 +21,20 @@
 
 #define WINO_KBLOCK 8 /* output channels per register block */
 
-/* B^T, G and A^T of F(4x4, 3x3) (points 0, +-1, +-2) and F(2x2, 3x3)
- * (points 0, +-1), row-major. */
-static const double wino_bt4[6 * 6] = {
-    4, 0, -5, 0, 1, 0, 0, -4, -4, 1, 1, 0, 0, 4, -4, -1, 1, 0,
-    0, -2, -1, 2, 1, 0, 0, 2, -1, -2, 1, 0, 0, 4, 0, -5, 0, 1,
-};
+/* F(4x4, 3x3) on the points 0, +-1, +-2 and F(2x2, 3x3) on 0, +-1 (rows of
+ * each matrix; the input and output transforms wino_bt_1d and wino_at_1d in
+ * blis_winograd.inc apply B^T and A^T with shared subexpressions):
+ *   F(4x4): B^T = [4 0 -5 0 1 0; 0 -4 -4 1 1 0; 0 4 -4 -1 1 0; 0 -2 -1 2 1 0;
+ *                  0 2 -1 -2 1 0; 0 4 0 -5 0 1]
+ *           A^T = [1 1 1 1 1 0; 0 1 -1 2 -2 0; 0 1 1 4 4 0; 0 1 -1 8 -8 1]
+ *   F(2x2): B^T = [1 0 -1 0; 0 1 1 0; 0 -1 1 0; 0 1 0 -1]
+ *           A^T = [1 1 1 0; 0 1 -1 -1]
+ * and G, the filter transform (applied in double): */
 static const double wino_g4[6 * 3] = {
-    1.0 / 4,  0,         0,        -1.0 / 6, -1.0 / 6, -1.0 / 6, -1.0 / 6, 1.0 / 6, -1.0 / 6,
-    1.0 / 24, 1.0 / 12,  1.0 / 6,  1.0 / 24, -1.0 / 12, 1.0 / 6, 0,        0,       1,
+    1.0 / 4,  0,        0,       -1.0 / 6, -1.0 / 6,  -1.0 / 6, -1.0 / 6, 1.0 / 6, -1.0 / 6,
+    1.0 / 24, 1.0 / 12, 1.0 / 6, 1.0 / 24, -1.0 / 12, 1.0 / 6,  0,        0,       1,
 };
-static const double wino_at4[4 * 6] = {
-    1, 1, 1, 1, 1, 0, 0, 1, -1, 2, -2, 0, 0, 1, 1, 4, 4, 0, 0, 1, -1, 8, -8, 1,
-};
-static const double wino_bt2[4 * 4] = {1, 0, -1, 0, 0, 1, 1, 0, 0, -1, 1, 0, 0, 1, 0, -1};
 static const double wino_g2[4 * 3] = {1, 0, 0, 0.5, 0.5, 0.5, 0.5, -0.5, 0.5, 0, 0, 1};
-static const double wino_at2[2 * 4] = {1, 1, 1, 0, 0, 1, -1, -1};
 
 /* One convolution as a forward pass (the data gradient's too). */
 typedef struct wino_shape {
@@ -129,6 +127,7 @@ WINO_INLINE void wino_transpose_f64(__m512d *rows) {
 #define WINO_MASK_STORE _mm512_mask_storeu_ps
 #define WINO_SET1 _mm512_set1_ps
 #define WINO_FMA _mm512_fmadd_ps
+#define WINO_FNMA _mm512_fnmadd_ps
 #define WINO_ADD _mm512_add_ps
 #define WINO_SUB _mm512_sub_ps
 #define WINO_MUL _mm512_mul_ps
@@ -147,6 +146,7 @@ WINO_INLINE void wino_transpose_f64(__m512d *rows) {
 #undef WINO_MASK_STORE
 #undef WINO_SET1
 #undef WINO_FMA
+#undef WINO_FNMA
 #undef WINO_ADD
 #undef WINO_SUB
 #undef WINO_MUL
@@ -164,6 +164,7 @@ WINO_INLINE void wino_transpose_f64(__m512d *rows) {
 #define WINO_MASK_STORE _mm512_mask_storeu_pd
 #define WINO_SET1 _mm512_set1_pd
 #define WINO_FMA _mm512_fmadd_pd
+#define WINO_FNMA _mm512_fnmadd_pd
 #define WINO_ADD _mm512_add_pd
 #define WINO_SUB _mm512_sub_pd
 #define WINO_MUL _mm512_mul_pd
@@ -182,6 +183,7 @@ WINO_INLINE void wino_transpose_f64(__m512d *rows) {
 #undef WINO_MASK_STORE
 #undef WINO_SET1
 #undef WINO_FMA
+#undef WINO_FNMA
 #undef WINO_ADD
 #undef WINO_SUB
 #undef WINO_MUL
