@@ -31,9 +31,10 @@ static const nnopt_param_spec blis_params[] = {
      "kernels on widened copies; f32 = always the latter (portable)",
      "auto|f32", 0, 0},
     {"winograd", NNOPT_PARAM_ENUM, "auto",
-     "3x3 stride-1 ungrouped convolutions (forward and data gradient, AVX-512F): auto = "
-     "Winograd F(4x4,3x3) where it measured faster than the direct kernels (batches of at "
-     "least 16 images per thread group); off = never; f2 / f4 = F(2x2,3x3) / F(4x4,3x3) "
+     "Winograd for 3x3 stride-1 ungrouped convolutions (forward and data gradient, "
+     "AVX-512F): auto = where it measured faster than the direct kernels (batches filling "
+     "groups of 16 f32 / 8 f64 images on every thread), F(4x4,3x3) on outputs of 256+ "
+     "values per plane, F(2x2,3x3) on smaller ones; off = never; f2 / f4 = that tile "
      "wherever it applies",
      "auto|off|f2|f4", 0, 0},
 };
@@ -222,12 +223,14 @@ static nnopt_status blis_synchronize(void *ctx) {
 
 static void blis_describe(void *ctx, char *buf, size_t size) {
     const blis_backend *be = ctx;
-    snprintf(buf, size, "BLIS %s kernels (%s), %d thread%s; convolutions: %s; bf16: %s; int8: %s",
+    static const char *const winograd[] = {"auto", "off", "f2", "f4"};
+    snprintf(buf, size,
+             "BLIS %s kernels (%s), %d thread%s; convolutions: %s; winograd: %s; bf16: %s; int8: %s",
              be->kernels, be->arch_reason, be->threads, be->threads == 1 ? "" : "s",
              be->direct_conv ? "direct AVX-512 for ungrouped RxS>1, stride<=2, C*R*S<=1024 "
                                "(data gradient: stride 1), im2col+GEMM otherwise"
                              : "im2col+GEMM",
-             be->bf16_hw ? "AVX-512 BF16 GEMM" : "f32 kernels on widened copies",
+             be->direct_conv ? winograd[be->winograd] : "off", be->bf16_hw ? "AVX-512 BF16 GEMM" : "f32 kernels on widened copies",
              be->int8_vnni ? "AVX-512 VNNI" : "reference kernels (no VNNI)");
 }
 

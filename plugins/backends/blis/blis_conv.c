@@ -469,7 +469,7 @@ nnopt_status blis_conv2d(blis_backend *be, const nnopt_op *op, nnopt_tensor *con
         return NNOPT_OK;
     }
 
-    const int wino_tile = blis_winograd_tile(be, &g, 0, x->dtype);
+    const int wino_tile = blis_winograd_tile(be, &g, x->dtype);
     if (wino_tile)
         return blis_winograd_conv(be, &g, 0, wino_tile, x->dtype, x->data, w->data,
                                   b ? b->data : NULL, y->data);
@@ -543,7 +543,7 @@ nnopt_status blis_conv2d_bwd_data(blis_backend *be, const nnopt_op *op, nnopt_te
         return NNOPT_OK;
     }
 
-    const int wino_tile = blis_winograd_tile(be, &g, 1, dy->dtype);
+    const int wino_tile = blis_winograd_tile(be, &g, dy->dtype);
     if (wino_tile)
         return blis_winograd_conv(be, &g, 1, wino_tile, dy->dtype, dy->data, w->data, NULL,
                                   dx->data);
