@@ -42,17 +42,17 @@ static void use_shared(test_backend shared, test_backend *variant) {
 }
 
 static const conv_case resnet_cases[] = {
-    {3, 16, 32, 32, 16, 3, 3, {1, 1, 1, 1, 1}},  /* ResNet stage 1 */
-    {2, 32, 16, 16, 32, 3, 3, {1, 1, 1, 1, 1}},  /* stage 2 */
-    {17, 64, 8, 8, 64, 3, 3, {1, 1, 1, 1, 1}},   /* stage 3, a group of 16 and one of 1 */
-    {2, 3, 32, 32, 16, 3, 3, {1, 1, 1, 1, 1}},   /* stem: 3 channels */
-    {3, 5, 11, 13, 9, 3, 3, {1, 1, 1, 1, 1}},    /* odd sizes, K = 9 (two blocks) */
-    {2, 7, 9, 10, 5, 3, 3, {1, 1, 0, 0, 1}},     /* no padding */
-    {2, 4, 6, 5, 12, 3, 3, {1, 1, 2, 2, 1}},     /* padding 2: the data pass's is 0 */
-    {2, 6, 7, 8, 3, 3, 3, {1, 1, 0, 2, 1}},      /* padding differs by axis */
-    {1, 1, 1, 1, 1, 3, 3, {1, 1, 1, 1, 1}},      /* one value */
-    {20, 2, 5, 3, 17, 3, 3, {1, 1, 1, 1, 1}},    /* 20 images, K = 17 */
-    {2, 40, 4, 4, 70, 3, 3, {1, 1, 1, 1, 1}},    /* wide layers */
+    {3, 16, 32, 32, 16, 3, 3, {1, 1, 1, 1, 1}}, /* ResNet stage 1 */
+    {2, 32, 16, 16, 32, 3, 3, {1, 1, 1, 1, 1}}, /* stage 2 */
+    {17, 64, 8, 8, 64, 3, 3, {1, 1, 1, 1, 1}},  /* stage 3, a group of 16 and one of 1 */
+    {2, 3, 32, 32, 16, 3, 3, {1, 1, 1, 1, 1}},  /* stem: 3 channels */
+    {3, 5, 11, 13, 9, 3, 3, {1, 1, 1, 1, 1}},   /* odd sizes, K = 9 (two blocks) */
+    {2, 7, 9, 10, 5, 3, 3, {1, 1, 0, 0, 1}},    /* no padding */
+    {2, 4, 6, 5, 12, 3, 3, {1, 1, 2, 2, 1}},    /* padding 2: the data pass's is 0 */
+    {2, 6, 7, 8, 3, 3, 3, {1, 1, 0, 2, 1}},     /* padding differs by axis */
+    {1, 1, 1, 1, 1, 3, 3, {1, 1, 1, 1, 1}},     /* one value */
+    {20, 2, 5, 3, 17, 3, 3, {1, 1, 1, 1, 1}},   /* 20 images, K = 17 */
+    {2, 40, 4, 4, 70, 3, 3, {1, 1, 1, 1, 1}},   /* wide layers */
 };
 
 static void check_cases(const char *mode) {
@@ -103,8 +103,7 @@ static void test_auto(void **state) {
         {32, 16, 32, 32, 16, 3, 3, {1, 1, 1, 1, 1}},
         {32, 64, 8, 8, 64, 3, 3, {1, 1, 1, 1, 1}},
     };
-    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++)
-        check_conv_case(&cases[i], "auto");
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) check_conv_case(&cases[i], "auto");
     const char *const settings[] = {"threads=1", NULL};
     test_backend variant;
     const test_backend shared = use_variant(settings, &variant);

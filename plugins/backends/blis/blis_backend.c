@@ -223,15 +223,18 @@ static nnopt_status blis_synchronize(void *ctx) {
 
 static void blis_describe(void *ctx, char *buf, size_t size) {
     const blis_backend *be = ctx;
-    static const char *const winograd[] = {"auto", "off", "f2", "f4"};
-    snprintf(buf, size,
-             "BLIS %s kernels (%s), %d thread%s; convolutions: %s; winograd: %s; bf16: %s; int8: %s",
+    snprintf(buf, size, "BLIS %s kernels (%s), %d thread%s; convolutions: %s; bf16: %s; int8: %s",
              be->kernels, be->arch_reason, be->threads, be->threads == 1 ? "" : "s",
              be->direct_conv ? "direct AVX-512 for ungrouped RxS>1, stride<=2, C*R*S<=1024 "
                                "(data gradient: stride 1), im2col+GEMM otherwise"
                              : "im2col+GEMM",
-             be->direct_conv ? winograd[be->winograd] : "off", be->bf16_hw ? "AVX-512 BF16 GEMM" : "f32 kernels on widened copies",
+             be->bf16_hw ? "AVX-512 BF16 GEMM" : "f32 kernels on widened copies",
              be->int8_vnni ? "AVX-512 VNNI" : "reference kernels (no VNNI)");
+    static const char *const winograd[] = {"auto", "off", "f2", "f4"};
+    const size_t used = strlen(buf);
+    if (used + 1 < size)
+        snprintf(buf + used, size - used, "; winograd: %s",
+                 be->direct_conv ? winograd[be->winograd] : "off");
 }
 
 /* Compiled mode: generated kernels parallel over the batch on this

@@ -39,12 +39,12 @@ static const double wino_g2[4 * 3] = {1, 0, 0, 0.5, 0.5, 0.5, 0.5, -0.5, 0.5, 0,
 /* One convolution as a forward pass (the data gradient's too). */
 typedef struct wino_shape {
     long cin, h, w, cout, pad_h, pad_w, p, q;
-    long m;                 /* output tile size: 2 or 4 */
-    long tiles_h, tiles_w;  /* per image */
-    long tiles;             /* tiles_h * tiles_w */
-    long hp, wp;            /* padded input planes: tiles * m + 2 */
-    long chunk;             /* tiles per transform chunk */
-    long kblocks;           /* output channel blocks of WINO_KBLOCK */
+    long m;                /* output tile size: 2 or 4 */
+    long tiles_h, tiles_w; /* per image */
+    long tiles;            /* tiles_h * tiles_w */
+    long hp, wp;           /* padded input planes: tiles * m + 2 */
+    long chunk;            /* tiles per transform chunk */
+    long kblocks;          /* output channel blocks of WINO_KBLOCK */
 } wino_shape;
 
 /* Byte offsets into each thread's scratch: the transformed filters (thread
