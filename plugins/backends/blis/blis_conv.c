@@ -615,6 +615,10 @@ nnopt_status blis_conv2d_bwd_filter(blis_backend *be, const nnopt_op *op, nnopt_
         return NNOPT_OK;
     }
 
+    const int wino_tile = blis_winograd_tile(be, &g, x->dtype);
+    if (wino_tile)
+        return blis_winograd_filter(be, &g, wino_tile, x->dtype, x->data, dy->data, dw->data);
+
     if (conv_use_direct(be, &g, DIRECT_FILTER))
         return conv_direct(be, &g, DIRECT_FILTER, x->dtype, x->data, dy->data, NULL, NULL,
                            dw->data);

@@ -92,6 +92,9 @@ int blis_winograd_tile(const blis_backend *be, const conv_geometry *g, nnopt_dty
 nnopt_status blis_winograd_conv(blis_backend *be, const conv_geometry *g, int data_pass, int tile,
                                 nnopt_dtype dtype, const void *in, const void *w, const void *bias,
                                 void *out);
+/* The filter gradient dw of g from x and dy. */
+nnopt_status blis_winograd_filter(blis_backend *be, const conv_geometry *g, int tile,
+                                  nnopt_dtype dtype, const void *x, const void *dy, void *dw);
 
 /* ---- int8 inference (blis_quant.c) ----
  * Whether this CPU runs the int8 kernels (AVX-512F/BW and VNNI). */

@@ -131,6 +131,7 @@ WINO_INLINE void wino_transpose_f64(__m512d *rows) {
 #define WINO_ADD _mm512_add_ps
 #define WINO_SUB _mm512_sub_ps
 #define WINO_MUL _mm512_mul_ps
+#define WINO_REDUCE _mm512_reduce_add_ps
 #include "blis_winograd.inc"
 #undef T
 #undef BLIS_SUFFIX
@@ -150,6 +151,7 @@ WINO_INLINE void wino_transpose_f64(__m512d *rows) {
 #undef WINO_ADD
 #undef WINO_SUB
 #undef WINO_MUL
+#undef WINO_REDUCE
 #define T double
 #define BLIS_SUFFIX f64
 #define WINO_VEC __m512d
@@ -168,6 +170,7 @@ WINO_INLINE void wino_transpose_f64(__m512d *rows) {
 #define WINO_ADD _mm512_add_pd
 #define WINO_SUB _mm512_sub_pd
 #define WINO_MUL _mm512_mul_pd
+#define WINO_REDUCE _mm512_reduce_add_pd
 #include "blis_winograd.inc"
 #undef T
 #undef BLIS_SUFFIX
@@ -187,6 +190,7 @@ WINO_INLINE void wino_transpose_f64(__m512d *rows) {
 #undef WINO_ADD
 #undef WINO_SUB
 #undef WINO_MUL
+#undef WINO_REDUCE
 #else
 #define BLIS_HAVE_WINOGRAD 0
 #endif
@@ -221,7 +225,7 @@ int blis_winograd_tile(const blis_backend *be, const conv_geometry *g, nnopt_dty
 }
 
 static void wino_shape_make(const conv_geometry *g, int data_pass, long m, size_t es,
-                            wino_shape *s) {
+                            int whole_plane, wino_shape *s) {
     *s = (wino_shape){0};
     if (data_pass) {
         s->cin = g->k, s->h = g->p, s->w = g->q, s->cout = g->c;
@@ -242,14 +246,14 @@ static void wino_shape_make(const conv_geometry *g, int data_pass, long m, size_
     const long per_tile = a * a * (s->cin + s->cout) * lanes * (long)es;
     long chunk = 256 * 1024 / per_tile;
     chunk = chunk < 3 ? 3 : chunk / 3 * 3;
-    s->chunk = chunk < s->tiles ? chunk : s->tiles;
+    s->chunk = chunk < s->tiles && !whole_plane ? chunk : s->tiles;
 }
 
 static wino_layout wino_layout_make(const wino_shape *s, size_t es) {
     const long lanes = (long)(64 / es), a = s->m + 2;
     wino_layout lay = {0};
     size_t at = 0;
-    lay.u = at;
+    lay.u = at; /* filter gradient: this thread's sums[xi][k][c] */
     at += blis_align64((size_t)(a * a * s->kblocks * WINO_KBLOCK * s->cin) * es);
     lay.xt = at;
     at += blis_align64((size_t)(s->cin * s->hp * s->wp * lanes) * es);
@@ -270,7 +274,7 @@ nnopt_status blis_winograd_conv(blis_backend *be, const conv_geometry *g, int da
     const size_t es = dtype == NNOPT_F32 ? sizeof(float) : sizeof(double);
     const long lanes = (long)(64 / es);
     wino_shape s;
-    wino_shape_make(g, data_pass, tile, es, &s);
+    wino_shape_make(g, data_pass, tile, es, 0, &s);
     const wino_layout lay = wino_layout_make(&s, es);
     const long groups = wino_ceil_div(g->n, lanes);
     const int team = groups < be->threads ? (int)groups : be->threads;
@@ -299,6 +303,43 @@ nnopt_status blis_winograd_conv(blis_backend *be, const conv_geometry *g, int da
 #else
     (void)be, (void)g, (void)data_pass, (void)tile, (void)dtype, (void)in, (void)w, (void)bias;
     (void)out;
+    return NNOPT_STATUS_UNSUPPORTED;
+#endif
+}
+
+nnopt_status blis_winograd_filter(blis_backend *be, const conv_geometry *g, int tile,
+                                  nnopt_dtype dtype, const void *x, const void *dy, void *dw) {
+#if BLIS_HAVE_WINOGRAD
+    const size_t es = dtype == NNOPT_F32 ? sizeof(float) : sizeof(double);
+    const long lanes = (long)(64 / es);
+    wino_shape s;
+    /* the reduction over tiles runs over a whole plane per group, so the
+     * lanes are reduced once per group, not per chunk */
+    wino_shape_make(g, 0, tile, es, 1, &s);
+    const wino_layout lay = wino_layout_make(&s, es);
+    const long groups = wino_ceil_div(g->n, lanes);
+    const int team = groups < be->threads ? (int)groups : be->threads;
+    nnopt_status st = blis_scratch_reserve(be, team, lay.total);
+    if (st != NNOPT_OK) return st;
+    blis_scratch *scratch = be->scratch;
+#pragma omp parallel num_threads(team)
+    {
+        const int t = omp_get_thread_num(), used = omp_get_num_threads();
+        const long first = groups * t / used, end = groups * (t + 1) / used;
+        if (dtype == NNOPT_F32)
+            wino_filter_groups_f32(&s, g->n, first, end, x, dy, scratch[t].data, &lay);
+        else
+            wino_filter_groups_f64(&s, g->n, first, end, x, dy, scratch[t].data, &lay);
+#pragma omp barrier
+        const long k_lo = s.cout * t / used, k_hi = s.cout * (t + 1) / used;
+        if (dtype == NNOPT_F32)
+            wino_filter_finish_f32(&s, scratch, used, &lay, k_lo, k_hi, dw);
+        else
+            wino_filter_finish_f64(&s, scratch, used, &lay, k_lo, k_hi, dw);
+    }
+    return NNOPT_OK;
+#else
+    (void)be, (void)g, (void)tile, (void)dtype, (void)x, (void)dy, (void)dw;
     return NNOPT_STATUS_UNSUPPORTED;
 #endif
 }
