@@ -12,7 +12,8 @@
  * the direct kernels' register blocking with tiles x lanes as the long
  * dimension. Tiles go through in chunks small enough for V and M to stay in
  * L2. The data gradient is the forward convolution of dy with the filters
- * transposed and rotated (padding 2 - pad), so it runs the same code.
+ * transposed and rotated (padding 2 - pad), so it runs the same code; the
+ * filter gradient is the adjoint (wino_filter_groups in the .inc).
  * docs/backend-blis.md has the measurements behind the choices. */
 #include <omp.h>
 #include <string.h>
@@ -20,6 +21,30 @@
 #include "blis_internal.h"
 
 #define WINO_KBLOCK 8 /* output channels per register block */
+
+/* One convolution as a forward pass (the data gradient's too). */
+typedef struct wino_shape {
+    long cin, h, w, cout, pad_h, pad_w, p, q;
+    long m;                /* output tile size: 2 or 4 */
+    long tiles_h, tiles_w; /* per image */
+    long tiles;            /* tiles_h * tiles_w */
+    long hp, wp;           /* padded input planes: tiles * m + 2 */
+    long chunk;            /* tiles per transform chunk */
+    long kblocks;          /* output channel blocks of WINO_KBLOCK */
+} wino_shape;
+
+/* Byte offsets into each thread's scratch: the transformed filters (thread
+ * 0's only, read by all; in the filter gradient each thread's sums), then
+ * per thread the interleaved input and output (or dy) groups and the
+ * chunk's V and M (or A dy A^T). */
+typedef struct wino_layout {
+    size_t u, xt, yt, v, mm, total;
+} wino_layout;
+
+#if defined(__x86_64__) && defined(__GNUC__)
+#define BLIS_HAVE_WINOGRAD 1
+#include <immintrin.h>
+#define WINO_TARGET __attribute__((target("avx512f,avx512bw,avx512vl,avx512dq,fma")))
 
 /* F(4x4, 3x3) on the points 0, +-1, +-2 and F(2x2, 3x3) on 0, +-1 (rows of
  * each matrix; the input and output transforms wino_bt_1d and wino_at_1d in
@@ -36,28 +61,6 @@ static const double wino_g4[6 * 3] = {
 };
 static const double wino_g2[4 * 3] = {1, 0, 0, 0.5, 0.5, 0.5, 0.5, -0.5, 0.5, 0, 0, 1};
 
-/* One convolution as a forward pass (the data gradient's too). */
-typedef struct wino_shape {
-    long cin, h, w, cout, pad_h, pad_w, p, q;
-    long m;                /* output tile size: 2 or 4 */
-    long tiles_h, tiles_w; /* per image */
-    long tiles;            /* tiles_h * tiles_w */
-    long hp, wp;           /* padded input planes: tiles * m + 2 */
-    long chunk;            /* tiles per transform chunk */
-    long kblocks;          /* output channel blocks of WINO_KBLOCK */
-} wino_shape;
-
-/* Byte offsets into each thread's scratch: the transformed filters (thread
- * 0's only, read by all), then per thread the interleaved input and output
- * groups and the chunk's V and M. */
-typedef struct wino_layout {
-    size_t u, xt, yt, v, mm, total;
-} wino_layout;
-
-#if defined(__x86_64__) && defined(__GNUC__)
-#define BLIS_HAVE_WINOGRAD 1
-#include <immintrin.h>
-#define WINO_TARGET __attribute__((target("avx512f,avx512bw,avx512vl,avx512dq,fma")))
 #define WINO_INLINE WINO_TARGET static inline __attribute__((always_inline))
 
 /* rows[i][j] <- rows[j][i] for 16 rows of 16 floats: pairs within 128-bit
@@ -232,6 +235,7 @@ int blis_winograd_tile(const blis_backend *be, const conv_geometry *g, nnopt_dty
     return (int)wino_auto_tile(be, g, dtype, filter_pass);
 }
 
+#if BLIS_HAVE_WINOGRAD
 static void wino_shape_make(const conv_geometry *g, int data_pass, long m, size_t es,
                             int whole_plane, wino_shape *s) {
     *s = (wino_shape){0};
@@ -275,6 +279,8 @@ static wino_layout wino_layout_make(const wino_shape *s, size_t es) {
     return lay;
 }
 
+#endif
+
 nnopt_status blis_winograd_conv(blis_backend *be, const conv_geometry *g, int data_pass, int tile,
                                 nnopt_dtype dtype, const void *in, const void *w, const void *bias,
                                 void *out) {
@@ -293,8 +299,8 @@ nnopt_status blis_winograd_conv(blis_backend *be, const conv_geometry *g, int da
 #pragma omp parallel num_threads(team)
     {
         const int t = omp_get_thread_num(), used = omp_get_num_threads();
-        /* the filter transform is split over the team too: serial, it cost
-         * a third of a 64-channel layer */
+        /* the filter transform (in double, ~160 multiply-adds per channel
+         * pair: 4096 pairs at 64 channels) is split over the team too */
         const long b_first = s.kblocks * t / used, b_end = s.kblocks * (t + 1) / used;
         if (dtype == NNOPT_F32)
             wino_filter_transform_f32(&s, w, data_pass, b_first, b_end, u);
