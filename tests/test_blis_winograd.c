@@ -4,13 +4,14 @@
  * stride-1 shapes (odd sizes, padding 0-2, batches that leave a group of
  * images part-filled, channel counts off the 8-channel block).
  *
- * f32 bound: Winograd's transforms scale products by up to ~10 (F(4x4,3x3)'s
- * A^T has 8s, G 1/24s) and sum them with cancellation, so its rounding error
- * grows with the tile: measured worst |blis - ref| / (|ref| + max |ref|) on
- * these cases was ~1e-6 (F(2x2)) and ~4e-6 (F(4x4)) against ~5e-7 for the
- * direct kernels; the bound 5e-5 leaves room for larger channel counts,
- * while any wrong transform coefficient gives errors of order 1 (checked by
- * perturbing one entry of each matrix). */
+ * f32 bound: Winograd's transforms scale products by up to 8 (F(4x4,3x3)'s
+ * A^T) and 1/24 (G) and sum them with cancellation, so its rounding error
+ * grows with the tile: the worst |blis - ref| / (|ref| + max |ref|) over
+ * these cases was 6.4e-6 for F(4x4), 1.2e-6 for F(2x2) and 1.1e-6 for the
+ * direct kernels (f64: 9e-15, 2e-15, 2e-15; the test prints them). The bound
+ * 5e-5 leaves 8x room for other shapes and seeds, while a wrong transform
+ * coefficient gives errors of order 1e-3 and more: changing any one entry
+ * of B^T, A^T, A or G by 0.1% made these checks fail. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
