@@ -113,6 +113,23 @@ static void test_auto(void **state) {
     use_shared(shared, &variant);
 }
 
+/* Three threads (more than the cores here): three image groups, the filter
+ * transform and the filter gradient's final sums split three ways, and a
+ * team smaller than the thread count (two groups). */
+static void test_three_threads(void **state) {
+    (void)state;
+    const char *const settings[] = {"winograd=f4", "threads=3", NULL};
+    test_backend variant;
+    const test_backend shared = use_variant(settings, &variant);
+    const conv_case cases[] = {
+        {40, 12, 9, 10, 20, 3, 3, {1, 1, 1, 1, 1}},
+        {20, 5, 8, 8, 3, 3, 3, {1, 1, 1, 1, 1}},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++)
+        check_conv_case(&cases[i], "f4, threads=3");
+    use_shared(shared, &variant);
+}
+
 static int open_backends(void **state) {
     (void)state;
     if (test_backend_open("blis", NULL, &blis_backend) != 0) return -1;
@@ -136,6 +153,7 @@ int main(void) {
         cmocka_unit_test(test_f2),
         cmocka_unit_test(test_off),
         cmocka_unit_test(test_auto),
+        cmocka_unit_test(test_three_threads),
     };
     return cmocka_run_group_tests(tests, open_backends, close_backends);
 }
