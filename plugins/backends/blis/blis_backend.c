@@ -31,11 +31,12 @@ static const nnopt_param_spec blis_params[] = {
      "kernels on widened copies; f32 = always the latter (portable)",
      "auto|f32", 0, 0},
     {"winograd", NNOPT_PARAM_ENUM, "auto",
-     "Winograd for 3x3 stride-1 ungrouped convolutions (forward and data gradient, "
-     "AVX-512F): auto = where it measured faster than the direct kernels (batches filling "
-     "groups of 16 f32 / 8 f64 images on every thread), F(4x4,3x3) on outputs of 256+ "
-     "values per plane, F(2x2,3x3) on smaller ones; off = never; f2 / f4 = that tile "
-     "wherever it applies",
+     "Winograd for 3x3 stride-1 ungrouped convolutions (AVX-512F): auto = where it "
+     "measured faster than the direct kernels (batches filling groups of 16 f32 / 8 f64 "
+     "images on every thread, 16+ input channels; forward and data gradient F(4x4,3x3) on "
+     "outputs of 256+ values per plane, F(2x2,3x3) on smaller ones; filter gradient "
+     "F(2x2,3x3) on planes of up to 256); off = never; f2 / f4 = that tile wherever it "
+     "applies",
      "auto|off|f2|f4", 0, 0},
 };
 

@@ -469,7 +469,7 @@ nnopt_status blis_conv2d(blis_backend *be, const nnopt_op *op, nnopt_tensor *con
         return NNOPT_OK;
     }
 
-    const int wino_tile = blis_winograd_tile(be, &g, x->dtype, 0);
+    const int wino_tile = blis_winograd_tile(be, &g, x->dtype, BLIS_WINOGRAD_FORWARD);
     if (wino_tile)
         return blis_winograd_conv(be, &g, 0, wino_tile, x->dtype, x->data, w->data,
                                   b ? b->data : NULL, y->data);
@@ -543,7 +543,7 @@ nnopt_status blis_conv2d_bwd_data(blis_backend *be, const nnopt_op *op, nnopt_te
         return NNOPT_OK;
     }
 
-    const int wino_tile = blis_winograd_tile(be, &g, dy->dtype, 0);
+    const int wino_tile = blis_winograd_tile(be, &g, dy->dtype, BLIS_WINOGRAD_DATA);
     if (wino_tile)
         return blis_winograd_conv(be, &g, 1, wino_tile, dy->dtype, dy->data, w->data, NULL,
                                   dx->data);
@@ -615,7 +615,7 @@ nnopt_status blis_conv2d_bwd_filter(blis_backend *be, const nnopt_op *op, nnopt_
         return NNOPT_OK;
     }
 
-    const int wino_tile = blis_winograd_tile(be, &g, x->dtype, 1);
+    const int wino_tile = blis_winograd_tile(be, &g, x->dtype, BLIS_WINOGRAD_FILTER);
     if (wino_tile)
         return blis_winograd_filter(be, &g, wino_tile, x->dtype, x->data, dy->data, dw->data);
 

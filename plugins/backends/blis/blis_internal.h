@@ -84,11 +84,15 @@ nnopt_status blis_conv_geometry(blis_backend *be, const nnopt_op *op, const nnop
 /* The output columns [*q_lo, *q_hi) whose filter column s reads inside the image. */
 void blis_conv_valid_columns(const conv_geometry *g, long s, long *q_lo, long *q_hi);
 /* ---- Winograd convolutions (blis_winograd.c) ----
- * The output tile size (2 or 4) Winograd runs g's forward and data-gradient
- * passes (filter_pass 0) or its filter gradient (1) with, or 0 where it does
- * not apply or, under `auto`, is not the faster choice. */
+ * The output tile size (2 or 4) Winograd runs one pass of g with, or 0 where
+ * it does not apply or, under `auto`, is not the faster choice. */
+typedef enum blis_winograd_pass {
+    BLIS_WINOGRAD_FORWARD,
+    BLIS_WINOGRAD_DATA,
+    BLIS_WINOGRAD_FILTER,
+} blis_winograd_pass;
 int blis_winograd_tile(const blis_backend *be, const conv_geometry *g, nnopt_dtype dtype,
-                       int filter_pass);
+                       blis_winograd_pass pass);
 /* Forward: in = x, out = y (bias may be NULL); data pass: in = dy, out = dx. */
 nnopt_status blis_winograd_conv(blis_backend *be, const conv_geometry *g, int data_pass, int tile,
                                 nnopt_dtype dtype, const void *in, const void *w, const void *bias,

@@ -205,17 +205,22 @@ static long wino_ceil_div(long a, long b) {
 /* The tile size for a layer under `auto` (measured on Zen 5, see
  * docs/backend-blis.md): 0 = keep the direct kernels. */
 static long wino_auto_tile(const blis_backend *be, const conv_geometry *g, nnopt_dtype dtype,
-                           int filter_pass) {
+                           blis_winograd_pass pass) {
     const long lanes = dtype == NNOPT_F32 ? 16 : 8;
     const long groups = wino_ceil_div(g->n, lanes);
     /* Lanes of a part-filled group are wasted work, and fewer groups than
      * threads leave cores idle: keep the direct kernels for small batches. */
     if (groups < be->threads || g->n * 4 < groups * lanes * 3) return 0;
+    /* Under 16 input channels the per-position products are too short to pay
+     * for the transforms (ResNet's 3-channel stem: 1.25-1.4x slower, 8
+     * channels: even). */
+    const long cin = pass == BLIS_WINOGRAD_DATA ? g->k : g->c;
+    if (cin < 16) return 0;
     /* The filter gradient reduces over whole planes per group: F(2x2) on
      * planes of up to 256 outputs (1.6x the direct kernel at 64 x 8 x 8,
      * 1.1x at 32 x 16 x 16); on 32x32 planes its transformed planes (4 MB a
      * group) spill L2 and it ran 1.5-1.7x slower than the direct kernel. */
-    if (filter_pass) return g->p * g->q <= 256 ? 2 : 0;
+    if (pass == BLIS_WINOGRAD_FILTER) return g->k >= 16 && g->p * g->q <= 256 ? 2 : 0;
     /* Forward and data gradient: F(4x4) on planes of 16 tiles or more
      * (ResNet's 32x32, 16x16); on 8x8 planes its 4 tiles leave the GEMM's
      * 3-vector blocking a 1-vector tail and F(2x2) ran faster (and is more
@@ -224,7 +229,7 @@ static long wino_auto_tile(const blis_backend *be, const conv_geometry *g, nnopt
 }
 
 int blis_winograd_tile(const blis_backend *be, const conv_geometry *g, nnopt_dtype dtype,
-                       int filter_pass) {
+                       blis_winograd_pass pass) {
     /* direct_conv: AVX-512F present and not conv=gemm */
     if (!BLIS_HAVE_WINOGRAD || be->winograd == BLIS_WINOGRAD_OFF || !be->direct_conv) return 0;
     if (g->groups != 1 || g->r != 3 || g->s != 3 || g->stride_h != 1 || g->stride_w != 1) return 0;
@@ -232,7 +237,7 @@ int blis_winograd_tile(const blis_backend *be, const conv_geometry *g, nnopt_dty
     if (g->pad_h > 2 || g->pad_w > 2 || g->p < 1 || g->q < 1) return 0;
     if (be->winograd == BLIS_WINOGRAD_F2) return 2;
     if (be->winograd == BLIS_WINOGRAD_F4) return 4;
-    return (int)wino_auto_tile(be, g, dtype, filter_pass);
+    return (int)wino_auto_tile(be, g, dtype, pass);
 }
 
 #if BLIS_HAVE_WINOGRAD
