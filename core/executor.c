@@ -198,6 +198,34 @@ static nnopt_status allocate(nnopt_exec *ex, int share_memory, nnopt_error *err)
     return st;
 }
 
+/* The gradient of an add's input that nothing else reads is the add's own
+ * gradient: make it a view of that, and the add's backward copies nothing
+ * for it. Consumers before producers, so a chain of adds views the last
+ * one's tensor. Safe because an add's gradient is complete, and never
+ * written again in the pass, once the add's backward runs. */
+static nnopt_status alias_add_gradients(nnopt_exec *ex, nnopt_error *err) {
+    const nnopt_graph *g = ex->net->graph;
+    for (int i = g->n_nodes - 1; i >= 0; i--) {
+        const nnopt_graph_node *n = &g->nodes[i];
+        if (n->kind != NNOPT_NODE_ADD || !ex->needs_grad[i] || !ex->grad[i]) continue;
+        if (n->inputs[0] == n->inputs[1]) continue;
+        for (int k = 0; k < 2; k++) {
+            const int a = n->inputs[k];
+            const nnopt_node_kind kind = g->nodes[a].kind;
+            nnopt_tensor *own = ex->grad[a];
+            if (!ex->needs_grad[a] || nnopt_node_is_state(kind) || kind == NNOPT_NODE_INPUT ||
+                kind == NNOPT_NODE_FLATTEN || consumers(g, a) != 1 || !own || !own->owns_data ||
+                nnopt_tensor_numel(own) != nnopt_tensor_numel(ex->grad[i]))
+                continue;
+            nnopt_tensor *view = nnopt_tensor_view(ex->grad[i], own->ndim, own->shape);
+            if (!view) return nnopt_error_set(err, NNOPT_STATUS_OUT_OF_MEMORY, "out of memory");
+            nnopt_backend_tensor_free(ex->net->backend, own);
+            ex->grad[a] = view;
+        }
+    }
+    return NNOPT_OK;
+}
+
 /* Which convs fold into the batchnorm that reads them: the conv's only
  * reader is that batchnorm, in a dtype the host can compute in. */
 static nnopt_status plan_folding(nnopt_exec *ex, nnopt_error *err) {
@@ -299,6 +327,7 @@ static nnopt_status create(nnopt_network *net, int64_t batch, int training, int 
      * values must not share memory. */
     if (st == NNOPT_OK)
         st = allocate(ex, share_memory && !nnopt_kernels_wanted(&net->kernels), err);
+    if (st == NNOPT_OK && training) st = alias_add_gradients(ex, err);
     if (st == NNOPT_OK && share_memory) st = fold_batchnorms(ex, err);
     if (st == NNOPT_OK) st = nnopt_exec_program_prepare(ex, err);
     if (st == NNOPT_OK && training) {
@@ -482,10 +511,15 @@ static nnopt_status backward_node(nnopt_exec *ex, int i, nnopt_error *err) {
         return emit_grad(ex, &op, (nnopt_tensor *[]){dy, ex->aux[i * NNOPT_EXEC_AUX]}, 2, inp[0], t,
                          err);
     case NNOPT_NODE_ADD:
-        /* d(a + b) passes dy through to both: a copy. */
+        /* d(a + b) passes dy through to both: a copy, or nothing where the
+         * input's gradient is a view of dy (alias_add_gradients). */
         op.kind = NNOPT_OP_CAST;
-        st = emit_grad(ex, &op, (nnopt_tensor *[]){dy}, 1, inp[0], t, err);
-        if (st == NNOPT_OK) st = emit_grad(ex, &op, (nnopt_tensor *[]){dy}, 1, inp[1], t, err);
+        for (int k = 0; st == NNOPT_OK && k < 2; k++) {
+            if (ex->needs_grad[inp[k]] && ex->grad[inp[k]]->data == dy->data)
+                ex->grad_ready[inp[k]] = 1;
+            else
+                st = emit_grad(ex, &op, (nnopt_tensor *[]){dy}, 1, inp[k], t, err);
+        }
         return st;
     case NNOPT_NODE_ALIAS:   /* inference only (refused when allocating) */
     case NNOPT_NODE_FLATTEN: /* its gradient is its input's, by view */
