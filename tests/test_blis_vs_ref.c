@@ -137,9 +137,17 @@ static void check_batchnorm_case(const tensor_spec *x) {
         check_op(what, &op, compare_dtypes[d], 5, fwd_in, 1, train_out);
         op.kind = NNOPT_OP_BATCHNORM_BWD;
         op.p.bn.training = 1;
-        const tensor_spec bwd_in[5] = {*x, channel, *x, channel, positive};
+        const tensor_spec bwd_in[6] = {*x, channel, *x, channel, positive, *x};
         const tensor_spec bwd_out[3] = {*x, channel, channel};
         check_op(what, &op, compare_dtypes[d], 5, bwd_in, 3, bwd_out);
+        /* With the fused relu (the last input, random: about half masked). */
+        op.kind = NNOPT_OP_BATCHNORM_RELU;
+        check_op(what, &op, compare_dtypes[d], 5, fwd_in, 3, train_out);
+        op.p.bn.training = 0;
+        check_op(what, &op, compare_dtypes[d], 5, fwd_in, 1, train_out);
+        op.kind = NNOPT_OP_BATCHNORM_RELU_BWD;
+        op.p.bn.training = 1;
+        check_op(what, &op, compare_dtypes[d], 6, bwd_in, 3, bwd_out);
     }
 }
 

@@ -141,6 +141,8 @@ static const blis_op_fn blis_ops[NNOPT_OP_KIND_COUNT] = {
     [NNOPT_OP_ADD] = blis_add,
     [NNOPT_OP_BATCHNORM] = blis_batchnorm,
     [NNOPT_OP_BATCHNORM_BWD] = blis_batchnorm_bwd,
+    [NNOPT_OP_BATCHNORM_RELU] = blis_batchnorm,
+    [NNOPT_OP_BATCHNORM_RELU_BWD] = blis_batchnorm_bwd,
     [NNOPT_OP_CONV2D_INT8] = blis_qlinear,
     [NNOPT_OP_DENSE_INT8] = blis_qlinear,
 };
