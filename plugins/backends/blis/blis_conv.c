@@ -86,6 +86,39 @@ static void image_range(long images, int thread, int team, long *first, long *en
     *end = images * (thread + 1) / team;
 }
 
+/* The stride-1 data gradient by filter columns (direct_columns_run): per
+ * input channel and filter column s, u[s] = sum over k and r of w[k][c][r][s]
+ * times dy_k shifted down r rows (flat vectors, DIRECT_COL_ROWS columns x
+ * DIRECT_COL_VECS vectors per register tile), then dx = sum over s of u[s]
+ * shifted right s columns. Chosen when the direct data pass would mostly
+ * multiply padding (conv_data_by_columns). */
+#define DIRECT_COL_ROWS 5
+#define DIRECT_COL_VECS 3
+#define DIRECT_COL_MAX_S 32 /* filter width bound (taps <= 1024) */
+
+/* Offsets (in values) into a thread's scratch: dy_pad, then u. */
+typedef struct direct_columns {
+    long pad_stride; /* one dy plane with R-1 zero rows above and below */
+    long u_stride;   /* one u row: H*Q rounded up to whole tiles */
+    long dy_pad, u, total;
+} direct_columns;
+
+static direct_columns direct_columns_make(const conv_geometry *g, long lanes) {
+    direct_columns c;
+    const long tile = DIRECT_COL_VECS * lanes;
+    c.pad_stride = (g->p + 2 * (g->r - 1)) * g->q;
+    c.u_stride = (g->h * g->q + tile - 1) / tile * tile;
+    c.dy_pad = 0;
+    /* the tiles read up to a tile past a plane's last output row */
+    const long dy_values = g->k * c.pad_stride + tile;
+    /* u's slack: the column sums start up to S-1 values before a row and
+     * reach W + pw + a vector past the last */
+    const long front = (g->s + lanes - 1) / lanes * lanes;
+    c.u = (dy_values + lanes - 1) / lanes * lanes + front;
+    c.total = c.u + g->s * c.u_stride + g->w + g->pad_w + lanes;
+    return c;
+}
+
 #define T float
 #define BLIS_SUFFIX f32
 #include "blis_conv.inc"
@@ -103,11 +136,13 @@ static void image_range(long images, int thread, int team, long *first, long *en
 #define DIRECT_MASK __mmask16
 #define DIRECT_COMPRESS _mm512_maskz_compress_ps
 #define DIRECT_MASK_STORE _mm512_mask_storeu_ps
+#define DIRECT_MASKZ_LOAD _mm512_maskz_loadu_ps
 #include "blis_direct.inc"
 #undef DIRECT_ADD
 #undef DIRECT_MASK
 #undef DIRECT_COMPRESS
 #undef DIRECT_MASK_STORE
+#undef DIRECT_MASKZ_LOAD
 #undef DIRECT_STORE_VALID
 #undef DIRECT_VEC
 #undef DIRECT_LANES
@@ -137,11 +172,13 @@ static void image_range(long images, int thread, int team, long *first, long *en
 #define DIRECT_MASK __mmask8
 #define DIRECT_COMPRESS _mm512_maskz_compress_pd
 #define DIRECT_MASK_STORE _mm512_mask_storeu_pd
+#define DIRECT_MASKZ_LOAD _mm512_maskz_loadu_pd
 #include "blis_direct.inc"
 #undef DIRECT_ADD
 #undef DIRECT_MASK
 #undef DIRECT_COMPRESS
 #undef DIRECT_MASK_STORE
+#undef DIRECT_MASKZ_LOAD
 #undef DIRECT_STORE_VALID
 #undef DIRECT_VEC
 #undef DIRECT_LANES
@@ -413,6 +450,23 @@ static direct_layout direct_layout_make(const direct_shape *d, direct_pass pass,
     return lay;
 }
 
+/* Whether the data gradient runs by filter columns: when its FMAs (every
+ * k, r, s and output row, no output-channel blocks) are at most 3/4 of the
+ * direct pass's, which convolves dy padded by R-1-pad. With no forward
+ * padding most of those planes are zeros: LeNet's conv2 computes 14x14
+ * outputs per channel from 18x18 planes holding 10x10 values. */
+static int conv_data_by_columns(const conv_geometry *g, size_t es) {
+    if (g->s > DIRECT_COL_MAX_S) return 0;
+    direct_shape d;
+    direct_shape_make(g, DIRECT_DATA, es, &d);
+    const long lanes = (long)(64 / es);
+    const direct_columns cols = direct_columns_make(g, lanes);
+    const long direct_fmas = d.kblocks * DIRECT_KBLOCK * (d.count / lanes) * d.taps;
+    const long column_fmas = g->c * ceil_div(g->s, DIRECT_COL_ROWS) * DIRECT_COL_ROWS *
+                             (cols.u_stride / lanes) * g->k * g->r;
+    return 4 * column_fmas <= 3 * direct_fmas;
+}
+
 /* Runs one pass with the direct kernels; the filter pass then adds the
  * threads' partial sums in thread order (deterministic for a thread count). */
 static nnopt_status conv_direct(blis_backend *be, const conv_geometry *g, direct_pass pass,
@@ -421,6 +475,17 @@ static nnopt_status conv_direct(blis_backend *be, const conv_geometry *g, direct
 #if BLIS_HAVE_DIRECT
     const conv_kernels *kern = conv_kernels_for(dtype);
     const size_t es = kern->elem_size;
+    if (pass == DIRECT_DATA && conv_data_by_columns(g, es)) {
+        const int team = g->n < be->threads ? (int)g->n : be->threads;
+        nnopt_status st =
+            blis_scratch_reserve(be, team, (size_t)direct_columns_make(g, (long)(64 / es)).total * es);
+        if (st != NNOPT_OK) return st;
+        if (dtype == NNOPT_F32)
+            direct_columns_run_f32(g, team, a, w, out, be->scratch);
+        else
+            direct_columns_run_f64(g, team, a, w, out, be->scratch);
+        return NNOPT_OK;
+    }
     direct_shape d;
     direct_shape_make(g, pass, es, &d);
     const direct_layout lay = direct_layout_make(&d, pass, es);
