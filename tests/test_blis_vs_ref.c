@@ -71,6 +71,11 @@ static void test_conv_direct_shapes(void **state) {
         {1, 2, 5, 5, 1, 5, 5, {1, 1, 2, 2, 1}},     /* one output channel */
         {2, 7, 6, 6, 12, 3, 3, {2, 2, 0, 0, 1}},    /* stride 2, no padding */
         {2, 70, 6, 6, 5, 3, 3, {1, 1, 1, 1, 1}},    /* 630 taps */
+        /* data gradient by filter columns (little forward padding) */
+        {1, 6, 14, 14, 16, 5, 5, {1, 1, 0, 0, 1}},  /* LeNet conv2, one image */
+        {2, 3, 9, 11, 4, 5, 5, {1, 1, 0, 0, 1}},    /* odd sizes, C and K < 8 */
+        {3, 6, 14, 14, 16, 5, 5, {1, 1, 1, 0, 1}},  /* padding on one axis */
+        {2, 2, 12, 20, 3, 3, 7, {1, 1, 0, 1, 1}},   /* S = 7: two column tiles */
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++)
         check_conv_case(&cases[i], "direct");
@@ -210,6 +215,10 @@ static void test_odd_thread_count(void **state) {
     check_conv_case(&resnet, "threads=3, direct");
     const conv_case strided = {7, 8, 9, 9, 16, 3, 3, {2, 2, 1, 1, 1}};
     check_conv_case(&strided, "threads=3, direct strided");
+    const conv_case lenet_conv2 = {2, 6, 14, 14, 16, 5, 5, {1, 1, 0, 0, 1}};
+    check_conv_case(&lenet_conv2, "threads=3, 2 images, data by filter columns");
+    const conv_case lenet_odd = {5, 6, 14, 14, 16, 5, 5, {1, 1, 0, 0, 1}};
+    check_conv_case(&lenet_odd, "threads=3, 5 images, data by filter columns");
     check_dense_case(5, 9, 4);
     test_backend_close(&blis_backend);
     blis_backend = shared;
