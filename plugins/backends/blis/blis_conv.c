@@ -65,7 +65,8 @@ typedef struct direct_shape {
     long sh, sw, ph, pw, p, q;
     long rows, pitch, plane; /* one phase plane */
     long taps, tpad4;        /* cin*R*S, rounded up to 4 */
-    long kblocks, kpad4;     /* blocks of 8 output channels; cout rounded up to 4 */
+    long kblocks;            /* blocks of 8 output channels */
+    long ktile, kpad;        /* filter gradient: channels per tile (4 or 6); cout padded to it */
     long count;              /* flat outputs computed: P*pitch rounded up to 2 vectors */
     long buf_values;         /* phase planes plus read-ahead slack */
     long buf_stride;         /* buf_values rounded up to 64 bytes */
@@ -399,14 +400,16 @@ static void direct_shape_make(const conv_geometry *g, direct_pass pass, size_t e
     d->taps = d->cin * d->r * d->s;
     d->tpad4 = ceil_div(d->taps, 4) * 4;
     d->kblocks = ceil_div(d->cout, DIRECT_KBLOCK);
-    d->kpad4 = ceil_div(d->cout, 4) * 4;
+    /* 6-channel tiles where they pad fewer channels (LeNet's conv1: 6, not 8) */
+    d->ktile = ceil_div(d->cout, 6) * 6 < ceil_div(d->cout, 4) * 4 ? 6 : 4;
+    d->kpad = ceil_div(d->cout, d->ktile) * d->ktile;
     const long lanes = (long)(64 / es); /* one 512-bit vector */
     d->count = ceil_div(d->p * d->pitch, lanes) * lanes;
     /* Reads reach at most one count past the last plane's start. */
     d->buf_values = d->cin * d->sh * d->sw * d->plane + d->count;
     d->buf_stride = ceil_div(d->buf_values, lanes) * lanes;
     /* Filter gradient: as many images per group as fit in ~384 KB of L2 (up to 8). */
-    const long image_bytes = (d->buf_stride + d->kpad4 * d->count) * (long)es;
+    const long image_bytes = (d->buf_stride + d->kpad * d->count) * (long)es;
     d->group = pass == DIRECT_FILTER ? 384 * 1024 / image_bytes : 1;
     d->group = d->group < 1 ? 1 : d->group > 8 ? 8 : d->group;
 }
@@ -443,7 +446,7 @@ static direct_layout direct_layout_make(const direct_shape *d, direct_pass pass,
     lay.buf = at;
     at += blis_align64((size_t)(d->group * d->buf_stride) * es);
     lay.out = at;
-    if (pass == DIRECT_FILTER) at += blis_align64((size_t)(d->group * d->kpad4 * d->count) * es);
+    if (pass == DIRECT_FILTER) at += blis_align64((size_t)(d->group * d->kpad * d->count) * es);
     lay.part = at;
     if (pass == DIRECT_FILTER) at += blis_align64((size_t)(d->cout * d->taps) * es);
     lay.total = at;
@@ -477,8 +480,8 @@ static nnopt_status conv_direct(blis_backend *be, const conv_geometry *g, direct
     const size_t es = kern->elem_size;
     if (pass == DIRECT_DATA && conv_data_by_columns(g, es)) {
         const int team = g->n < be->threads ? (int)g->n : be->threads;
-        nnopt_status st =
-            blis_scratch_reserve(be, team, (size_t)direct_columns_make(g, (long)(64 / es)).total * es);
+        nnopt_status st = blis_scratch_reserve(
+            be, team, (size_t)direct_columns_make(g, (long)(64 / es)).total * es);
         if (st != NNOPT_OK) return st;
         if (dtype == NNOPT_F32)
             direct_columns_run_f32(g, team, a, w, out, be->scratch);
