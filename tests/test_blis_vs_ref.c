@@ -71,11 +71,12 @@ static void test_conv_direct_shapes(void **state) {
         {1, 2, 5, 5, 1, 5, 5, {1, 1, 2, 2, 1}},     /* one output channel */
         {2, 7, 6, 6, 12, 3, 3, {2, 2, 0, 0, 1}},    /* stride 2, no padding */
         {2, 70, 6, 6, 5, 3, 3, {1, 1, 1, 1, 1}},    /* 630 taps */
+        {2, 3, 9, 9, 18, 3, 3, {1, 1, 1, 1, 1}},    /* filter gradient: three 6-channel tiles */
         /* data gradient by filter columns (little forward padding) */
-        {1, 6, 14, 14, 16, 5, 5, {1, 1, 0, 0, 1}},  /* LeNet conv2, one image */
-        {2, 3, 9, 11, 4, 5, 5, {1, 1, 0, 0, 1}},    /* odd sizes, C and K < 8 */
-        {3, 6, 14, 14, 16, 5, 5, {1, 1, 1, 0, 1}},  /* padding on one axis */
-        {2, 2, 12, 20, 3, 3, 7, {1, 1, 0, 1, 1}},   /* S = 7: two column tiles */
+        {1, 6, 14, 14, 16, 5, 5, {1, 1, 0, 0, 1}}, /* LeNet conv2, one image */
+        {2, 3, 9, 11, 4, 5, 5, {1, 1, 0, 0, 1}},   /* odd sizes, C and K < 8 */
+        {3, 6, 14, 14, 16, 5, 5, {1, 1, 1, 0, 1}}, /* padding on one axis */
+        {2, 2, 12, 20, 3, 3, 7, {1, 1, 0, 1, 1}},  /* S = 7: two column tiles */
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++)
         check_conv_case(&cases[i], "direct");
