@@ -107,6 +107,10 @@ static void test_bias_bwd(void **state) {
 static void test_pool(void **state) {
     (void)state;
     check_pool_cases(RANDOM_ROUNDS);
+    /* 2x2 average windows leaving a row and a column uncovered: the
+     * backward pass zeroes dx only then */
+    const nnopt_pool2d_params avg2x2 = {NNOPT_POOL_AVG, 2, 2, 2, 2, 0, 0};
+    check_pool_case(2, 3, 9, 7, &avg2x2);
 }
 
 /* ---- activations, add ---- */
