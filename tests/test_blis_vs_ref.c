@@ -92,6 +92,12 @@ static void test_conv_random_shapes(void **state) {
 static void test_dense(void **state) {
     (void)state;
     check_dense_cases(RANDOM_ROUNDS);
+    /* the AVX-512 GEMM's edges: row tiles of 6 with a remainder, column
+     * panels of 4, 2 and 1 vectors with partial last vectors (f32 and f64) */
+    check_dense_case(7, 33, 50);
+    check_dense_case(13, 17, 20);
+    check_dense_case(2, 5, 70);
+    check_dense_case(6, 1, 1);
 }
 
 /* ---- bias gradients, pooling ---- */
@@ -225,6 +231,7 @@ static void test_odd_thread_count(void **state) {
     const conv_case lenet_odd = {5, 6, 14, 14, 16, 5, 5, {1, 1, 0, 0, 1}};
     check_conv_case(&lenet_odd, "threads=3, 5 images, data by filter columns");
     check_dense_case(5, 9, 4);
+    check_dense_case(19, 40, 23); /* 4 row tiles over 3 threads */
     test_backend_close(&blis_backend);
     blis_backend = shared;
 }

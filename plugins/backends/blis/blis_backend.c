@@ -116,6 +116,7 @@ static nnopt_status blis_create(const nnopt_host_api *host, const nnopt_config *
     const char *bf16 = cfg ? host->config_string(cfg, "bf16") : NULL;
     be->bf16_hw = (!bf16 || strcmp(bf16, "f32") != 0) && blis_bf16_hw_available();
     be->int8_vnni = blis_int8_available();
+    be->dense_avx512 = blis_direct_conv_available(); /* AVX-512F */
     const nnopt_status status = blis_arch_select(be, cfg ? host->config_string(cfg, "arch") : NULL);
     if (status != NNOPT_OK) {
         blis_destroy(be);

@@ -27,6 +27,7 @@ typedef struct blis_backend {
     int direct_conv;       /* direct (im2col-free) convolution kernels where they win */
     int bf16_hw;           /* AVX-512 BF16 kernels for bf16 ops (else f32 on widened copies) */
     int int8_vnni;         /* int8 ops on AVX-512 VNNI (else the reference kernels) */
+    int dense_avx512;      /* dense layers on our AVX-512 GEMM (else BLIS) */
 } blis_backend;
 
 /* ---- kernel selection (blis_arch.c) ---- */
