@@ -216,8 +216,9 @@ static const conv_case conv_stride2 = {2, 3, 7, 6, 4, 3, 3, {2, 2, 1, 1, 1}, 1};
 static const conv_case conv_rect_stride = {1, 2, 6, 7, 3, 2, 3, {2, 1, 0, 1, 1}, 0};
 static const conv_case conv_groups2 = {2, 4, 5, 5, 6, 3, 3, {1, 1, 1, 1, 2}, 1};
 static const conv_case conv_depthwise = {2, 3, 6, 6, 3, 3, 3, {2, 2, 1, 1, 3}, 1};
-/* 5x5, no padding: the blis data gradient by filter columns (LeNet's conv2) */
-static const conv_case conv_5x5_valid = {2, 2, 8, 9, 3, 5, 5, {1, 1, 0, 0, 1}, 1};
+/* 5x5, no padding (LeNet's conv2): blis's data gradient by filter columns
+ * and, in f64 (K = 8 lanes), its filter gradient with K in the lanes */
+static const conv_case conv_5x5_valid = {2, 2, 8, 9, 8, 5, 5, {1, 1, 0, 0, 1}, 1};
 
 /* ---- dense --------------------------------------------------------------- */
 

@@ -77,6 +77,10 @@ static void test_conv_direct_shapes(void **state) {
         {2, 3, 9, 11, 4, 5, 5, {1, 1, 0, 0, 1}},   /* odd sizes, C and K < 8 */
         {3, 6, 14, 14, 16, 5, 5, {1, 1, 1, 0, 1}}, /* padding on one axis */
         {2, 2, 12, 20, 3, 3, 7, {1, 1, 0, 1, 1}},  /* S = 7: two column tiles */
+        /* filter gradient with the output channels in the lanes (5x5, K one
+         * vector: 16 in f32, 8 in f64) */
+        {2, 3, 12, 12, 8, 5, 5, {1, 1, 0, 0, 1}},
+        {3, 4, 9, 9, 16, 5, 5, {1, 1, 1, 1, 1}},
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++)
         check_conv_case(&cases[i], "direct");
