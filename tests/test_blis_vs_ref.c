@@ -81,6 +81,7 @@ static void test_conv_direct_shapes(void **state) {
          * vector: 16 in f32, 8 in f64) */
         {2, 3, 12, 12, 8, 5, 5, {1, 1, 0, 0, 1}},
         {3, 4, 9, 9, 16, 5, 5, {1, 1, 1, 1, 1}},
+        {2, 3, 9, 21, 16, 3, 5, {1, 1, 1, 0, 1}}, /* forward only: 3x5, Q = 17 (10 + 7) */
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++)
         check_conv_case(&cases[i], "direct");

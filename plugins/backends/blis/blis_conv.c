@@ -407,16 +407,19 @@ static void direct_shape_make(const conv_geometry *g, direct_pass pass, size_t e
     const long lanes = (long)(64 / es); /* one 512-bit vector */
     d->count = ceil_div(d->p * d->pitch, lanes) * lanes;
     /* Reads reach at most one count past the last plane's start. */
-    d->buf_values = d->cin * d->sh * d->sw * d->plane + d->count;
+    /* (and 16 more: direct_forward_lanes reads up to 8 + pw past a plane) */
+    d->buf_values = d->cin * d->sh * d->sw * d->plane + d->count + 16;
     d->buf_stride = ceil_div(d->buf_values, lanes) * lanes;
     /* Filter gradient: as many images per group as fit in ~384 KB of L2 (up to 8). */
     const long image_bytes = (d->buf_stride + d->kpad * d->count) * (long)es;
     d->group = pass == DIRECT_FILTER ? 384 * 1024 / image_bytes : 1;
     d->group = d->group < 1 ? 1 : d->group > 8 ? 8 : d->group;
-    /* 5x5 filters, stride 1, one vector of output channels and many junk
-     * columns (LeNet conv2: 4 of 14): channels in the lanes instead. */
-    d->channel_lanes = pass == DIRECT_FILTER && d->cout == lanes && d->r == 5 && d->s == 5 &&
-                       d->sh == 1 && d->sw == 1 && 8 * (d->pitch - d->q) >= d->pitch;
+    /* Stride 1, filters 5 wide (forward) or 5x5 (filter gradient), one
+     * vector of output channels and many junk columns (LeNet conv2: 4 of
+     * 14): the channels go in the lanes instead. */
+    d->channel_lanes = pass != DIRECT_DATA && d->cout == lanes && d->sh == 1 && d->sw == 1 &&
+                       8 * (d->pitch - d->q) >= d->pitch && d->s == 5 &&
+                       (pass == DIRECT_FORWARD || d->r == 5);
 }
 
 /* Where the direct kernels beat im2col + GEMM (measured on Zen 5, see
@@ -451,6 +454,8 @@ static direct_layout direct_layout_make(const direct_shape *d, direct_pass pass,
     lay.buf = at;
     at += blis_align64((size_t)(d->group * d->buf_stride) * es);
     lay.out = at;
+    if (pass == DIRECT_FORWARD && d->channel_lanes) /* direct_forward_lanes's tile */
+        at += blis_align64((size_t)(10 * d->cout) * es);
     if (pass == DIRECT_FILTER) {
         long values = d->group * d->kpad * d->count;
         if (d->channel_lanes) values = (d->p * d->q + d->taps) * d->cout; /* dy^T, dW^T */
