@@ -68,15 +68,15 @@
  * ([n, k]) given, B is its transpose, written into `b` first. */
 static void dense_gemm(const blis_backend *be, nnopt_dtype dtype, long m, long n, long k,
                        const void *a, long a_rs, long a_cs, const void *w, void *b, void *c,
-                       int accumulate) {
+                       const void *bias) {
 #if BLIS_HAVE_DENSE_AVX512
     if (dtype == NNOPT_F32)
-        dense_gemm_f32(be->threads, m, n, k, a, a_rs, a_cs, w, b, n, c, n, accumulate);
+        dense_gemm_f32(be->threads, m, n, k, a, a_rs, a_cs, w, b, n, c, n, bias);
     else
-        dense_gemm_f64(be->threads, m, n, k, a, a_rs, a_cs, w, b, n, c, n, accumulate);
+        dense_gemm_f64(be->threads, m, n, k, a, a_rs, a_cs, w, b, n, c, n, bias);
 #else
     (void)be, (void)dtype, (void)m, (void)n, (void)k, (void)a, (void)a_rs, (void)a_cs, (void)w,
-        (void)b, (void)c, (void)accumulate;
+        (void)b, (void)c, (void)bias;
 #endif
 }
 
@@ -140,16 +140,16 @@ nnopt_status blis_dense(blis_backend *be, const nnopt_op *op, nnopt_tensor *cons
     if (st == NNOPT_OK) st = check_numel(be, op, y, "y", n * out_f);
     if (st == NNOPT_OK && b) st = check_numel(be, op, b, "b", out_f);
     if (st != NNOPT_OK) return st;
-    if (b) broadcast_bias(x->dtype, y->data, b->data, n, out_f);
     if (be->dense_avx512) {
-        /* y[n, o] = x[n, i] W^T[i, o], with W^T copied row-major */
+        /* y[n, o] = x[n, i] W^T[i, o] + b[o], with W^T copied row-major */
         const size_t es = x->dtype == NNOPT_F32 ? sizeof(float) : sizeof(double);
         st = blis_scratch_reserve(be, 1, (size_t)(in_f * out_f) * es);
         if (st != NNOPT_OK) return st;
         dense_gemm(be, x->dtype, n, out_f, in_f, x->data, in_f, 1, w->data, be->scratch[0].data,
-                   y->data, b != NULL);
+                   y->data, b ? b->data : NULL);
         return NNOPT_OK;
     }
+    if (b) broadcast_bias(x->dtype, y->data, b->data, n, out_f);
     /* y[n, o] = x[n, i] W^T[i, o] */
     const blis_matrix a = {x->data, in_f, 1}, bm = {w->data, 1, in_f};
     blis_gemm(x->dtype, be->threads, n, out_f, in_f, a, bm, b ? 1.0 : 0.0, y->data, out_f, 1);
@@ -170,7 +170,7 @@ nnopt_status blis_dense_bwd_data(blis_backend *be, const nnopt_op *op, nnopt_ten
     if (st != NNOPT_OK) return st;
     if (be->dense_avx512) {
         dense_gemm(be, dy->dtype, n, in_f, out_f, dy->data, out_f, 1, NULL, (void *)w->data,
-                   dx->data, 0);
+                   dx->data, NULL);
         return NNOPT_OK;
     }
     /* dx[n, i] = dy[n, o] W[o, i] */
@@ -193,7 +193,7 @@ nnopt_status blis_dense_bwd_weight(blis_backend *be, const nnopt_op *op, nnopt_t
     if (st != NNOPT_OK) return st;
     if (be->dense_avx512) {
         dense_gemm(be, x->dtype, out_f, in_f, n, dy->data, 1, out_f, NULL, (void *)x->data,
-                   dw->data, 0);
+                   dw->data, NULL);
         return NNOPT_OK;
     }
     /* dW[o, i] = dy^T[o, n] x[n, i] */
