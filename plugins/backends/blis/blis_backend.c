@@ -212,11 +212,13 @@ static nnopt_status blis_synchronize(void *ctx) {
 
 static void blis_describe(void *ctx, char *buf, size_t size) {
     const blis_backend *be = ctx;
-    snprintf(buf, size, "BLIS %s kernels (%s), %d thread%s; convolutions: %s; bf16: %s; int8: %s",
+    snprintf(buf, size,
+             "BLIS %s kernels (%s), %d thread%s; convolutions: %s; dense: %s; bf16: %s; int8: %s",
              be->kernels, be->arch_reason, be->threads, be->threads == 1 ? "" : "s",
              be->direct_conv ? "direct AVX-512 for ungrouped RxS>1, stride<=2, C*R*S<=1024 "
                                "(data gradient: stride 1), im2col+GEMM otherwise"
                              : "im2col+GEMM",
+             be->dense_avx512 ? "AVX-512 GEMM" : "BLIS GEMM",
              be->bf16_hw ? "AVX-512 BF16 GEMM" : "f32 kernels on widened copies",
              be->int8_vnni ? "AVX-512 VNNI" : "reference kernels (no VNNI)");
 }
