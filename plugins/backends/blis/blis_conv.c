@@ -71,7 +71,7 @@ typedef struct direct_shape {
     long buf_values;         /* phase planes plus read-ahead slack */
     long buf_stride;         /* buf_values rounded up to 64 bytes */
     long group;              /* images per filter-gradient group */
-    int channel_lanes;       /* filter gradient by direct_filter_5x5_lanes */
+    int channel_lanes;       /* output channels in the lanes: direct_forward_lanes, ..._5x5_lanes */
 } direct_shape;
 
 typedef enum direct_pass { DIRECT_FORWARD, DIRECT_DATA, DIRECT_FILTER } direct_pass;
@@ -113,10 +113,9 @@ static direct_columns direct_columns_make(const conv_geometry *g, long lanes) {
     c.dy_pad = 0;
     /* the tiles read up to a tile past a plane's last output row */
     const long dy_values = g->k * c.pad_stride + tile;
-    /* u's slack: the column sums start up to S-1 values before a row and
-     * reach W + pw + a vector past the last */
-    const long front = (g->s + lanes - 1) / lanes * lanes;
-    c.u = (dy_values + lanes - 1) / lanes * lanes + front;
+    /* u's slack: the column sums' (masked) loads reach W + pw + a vector
+     * past its last row */
+    c.u = (dy_values + lanes - 1) / lanes * lanes;
     c.total = c.u + g->s * c.u_stride + g->w + g->pad_w + lanes;
     return c;
 }
@@ -406,8 +405,8 @@ static void direct_shape_make(const conv_geometry *g, direct_pass pass, size_t e
     d->kpad = ceil_div(d->cout, d->ktile) * d->ktile;
     const long lanes = (long)(64 / es); /* one 512-bit vector */
     d->count = ceil_div(d->p * d->pitch, lanes) * lanes;
-    /* Reads reach at most one count past the last plane's start. */
-    /* (and 16 more: direct_forward_lanes reads up to 8 + pw past a plane) */
+    /* Reads reach at most one count past the last plane's start
+     * (direct_forward_lanes: up to 8 + pw past a plane's end; 16 more). */
     d->buf_values = d->cin * d->sh * d->sw * d->plane + d->count + 16;
     d->buf_stride = ceil_div(d->buf_values, lanes) * lanes;
     /* Filter gradient: as many images per group as fit in ~384 KB of L2 (up to 8). */
