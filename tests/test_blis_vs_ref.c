@@ -180,7 +180,8 @@ static void test_batchnorm(void **state) {
     }
 }
 
-/* ---- the ops blis hands to the shared reference kernels ---- */
+/* ---- the loss, optimizers and cast (SGD is blis's own, the rest the
+ * shared reference kernels) ---- */
 
 static void test_loss_optimisers_cast(void **state) {
     (void)state;
@@ -189,6 +190,7 @@ static void test_loss_optimisers_cast(void **state) {
         const int64_t n = rng_int(1, 20), k = rng_int(2, 12);
         check_softmax_xent_case(dt, n, k);
         check_optimizer_case(dt, 7, 13);
+        check_optimizer_case(dt, 120, 401); /* SGD split across threads, odd tail */
         check_cast_case(dt);
     }
 }

@@ -140,6 +140,7 @@ static const blis_op_fn blis_ops[NNOPT_OP_KIND_COUNT] = {
     [NNOPT_OP_ACT] = blis_act,
     [NNOPT_OP_ACT_BWD] = blis_act_bwd,
     [NNOPT_OP_ADD] = blis_add,
+    [NNOPT_OP_SGD_UPDATE] = blis_sgd_update,
     [NNOPT_OP_BATCHNORM] = blis_batchnorm,
     [NNOPT_OP_BATCHNORM_BWD] = blis_batchnorm_bwd,
     [NNOPT_OP_CONV2D_INT8] = blis_qlinear,

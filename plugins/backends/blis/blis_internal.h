@@ -115,6 +115,8 @@ nnopt_status blis_act_bwd(blis_backend *be, const nnopt_op *op, nnopt_tensor *co
                           nnopt_tensor *const *out, int n_out);
 nnopt_status blis_add(blis_backend *be, const nnopt_op *op, nnopt_tensor *const *in, int n_in,
                       nnopt_tensor *const *out, int n_out);
+nnopt_status blis_sgd_update(blis_backend *be, const nnopt_op *op, nnopt_tensor *const *in,
+                             int n_in, nnopt_tensor *const *out, int n_out);
 nnopt_status blis_batchnorm(blis_backend *be, const nnopt_op *op, nnopt_tensor *const *in, int n_in,
                             nnopt_tensor *const *out, int n_out);
 nnopt_status blis_batchnorm_bwd(blis_backend *be, const nnopt_op *op, nnopt_tensor *const *in,
