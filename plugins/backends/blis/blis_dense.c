@@ -70,10 +70,14 @@ static void dense_gemm(const blis_backend *be, nnopt_dtype dtype, long m, long n
                        const void *a, long a_rs, long a_cs, const void *w, void *b, void *c,
                        const void *bias) {
 #if BLIS_HAVE_DENSE_AVX512
+    /* Under ~2M multiply-adds (LeNet's fc2 and fc3: a few microseconds) one
+     * thread: waking a second costs about as much, and far more when the
+     * machine is busy. */
+    const int team = m * n * k < (1L << 21) ? 1 : be->threads;
     if (dtype == NNOPT_F32)
-        dense_gemm_f32(be->threads, m, n, k, a, a_rs, a_cs, w, b, n, c, n, bias);
+        dense_gemm_f32(team, m, n, k, a, a_rs, a_cs, w, b, n, c, n, bias);
     else
-        dense_gemm_f64(be->threads, m, n, k, a, a_rs, a_cs, w, b, n, c, n, bias);
+        dense_gemm_f64(team, m, n, k, a, a_rs, a_cs, w, b, n, c, n, bias);
 #else
     (void)be, (void)dtype, (void)m, (void)n, (void)k, (void)a, (void)a_rs, (void)a_cs, (void)w,
         (void)b, (void)c, (void)bias;
