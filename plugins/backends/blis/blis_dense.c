@@ -64,7 +64,7 @@
 #define BLIS_HAVE_DENSE_AVX512 0
 #endif
 
-/* C[m, n] (+)= A B with B and C row-major (see blis_dense.inc); with `w`
+/* C[m, n] = A B (+ a bias row) with B and C row-major (blis_dense.inc); with `w`
  * ([n, k]) given, B is its transpose, written into `b` first. */
 static void dense_gemm(const blis_backend *be, nnopt_dtype dtype, long m, long n, long k,
                        const void *a, long a_rs, long a_cs, const void *w, void *b, void *c,
