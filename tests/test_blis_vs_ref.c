@@ -71,6 +71,17 @@ static void test_conv_direct_shapes(void **state) {
         {1, 2, 5, 5, 1, 5, 5, {1, 1, 2, 2, 1}},     /* one output channel */
         {2, 7, 6, 6, 12, 3, 3, {2, 2, 0, 0, 1}},    /* stride 2, no padding */
         {2, 70, 6, 6, 5, 3, 3, {1, 1, 1, 1, 1}},    /* 630 taps */
+        {2, 3, 9, 9, 18, 3, 3, {1, 1, 1, 1, 1}},    /* filter gradient: three 6-channel tiles */
+        /* data gradient by filter columns (little forward padding) */
+        {1, 6, 14, 14, 16, 5, 5, {1, 1, 0, 0, 1}}, /* LeNet conv2, one image */
+        {2, 3, 9, 11, 4, 5, 5, {1, 1, 0, 0, 1}},   /* odd sizes, C and K < 8 */
+        {3, 6, 14, 14, 16, 5, 5, {1, 1, 1, 0, 1}}, /* padding on one axis */
+        {2, 2, 12, 20, 3, 3, 7, {1, 1, 0, 1, 1}},  /* S = 7: two column tiles */
+        /* filter gradient with the output channels in the lanes (5x5, K one
+         * vector: 16 in f32, 8 in f64) */
+        {2, 3, 12, 12, 8, 5, 5, {1, 1, 0, 0, 1}},
+        {3, 4, 9, 9, 16, 5, 5, {1, 1, 1, 1, 1}},
+        {2, 3, 9, 21, 16, 3, 5, {1, 1, 1, 0, 1}}, /* forward only: 3x5, Q = 17 (10 + 7) */
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++)
         check_conv_case(&cases[i], "direct");
@@ -86,6 +97,12 @@ static void test_conv_random_shapes(void **state) {
 static void test_dense(void **state) {
     (void)state;
     check_dense_cases(RANDOM_ROUNDS);
+    /* the AVX-512 GEMM's edges: row tiles of 6 with a remainder, column
+     * panels of 4, 2 and 1 vectors with partial last vectors (f32 and f64) */
+    check_dense_case(7, 33, 50);
+    check_dense_case(13, 17, 20);
+    check_dense_case(2, 5, 70);
+    check_dense_case(6, 1, 1);
 }
 
 /* ---- bias gradients, pooling ---- */
@@ -101,6 +118,10 @@ static void test_bias_bwd(void **state) {
 static void test_pool(void **state) {
     (void)state;
     check_pool_cases(RANDOM_ROUNDS);
+    /* 2x2 average windows leaving a row and a column uncovered: the
+     * backward pass zeroes dx only then */
+    const nnopt_pool2d_params avg2x2 = {NNOPT_POOL_AVG, 2, 2, 2, 2, 0, 0};
+    check_pool_case(2, 3, 9, 7, &avg2x2);
 }
 
 /* ---- activations, add ---- */
@@ -167,7 +188,8 @@ static void test_batchnorm(void **state) {
     }
 }
 
-/* ---- the ops blis hands to the shared reference kernels ---- */
+/* ---- the loss, optimizers and cast (SGD is blis's own, the rest the
+ * shared reference kernels) ---- */
 
 static void test_loss_optimisers_cast(void **state) {
     (void)state;
@@ -176,6 +198,7 @@ static void test_loss_optimisers_cast(void **state) {
         const int64_t n = rng_int(1, 20), k = rng_int(2, 12);
         check_softmax_xent_case(dt, n, k);
         check_optimizer_case(dt, 7, 13);
+        check_optimizer_case(dt, 120, 401); /* SGD split across threads, odd tail */
         check_cast_case(dt);
     }
 }
@@ -218,7 +241,12 @@ static void test_odd_thread_count(void **state) {
     check_conv_case(&resnet, "threads=3, direct");
     const conv_case strided = {7, 8, 9, 9, 16, 3, 3, {2, 2, 1, 1, 1}};
     check_conv_case(&strided, "threads=3, direct strided");
+    const conv_case lenet_conv2 = {2, 6, 14, 14, 16, 5, 5, {1, 1, 0, 0, 1}};
+    check_conv_case(&lenet_conv2, "threads=3, 2 images, data by filter columns");
+    const conv_case lenet_odd = {5, 6, 14, 14, 16, 5, 5, {1, 1, 0, 0, 1}};
+    check_conv_case(&lenet_odd, "threads=3, 5 images, data by filter columns");
     check_dense_case(5, 9, 4);
+    check_dense_case(130, 400, 41); /* over 2M multiply-adds: 22 row tiles over 3 threads */
     test_backend_close(&blis_backend);
     blis_backend = shared;
 }

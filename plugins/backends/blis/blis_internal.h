@@ -27,6 +27,7 @@ typedef struct blis_backend {
     int direct_conv;       /* direct (im2col-free) convolution kernels where they win */
     int bf16_hw;           /* AVX-512 BF16 kernels for bf16 ops (else f32 on widened copies) */
     int int8_vnni;         /* int8 ops on AVX-512 VNNI (else the reference kernels) */
+    int dense_avx512;      /* dense layers on our AVX-512 GEMM (else BLIS) */
 } blis_backend;
 
 /* ---- kernel selection (blis_arch.c) ---- */
@@ -114,6 +115,8 @@ nnopt_status blis_act_bwd(blis_backend *be, const nnopt_op *op, nnopt_tensor *co
                           nnopt_tensor *const *out, int n_out);
 nnopt_status blis_add(blis_backend *be, const nnopt_op *op, nnopt_tensor *const *in, int n_in,
                       nnopt_tensor *const *out, int n_out);
+nnopt_status blis_sgd_update(blis_backend *be, const nnopt_op *op, nnopt_tensor *const *in,
+                             int n_in, nnopt_tensor *const *out, int n_out);
 nnopt_status blis_batchnorm(blis_backend *be, const nnopt_op *op, nnopt_tensor *const *in, int n_in,
                             nnopt_tensor *const *out, int n_out);
 nnopt_status blis_batchnorm_bwd(blis_backend *be, const nnopt_op *op, nnopt_tensor *const *in,
