@@ -94,6 +94,8 @@ static void test_conv_depthwise_shapes(void **state) {
         {4, 1024, 2, 2, 1024, 3, 3, {1, 1, 1, 1, 1024}}, /* 2x2 */
         {23, 2, 32, 32, 2, 3, 3, {1, 1, 1, 1, 2}},       /* several chunks, partial last */
         {45, 2, 32, 32, 2, 3, 3, {2, 2, 1, 1, 2}},       /* the same, stride 2 */
+        {37, 70, 4, 4, 70, 3, 3, {1, 1, 1, 1, 70}},      /* blocks of channels, partial last */
+        {37, 70, 4, 4, 70, 3, 3, {2, 2, 1, 1, 70}},      /* the same, stride 2 */
         {3, 5, 7, 9, 5, 3, 3, {2, 2, 1, 1, 5}},          /* odd sizes, stride 2 */
         {3, 5, 7, 9, 5, 3, 3, {2, 2, 0, 0, 5}},          /* odd sizes, stride 2, no padding */
         {3, 5, 9, 7, 5, 3, 3, {1, 1, 0, 0, 5}},          /* odd sizes, stride 1, no padding */

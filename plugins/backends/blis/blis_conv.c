@@ -219,15 +219,12 @@ static int depthwise_team(const blis_backend *be, const conv_geometry *g) {
     return work < 65536 ? 1 : be->threads;
 }
 
-/* Per-thread scratch of the depthwise paths: padded planes, then the
- * filter gradient's double accumulators. */
+/* Per-thread scratch of the depthwise paths (blis_depthwise.inc): phase
+ * planes and flat buffers, then the filter gradient's double accumulators. */
 static nnopt_status depthwise_scratch(blis_backend *be, int team, const conv_geometry *g,
                                       nnopt_dtype dtype) {
-    const size_t values =
-        dtype == NNOPT_F32 ? depthwise_scratch_values_f32(g) : depthwise_scratch_values_f64(g);
-    const size_t bytes = values * (dtype == NNOPT_F32 ? sizeof(float) : sizeof(double));
-    return blis_scratch_reserve(be, team,
-                                blis_align64(bytes) + (size_t)(g->r * g->s) * sizeof(double));
+    const size_t es = dtype == NNOPT_F32 ? sizeof(float) : sizeof(double);
+    return blis_scratch_reserve(be, team, depthwise_scratch_bytes(g, es));
 }
 
 /* Pointwise convolutions on small planes (MobileNet's 8x8 .. 2x2 stages):
