@@ -5,7 +5,8 @@
  * runs absorb the interference. NNOPT_PLUGIN_PATH picks another build's
  * plugin (e.g. an older one, for before/after ratios).
  *
- *   depthwise_layers [--backend NAME] [--threads N] [--batch N] [--reps R] [--f64] */
+ *   depthwise_layers [--backend NAME] [--threads N] [--batch N] [--reps R] [--f64]
+ *                    [--layer I]    (only layer I, 0-8, e.g. under perf) */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -50,6 +51,7 @@ int main(int argc, char **argv) {
     long batch = 128;
     int reps = 20;
     nnopt_dtype dtype = NNOPT_F32;
+    long only = -1;
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "--backend") && i + 1 < argc) {
             backend = argv[++i];
@@ -59,11 +61,13 @@ int main(int argc, char **argv) {
             batch = atol(argv[++i]);
         } else if (!strcmp(argv[i], "--reps") && i + 1 < argc) {
             reps = atoi(argv[++i]);
+        } else if (!strcmp(argv[i], "--layer") && i + 1 < argc) {
+            only = atol(argv[++i]);
         } else if (!strcmp(argv[i], "--f64")) {
             dtype = NNOPT_F64;
         } else {
             fprintf(stderr, "usage: depthwise_layers [--backend NAME] [--threads N] [--batch N] "
-                            "[--reps R] [--f64]\n");
+                            "[--reps R] [--f64] [--layer I]\n");
             return 2;
         }
     }
@@ -79,6 +83,7 @@ int main(int argc, char **argv) {
     printf("%-22s %-7s %9s %9s %8s\n", "layer (C HxW /stride)", "pass", "best ms", "median ms",
            "GFLOP/s");
     for (size_t li = 0; li < sizeof layers / sizeof layers[0]; li++) {
+        if (only >= 0 && (long)li != only) continue;
         const layer *l = &layers[li];
         const long p = (l->h + 2 - 3) / l->stride + 1;
         const int64_t xs[4] = {batch, l->c, l->h, l->h}, ws[4] = {l->c, 1, 3, 3};
