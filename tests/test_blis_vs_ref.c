@@ -249,6 +249,15 @@ static void test_odd_thread_count(void **state) {
     check_conv_case(&resnet, "threads=3, direct");
     const conv_case strided = {7, 8, 9, 9, 16, 3, 3, {2, 2, 1, 1, 1}};
     check_conv_case(&strided, "threads=3, direct strided");
+    /* depthwise: channel blocks over 3 threads (one of them without a
+     * block of the filter gradient), one image at a time and stacked */
+    const conv_case depthwise[] = {
+        {8, 70, 4, 4, 70, 3, 3, {1, 1, 1, 1, 70}},
+        {8, 64, 8, 8, 64, 3, 3, {2, 2, 1, 1, 64}},
+        {4, 16, 16, 16, 16, 3, 3, {1, 1, 1, 1, 16}},
+    };
+    for (size_t i = 0; i < sizeof depthwise / sizeof depthwise[0]; i++)
+        check_conv_case(&depthwise[i], "threads=3, depthwise");
     check_dense_case(5, 9, 4);
     test_backend_close(&blis_backend);
     blis_backend = shared;
