@@ -87,6 +87,45 @@ static void test_conv_direct_shapes(void **state) {
         check_conv_case(&cases[i], "direct");
 }
 
+/* Depthwise convolutions (groups == C == K; blis_depthwise.inc): MobileNetV1
+ * CIFAR's nine layers at a small batch (several threads), chunks of images
+ * with a partial last one, stride 1, 2, 3 and mixed, padding 0, 1 and 2,
+ * odd sizes, 1x1 planes and filters, and phases no tap reads. */
+static void test_conv_depthwise_shapes(void **state) {
+    (void)state;
+    const conv_case cases[] = {
+        {4, 32, 32, 32, 32, 3, 3, {1, 1, 1, 1, 32}},     /* MobileNet 32x32 */
+        {4, 64, 32, 32, 64, 3, 3, {2, 2, 1, 1, 64}},     /* 32x32 -> 16x16 */
+        {4, 128, 16, 16, 128, 3, 3, {1, 1, 1, 1, 128}},  /* 16x16 */
+        {4, 128, 16, 16, 128, 3, 3, {2, 2, 1, 1, 128}},  /* 16x16 -> 8x8 */
+        {4, 256, 8, 8, 256, 3, 3, {1, 1, 1, 1, 256}},    /* 8x8 */
+        {4, 256, 8, 8, 256, 3, 3, {2, 2, 1, 1, 256}},    /* 8x8 -> 4x4 */
+        {4, 512, 4, 4, 512, 3, 3, {1, 1, 1, 1, 512}},    /* 4x4 */
+        {4, 512, 4, 4, 512, 3, 3, {2, 2, 1, 1, 512}},    /* 4x4 -> 2x2 */
+        {4, 1024, 2, 2, 1024, 3, 3, {1, 1, 1, 1, 1024}}, /* 2x2 */
+        {23, 2, 32, 32, 2, 3, 3, {1, 1, 1, 1, 2}},       /* several chunks, partial last */
+        {45, 2, 32, 32, 2, 3, 3, {2, 2, 1, 1, 2}},       /* the same, stride 2 */
+        {37, 70, 4, 4, 70, 3, 3, {1, 1, 1, 1, 70}},      /* blocks of channels, partial last */
+        {37, 70, 4, 4, 70, 3, 3, {2, 2, 1, 1, 70}},      /* the same, stride 2 */
+        {3, 5, 7, 9, 5, 3, 3, {2, 2, 1, 1, 5}},          /* odd sizes, stride 2 */
+        {3, 5, 7, 9, 5, 3, 3, {2, 2, 0, 0, 5}},          /* odd sizes, stride 2, no padding */
+        {3, 5, 9, 7, 5, 3, 3, {1, 1, 0, 0, 5}},          /* odd sizes, stride 1, no padding */
+        {5, 24, 1, 1, 24, 3, 3, {1, 1, 1, 1, 24}},       /* 1x1 plane */
+        {5, 24, 1, 1, 24, 3, 3, {2, 2, 1, 1, 24}},       /* 1x1 plane, stride 2 */
+        {5, 24, 2, 2, 24, 3, 3, {2, 2, 1, 1, 24}},       /* 2x2 -> 1x1 */
+        {5, 24, 3, 3, 24, 3, 3, {2, 2, 0, 0, 24}},       /* 3x3 -> 1x1, no padding */
+        {3, 6, 8, 7, 6, 3, 3, {2, 1, 1, 0, 6}},          /* stride 2 x 1 */
+        {3, 6, 7, 8, 6, 3, 3, {1, 2, 0, 1, 6}},          /* stride 1 x 2 */
+        {3, 4, 10, 11, 4, 3, 3, {3, 3, 1, 1, 4}},        /* stride 3 */
+        {3, 4, 10, 11, 4, 2, 2, {3, 3, 0, 0, 4}},        /* stride above the filter */
+        {3, 4, 5, 5, 4, 1, 1, {2, 2, 0, 0, 4}},          /* 1x1 filter, stride 2 */
+        {3, 6, 11, 10, 6, 5, 5, {2, 2, 2, 2, 6}},        /* 5x5 stride 2: 25 taps */
+        {2, 3, 6, 7, 3, 3, 3, {1, 1, 2, 2, 3}},          /* padding 2 */
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++)
+        check_conv_case(&cases[i], "depthwise");
+}
+
 static void test_conv_random_shapes(void **state) {
     (void)state;
     check_conv_random_shapes(RANDOM_ROUNDS);
@@ -245,6 +284,15 @@ static void test_odd_thread_count(void **state) {
     check_conv_case(&lenet_conv2, "threads=3, 2 images, data by filter columns");
     const conv_case lenet_odd = {5, 6, 14, 14, 16, 5, 5, {1, 1, 0, 0, 1}};
     check_conv_case(&lenet_odd, "threads=3, 5 images, data by filter columns");
+    /* depthwise: channel blocks over 3 threads (one of them without a
+     * block of the filter gradient), one image at a time and stacked */
+    const conv_case depthwise[] = {
+        {8, 70, 4, 4, 70, 3, 3, {1, 1, 1, 1, 70}},
+        {8, 64, 8, 8, 64, 3, 3, {2, 2, 1, 1, 64}},
+        {4, 16, 16, 16, 16, 3, 3, {1, 1, 1, 1, 16}},
+    };
+    for (size_t i = 0; i < sizeof depthwise / sizeof depthwise[0]; i++)
+        check_conv_case(&depthwise[i], "threads=3, depthwise");
     check_dense_case(5, 9, 4);
     check_dense_case(130, 400, 41); /* over 2M multiply-adds: 22 row tiles over 3 threads */
     test_backend_close(&blis_backend);
@@ -253,17 +301,12 @@ static void test_odd_thread_count(void **state) {
 
 int main(void) {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_conv_lenet_shapes),
-        cmocka_unit_test(test_conv_special_shapes),
-        cmocka_unit_test(test_conv_direct_shapes),
-        cmocka_unit_test(test_conv_random_shapes),
-        cmocka_unit_test(test_dense),
-        cmocka_unit_test(test_bias_bwd),
-        cmocka_unit_test(test_pool),
-        cmocka_unit_test(test_activations),
-        cmocka_unit_test(test_add),
-        cmocka_unit_test(test_batchnorm),
-        cmocka_unit_test(test_loss_optimisers_cast),
+        cmocka_unit_test(test_conv_lenet_shapes),  cmocka_unit_test(test_conv_special_shapes),
+        cmocka_unit_test(test_conv_direct_shapes), cmocka_unit_test(test_conv_depthwise_shapes),
+        cmocka_unit_test(test_conv_random_shapes), cmocka_unit_test(test_dense),
+        cmocka_unit_test(test_bias_bwd),           cmocka_unit_test(test_pool),
+        cmocka_unit_test(test_activations),        cmocka_unit_test(test_add),
+        cmocka_unit_test(test_batchnorm),          cmocka_unit_test(test_loss_optimisers_cast),
         cmocka_unit_test(test_odd_thread_count),
     };
     return cmocka_run_group_tests(tests, open_backends, close_backends);

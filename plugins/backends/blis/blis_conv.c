@@ -1,6 +1,6 @@
 /* 2-D convolutions: direct AVX-512 kernels for small ungrouped filters
  * (blis_direct.inc, chosen by conv_use_direct), depthwise stencils
- * (blis_depthwise.inc), and otherwise BLIS GEMMs over im2col patches, one
+ * (blis_depthwise.c), and otherwise BLIS GEMMs over im2col patches, one
  * image per GEMM.
  *
  * Images are split across threads and each thread runs single-threaded BLIS
@@ -14,6 +14,7 @@
 #include <omp.h>
 #include <string.h>
 
+#include "blis_depthwise.h"
 #include "blis_internal.h"
 #include "blis_math.h" /* BLIS_VECTOR_CLONES */
 
@@ -123,7 +124,6 @@ static direct_columns direct_columns_make(const conv_geometry *g, long lanes) {
 #define T float
 #define BLIS_SUFFIX f32
 #include "blis_conv.inc"
-#include "blis_depthwise.inc"
 #if BLIS_HAVE_DIRECT
 #define DIRECT_VEC __m512
 #define DIRECT_LANES 16
@@ -159,7 +159,6 @@ static direct_columns direct_columns_make(const conv_geometry *g, long lanes) {
 #define T double
 #define BLIS_SUFFIX f64
 #include "blis_conv.inc"
-#include "blis_depthwise.inc"
 #if BLIS_HAVE_DIRECT
 #define DIRECT_VEC __m512d
 #define DIRECT_LANES 8
@@ -257,15 +256,12 @@ static int depthwise_team(const blis_backend *be, const conv_geometry *g) {
     return work < 65536 ? 1 : be->threads;
 }
 
-/* Per-thread scratch of the depthwise paths: padded planes, then the
- * filter gradient's double accumulators. */
+/* Per-thread scratch of the depthwise paths (blis_depthwise.c): phase
+ * planes and flat buffers, then the filter gradient's double accumulators. */
 static nnopt_status depthwise_scratch(blis_backend *be, int team, const conv_geometry *g,
                                       nnopt_dtype dtype) {
-    const size_t values =
-        dtype == NNOPT_F32 ? depthwise_scratch_values_f32(g) : depthwise_scratch_values_f64(g);
-    const size_t bytes = values * (dtype == NNOPT_F32 ? sizeof(float) : sizeof(double));
-    return blis_scratch_reserve(be, team,
-                                blis_align64(bytes) + (size_t)(g->r * g->s) * sizeof(double));
+    const size_t es = dtype == NNOPT_F32 ? sizeof(float) : sizeof(double);
+    return blis_scratch_reserve(be, team, blis_depthwise_scratch_bytes(g, es));
 }
 
 /* Pointwise convolutions on small planes (MobileNet's 8x8 .. 2x2 stages):
@@ -543,10 +539,7 @@ nnopt_status blis_conv2d(blis_backend *be, const nnopt_op *op, nnopt_tensor *con
         st = depthwise_scratch(be, team, &g, x->dtype);
         if (st != NNOPT_OK) return st;
         const void *bias = b ? b->data : NULL;
-        if (x->dtype == NNOPT_F32)
-            depthwise_forward_f32(&g, team, x->data, w->data, bias, y->data, be->scratch);
-        else
-            depthwise_forward_f64(&g, team, x->data, w->data, bias, y->data, be->scratch);
+        blis_depthwise_forward(&g, x->dtype, team, x->data, w->data, bias, y->data, be->scratch);
         return NNOPT_OK;
     }
 
@@ -612,10 +605,7 @@ nnopt_status blis_conv2d_bwd_data(blis_backend *be, const nnopt_op *op, nnopt_te
         const int team = depthwise_team(be, &g);
         st = depthwise_scratch(be, team, &g, dy->dtype);
         if (st != NNOPT_OK) return st;
-        if (dy->dtype == NNOPT_F32)
-            depthwise_backward_data_f32(&g, team, dy->data, w->data, dx->data, be->scratch);
-        else
-            depthwise_backward_data_f64(&g, team, dy->data, w->data, dx->data, be->scratch);
+        blis_depthwise_backward_data(&g, dy->dtype, team, dy->data, w->data, dx->data, be->scratch);
         return NNOPT_OK;
     }
 
@@ -679,10 +669,8 @@ nnopt_status blis_conv2d_bwd_filter(blis_backend *be, const nnopt_op *op, nnopt_
         const int team = depthwise_team(be, &g);
         st = depthwise_scratch(be, team, &g, x->dtype);
         if (st != NNOPT_OK) return st;
-        if (x->dtype == NNOPT_F32)
-            depthwise_backward_filter_f32(&g, team, x->data, dy->data, dw->data, be->scratch);
-        else
-            depthwise_backward_filter_f64(&g, team, x->data, dy->data, dw->data, be->scratch);
+        blis_depthwise_backward_filter(&g, x->dtype, team, x->data, dy->data, dw->data,
+                                       be->scratch);
         return NNOPT_OK;
     }
 
