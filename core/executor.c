@@ -47,7 +47,8 @@ int nnopt_exec_is_view(const nnopt_exec *ex, int j) {
     return n->kind == NNOPT_NODE_FLATTEN || n->kind == NNOPT_NODE_ALIAS ||
            (n->kind == NNOPT_NODE_DROPOUT && !ex->training) ||
            (ex->folded_into && n->kind == NNOPT_NODE_BATCHNORM &&
-            ex->folded_into[n->inputs[0]] == j);
+            ex->folded_into[n->inputs[0]] == j) ||
+           (ex->bn_relu && n->kind == NNOPT_NODE_ACT && ex->bn_relu[n->inputs[0]] == j);
 }
 
 static int *last_readers(const nnopt_exec *ex) {
@@ -198,6 +199,79 @@ static nnopt_status allocate(nnopt_exec *ex, int share_memory, nnopt_error *err)
     return st;
 }
 
+/* The gradient of an add's input that nothing else reads is the add's own
+ * gradient: make it a view of that, and the add's backward copies nothing
+ * for it. Consumers before producers, so a chain of adds views the last
+ * one's tensor. Safe because an add's gradient is complete, and never
+ * written again in the pass, once the add's backward runs. */
+static nnopt_status alias_add_gradients(nnopt_exec *ex, nnopt_error *err) {
+    const nnopt_graph *g = ex->net->graph;
+    for (int i = g->n_nodes - 1; i >= 0; i--) {
+        const nnopt_graph_node *n = &g->nodes[i];
+        if (n->kind != NNOPT_NODE_ADD || !ex->needs_grad[i] || !ex->grad[i]) continue;
+        if (n->inputs[0] == n->inputs[1]) continue;
+        for (int k = 0; k < 2; k++) {
+            const int a = n->inputs[k];
+            const nnopt_node_kind kind = g->nodes[a].kind;
+            nnopt_tensor *own = ex->grad[a];
+            if (!ex->needs_grad[a] || nnopt_node_is_state(kind) || kind == NNOPT_NODE_INPUT ||
+                kind == NNOPT_NODE_FLATTEN || consumers(g, a) != 1 || !own || !own->owns_data ||
+                nnopt_tensor_numel(own) != nnopt_tensor_numel(ex->grad[i]))
+                continue;
+            nnopt_tensor *view = nnopt_tensor_view(ex->grad[i], own->ndim, own->shape);
+            if (!view) return nnopt_error_set(err, NNOPT_STATUS_OUT_OF_MEMORY, "out of memory");
+            nnopt_backend_tensor_free(ex->net->backend, own);
+            ex->grad[a] = view;
+        }
+    }
+    return NNOPT_OK;
+}
+
+/* Replaces *t (owned) by a view of `of`. */
+static nnopt_status become_view(nnopt_exec *ex, nnopt_tensor **t, const nnopt_tensor *of,
+                                nnopt_error *err) {
+    nnopt_tensor *view = nnopt_tensor_view(of, (*t)->ndim, (*t)->shape);
+    if (!view) return nnopt_error_set(err, NNOPT_STATUS_OUT_OF_MEMORY, "out of memory");
+    nnopt_backend_tensor_free(ex->net->backend, *t);
+    *t = view;
+    return NNOPT_OK;
+}
+
+/* Training: a batchnorm whose only reader is a relu runs as one
+ * batchnorm_relu op writing the relu's value, and its gradient op reads the
+ * relu's gradient and output, where the backend has both fused ops: a pass
+ * over the activations less each way. The batchnorm's value and gradient
+ * become views of the relu's (after alias_add_gradients, which may have made
+ * the relu's gradient a view itself). */
+static nnopt_status fuse_batchnorm_relu(nnopt_exec *ex, nnopt_error *err) {
+    const nnopt_graph *g = ex->net->graph;
+    const nnopt_backend *b = ex->net->backend;
+    if (!b->vt->supports(b->ctx, NNOPT_OP_BATCHNORM_RELU, g->dtype) ||
+        !b->vt->supports(b->ctx, NNOPT_OP_BATCHNORM_RELU_BWD, g->dtype))
+        return NNOPT_OK;
+    nnopt_status st = NNOPT_OK;
+    for (int r = 0; st == NNOPT_OK && r < g->n_nodes; r++) {
+        const nnopt_graph_node *n = &g->nodes[r];
+        if (n->kind != NNOPT_NODE_ACT || n->op.p.act.kind != NNOPT_ACT_RELU) continue;
+        const int j = n->inputs[0];
+        if (g->nodes[j].kind != NNOPT_NODE_BATCHNORM || consumers(g, j) != 1 ||
+            !ex->value[j]->owns_data || ex->needs_grad[j] != ex->needs_grad[r] ||
+            (ex->needs_grad[j] && !ex->grad[j]->owns_data))
+            continue;
+        if (!ex->bn_relu) {
+            ex->bn_relu = malloc((size_t)g->n_nodes * sizeof *ex->bn_relu);
+            if (!ex->bn_relu)
+                return nnopt_error_set(err, NNOPT_STATUS_OUT_OF_MEMORY, "out of memory");
+            for (int i = 0; i < g->n_nodes; i++) ex->bn_relu[i] = -1;
+        }
+        st = become_view(ex, &ex->value[j], ex->value[r], err);
+        if (st == NNOPT_OK && ex->needs_grad[j])
+            st = become_view(ex, &ex->grad[j], ex->grad[r], err);
+        ex->bn_relu[j] = r;
+    }
+    return st;
+}
+
 /* Which convs fold into the batchnorm that reads them: the conv's only
  * reader is that batchnorm, in a dtype the host can compute in. */
 static nnopt_status plan_folding(nnopt_exec *ex, nnopt_error *err) {
@@ -299,6 +373,10 @@ static nnopt_status create(nnopt_network *net, int64_t batch, int training, int 
      * values must not share memory. */
     if (st == NNOPT_OK)
         st = allocate(ex, share_memory && !nnopt_kernels_wanted(&net->kernels), err);
+    if (st == NNOPT_OK && training) st = alias_add_gradients(ex, err);
+    /* Compiled programs replay the graph's own ops: no fusion there. */
+    if (st == NNOPT_OK && training && !nnopt_kernels_wanted(&net->kernels))
+        st = fuse_batchnorm_relu(ex, err);
     if (st == NNOPT_OK && share_memory) st = fold_batchnorms(ex, err);
     if (st == NNOPT_OK) st = nnopt_exec_program_prepare(ex, err);
     if (st == NNOPT_OK && training) {
@@ -341,6 +419,7 @@ void nnopt_exec_free(nnopt_exec *ex) {
     for (int k = 0; k < ex->n_pool; k++) nnopt_backend_tensor_free(b, ex->pool[k]);
     free(ex->pool);
     free(ex->folded_into);
+    free(ex->bn_relu);
     nnopt_exec_program_free(ex);
     nnopt_backend_tensor_free(b, ex->labels);
     for (int k = 0; k < NNOPT_MAX_SOFT_TERMS; k++) nnopt_backend_tensor_free(b, ex->soft[k]);
@@ -374,6 +453,7 @@ int nnopt_exec_forward_op(const nnopt_exec *ex, int i, nnopt_op *op) {
     *op = n->op;
     if (n->kind == NNOPT_NODE_BATCHNORM) {
         op->p.bn.training = ex->training;
+        if (ex->bn_relu && ex->bn_relu[i] >= 0) op->kind = NNOPT_OP_BATCHNORM_RELU;
         return ex->training ? 3 : 1;
     }
     if (n->kind == NNOPT_NODE_DROPOUT) {
@@ -464,15 +544,19 @@ static nnopt_status backward_node(nnopt_exec *ex, int i, nnopt_error *err) {
     }
     case NNOPT_NODE_POOL2D:
     case NNOPT_NODE_ACT:
+        if (nnopt_exec_is_view(ex, i)) return NNOPT_OK; /* fused into its batchnorm */
         op.kind = n->kind == NNOPT_NODE_POOL2D ? NNOPT_OP_POOL2D_BWD : NNOPT_OP_ACT_BWD;
         return emit_grad(ex, &op, (nnopt_tensor *[]){ex->value[inp[0]], y, dy}, 3, inp[0], t, err);
     case NNOPT_NODE_BATCHNORM: {
         nnopt_tensor **aux = &ex->aux[i * NNOPT_EXEC_AUX];
         op.kind = NNOPT_OP_BATCHNORM_BWD;
-        nnopt_tensor *in[5] = {ex->value[inp[0]], ex->value[inp[1]], dy, aux[0], aux[1]};
+        /* Fused: dy is the relu's gradient, and y (the relu's output) masks it. */
+        const int fused = ex->bn_relu && ex->bn_relu[i] >= 0;
+        if (fused) op.kind = NNOPT_OP_BATCHNORM_RELU_BWD;
+        nnopt_tensor *in[6] = {ex->value[inp[0]], ex->value[inp[1]], dy, aux[0], aux[1], y};
         nnopt_tensor *out[3] = {ex->needs_grad[inp[0]] ? grad_slot(ex, inp[0]) : aux[2],
                                 grad_slot(ex, inp[1]), grad_slot(ex, inp[2])};
-        st = run_op(ex, &op, in, 5, out, 3, t, err);
+        st = run_op(ex, &op, in, 5 + fused, out, 3, t, err);
         for (int k = 0; st == NNOPT_OK && k < 3; k++)
             if (ex->needs_grad[inp[k]]) st = grad_written(ex, inp[k], t, err);
         return st;
@@ -482,10 +566,15 @@ static nnopt_status backward_node(nnopt_exec *ex, int i, nnopt_error *err) {
         return emit_grad(ex, &op, (nnopt_tensor *[]){dy, ex->aux[i * NNOPT_EXEC_AUX]}, 2, inp[0], t,
                          err);
     case NNOPT_NODE_ADD:
-        /* d(a + b) passes dy through to both: a copy. */
+        /* d(a + b) passes dy through to both: a copy, or nothing where the
+         * input's gradient is a view of dy (alias_add_gradients). */
         op.kind = NNOPT_OP_CAST;
-        st = emit_grad(ex, &op, (nnopt_tensor *[]){dy}, 1, inp[0], t, err);
-        if (st == NNOPT_OK) st = emit_grad(ex, &op, (nnopt_tensor *[]){dy}, 1, inp[1], t, err);
+        for (int k = 0; st == NNOPT_OK && k < 2; k++) {
+            if (ex->needs_grad[inp[k]] && ex->grad[inp[k]]->data == dy->data)
+                ex->grad_ready[inp[k]] = 1;
+            else
+                st = emit_grad(ex, &op, (nnopt_tensor *[]){dy}, 1, inp[k], t, err);
+        }
         return st;
     case NNOPT_NODE_ALIAS:   /* inference only (refused when allocating) */
     case NNOPT_NODE_FLATTEN: /* its gradient is its input's, by view */

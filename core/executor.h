@@ -30,6 +30,10 @@ typedef struct nnopt_exec {
      * folded weight and bias in that batchnorm's aux[0..1]), else -1. NULL
      * when nothing is folded. */
     int32_t *folded_into;
+    /* Training executors: per batchnorm node, the relu that runs fused into
+     * it (batchnorm_relu; the batchnorm's value and gradient are views of the
+     * relu's), else -1. NULL when nothing is fused. */
+    int32_t *bn_relu;
     /* Per-node seconds, filled when profile is set (each op is synchronized). */
     int profile;
     double *forward_seconds, *backward_seconds;
@@ -55,7 +59,8 @@ nnopt_status nnopt_exec_create_inference(nnopt_network *net, int64_t batch, nnop
                                          nnopt_error *err);
 void nnopt_exec_free(nnopt_exec *ex);
 /* Whether node j's value is its first input's (flatten, dropout at
- * inference, a batchnorm folded into its conv): no op runs for it. */
+ * inference, a batchnorm folded into its conv, a relu fused into its
+ * batchnorm): no op runs for it. */
 int nnopt_exec_is_view(const nnopt_exec *ex, int j);
 
 /* x: batch images in the graph's dtype, NCHW. */

@@ -216,6 +216,9 @@ static const conv_case conv_stride2 = {2, 3, 7, 6, 4, 3, 3, {2, 2, 1, 1, 1}, 1};
 static const conv_case conv_rect_stride = {1, 2, 6, 7, 3, 2, 3, {2, 1, 0, 1, 1}, 0};
 static const conv_case conv_groups2 = {2, 4, 5, 5, 6, 3, 3, {1, 1, 1, 1, 2}, 1};
 static const conv_case conv_depthwise = {2, 3, 6, 6, 3, 3, 3, {2, 2, 1, 1, 3}, 1};
+/* 5x5, no padding (LeNet's conv2): blis's data gradient by filter columns
+ * and, in f64 (K = 8 lanes), its filter gradient with K in the lanes */
+static const conv_case conv_5x5_valid = {2, 2, 8, 9, 8, 5, 5, {1, 1, 0, 0, 1}, 1};
 
 /* ---- dense --------------------------------------------------------------- */
 
@@ -478,6 +481,7 @@ int gradcheck_all(const char *name) {
         CASE("conv2d 2x3 filter stride 2x1 pad 0x1 no bias", gradcheck_conv2d, &conv_rect_stride),
         CASE("conv2d groups 2", gradcheck_conv2d, &conv_groups2),
         CASE("conv2d depthwise stride 2", gradcheck_conv2d, &conv_depthwise),
+        CASE("conv2d 5x5 no padding", gradcheck_conv2d, &conv_5x5_valid),
         CASE("dense", gradcheck_dense, NULL),
         CASE("max pool 2x2 stride 2", gradcheck_pool2d, &pool_max_2x2),
         CASE("max pool 3x3 stride 2 pad 1", gradcheck_pool2d, &pool_max_3x3_pad),

@@ -71,9 +71,59 @@ static void test_conv_direct_shapes(void **state) {
         {1, 2, 5, 5, 1, 5, 5, {1, 1, 2, 2, 1}},     /* one output channel */
         {2, 7, 6, 6, 12, 3, 3, {2, 2, 0, 0, 1}},    /* stride 2, no padding */
         {2, 70, 6, 6, 5, 3, 3, {1, 1, 1, 1, 1}},    /* 630 taps */
+        {2, 3, 9, 9, 18, 3, 3, {1, 1, 1, 1, 1}},    /* filter gradient: three 6-channel tiles */
+        /* data gradient by filter columns (little forward padding) */
+        {1, 6, 14, 14, 16, 5, 5, {1, 1, 0, 0, 1}}, /* LeNet conv2, one image */
+        {2, 3, 9, 11, 4, 5, 5, {1, 1, 0, 0, 1}},   /* odd sizes, C and K < 8 */
+        {3, 6, 14, 14, 16, 5, 5, {1, 1, 1, 0, 1}}, /* padding on one axis */
+        {2, 2, 12, 20, 3, 3, 7, {1, 1, 0, 1, 1}},  /* S = 7: two column tiles */
+        /* filter gradient with the output channels in the lanes (5x5, K one
+         * vector: 16 in f32, 8 in f64) */
+        {2, 3, 12, 12, 8, 5, 5, {1, 1, 0, 0, 1}},
+        {3, 4, 9, 9, 16, 5, 5, {1, 1, 1, 1, 1}},
+        {2, 3, 9, 21, 16, 3, 5, {1, 1, 1, 0, 1}}, /* forward only: 3x5, Q = 17 (10 + 7) */
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++)
         check_conv_case(&cases[i], "direct");
+}
+
+/* Depthwise convolutions (groups == C == K; blis_depthwise.inc): MobileNetV1
+ * CIFAR's nine layers at a small batch (several threads), chunks of images
+ * with a partial last one, stride 1, 2, 3 and mixed, padding 0, 1 and 2,
+ * odd sizes, 1x1 planes and filters, and phases no tap reads. */
+static void test_conv_depthwise_shapes(void **state) {
+    (void)state;
+    const conv_case cases[] = {
+        {4, 32, 32, 32, 32, 3, 3, {1, 1, 1, 1, 32}},     /* MobileNet 32x32 */
+        {4, 64, 32, 32, 64, 3, 3, {2, 2, 1, 1, 64}},     /* 32x32 -> 16x16 */
+        {4, 128, 16, 16, 128, 3, 3, {1, 1, 1, 1, 128}},  /* 16x16 */
+        {4, 128, 16, 16, 128, 3, 3, {2, 2, 1, 1, 128}},  /* 16x16 -> 8x8 */
+        {4, 256, 8, 8, 256, 3, 3, {1, 1, 1, 1, 256}},    /* 8x8 */
+        {4, 256, 8, 8, 256, 3, 3, {2, 2, 1, 1, 256}},    /* 8x8 -> 4x4 */
+        {4, 512, 4, 4, 512, 3, 3, {1, 1, 1, 1, 512}},    /* 4x4 */
+        {4, 512, 4, 4, 512, 3, 3, {2, 2, 1, 1, 512}},    /* 4x4 -> 2x2 */
+        {4, 1024, 2, 2, 1024, 3, 3, {1, 1, 1, 1, 1024}}, /* 2x2 */
+        {23, 2, 32, 32, 2, 3, 3, {1, 1, 1, 1, 2}},       /* several chunks, partial last */
+        {45, 2, 32, 32, 2, 3, 3, {2, 2, 1, 1, 2}},       /* the same, stride 2 */
+        {37, 70, 4, 4, 70, 3, 3, {1, 1, 1, 1, 70}},      /* blocks of channels, partial last */
+        {37, 70, 4, 4, 70, 3, 3, {2, 2, 1, 1, 70}},      /* the same, stride 2 */
+        {3, 5, 7, 9, 5, 3, 3, {2, 2, 1, 1, 5}},          /* odd sizes, stride 2 */
+        {3, 5, 7, 9, 5, 3, 3, {2, 2, 0, 0, 5}},          /* odd sizes, stride 2, no padding */
+        {3, 5, 9, 7, 5, 3, 3, {1, 1, 0, 0, 5}},          /* odd sizes, stride 1, no padding */
+        {5, 24, 1, 1, 24, 3, 3, {1, 1, 1, 1, 24}},       /* 1x1 plane */
+        {5, 24, 1, 1, 24, 3, 3, {2, 2, 1, 1, 24}},       /* 1x1 plane, stride 2 */
+        {5, 24, 2, 2, 24, 3, 3, {2, 2, 1, 1, 24}},       /* 2x2 -> 1x1 */
+        {5, 24, 3, 3, 24, 3, 3, {2, 2, 0, 0, 24}},       /* 3x3 -> 1x1, no padding */
+        {3, 6, 8, 7, 6, 3, 3, {2, 1, 1, 0, 6}},          /* stride 2 x 1 */
+        {3, 6, 7, 8, 6, 3, 3, {1, 2, 0, 1, 6}},          /* stride 1 x 2 */
+        {3, 4, 10, 11, 4, 3, 3, {3, 3, 1, 1, 4}},        /* stride 3 */
+        {3, 4, 10, 11, 4, 2, 2, {3, 3, 0, 0, 4}},        /* stride above the filter */
+        {3, 4, 5, 5, 4, 1, 1, {2, 2, 0, 0, 4}},          /* 1x1 filter, stride 2 */
+        {3, 6, 11, 10, 6, 5, 5, {2, 2, 2, 2, 6}},        /* 5x5 stride 2: 25 taps */
+        {2, 3, 6, 7, 3, 3, 3, {1, 1, 2, 2, 3}},          /* padding 2 */
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++)
+        check_conv_case(&cases[i], "depthwise");
 }
 
 static void test_conv_random_shapes(void **state) {
@@ -86,6 +136,12 @@ static void test_conv_random_shapes(void **state) {
 static void test_dense(void **state) {
     (void)state;
     check_dense_cases(RANDOM_ROUNDS);
+    /* the AVX-512 GEMM's edges: row tiles of 6 with a remainder, column
+     * panels of 4, 2 and 1 vectors with partial last vectors (f32 and f64) */
+    check_dense_case(7, 33, 50);
+    check_dense_case(13, 17, 20);
+    check_dense_case(2, 5, 70);
+    check_dense_case(6, 1, 1);
 }
 
 /* ---- bias gradients, pooling ---- */
@@ -101,6 +157,10 @@ static void test_bias_bwd(void **state) {
 static void test_pool(void **state) {
     (void)state;
     check_pool_cases(RANDOM_ROUNDS);
+    /* 2x2 average windows leaving a row and a column uncovered: the
+     * backward pass zeroes dx only then */
+    const nnopt_pool2d_params avg2x2 = {NNOPT_POOL_AVG, 2, 2, 2, 2, 0, 0};
+    check_pool_case(2, 3, 9, 7, &avg2x2);
 }
 
 /* ---- activations, add ---- */
@@ -137,9 +197,17 @@ static void check_batchnorm_case(const tensor_spec *x) {
         check_op(what, &op, compare_dtypes[d], 5, fwd_in, 1, train_out);
         op.kind = NNOPT_OP_BATCHNORM_BWD;
         op.p.bn.training = 1;
-        const tensor_spec bwd_in[5] = {*x, channel, *x, channel, positive};
+        const tensor_spec bwd_in[6] = {*x, channel, *x, channel, positive, *x};
         const tensor_spec bwd_out[3] = {*x, channel, channel};
         check_op(what, &op, compare_dtypes[d], 5, bwd_in, 3, bwd_out);
+        /* With the fused relu (the last input, random: about half masked). */
+        op.kind = NNOPT_OP_BATCHNORM_RELU;
+        check_op(what, &op, compare_dtypes[d], 5, fwd_in, 3, train_out);
+        op.p.bn.training = 0;
+        check_op(what, &op, compare_dtypes[d], 5, fwd_in, 1, train_out);
+        op.kind = NNOPT_OP_BATCHNORM_RELU_BWD;
+        op.p.bn.training = 1;
+        check_op(what, &op, compare_dtypes[d], 6, bwd_in, 3, bwd_out);
     }
 }
 
@@ -159,7 +227,8 @@ static void test_batchnorm(void **state) {
     }
 }
 
-/* ---- the ops blis hands to the shared reference kernels ---- */
+/* ---- the loss, optimizers and cast (SGD is blis's own, the rest the
+ * shared reference kernels) ---- */
 
 static void test_loss_optimisers_cast(void **state) {
     (void)state;
@@ -168,6 +237,7 @@ static void test_loss_optimisers_cast(void **state) {
         const int64_t n = rng_int(1, 20), k = rng_int(2, 12);
         check_softmax_xent_case(dt, n, k);
         check_optimizer_case(dt, 7, 13);
+        check_optimizer_case(dt, 120, 401); /* SGD split across threads, odd tail */
         check_cast_case(dt);
     }
 }
@@ -210,24 +280,33 @@ static void test_odd_thread_count(void **state) {
     check_conv_case(&resnet, "threads=3, direct");
     const conv_case strided = {7, 8, 9, 9, 16, 3, 3, {2, 2, 1, 1, 1}};
     check_conv_case(&strided, "threads=3, direct strided");
+    const conv_case lenet_conv2 = {2, 6, 14, 14, 16, 5, 5, {1, 1, 0, 0, 1}};
+    check_conv_case(&lenet_conv2, "threads=3, 2 images, data by filter columns");
+    const conv_case lenet_odd = {5, 6, 14, 14, 16, 5, 5, {1, 1, 0, 0, 1}};
+    check_conv_case(&lenet_odd, "threads=3, 5 images, data by filter columns");
+    /* depthwise: channel blocks over 3 threads (one of them without a
+     * block of the filter gradient), one image at a time and stacked */
+    const conv_case depthwise[] = {
+        {8, 70, 4, 4, 70, 3, 3, {1, 1, 1, 1, 70}},
+        {8, 64, 8, 8, 64, 3, 3, {2, 2, 1, 1, 64}},
+        {4, 16, 16, 16, 16, 3, 3, {1, 1, 1, 1, 16}},
+    };
+    for (size_t i = 0; i < sizeof depthwise / sizeof depthwise[0]; i++)
+        check_conv_case(&depthwise[i], "threads=3, depthwise");
     check_dense_case(5, 9, 4);
+    check_dense_case(130, 400, 41); /* over 2M multiply-adds: 22 row tiles over 3 threads */
     test_backend_close(&blis_backend);
     blis_backend = shared;
 }
 
 int main(void) {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_conv_lenet_shapes),
-        cmocka_unit_test(test_conv_special_shapes),
-        cmocka_unit_test(test_conv_direct_shapes),
-        cmocka_unit_test(test_conv_random_shapes),
-        cmocka_unit_test(test_dense),
-        cmocka_unit_test(test_bias_bwd),
-        cmocka_unit_test(test_pool),
-        cmocka_unit_test(test_activations),
-        cmocka_unit_test(test_add),
-        cmocka_unit_test(test_batchnorm),
-        cmocka_unit_test(test_loss_optimisers_cast),
+        cmocka_unit_test(test_conv_lenet_shapes),  cmocka_unit_test(test_conv_special_shapes),
+        cmocka_unit_test(test_conv_direct_shapes), cmocka_unit_test(test_conv_depthwise_shapes),
+        cmocka_unit_test(test_conv_random_shapes), cmocka_unit_test(test_dense),
+        cmocka_unit_test(test_bias_bwd),           cmocka_unit_test(test_pool),
+        cmocka_unit_test(test_activations),        cmocka_unit_test(test_add),
+        cmocka_unit_test(test_batchnorm),          cmocka_unit_test(test_loss_optimisers_cast),
         cmocka_unit_test(test_odd_thread_count),
     };
     return cmocka_run_group_tests(tests, open_backends, close_backends);

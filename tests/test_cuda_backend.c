@@ -125,11 +125,13 @@ static void test_open_describe_supports(void **state) {
     print_message("# cuda: %s\n", description);
     assert_true(strlen(description) > 0);
     for (int op = 0; op < NNOPT_OP_KIND_COUNT; op++) {
-        /* The int8 ops (quantized inference) run on the CPU backends only:
-         * the pipeline's op fallback sends them there. */
-        const int int8_op = op == NNOPT_OP_CONV2D_INT8 || op == NNOPT_OP_DENSE_INT8;
-        assert_int_equal(b.vt->supports(b.ctx, (nnopt_op_kind)op, NNOPT_F32), !int8_op);
-        assert_int_equal(b.vt->supports(b.ctx, (nnopt_op_kind)op, NNOPT_F64), !int8_op);
+        /* The int8 ops (quantized inference) run on the CPU backends only
+         * (the pipeline's op fallback sends them there), and batchnorm with
+         * a fused relu is left to the core's unfused pair. */
+        const int cpu_only = op == NNOPT_OP_CONV2D_INT8 || op == NNOPT_OP_DENSE_INT8 ||
+                             op == NNOPT_OP_BATCHNORM_RELU || op == NNOPT_OP_BATCHNORM_RELU_BWD;
+        assert_int_equal(b.vt->supports(b.ctx, (nnopt_op_kind)op, NNOPT_F32), !cpu_only);
+        assert_int_equal(b.vt->supports(b.ctx, (nnopt_op_kind)op, NNOPT_F64), !cpu_only);
         assert_false(b.vt->supports(b.ctx, (nnopt_op_kind)op, NNOPT_BF16));
         assert_false(b.vt->supports(b.ctx, (nnopt_op_kind)op, NNOPT_I8));
     }

@@ -513,6 +513,72 @@ static void test_batchnorm_training(void **state) {
     }
 }
 
+/* batchnorm_relu is relu(batchnorm): the hand-computed y above with its
+ * negatives (and its exact 0) at 0, the same statistics; its gradient is
+ * batchnorm_bwd of dy where that output is positive. */
+static void test_batchnorm_relu(void **state) {
+    (void)state;
+    if (!backend.vt->supports(backend.ctx, NNOPT_OP_BATCHNORM_RELU, NNOPT_F32)) {
+        print_message("# %s has no batchnorm_relu (the core runs batchnorm and relu then)\n",
+                      backend_name);
+        skip();
+    }
+    const int64_t x_shape[4] = {2, 2, 1, 2}, c_shape[1] = {2};
+    const double dy_values[8] = {1, -2, 3, 4, -5, 6, 7, 8};
+    for (int d = 0; d < N_FLOAT_DTYPES; d++) {
+        const nnopt_dtype dt = float_dtypes[d];
+        nnopt_op op = {.kind = NNOPT_OP_BATCHNORM_RELU,
+                       .p.bn = {.eps = 0.5, .momentum = 0.1, .training = 1}};
+        nnopt_tensor *x = tensor(dt, 4, x_shape, bn_x);
+        nnopt_tensor *gamma = tensor(dt, 1, c_shape, bn_gamma);
+        nnopt_tensor *beta = tensor(dt, 1, c_shape, bn_beta);
+        nnopt_tensor *running_mean = tensor(dt, 1, c_shape, (double[]){0, 1});
+        nnopt_tensor *running_var = tensor(dt, 1, c_shape, (double[]){1, 2});
+        nnopt_tensor *y = tensor(dt, 4, x_shape, NULL);
+        nnopt_tensor *save_mean = tensor(dt, 1, c_shape, NULL);
+        nnopt_tensor *save_invstd = tensor(dt, 1, c_shape, NULL);
+        run_ok(&op, (nnopt_tensor *[]){x, gamma, beta, running_mean, running_var}, 5,
+               (nnopt_tensor *[]){y, save_mean, save_invstd}, 3);
+        expect_values(y, (double[]){0, 0, 0, 5, 0.5, 3.5, 0, 2}, "batchnorm_relu y");
+        expect_values(save_mean, (double[]){3, 10}, "batchnorm_relu save_mean");
+        expect_values(save_invstd, (double[]){0.5, 1.0 / 3}, "batchnorm_relu save_invstd");
+        expect_values(running_mean, (double[]){0.3, 1.9}, "batchnorm_relu running_mean");
+
+        /* Inference: the running statistics, then relu. */
+        op.p.bn.training = 0;
+        nnopt_tensor *mean1 = tensor(dt, 1, c_shape, (double[]){3, 10});
+        nnopt_tensor *var1 = tensor(dt, 1, c_shape, (double[]){3.5, 8.5});
+        run_ok(&op, (nnopt_tensor *[]){x, gamma, beta, mean1, var1}, 5, &y, 1);
+        expect_values(y, (double[]){0, 0, 0, 5, 0.5, 3.5, 0, 2}, "batchnorm_relu inference y");
+
+        /* Gradient: batchnorm_bwd of dy masked by the output (0, 0, 0, 1, 1, 1, 0, 1). */
+        nnopt_tensor *dy = tensor(dt, 4, x_shape, dy_values);
+        double masked_values[8];
+        for (int i = 0; i < 8; i++)
+            masked_values[i] = (i == 3 || i == 4 || i == 5 || i == 7) ? dy_values[i] : 0;
+        nnopt_tensor *masked = tensor(dt, 4, x_shape, masked_values);
+        nnopt_tensor *fused[3] = {tensor(dt, 4, x_shape, NULL), tensor(dt, 1, c_shape, NULL),
+                                  tensor(dt, 1, c_shape, NULL)};
+        nnopt_tensor *plain[3] = {tensor(dt, 4, x_shape, NULL), tensor(dt, 1, c_shape, NULL),
+                                  tensor(dt, 1, c_shape, NULL)};
+        run_ok(&(nnopt_op){.kind = NNOPT_OP_BATCHNORM_RELU_BWD},
+               (nnopt_tensor *[]){x, gamma, dy, save_mean, save_invstd, y}, 6, fused, 3);
+        run_ok(&(nnopt_op){.kind = NNOPT_OP_BATCHNORM_BWD},
+               (nnopt_tensor *[]){x, gamma, masked, save_mean, save_invstd}, 5, plain, 3);
+        for (int k = 0; k < 3; k++) {
+            double want[8];
+            test_tensor_read(&backend, plain[k], want);
+            expect_values(fused[k], want, "batchnorm_relu_bwd");
+        }
+        /* The mask changes the result: dbeta is the sum of the kept dy. */
+        expect_values(fused[2], (double[]){-5 + 6, 4 + 8}, "batchnorm_relu_bwd dbeta");
+        free_all((nnopt_tensor *[]){x, gamma, beta, running_mean, running_var, y, save_mean,
+                                    save_invstd, mean1, var1, dy, masked, fused[0], fused[1],
+                                    fused[2], plain[0], plain[1], plain[2]},
+                 18);
+    }
+}
+
 /* 2-D x with one sample: each channel's variance is 0, and the running
  * variance takes the biased 0 rather than dividing by count - 1 = 0. */
 static void test_batchnorm_single_value(void **state) {
@@ -855,6 +921,7 @@ int main(int argc, char **argv) {
         cmocka_unit_test(test_cast),
         cmocka_unit_test(test_batchnorm_training),
         cmocka_unit_test(test_batchnorm_single_value),
+        cmocka_unit_test(test_batchnorm_relu),
         cmocka_unit_test(test_batchnorm_inference),
         cmocka_unit_test(test_dropout_mask_statistics),
         cmocka_unit_test(test_dropout_mask_formula),

@@ -15,6 +15,7 @@
 #include "executor.h"
 #include "experiment.h"
 #include "idx_fixture.h"
+#include "net_gradcheck.h"
 #include "pipeline.h"
 #include "train.h"
 
@@ -30,9 +31,11 @@ static nnopt_network *small_lenet(const char *activation, const char *pool, nnop
     const nnopt_plugin *model = NULL, *backend = NULL;
     nnopt_error err = {0};
     assert_int_equal(nnopt_plugin_load(&s, NNOPT_PLUGIN_MODEL, "lenet5", &model, &err), NNOPT_OK);
-    assert_int_equal(nnopt_plugin_load(&s, NNOPT_PLUGIN_BACKEND, backend_name(), &backend, &err), NNOPT_OK);
+    assert_int_equal(nnopt_plugin_load(&s, NNOPT_PLUGIN_BACKEND, backend_name(), &backend, &err),
+                     NNOPT_OK);
     nnopt_plugin_search_free(&s);
-    nnopt_config *cfg = nnopt_config_create(model->desc->params, (int)model->desc->n_params, "lenet5");
+    nnopt_config *cfg =
+        nnopt_config_create(model->desc->params, (int)model->desc->n_params, "lenet5");
     assert_int_equal(nnopt_config_set(cfg, "channels", "2,3", "t", &err), NNOPT_OK);
     assert_int_equal(nnopt_config_set(cfg, "dense", "5", "t", &err), NNOPT_OK);
     assert_int_equal(nnopt_config_set(cfg, "activation", activation, "t", &err), NNOPT_OK);
@@ -44,7 +47,8 @@ static nnopt_network *small_lenet(const char *activation, const char *pool, nnop
     const nnopt_model_vtable *vt = model->desc->vtable;
     assert_int_equal(vt->build(nnopt_host_api_get(), cfg, g, &logits), NNOPT_OK);
     assert_int_equal(nnopt_graph_finish(g, logits, &err), NNOPT_OK);
-    nnopt_config *bcfg = nnopt_config_create(backend->desc->params, (int)backend->desc->n_params, "b");
+    nnopt_config *bcfg =
+        nnopt_config_create(backend->desc->params, (int)backend->desc->n_params, "b");
     assert_int_equal(nnopt_config_finish(bcfg, "t", &err), NNOPT_OK);
     assert_int_equal(nnopt_backend_open(backend, bcfg, bk, &err), NNOPT_OK);
     nnopt_network *net = NULL;
@@ -52,14 +56,6 @@ static nnopt_network *small_lenet(const char *activation, const char *pool, nnop
     nnopt_config_free(cfg);
     nnopt_config_free(bcfg);
     return net;
-}
-
-static double loss_at(nnopt_exec *ex, const double *x, const int32_t *y) {
-    nnopt_error err = {0};
-    double loss = 0;
-    assert_int_equal(nnopt_exec_forward(ex, x, &err), NNOPT_OK);
-    assert_int_equal(nnopt_exec_backward(ex, y, NULL, &loss, &err), NNOPT_OK);
-    return loss;
 }
 
 static void gradcheck_lenet(const char *activation, const char *pool) {
@@ -78,53 +74,26 @@ static void gradcheck_lenet(const char *activation, const char *pool) {
         s = s * 1664525u + 1013904223u;
         x[i] = (double)(s >> 8) / (double)(1u << 24);
     }
-    loss_at(ex, x, y);
     const nnopt_graph *g = net->graph;
-    int checked = 0;
-    double worst = 0;
-    for (int n = 0; n < g->n_nodes; n++) {
-        if (!net->param[n]) continue;
-        loss_at(ex, x, y); /* gradients at the unperturbed point */
-        int64_t count = nnopt_tensor_numel(net->param[n]);
-        double *p = malloc((size_t)count * sizeof *p), *analytic = malloc((size_t)count * sizeof *p);
-        assert_int_equal(nnopt_backend_read(bk, net->grad[n], analytic, (size_t)count * 8, &err), NNOPT_OK);
-        assert_int_equal(nnopt_backend_read(bk, net->param[n], p, (size_t)count * 8, &err), NNOPT_OK);
-        for (int64_t i = 0; i < count; i++) {
-            const double h = 1e-6, saved = p[i];
-            p[i] = saved + h;
-            nnopt_backend_write(bk, net->param[n], p, (size_t)count * 8, &err);
-            double up = loss_at(ex, x, y);
-            p[i] = saved - h;
-            nnopt_backend_write(bk, net->param[n], p, (size_t)count * 8, &err);
-            double down = loss_at(ex, x, y);
-            p[i] = saved;
-            nnopt_backend_write(bk, net->param[n], p, (size_t)count * 8, &err);
-            double numeric = (up - down) / (2 * h);
-            double rel = fabs(numeric - analytic[i]) / fmax(1e-6, fabs(numeric) + fabs(analytic[i]));
-            if (rel > worst) worst = rel;
-            /* Rounding in the loss (~1e-16 * loss / h) floors the numeric estimate at ~1e-9. */
-            if (fabs(numeric - analytic[i]) > 1e-5 * (fabs(numeric) + fabs(analytic[i])) + 1e-9)
-                fail_msg("%s/%s: d loss / d %s[%lld]: analytic %.10g, numeric %.10g", activation,
-                         pool, g->nodes[n].name, (long long)i, analytic[i], numeric);
-            checked++;
-        }
-        free(p);
-        free(analytic);
-    }
+    char label[64];
+    snprintf(label, sizeof label, "lenet5 %s/%s", activation, pool);
+    const int checked = net_gradcheck(ex, x, y, INT64_MAX, label);
     assert_int_equal(checked, nnopt_graph_param_count(g));
 
     /* One SGD step moves every parameter by exactly -lr * gradient. */
-    loss_at(ex, x, y);
+    net_loss_at(ex, x, y);
     int first = -1;
     for (int n = 0; n < g->n_nodes && first < 0; n++)
         if (net->param[n]) first = n;
     int64_t count = nnopt_tensor_numel(net->param[first]);
-    double *before = malloc((size_t)count * 8), *grad = malloc((size_t)count * 8), *after = malloc((size_t)count * 8);
+    double *before = malloc((size_t)count * 8), *grad = malloc((size_t)count * 8),
+           *after = malloc((size_t)count * 8);
     nnopt_backend_read(bk, net->param[first], before, (size_t)count * 8, &err);
     nnopt_backend_read(bk, net->grad[first], grad, (size_t)count * 8, &err);
     assert_int_equal(nnopt_network_step(net, &opt, 0.5, &err), NNOPT_OK);
     nnopt_backend_read(bk, net->param[first], after, (size_t)count * 8, &err);
-    for (int64_t i = 0; i < count; i++) assert_true(fabs(after[i] - (before[i] - 0.5 * grad[i])) < 1e-12);
+    for (int64_t i = 0; i < count; i++)
+        assert_true(fabs(after[i] - (before[i] - 0.5 * grad[i])) < 1e-12);
     free(before);
     free(grad);
     free(after);
@@ -162,12 +131,13 @@ static void load(nnopt_experiment *e, nnopt_data *data, const char *extra, const
     char ini[512], dirset[400], backend[80];
     snprintf(ini, sizeof ini, "%s/e2e.ini", fixture);
     FILE *f = fopen(ini, "w");
-    fputs("[data]\ndataset = idx\ntrain_images = train-images-idx3-ubyte\n"
-          "train_labels = train-labels-idx1-ubyte\ntest_images = t10k-images-idx3-ubyte\n"
-          "test_labels = t10k-labels-idx1-ubyte\n[model student]\nplugin = lenet5\n"
-          "channels = 3,8\ndense = 50\nactivation = relu\ndtype = f32\n"
-          "[training]\nepochs = 3\nbatch = 32\nlr = 0.05\nmomentum = 0.9\nseed = 3\nprogress = off\n",
-          f);
+    fputs(
+        "[data]\ndataset = idx\ntrain_images = train-images-idx3-ubyte\n"
+        "train_labels = train-labels-idx1-ubyte\ntest_images = t10k-images-idx3-ubyte\n"
+        "test_labels = t10k-labels-idx1-ubyte\n[model student]\nplugin = lenet5\n"
+        "channels = 3,8\ndense = 50\nactivation = relu\ndtype = f32\n"
+        "[training]\nepochs = 3\nbatch = 32\nlr = 0.05\nmomentum = 0.9\nseed = 3\nprogress = off\n",
+        f);
     fclose(f);
     snprintf(dirset, sizeof dirset, "data.dir=%s", fixture);
     snprintf(backend, sizeof backend, "backend.plugin=%s", backend_name());

@@ -88,6 +88,14 @@ typedef enum nnopt_op_kind {
     /* The dense counterpart: in: x[N,IN] (f32), w[OUT,IN] (i8), w_scale[OUT],
      * b[OUT] (f32)  out: y[N,OUT] (f32) */
     NNOPT_OP_DENSE_INT8,
+    /* batchnorm followed by relu, in one pass over memory (params.bn, ins and
+     * outs as batchnorm's): y = max(0, batchnorm(x)). The core fuses a
+     * batchnorm whose only reader is a relu where the backend supports both
+     * of these ops. */
+    NNOPT_OP_BATCHNORM_RELU,
+    /* Its gradient: batchnorm_bwd of dy masked by y > 0.
+     * in: x, gamma, dy, save_mean, save_invstd, y  out: dx, dgamma[C], dbeta[C] */
+    NNOPT_OP_BATCHNORM_RELU_BWD,
     NNOPT_OP_KIND_COUNT
 } nnopt_op_kind;
 
@@ -181,7 +189,7 @@ static inline const char *nnopt_op_kind_name(nnopt_op_kind kind) {
         "softmax_xent", "sgd_update",      "adam_update",
         "cast",         "batchnorm",       "batchnorm_bwd",
         "dropout",      "dropout_bwd",     "conv2d_int8",
-        "dense_int8"};
+        "dense_int8",   "batchnorm_relu",  "batchnorm_relu_bwd"};
     return (unsigned)kind < NNOPT_OP_KIND_COUNT ? names[kind] : "?";
 }
 

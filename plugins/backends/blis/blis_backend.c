@@ -129,6 +129,7 @@ static nnopt_status blis_create(const nnopt_host_api *host, const nnopt_config *
                    : strcmp(winograd, "off") == 0             ? BLIS_WINOGRAD_OFF
                    : strcmp(winograd, "f2") == 0              ? BLIS_WINOGRAD_F2
                                                               : BLIS_WINOGRAD_F4;
+    be->dense_avx512 = blis_direct_conv_available(); /* AVX-512F */
     const nnopt_status status = blis_arch_select(be, cfg ? host->config_string(cfg, "arch") : NULL);
     if (status != NNOPT_OK) {
         blis_destroy(be);
@@ -152,8 +153,11 @@ static const blis_op_fn blis_ops[NNOPT_OP_KIND_COUNT] = {
     [NNOPT_OP_ACT] = blis_act,
     [NNOPT_OP_ACT_BWD] = blis_act_bwd,
     [NNOPT_OP_ADD] = blis_add,
+    [NNOPT_OP_SGD_UPDATE] = blis_sgd_update,
     [NNOPT_OP_BATCHNORM] = blis_batchnorm,
     [NNOPT_OP_BATCHNORM_BWD] = blis_batchnorm_bwd,
+    [NNOPT_OP_BATCHNORM_RELU] = blis_batchnorm,
+    [NNOPT_OP_BATCHNORM_RELU_BWD] = blis_batchnorm_bwd,
     [NNOPT_OP_CONV2D_INT8] = blis_qlinear,
     [NNOPT_OP_DENSE_INT8] = blis_qlinear,
 };
@@ -224,11 +228,13 @@ static nnopt_status blis_synchronize(void *ctx) {
 
 static void blis_describe(void *ctx, char *buf, size_t size) {
     const blis_backend *be = ctx;
-    snprintf(buf, size, "BLIS %s kernels (%s), %d thread%s; convolutions: %s; bf16: %s; int8: %s",
+    snprintf(buf, size,
+             "BLIS %s kernels (%s), %d thread%s; convolutions: %s; dense: %s; bf16: %s; int8: %s",
              be->kernels, be->arch_reason, be->threads, be->threads == 1 ? "" : "s",
              be->direct_conv ? "direct AVX-512 for ungrouped RxS>1, stride<=2, C*R*S<=1024 "
                                "(data gradient: stride 1), im2col+GEMM otherwise"
                              : "im2col+GEMM",
+             be->dense_avx512 ? "AVX-512 GEMM" : "BLIS GEMM",
              be->bf16_hw ? "AVX-512 BF16 GEMM" : "f32 kernels on widened copies",
              be->int8_vnni ? "AVX-512 VNNI" : "reference kernels (no VNNI)");
     static const char *const winograd[] = {"auto", "off", "f2", "f4"};

@@ -1,6 +1,6 @@
 /* 2-D convolutions: direct AVX-512 kernels for small ungrouped filters
  * (blis_direct.inc, chosen by conv_use_direct), depthwise stencils
- * (blis_depthwise.inc), and otherwise BLIS GEMMs over im2col patches, one
+ * (blis_depthwise.c), and otherwise BLIS GEMMs over im2col patches, one
  * image per GEMM.
  *
  * Images are split across threads and each thread runs single-threaded BLIS
@@ -14,6 +14,7 @@
 #include <omp.h>
 #include <string.h>
 
+#include "blis_depthwise.h"
 #include "blis_internal.h"
 #include "blis_math.h" /* BLIS_VECTOR_CLONES */
 
@@ -65,11 +66,13 @@ typedef struct direct_shape {
     long sh, sw, ph, pw, p, q;
     long rows, pitch, plane; /* one phase plane */
     long taps, tpad4;        /* cin*R*S, rounded up to 4 */
-    long kblocks, kpad4;     /* blocks of 8 output channels; cout rounded up to 4 */
+    long kblocks;            /* blocks of 8 output channels */
+    long ktile, kpad;        /* filter gradient: channels per tile (4 or 6); cout padded to it */
     long count;              /* flat outputs computed: P*pitch rounded up to 2 vectors */
     long buf_values;         /* phase planes plus read-ahead slack */
     long buf_stride;         /* buf_values rounded up to 64 bytes */
     long group;              /* images per filter-gradient group */
+    int channel_lanes;       /* output channels in the lanes: direct_forward_lanes, ..._5x5_lanes */
 } direct_shape;
 
 typedef enum direct_pass { DIRECT_FORWARD, DIRECT_DATA, DIRECT_FILTER } direct_pass;
@@ -86,10 +89,41 @@ static void image_range(long images, int thread, int team, long *first, long *en
     *end = images * (thread + 1) / team;
 }
 
+/* The stride-1 data gradient by filter columns (direct_columns_run): per
+ * input channel and filter column s, u[s] = sum over k and r of w[k][c][r][s]
+ * times dy_k shifted down r rows (flat vectors, DIRECT_COL_ROWS columns x
+ * DIRECT_COL_VECS vectors per register tile), then dx = sum over s of u[s]
+ * shifted right s columns. Chosen when the direct data pass would mostly
+ * multiply padding (conv_data_by_columns). */
+#define DIRECT_COL_ROWS 5
+#define DIRECT_COL_VECS 3
+#define DIRECT_COL_MAX_S 32 /* filter width bound (taps <= 1024) */
+
+/* Offsets (in values) into a thread's scratch: dy_pad, then u. */
+typedef struct direct_columns {
+    long pad_stride; /* one dy plane with R-1 zero rows above and below */
+    long u_stride;   /* one u row: H*Q rounded up to whole tiles */
+    long dy_pad, u, total;
+} direct_columns;
+
+static direct_columns direct_columns_make(const conv_geometry *g, long lanes) {
+    direct_columns c;
+    const long tile = DIRECT_COL_VECS * lanes;
+    c.pad_stride = (g->p + 2 * (g->r - 1)) * g->q;
+    c.u_stride = (g->h * g->q + tile - 1) / tile * tile;
+    c.dy_pad = 0;
+    /* the tiles read up to a tile past a plane's last output row */
+    const long dy_values = g->k * c.pad_stride + tile;
+    /* u's slack: the column sums' (masked) loads reach W + pw + a vector
+     * past its last row */
+    c.u = (dy_values + lanes - 1) / lanes * lanes;
+    c.total = c.u + g->s * c.u_stride + g->w + g->pad_w + lanes;
+    return c;
+}
+
 #define T float
 #define BLIS_SUFFIX f32
 #include "blis_conv.inc"
-#include "blis_depthwise.inc"
 #if BLIS_HAVE_DIRECT
 #define DIRECT_VEC __m512
 #define DIRECT_LANES 16
@@ -103,11 +137,13 @@ static void image_range(long images, int thread, int team, long *first, long *en
 #define DIRECT_MASK __mmask16
 #define DIRECT_COMPRESS _mm512_maskz_compress_ps
 #define DIRECT_MASK_STORE _mm512_mask_storeu_ps
+#define DIRECT_MASKZ_LOAD _mm512_maskz_loadu_ps
 #include "blis_direct.inc"
 #undef DIRECT_ADD
 #undef DIRECT_MASK
 #undef DIRECT_COMPRESS
 #undef DIRECT_MASK_STORE
+#undef DIRECT_MASKZ_LOAD
 #undef DIRECT_STORE_VALID
 #undef DIRECT_VEC
 #undef DIRECT_LANES
@@ -123,7 +159,6 @@ static void image_range(long images, int thread, int team, long *first, long *en
 #define T double
 #define BLIS_SUFFIX f64
 #include "blis_conv.inc"
-#include "blis_depthwise.inc"
 #if BLIS_HAVE_DIRECT
 #define DIRECT_VEC __m512d
 #define DIRECT_LANES 8
@@ -137,11 +172,13 @@ static void image_range(long images, int thread, int team, long *first, long *en
 #define DIRECT_MASK __mmask8
 #define DIRECT_COMPRESS _mm512_maskz_compress_pd
 #define DIRECT_MASK_STORE _mm512_mask_storeu_pd
+#define DIRECT_MASKZ_LOAD _mm512_maskz_loadu_pd
 #include "blis_direct.inc"
 #undef DIRECT_ADD
 #undef DIRECT_MASK
 #undef DIRECT_COMPRESS
 #undef DIRECT_MASK_STORE
+#undef DIRECT_MASKZ_LOAD
 #undef DIRECT_STORE_VALID
 #undef DIRECT_VEC
 #undef DIRECT_LANES
@@ -219,15 +256,12 @@ static int depthwise_team(const blis_backend *be, const conv_geometry *g) {
     return work < 65536 ? 1 : be->threads;
 }
 
-/* Per-thread scratch of the depthwise paths: padded planes, then the
- * filter gradient's double accumulators. */
+/* Per-thread scratch of the depthwise paths (blis_depthwise.c): phase
+ * planes and flat buffers, then the filter gradient's double accumulators. */
 static nnopt_status depthwise_scratch(blis_backend *be, int team, const conv_geometry *g,
                                       nnopt_dtype dtype) {
-    const size_t values =
-        dtype == NNOPT_F32 ? depthwise_scratch_values_f32(g) : depthwise_scratch_values_f64(g);
-    const size_t bytes = values * (dtype == NNOPT_F32 ? sizeof(float) : sizeof(double));
-    return blis_scratch_reserve(be, team,
-                                blis_align64(bytes) + (size_t)(g->r * g->s) * sizeof(double));
+    const size_t es = dtype == NNOPT_F32 ? sizeof(float) : sizeof(double);
+    return blis_scratch_reserve(be, team, blis_depthwise_scratch_bytes(g, es));
 }
 
 /* Pointwise convolutions on small planes (MobileNet's 8x8 .. 2x2 stages):
@@ -362,16 +396,25 @@ static void direct_shape_make(const conv_geometry *g, direct_pass pass, size_t e
     d->taps = d->cin * d->r * d->s;
     d->tpad4 = ceil_div(d->taps, 4) * 4;
     d->kblocks = ceil_div(d->cout, DIRECT_KBLOCK);
-    d->kpad4 = ceil_div(d->cout, 4) * 4;
+    /* 6-channel tiles where they pad fewer channels (LeNet's conv1: 6, not 8) */
+    d->ktile = ceil_div(d->cout, 6) * 6 < ceil_div(d->cout, 4) * 4 ? 6 : 4;
+    d->kpad = ceil_div(d->cout, d->ktile) * d->ktile;
     const long lanes = (long)(64 / es); /* one 512-bit vector */
     d->count = ceil_div(d->p * d->pitch, lanes) * lanes;
-    /* Reads reach at most one count past the last plane's start. */
-    d->buf_values = d->cin * d->sh * d->sw * d->plane + d->count;
+    /* Reads reach at most one count past the last plane's start
+     * (direct_forward_lanes: up to 8 + pw past a plane's end; 16 more). */
+    d->buf_values = d->cin * d->sh * d->sw * d->plane + d->count + 16;
     d->buf_stride = ceil_div(d->buf_values, lanes) * lanes;
     /* Filter gradient: as many images per group as fit in ~384 KB of L2 (up to 8). */
-    const long image_bytes = (d->buf_stride + d->kpad4 * d->count) * (long)es;
+    const long image_bytes = (d->buf_stride + d->kpad * d->count) * (long)es;
     d->group = pass == DIRECT_FILTER ? 384 * 1024 / image_bytes : 1;
     d->group = d->group < 1 ? 1 : d->group > 8 ? 8 : d->group;
+    /* Stride 1, filters 5 wide (forward) or 5x5 (filter gradient), one
+     * vector of output channels and many junk columns (LeNet conv2: 4 of
+     * 14): the channels go in the lanes instead. */
+    d->channel_lanes = pass != DIRECT_DATA && d->cout == lanes && d->sh == 1 && d->sw == 1 &&
+                       8 * (d->pitch - d->q) >= d->pitch && d->s == 5 &&
+                       (pass == DIRECT_FORWARD || d->r == 5);
 }
 
 /* Where the direct kernels beat im2col + GEMM (measured on Zen 5, see
@@ -406,11 +449,34 @@ static direct_layout direct_layout_make(const direct_shape *d, direct_pass pass,
     lay.buf = at;
     at += blis_align64((size_t)(d->group * d->buf_stride) * es);
     lay.out = at;
-    if (pass == DIRECT_FILTER) at += blis_align64((size_t)(d->group * d->kpad4 * d->count) * es);
+    if (pass == DIRECT_FORWARD && d->channel_lanes) /* direct_forward_lanes's tile */
+        at += blis_align64((size_t)(10 * d->cout) * es);
+    if (pass == DIRECT_FILTER) {
+        long values = d->group * d->kpad * d->count;
+        if (d->channel_lanes) values = (d->p * d->q + d->taps) * d->cout; /* dy^T, dW^T */
+        at += blis_align64((size_t)values * es);
+    }
     lay.part = at;
     if (pass == DIRECT_FILTER) at += blis_align64((size_t)(d->cout * d->taps) * es);
     lay.total = at;
     return lay;
+}
+
+/* Whether the data gradient runs by filter columns: when its FMAs (every
+ * k, r, s and output row, no output-channel blocks) are at most 3/4 of the
+ * direct pass's, which convolves dy padded by R-1-pad. With no forward
+ * padding most of those planes are zeros: LeNet's conv2 computes 14x14
+ * outputs per channel from 18x18 planes holding 10x10 values. */
+static int conv_data_by_columns(const conv_geometry *g, size_t es) {
+    if (g->s > DIRECT_COL_MAX_S) return 0;
+    direct_shape d;
+    direct_shape_make(g, DIRECT_DATA, es, &d);
+    const long lanes = (long)(64 / es);
+    const direct_columns cols = direct_columns_make(g, lanes);
+    const long direct_fmas = d.kblocks * DIRECT_KBLOCK * (d.count / lanes) * d.taps;
+    const long column_fmas = g->c * ceil_div(g->s, DIRECT_COL_ROWS) * DIRECT_COL_ROWS *
+                             (cols.u_stride / lanes) * g->k * g->r;
+    return 4 * column_fmas <= 3 * direct_fmas;
 }
 
 /* Runs one pass with the direct kernels; the filter pass then adds the
@@ -421,6 +487,17 @@ static nnopt_status conv_direct(blis_backend *be, const conv_geometry *g, direct
 #if BLIS_HAVE_DIRECT
     const conv_kernels *kern = conv_kernels_for(dtype);
     const size_t es = kern->elem_size;
+    if (pass == DIRECT_DATA && conv_data_by_columns(g, es)) {
+        const int team = g->n < be->threads ? (int)g->n : be->threads;
+        nnopt_status st = blis_scratch_reserve(
+            be, team, (size_t)direct_columns_make(g, (long)(64 / es)).total * es);
+        if (st != NNOPT_OK) return st;
+        if (dtype == NNOPT_F32)
+            direct_columns_run_f32(g, team, a, w, out, be->scratch);
+        else
+            direct_columns_run_f64(g, team, a, w, out, be->scratch);
+        return NNOPT_OK;
+    }
     direct_shape d;
     direct_shape_make(g, pass, es, &d);
     const direct_layout lay = direct_layout_make(&d, pass, es);
@@ -462,10 +539,7 @@ nnopt_status blis_conv2d(blis_backend *be, const nnopt_op *op, nnopt_tensor *con
         st = depthwise_scratch(be, team, &g, x->dtype);
         if (st != NNOPT_OK) return st;
         const void *bias = b ? b->data : NULL;
-        if (x->dtype == NNOPT_F32)
-            depthwise_forward_f32(&g, team, x->data, w->data, bias, y->data, be->scratch);
-        else
-            depthwise_forward_f64(&g, team, x->data, w->data, bias, y->data, be->scratch);
+        blis_depthwise_forward(&g, x->dtype, team, x->data, w->data, bias, y->data, be->scratch);
         return NNOPT_OK;
     }
 
@@ -536,10 +610,7 @@ nnopt_status blis_conv2d_bwd_data(blis_backend *be, const nnopt_op *op, nnopt_te
         const int team = depthwise_team(be, &g);
         st = depthwise_scratch(be, team, &g, dy->dtype);
         if (st != NNOPT_OK) return st;
-        if (dy->dtype == NNOPT_F32)
-            depthwise_backward_data_f32(&g, team, dy->data, w->data, dx->data, be->scratch);
-        else
-            depthwise_backward_data_f64(&g, team, dy->data, w->data, dx->data, be->scratch);
+        blis_depthwise_backward_data(&g, dy->dtype, team, dy->data, w->data, dx->data, be->scratch);
         return NNOPT_OK;
     }
 
@@ -608,10 +679,8 @@ nnopt_status blis_conv2d_bwd_filter(blis_backend *be, const nnopt_op *op, nnopt_
         const int team = depthwise_team(be, &g);
         st = depthwise_scratch(be, team, &g, x->dtype);
         if (st != NNOPT_OK) return st;
-        if (x->dtype == NNOPT_F32)
-            depthwise_backward_filter_f32(&g, team, x->data, dy->data, dw->data, be->scratch);
-        else
-            depthwise_backward_filter_f64(&g, team, x->data, dy->data, dw->data, be->scratch);
+        blis_depthwise_backward_filter(&g, x->dtype, team, x->data, dy->data, dw->data,
+                                       be->scratch);
         return NNOPT_OK;
     }
 

@@ -1,6 +1,88 @@
-/* Dense layers: one BLIS GEMM each, threaded by BLIS, with the weight's
- * transpose expressed through strides rather than copied. */
+/* Dense layers: on AVX-512 CPUs our own GEMM (blis_dense.inc), row tiles
+ * split across the threads; elsewhere one BLIS GEMM each, threaded by BLIS,
+ * with the weight's transpose expressed through strides rather than copied.
+ * BLIS 0.9's kernels here are AVX2 and its 2-thread split of LeNet's
+ * 128 x 120 x 400 GEMMs gained little over one thread. */
+#include <omp.h>
+
 #include "blis_internal.h"
+
+#if defined(__x86_64__) && defined(__GNUC__)
+#define BLIS_HAVE_DENSE_AVX512 1
+#include <immintrin.h>
+#define DENSE_TARGET __attribute__((target("avx512f,avx512bw,avx512vl,fma")))
+#define DENSE_ROWS 6 /* rows of C per register tile */
+
+#define T float
+#define BLIS_SUFFIX f32
+#define DENSE_VEC __m512
+#define DENSE_LANES 16
+#define DENSE_MASK __mmask16
+#define DENSE_ZERO _mm512_setzero_ps
+#define DENSE_SET1 _mm512_set1_ps
+#define DENSE_FMA _mm512_fmadd_ps
+#define DENSE_ADD _mm512_add_ps
+#define DENSE_MASKZ_LOAD _mm512_maskz_loadu_ps
+#define DENSE_MASK_STORE _mm512_mask_storeu_ps
+#include "blis_dense.inc"
+#undef T
+#undef BLIS_SUFFIX
+#undef DENSE_VEC
+#undef DENSE_LANES
+#undef DENSE_MASK
+#undef DENSE_ZERO
+#undef DENSE_SET1
+#undef DENSE_FMA
+#undef DENSE_ADD
+#undef DENSE_MASKZ_LOAD
+#undef DENSE_MASK_STORE
+
+#define T double
+#define BLIS_SUFFIX f64
+#define DENSE_VEC __m512d
+#define DENSE_LANES 8
+#define DENSE_MASK __mmask8
+#define DENSE_ZERO _mm512_setzero_pd
+#define DENSE_SET1 _mm512_set1_pd
+#define DENSE_FMA _mm512_fmadd_pd
+#define DENSE_ADD _mm512_add_pd
+#define DENSE_MASKZ_LOAD _mm512_maskz_loadu_pd
+#define DENSE_MASK_STORE _mm512_mask_storeu_pd
+#include "blis_dense.inc"
+#undef T
+#undef BLIS_SUFFIX
+#undef DENSE_VEC
+#undef DENSE_LANES
+#undef DENSE_MASK
+#undef DENSE_ZERO
+#undef DENSE_SET1
+#undef DENSE_FMA
+#undef DENSE_ADD
+#undef DENSE_MASKZ_LOAD
+#undef DENSE_MASK_STORE
+#else
+#define BLIS_HAVE_DENSE_AVX512 0
+#endif
+
+/* C[m, n] = A B (+ a bias row) with B and C row-major (blis_dense.inc); with `w`
+ * ([n, k]) given, B is its transpose, written into `b` first. */
+static void dense_gemm(const blis_backend *be, nnopt_dtype dtype, long m, long n, long k,
+                       const void *a, long a_rs, long a_cs, const void *w, void *b, void *c,
+                       const void *bias) {
+#if BLIS_HAVE_DENSE_AVX512
+    /* Under ~2M multiply-adds (LeNet's fc2 and fc3: a few microseconds) one
+     * thread: waking a second costs about as much, and far more when the
+     * machine is busy. */
+    const int team = m * n * k < (1L << 21) ? 1 : be->threads;
+    if (dtype == NNOPT_F32)
+        dense_gemm_f32(team, m, n, k, a, a_rs, a_cs, w, b, n, c, n, bias);
+    else
+        dense_gemm_f64(team, m, n, k, a, a_rs, a_cs, w, b, n, c, n, bias);
+#else
+    (void)be, (void)dtype, (void)m, (void)n, (void)k, (void)a, (void)a_rs, (void)a_cs, (void)w,
+        (void)b, (void)c, (void)bias;
+#endif
+}
 
 /* x: [N, IN] (any trailing dims flattened), w: [OUT, IN]. */
 static nnopt_status dense_dims(blis_backend *be, const nnopt_op *op, const nnopt_tensor *x,
@@ -62,6 +144,15 @@ nnopt_status blis_dense(blis_backend *be, const nnopt_op *op, nnopt_tensor *cons
     if (st == NNOPT_OK) st = check_numel(be, op, y, "y", n * out_f);
     if (st == NNOPT_OK && b) st = check_numel(be, op, b, "b", out_f);
     if (st != NNOPT_OK) return st;
+    if (be->dense_avx512) {
+        /* y[n, o] = x[n, i] W^T[i, o] + b[o], with W^T copied row-major */
+        const size_t es = x->dtype == NNOPT_F32 ? sizeof(float) : sizeof(double);
+        st = blis_scratch_reserve(be, 1, (size_t)(in_f * out_f) * es);
+        if (st != NNOPT_OK) return st;
+        dense_gemm(be, x->dtype, n, out_f, in_f, x->data, in_f, 1, w->data, be->scratch[0].data,
+                   y->data, b ? b->data : NULL);
+        return NNOPT_OK;
+    }
     if (b) broadcast_bias(x->dtype, y->data, b->data, n, out_f);
     /* y[n, o] = x[n, i] W^T[i, o] */
     const blis_matrix a = {x->data, in_f, 1}, bm = {w->data, 1, in_f};
@@ -81,6 +172,11 @@ nnopt_status blis_dense_bwd_data(blis_backend *be, const nnopt_op *op, nnopt_ten
     if (st == NNOPT_OK) st = dense_dims(be, op, dx, w, &n, &in_f, &out_f);
     if (st == NNOPT_OK) st = check_numel(be, op, dy, "dy", n * out_f);
     if (st != NNOPT_OK) return st;
+    if (be->dense_avx512) {
+        dense_gemm(be, dy->dtype, n, in_f, out_f, dy->data, out_f, 1, NULL, (void *)w->data,
+                   dx->data, NULL);
+        return NNOPT_OK;
+    }
     /* dx[n, i] = dy[n, o] W[o, i] */
     const blis_matrix a = {dy->data, out_f, 1}, bm = {w->data, in_f, 1};
     blis_gemm(dy->dtype, be->threads, n, in_f, out_f, a, bm, 0.0, dx->data, in_f, 1);
@@ -99,6 +195,11 @@ nnopt_status blis_dense_bwd_weight(blis_backend *be, const nnopt_op *op, nnopt_t
     if (st == NNOPT_OK) st = dense_dims(be, op, x, dw, &n, &in_f, &out_f);
     if (st == NNOPT_OK) st = check_numel(be, op, dy, "dy", n * out_f);
     if (st != NNOPT_OK) return st;
+    if (be->dense_avx512) {
+        dense_gemm(be, x->dtype, out_f, in_f, n, dy->data, 1, out_f, NULL, (void *)x->data,
+                   dw->data, NULL);
+        return NNOPT_OK;
+    }
     /* dW[o, i] = dy^T[o, n] x[n, i] */
     const blis_matrix a = {dy->data, 1, out_f}, bm = {x->data, in_f, 1};
     blis_gemm(x->dtype, be->threads, out_f, in_f, n, a, bm, 0.0, dw->data, in_f, 1);

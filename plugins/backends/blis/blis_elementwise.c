@@ -146,6 +146,38 @@ nnopt_status blis_add(blis_backend *be, const nnopt_op *op, nnopt_tensor *const 
     return NNOPT_OK;
 }
 
+/* In-place SGD (momentum, weight decay, Nesterov as the reference), chunks
+ * across threads for large parameters. */
+nnopt_status blis_sgd_update(blis_backend *be, const nnopt_op *op, nnopt_tensor *const *in,
+                             int n_in, nnopt_tensor *const *out, int n_out) {
+    const nnopt_sgd_params *sp = &op->p.sgd;
+    const int needs_velocity = sp->momentum != 0.0;
+    nnopt_status st = blis_check_counts(be, op, n_in, needs_velocity ? 3 : 2, 3, n_out, 0);
+    (void)out;
+    if (st == NNOPT_OK) st = blis_check_float(be, op, in[0], "param", NULL);
+    if (st == NNOPT_OK) st = blis_check_float(be, op, in[1], "grad", in[0]);
+    if (st == NNOPT_OK) st = check_same_numel(be, op, in[1], "grad", in[0]);
+    if (st == NNOPT_OK && needs_velocity) st = blis_check_float(be, op, in[2], "velocity", in[0]);
+    if (st == NNOPT_OK && needs_velocity) st = check_same_numel(be, op, in[2], "velocity", in[0]);
+    if (st != NNOPT_OK) return st;
+    const long count = (long)nnopt_tensor_numel(in[0]);
+    const int f32 = in[0]->dtype == NNOPT_F32;
+    void *param = in[0]->data, *velocity = needs_velocity ? in[2]->data : NULL;
+    const void *grad = in[1]->data;
+#pragma omp parallel num_threads(team_for(be, count, 32768))
+    {
+        long first, end;
+        chunk_range(count, omp_get_thread_num(), omp_get_num_threads(), &first, &end);
+        if (f32)
+            sgd_chunk_f32(sp, end - first, (float *)param + first, (const float *)grad + first,
+                          velocity ? (float *)velocity + first : NULL);
+        else
+            sgd_chunk_f64(sp, end - first, (double *)param + first, (const double *)grad + first,
+                          velocity ? (double *)velocity + first : NULL);
+    }
+    return NNOPT_OK;
+}
+
 /* Dense layers' bias gradient (dy is [N, K]): one pass over the rows in
  * double accumulators, which live in thread 0's scratch. */
 static nnopt_status bias_bwd_rows(blis_backend *be, const nnopt_tensor *dy, nnopt_tensor *db,

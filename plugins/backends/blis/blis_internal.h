@@ -28,6 +28,7 @@ typedef struct blis_backend {
     int bf16_hw;           /* AVX-512 BF16 kernels for bf16 ops (else f32 on widened copies) */
     int int8_vnni;         /* int8 ops on AVX-512 VNNI (else the reference kernels) */
     int winograd;          /* blis_winograd_mode: 3x3 stride-1 convolutions */
+    int dense_avx512;      /* dense layers on our AVX-512 GEMM (else BLIS) */
 } blis_backend;
 
 typedef enum blis_winograd_mode {
@@ -140,6 +141,8 @@ nnopt_status blis_act_bwd(blis_backend *be, const nnopt_op *op, nnopt_tensor *co
                           nnopt_tensor *const *out, int n_out);
 nnopt_status blis_add(blis_backend *be, const nnopt_op *op, nnopt_tensor *const *in, int n_in,
                       nnopt_tensor *const *out, int n_out);
+nnopt_status blis_sgd_update(blis_backend *be, const nnopt_op *op, nnopt_tensor *const *in,
+                             int n_in, nnopt_tensor *const *out, int n_out);
 nnopt_status blis_batchnorm(blis_backend *be, const nnopt_op *op, nnopt_tensor *const *in, int n_in,
                             nnopt_tensor *const *out, int n_out);
 nnopt_status blis_batchnorm_bwd(blis_backend *be, const nnopt_op *op, nnopt_tensor *const *in,

@@ -15,47 +15,6 @@
     __attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default")))
 #else
 #define BLIS_VECTOR_CLONES
-/* The smooth activations on a block of doubles, in place. Mixed float/double
- * loops around the branch-free math above do not vectorise (GCC reports
- * "control flow in loop": f32 ran 6x slower than f64), so the f32 paths widen
- * a block into doubles, call these, and narrow the result. */
-#define BLIS_ACT_BLOCK 256
-
-BLIS_VECTOR_CLONES
-static inline void blis_act_block(int kind, double *restrict v, long n) {
-    if (kind == NNOPT_ACT_TANH) {
-#pragma omp simd
-        for (long i = 0; i < n; i++) v[i] = blis_tanh(v[i]);
-    } else if (kind == NNOPT_ACT_SIGMOID) {
-#pragma omp simd
-        for (long i = 0; i < n; i++) v[i] = blis_sigmoid(v[i]);
-    } else {
-#pragma omp simd
-        for (long i = 0; i < n; i++) v[i] = blis_gelu_tanh(v[i]);
-    }
-}
-
-/* v = act'(v) for the same kinds. */
-BLIS_VECTOR_CLONES
-static inline void blis_act_grad_block(int kind, double *restrict v, long n) {
-    if (kind == NNOPT_ACT_TANH) {
-#pragma omp simd
-        for (long i = 0; i < n; i++) {
-            const double t = blis_tanh(v[i]);
-            v[i] = 1.0 - t * t;
-        }
-    } else if (kind == NNOPT_ACT_SIGMOID) {
-#pragma omp simd
-        for (long i = 0; i < n; i++) {
-            const double s = blis_sigmoid(v[i]);
-            v[i] = s * (1.0 - s);
-        }
-    } else {
-#pragma omp simd
-        for (long i = 0; i < n; i++) v[i] = blis_gelu_tanh_grad(v[i]);
-    }
-}
-
 #endif
 
 /* e^x: x = n ln2 + r with |r| <= ln2/2, e^r by its Taylor polynomial to r^13

@@ -59,6 +59,7 @@ nnopt_status blis_batchnorm(blis_backend *be, const nnopt_op *op, nnopt_tensor *
                             nnopt_tensor *const *out, int n_out) {
     const nnopt_bn_params *bp = &op->p.bn;
     const int training = bp->training != 0;
+    const int relu = op->kind == NNOPT_OP_BATCHNORM_RELU;
     blis_bn_shape s;
     int valid = n_in == 5 && n_out == (training ? 3 : 1) && bn_shape_of(in[0], &s) &&
                 bp->eps >= 0 && isfinite(bp->eps) &&
@@ -71,10 +72,10 @@ nnopt_status blis_batchnorm(blis_backend *be, const nnopt_op *op, nnopt_tensor *
     const int team = bn_team(be, &s);
     void *save_mean = training ? out[1]->data : NULL, *save_invstd = training ? out[2]->data : NULL;
     if (in[0]->dtype == NNOPT_F32)
-        bn_forward_f32(&s, bp, team, in[0]->data, in[1]->data, in[2]->data, in[3]->data,
+        bn_forward_f32(&s, bp, relu, team, in[0]->data, in[1]->data, in[2]->data, in[3]->data,
                        in[4]->data, out[0]->data, save_mean, save_invstd);
     else
-        bn_forward_f64(&s, bp, team, in[0]->data, in[1]->data, in[2]->data, in[3]->data,
+        bn_forward_f64(&s, bp, relu, team, in[0]->data, in[1]->data, in[2]->data, in[3]->data,
                        in[4]->data, out[0]->data, save_mean, save_invstd);
     return NNOPT_OK;
 }
@@ -82,19 +83,23 @@ nnopt_status blis_batchnorm(blis_backend *be, const nnopt_op *op, nnopt_tensor *
 nnopt_status blis_batchnorm_bwd(blis_backend *be, const nnopt_op *op, nnopt_tensor *const *in,
                                 int n_in, nnopt_tensor *const *out, int n_out) {
     blis_bn_shape s;
-    /* in: x, gamma, dy, save_mean, save_invstd; out: dx, dgamma, dbeta */
-    const int valid =
-        n_in == 5 && n_out == 3 && bn_shape_of(in[0], &s) && per_channel(in[1], in[0]) &&
-        same_shape(in[2], in[0]) && per_channel(in[3], in[0]) && per_channel(in[4], in[0]) &&
-        same_shape(out[0], in[0]) && per_channel(out[1], in[0]) && per_channel(out[2], in[0]);
+    /* in: x, gamma, dy, save_mean, save_invstd (, y behind a fused relu);
+     * out: dx, dgamma, dbeta */
+    const int relu = op->kind == NNOPT_OP_BATCHNORM_RELU_BWD;
+    const int valid = n_in == 5 + relu && (!relu || same_shape(in[5], in[0])) && n_out == 3 &&
+                      bn_shape_of(in[0], &s) && per_channel(in[1], in[0]) &&
+                      same_shape(in[2], in[0]) && per_channel(in[3], in[0]) &&
+                      per_channel(in[4], in[0]) && same_shape(out[0], in[0]) &&
+                      per_channel(out[1], in[0]) && per_channel(out[2], in[0]);
     if (!valid) return nnopt_ref_run(be->host, op, in, n_in, out, n_out);
 
     const int team = bn_team(be, &s);
+    const void *relu_y = relu ? in[5]->data : NULL;
     if (in[0]->dtype == NNOPT_F32)
-        bn_backward_f32(&s, team, in[0]->data, in[1]->data, in[2]->data, in[3]->data, in[4]->data,
-                        out[0]->data, out[1]->data, out[2]->data);
+        bn_backward_f32(&s, team, in[0]->data, in[1]->data, in[2]->data, relu_y, in[3]->data,
+                        in[4]->data, out[0]->data, out[1]->data, out[2]->data);
     else
-        bn_backward_f64(&s, team, in[0]->data, in[1]->data, in[2]->data, in[3]->data, in[4]->data,
-                        out[0]->data, out[1]->data, out[2]->data);
+        bn_backward_f64(&s, team, in[0]->data, in[1]->data, in[2]->data, relu_y, in[3]->data,
+                        in[4]->data, out[0]->data, out[1]->data, out[2]->data);
     return NNOPT_OK;
 }

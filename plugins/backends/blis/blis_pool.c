@@ -6,6 +6,7 @@
 
 #include "blis_bf16.h"
 #include "blis_internal.h"
+#include "blis_math.h" /* BLIS_VECTOR_CLONES */
 
 typedef struct pool_geometry {
     nnopt_pool_kind kind;

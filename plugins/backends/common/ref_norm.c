@@ -1,6 +1,6 @@
-/* Reference batch normalization (training and inference modes) and its
- * training-mode gradient. Statistics are per channel (axis 1) over every
- * other axis, for x of shape [N,C,H,W] or [N,C]. */
+/* Reference batch normalization (training and inference modes, alone or
+ * with a fused relu) and its training-mode gradient. Statistics are per
+ * channel (axis 1) over every other axis, for x of shape [N,C,H,W] or [N,C]. */
 #include "ref_internal.h"
 
 #include <math.h>
@@ -66,6 +66,7 @@ nnopt_status ref_batchnorm(const nnopt_host_api *host, const nnopt_op *op, nnopt
                            int n_in, nnopt_tensor *const *out, int n_out) {
     const nnopt_bn_params *bp = &op->p.bn;
     const int training = bp->training != 0;
+    const int relu = op->kind == NNOPT_OP_BATCHNORM_RELU;
     nnopt_status status = ref_check_counts(host, op, n_in, 5, 5, n_out, training ? 3 : 1);
     if (status == NNOPT_OK) status = check_bn_params(host, bp);
     if (status != NNOPT_OK) return status;
@@ -83,10 +84,10 @@ nnopt_status ref_batchnorm(const nnopt_host_api *host, const nnopt_op *op, nnopt
 
     if (!training) {
         if (x->dtype == NNOPT_F32)
-            batchnorm_infer_f32(&sizes, bp->eps, x->data, gamma->data, beta->data,
+            batchnorm_infer_f32(&sizes, bp->eps, relu, x->data, gamma->data, beta->data,
                                 running_mean->data, running_var->data, y->data);
         else
-            batchnorm_infer_f64(&sizes, bp->eps, x->data, gamma->data, beta->data,
+            batchnorm_infer_f64(&sizes, bp->eps, relu, x->data, gamma->data, beta->data,
                                 running_mean->data, running_var->data, y->data);
         return NNOPT_OK;
     }
@@ -95,10 +96,10 @@ nnopt_status ref_batchnorm(const nnopt_host_api *host, const nnopt_op *op, nnopt
     if (status == NNOPT_OK) status = check_per_channel(host, op, save_invstd, "save_invstd", x);
     if (status != NNOPT_OK) return status;
     if (x->dtype == NNOPT_F32)
-        batchnorm_train_f32(&sizes, bp, x->data, gamma->data, beta->data, running_mean->data,
+        batchnorm_train_f32(&sizes, bp, relu, x->data, gamma->data, beta->data, running_mean->data,
                             running_var->data, y->data, save_mean->data, save_invstd->data);
     else
-        batchnorm_train_f64(&sizes, bp, x->data, gamma->data, beta->data, running_mean->data,
+        batchnorm_train_f64(&sizes, bp, relu, x->data, gamma->data, beta->data, running_mean->data,
                             running_var->data, y->data, save_mean->data, save_invstd->data);
     return NNOPT_OK;
 }
@@ -106,15 +107,17 @@ nnopt_status ref_batchnorm(const nnopt_host_api *host, const nnopt_op *op, nnopt
 nnopt_status ref_batchnorm_bwd(const nnopt_host_api *host, const nnopt_op *op,
                                nnopt_tensor *const *in, int n_in, nnopt_tensor *const *out,
                                int n_out) {
-    nnopt_status status = ref_check_counts(host, op, n_in, 5, 5, n_out, 3);
+    const int relu = op->kind == NNOPT_OP_BATCHNORM_RELU_BWD;
+    nnopt_status status = ref_check_counts(host, op, n_in, 5 + relu, 5 + relu, n_out, 3);
     if (status != NNOPT_OK) return status;
     const nnopt_tensor *x = in[0], *gamma = in[1], *dy = in[2], *save_mean = in[3],
-                       *save_invstd = in[4];
+                       *save_invstd = in[4], *relu_y = relu ? in[5] : NULL;
     nnopt_tensor *dx = out[0], *dgamma = out[1], *dbeta = out[2];
     bn_sizes sizes;
     status = bn_sizes_check(host, op, x, 1, &sizes);
     if (status == NNOPT_OK) status = check_per_channel(host, op, gamma, "gamma", x);
     if (status == NNOPT_OK) status = ref_check_like(host, op, dy, "dy", x);
+    if (status == NNOPT_OK && relu) status = ref_check_like(host, op, relu_y, "y", x);
     if (status == NNOPT_OK) status = check_per_channel(host, op, save_mean, "save_mean", x);
     if (status == NNOPT_OK) status = check_per_channel(host, op, save_invstd, "save_invstd", x);
     if (status == NNOPT_OK) status = ref_check_like(host, op, dx, "dx", x);
@@ -122,10 +125,12 @@ nnopt_status ref_batchnorm_bwd(const nnopt_host_api *host, const nnopt_op *op,
     if (status == NNOPT_OK) status = check_per_channel(host, op, dbeta, "dbeta", x);
     if (status != NNOPT_OK) return status;
     if (x->dtype == NNOPT_F32)
-        batchnorm_backward_f32(&sizes, x->data, gamma->data, dy->data, save_mean->data,
-                               save_invstd->data, dx->data, dgamma->data, dbeta->data);
+        batchnorm_backward_f32(&sizes, x->data, gamma->data, dy->data, relu_y ? relu_y->data : NULL,
+                               save_mean->data, save_invstd->data, dx->data, dgamma->data,
+                               dbeta->data);
     else
-        batchnorm_backward_f64(&sizes, x->data, gamma->data, dy->data, save_mean->data,
-                               save_invstd->data, dx->data, dgamma->data, dbeta->data);
+        batchnorm_backward_f64(&sizes, x->data, gamma->data, dy->data, relu_y ? relu_y->data : NULL,
+                               save_mean->data, save_invstd->data, dx->data, dgamma->data,
+                               dbeta->data);
     return NNOPT_OK;
 }

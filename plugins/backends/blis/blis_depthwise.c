@@ -1,0 +1,50 @@
+/* Depthwise convolutions (groups == C == K): the typed kernels of
+ * blis_depthwise.inc, for f32 and f64, behind the entry points of
+ * blis_depthwise.h. Built with -ffp-contract=fast (see CMakeLists.txt): ISO
+ * C mode otherwise keeps every multiply and add separate, which halved the
+ * stencils' speed. */
+#include <omp.h>
+#include <string.h>
+
+#include "blis_depthwise.h"
+#include "blis_math.h" /* BLIS_VECTOR_CLONES */
+
+#define T float
+#define BLIS_SUFFIX f32
+#include "blis_depthwise.inc"
+#undef T
+#undef BLIS_SUFFIX
+#define T double
+#define BLIS_SUFFIX f64
+#include "blis_depthwise.inc"
+#undef T
+#undef BLIS_SUFFIX
+
+size_t blis_depthwise_scratch_bytes(const conv_geometry *g, size_t elem_size) {
+    return depthwise_scratch_bytes(g, elem_size);
+}
+
+void blis_depthwise_forward(const conv_geometry *g, nnopt_dtype dtype, int team, const void *x,
+                            const void *w, const void *bias, void *y, blis_scratch *scratch) {
+    if (dtype == NNOPT_F32)
+        depthwise_forward_f32(g, team, x, w, bias, y, scratch);
+    else
+        depthwise_forward_f64(g, team, x, w, bias, y, scratch);
+}
+
+void blis_depthwise_backward_data(const conv_geometry *g, nnopt_dtype dtype, int team,
+                                  const void *dy, const void *w, void *dx, blis_scratch *scratch) {
+    if (dtype == NNOPT_F32)
+        depthwise_backward_data_f32(g, team, dy, w, dx, scratch);
+    else
+        depthwise_backward_data_f64(g, team, dy, w, dx, scratch);
+}
+
+void blis_depthwise_backward_filter(const conv_geometry *g, nnopt_dtype dtype, int team,
+                                    const void *x, const void *dy, void *dw,
+                                    blis_scratch *scratch) {
+    if (dtype == NNOPT_F32)
+        depthwise_backward_filter_f32(g, team, x, dy, dw, scratch);
+    else
+        depthwise_backward_filter_f64(g, team, x, dy, dw, scratch);
+}
