@@ -531,6 +531,61 @@ static void technique_sets_mode_and_reports(void **state) {
     }
 }
 
+/* A blis instance with `winograd` set. */
+static nnopt_backend *open_blis_winograd(const char *winograd) {
+    nnopt_plugin_search s;
+    nnopt_plugin_search_init(&s, NULL);
+    const nnopt_plugin *plugin = NULL;
+    nnopt_error err = {0};
+    assert_int_equal(nnopt_plugin_load(&s, NNOPT_PLUGIN_BACKEND, "blis", &plugin, &err), NNOPT_OK);
+    nnopt_plugin_search_free(&s);
+    nnopt_config *cfg = nnopt_config_create(plugin->desc->params, (int)plugin->desc->n_params, "b");
+    assert_int_equal(nnopt_config_set(cfg, "winograd", winograd, "t", &err), NNOPT_OK);
+    assert_int_equal(nnopt_config_finish(cfg, "t", &err), NNOPT_OK);
+    nnopt_backend *b = NULL;
+    assert_int_equal(nnopt_backend_open(plugin, cfg, &b, &err), NNOPT_OK);
+    nnopt_config_free(cfg);
+    return b;
+}
+
+/* Compiled mode leaves the convolutions blis runs as Winograd to blis (the
+ * generated ones are direct, and slower): of conv -> relu, both steps are
+ * generated with winograd = off, the relu alone with winograd = f4. */
+static void winograd_convs_left_to_blis(void **state) {
+    fixture *f = *state;
+    const nnopt_program_tensor tensors[4] = {
+        {NNOPT_F32, 4, {32, 16, 16, 16}, NNOPT_PROGRAM_TENSOR_EXTERNAL, -1}, /* x */
+        {NNOPT_F32, 4, {16, 16, 3, 3}, NNOPT_PROGRAM_TENSOR_EXTERNAL, -1},   /* w */
+        {NNOPT_F32, 4, {32, 16, 16, 16}, 0, -1},                             /* conv */
+        {NNOPT_F32, 4, {32, 16, 16, 16}, NNOPT_PROGRAM_TENSOR_EXTERNAL, -1}, /* relu */
+    };
+    nnopt_program_step steps[2] = {
+        {.op = {.kind = NNOPT_OP_CONV2D}, .n_in = 2, .n_out = 1, .in = {0, 1}, .out = {2}},
+        {.op = {.kind = NNOPT_OP_ACT}, .n_in = 1, .n_out = 1, .in = {2}, .out = {3}}};
+    steps[0].op.p.conv2d = (nnopt_conv2d_params){1, 1, 1, 1, 1};
+    steps[1].op.p.act.kind = NNOPT_ACT_RELU;
+    const nnopt_program prog = {sizeof prog, 4, 2, tensors, steps};
+    const char *settings[2] = {"off", "f4"};
+    for (int k = 0; k < 2; k++) {
+        nnopt_backend *b = open_blis_winograd(settings[k]);
+        char description[512];
+        b->vt->describe(b->ctx, description, sizeof description);
+        if (k == 1 && !strstr(description, "winograd: f4")) {
+            print_message("# blis runs no Winograd here (%s)\n", description);
+            nnopt_backend_close(b);
+            skip();
+        }
+        void *compiled = NULL;
+        nnopt_program_info info = {0};
+        assert_int_equal(b->vt->program_compile(b->ctx, &prog, &f->options, &compiled, &info),
+                         NNOPT_OK);
+        assert_int_equal(info.total_steps, 2);
+        assert_int_equal(info.specialized_steps, k == 0 ? 2 : 1);
+        b->vt->program_free(b->ctx, compiled);
+        nnopt_backend_close(b);
+    }
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(lenet_f32_cpu, setup, teardown),
@@ -539,6 +594,7 @@ int main(void) {
         cmocka_unit_test_setup_teardown(residual_f64_cpu, setup, teardown),
         cmocka_unit_test_setup_teardown(lenet_f32_blis, setup, teardown),
         cmocka_unit_test_setup_teardown(residual_f32_blis, setup, teardown),
+        cmocka_unit_test_setup_teardown(winograd_convs_left_to_blis, setup, teardown),
         cmocka_unit_test_setup_teardown(weights_changed_between_calls, setup, teardown),
         cmocka_unit_test_setup_teardown(cache_miss_then_hit, setup, teardown),
         cmocka_unit_test_setup_teardown(corrupted_entry_flipped_byte, setup, teardown),

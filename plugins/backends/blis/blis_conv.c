@@ -748,6 +748,24 @@ nnopt_status blis_conv_geometry(blis_backend *be, const nnopt_op *op, const nnop
     return conv_geometry_make(be, op, x, w, y, g);
 }
 
+int blis_program_step_is_winograd(blis_backend *be, const nnopt_program *prog, int s) {
+    const nnopt_program_step *st = &prog->steps[s];
+    if (st->op.kind != NNOPT_OP_CONV2D || st->n_in < 2 || st->n_out < 1) return 0;
+    const int32_t roles[3] = {st->in[0], st->in[1], st->out[0]}; /* x, w, y */
+    nnopt_tensor t[3];
+    memset(t, 0, sizeof t);
+    for (int k = 0; k < 3; k++) {
+        const nnopt_program_tensor *pt = &prog->tensors[roles[k]];
+        if (pt->ndim != 4) return 0;
+        t[k].dtype = pt->dtype;
+        t[k].ndim = pt->ndim;
+        memcpy(t[k].shape, pt->shape, sizeof t[k].shape);
+    }
+    conv_geometry g;
+    return conv_geometry_make(be, &st->op, &t[0], &t[1], &t[2], &g) == NNOPT_OK &&
+           blis_winograd_tile(be, &g, t[0].dtype, BLIS_WINOGRAD_FORWARD) > 0;
+}
+
 void blis_conv_valid_columns(const conv_geometry *g, long s, long *q_lo, long *q_hi) {
     conv_valid_columns(g, s, q_lo, q_hi);
 }

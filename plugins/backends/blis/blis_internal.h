@@ -80,6 +80,9 @@ typedef struct conv_geometry {
 } conv_geometry;
 
 /* x: [N,C,H,W], w: [K,C/g,R,S], y: [N,K,P,Q]: fills g, or set_error. */
+/* Whether step s of a program is a forward convolution this instance runs as
+ * Winograd: compiled mode leaves those to blis_conv2d. */
+int blis_program_step_is_winograd(blis_backend *be, const nnopt_program *prog, int s);
 nnopt_status blis_conv_geometry(blis_backend *be, const nnopt_op *op, const nnopt_tensor *x,
                                 const nnopt_tensor *w, const nnopt_tensor *y, conv_geometry *g);
 /* The output columns [*q_lo, *q_hi) whose filter column s reads inside the image. */

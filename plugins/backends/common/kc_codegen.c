@@ -52,6 +52,7 @@ enum { STEP_FALLBACK = 0, STEP_SPECIAL, STEP_ABSORBED };
 
 typedef struct gen {
     const nnopt_program *prog;
+    const unsigned char *leave; /* per step: left to the backend's run, or NULL */
     nnopt_dtype dt;
     int vl, threads;
     size_t esize;
@@ -143,7 +144,8 @@ static void classify(gen *g) {
     int group = -1, previous = STEP_FALLBACK;
     for (int s = 0; s < p->n_steps; s++) {
         const nnopt_program_step *st = &p->steps[s];
-        g->kind[s] = can_specialize(g, st) ? STEP_SPECIAL : STEP_FALLBACK;
+        const int left = g->leave && g->leave[s];
+        g->kind[s] = !left && can_specialize(g, st) ? STEP_SPECIAL : STEP_FALLBACK;
         if (g->kind[s] == STEP_SPECIAL && previous != STEP_SPECIAL) group++;
         g->group[s] = g->kind[s] == STEP_SPECIAL ? group : -1;
         previous = g->kind[s];
@@ -989,11 +991,13 @@ void nnopt_kc_source_free(kc_source *s) {
     memset(s, 0, sizeof *s);
 }
 
-int nnopt_kc_generate(const nnopt_program *prog, int threads, kc_source *out) {
+int nnopt_kc_generate(const nnopt_program *prog, int threads, const unsigned char *leave,
+                      kc_source *out) {
     memset(out, 0, sizeof *out);
     gen g;
     memset(&g, 0, sizeof g);
     g.prog = prog;
+    g.leave = leave;
     g.threads = threads > 0 ? threads : 1;
     g.dt = NNOPT_F32;
     for (int s = 0; s < prog->n_steps; s++)

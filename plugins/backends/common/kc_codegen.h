@@ -28,8 +28,11 @@ typedef struct kc_source {
 
 /* Generates the source for prog, parallel over `threads` threads. Returns 0,
  * or -1 when out of memory. Steps the generator does not handle become
- * fallback calls, so this never fails for a valid program. */
-int nnopt_kc_generate(const nnopt_program *prog, int threads, kc_source *out);
+ * fallback calls, so this never fails for a valid program; so do the steps
+ * `leave` marks (nonzero per step; NULL: none), which the backend's own
+ * kernels run faster. */
+int nnopt_kc_generate(const nnopt_program *prog, int threads, const unsigned char *leave,
+                      kc_source *out);
 void nnopt_kc_source_free(kc_source *s);
 
 extern const char nnopt_kc_prelude[];

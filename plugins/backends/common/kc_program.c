@@ -53,12 +53,13 @@ static size_t exported_size(void *handle, const char *name) {
 }
 
 nnopt_status nnopt_kc_compile(const nnopt_host_api *host, const nnopt_program *prog,
-                              const nnopt_program_options *options, int threads, void **compiled,
+                              const nnopt_program_options *options, int threads,
+                              const unsigned char *leave, void **compiled,
                               nnopt_program_info *info) {
     double start = now_seconds();
     *compiled = NULL;
     kc_source src;
-    if (nnopt_kc_generate(prog, threads, &src) != 0) {
+    if (nnopt_kc_generate(prog, threads, leave, &src) != 0) {
         host->set_error("out of memory generating kernels");
         return NNOPT_STATUS_OUT_OF_MEMORY;
     }

@@ -15,8 +15,11 @@ typedef nnopt_status (*kc_run_fn)(void *backend, const nnopt_op *op, nnopt_tenso
 #define NNOPT_KC_DEFAULT_COMPILER "cc"
 #define NNOPT_KC_DEFAULT_FLAGS "-O3 -march=native -shared -fPIC -fopenmp"
 
+/* leave: per step, nonzero where the backend's own `run` should run it
+ * (nnopt_kc_generate); NULL: generate every step the generator can. */
 nnopt_status nnopt_kc_compile(const nnopt_host_api *host, const nnopt_program *prog,
-                              const nnopt_program_options *options, int threads, void **compiled,
+                              const nnopt_program_options *options, int threads,
+                              const unsigned char *leave, void **compiled,
                               nnopt_program_info *info);
 nnopt_status nnopt_kc_run(const nnopt_host_api *host, void *compiled, kc_run_fn run, void *backend,
                           const nnopt_op *ops, nnopt_tensor *const *tensors);

@@ -85,7 +85,7 @@ static void cpu_describe(void *ctx, char *buf, size_t size) {
 static nnopt_status cpu_program_compile(void *ctx, const nnopt_program *prog,
                                         const nnopt_program_options *options, void **compiled,
                                         nnopt_program_info *info) {
-    return nnopt_kc_compile(((cpu_backend *)ctx)->host, prog, options, 1, compiled, info);
+    return nnopt_kc_compile(((cpu_backend *)ctx)->host, prog, options, 1, NULL, compiled, info);
 }
 
 static nnopt_status cpu_program_run(void *ctx, void *compiled, const nnopt_op *ops,
