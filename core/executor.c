@@ -40,16 +40,29 @@ static nnopt_status allocate_aux(nnopt_exec *ex, int i, const int64_t *shape, nn
     return st;
 }
 
-/* Index of the last node that reads each node's value (views extend their
- * source's life); the output lives to the end. */
+/* The node whose op computes relu r's input: that input, or the conv a
+ * batchnorm input is folded into. */
+static int relu_producer(const nnopt_exec *ex, int r) {
+    const nnopt_graph *g = ex->net->graph;
+    const int s = g->nodes[r].inputs[0];
+    if (ex->folded_into && g->nodes[s].kind == NNOPT_NODE_BATCHNORM &&
+        ex->folded_into[g->nodes[s].inputs[0]] == s)
+        return g->nodes[s].inputs[0];
+    return s;
+}
+
 int nnopt_exec_is_view(const nnopt_exec *ex, int j) {
     const nnopt_graph_node *n = &ex->net->graph->nodes[j];
     return n->kind == NNOPT_NODE_FLATTEN || n->kind == NNOPT_NODE_ALIAS ||
            (n->kind == NNOPT_NODE_DROPOUT && !ex->training) ||
            (ex->folded_into && n->kind == NNOPT_NODE_BATCHNORM &&
             ex->folded_into[n->inputs[0]] == j) ||
-           (ex->bn_relu && n->kind == NNOPT_NODE_ACT && ex->bn_relu[n->inputs[0]] == j);
+           (ex->bn_relu && n->kind == NNOPT_NODE_ACT && ex->bn_relu[n->inputs[0]] == j) ||
+           (ex->relu_into && n->kind == NNOPT_NODE_ACT && ex->relu_into[relu_producer(ex, j)] == j);
 }
+
+/* Index of the last node that reads each node's value (views extend their
+ * source's life); the output lives to the end. */
 
 static int *last_readers(const nnopt_exec *ex) {
     const nnopt_graph *g = ex->net->graph;
@@ -290,6 +303,40 @@ static nnopt_status plan_folding(nnopt_exec *ex, nnopt_error *err) {
     return NNOPT_OK;
 }
 
+/* The fused op that runs node p (a conv or an add) with a relu on its
+ * output, or the node's own op kind when there is none. */
+static nnopt_op_kind with_relu(const nnopt_graph_node *p) {
+    if (p->kind == NNOPT_NODE_CONV2D && p->op.kind == NNOPT_OP_CONV2D) return NNOPT_OP_CONV2D_RELU;
+    if (p->kind == NNOPT_NODE_ADD && p->op.kind == NNOPT_OP_ADD) return NNOPT_OP_ADD_RELU;
+    return p->op.kind;
+}
+
+/* Inference: a relu that is the only reader of a conv (with or without a
+ * batchnorm folded in) or of an add runs inside that op, where the backend
+ * has the fused kind: a pass over the activations less per relu. After
+ * plan_folding, before the memory plan (the relu becomes a view). */
+static nnopt_status plan_relu_fusion(nnopt_exec *ex, nnopt_error *err) {
+    const nnopt_graph *g = ex->net->graph;
+    const nnopt_backend *b = ex->net->backend;
+    for (int r = 0; r < g->n_nodes; r++) {
+        const nnopt_graph_node *n = &g->nodes[r];
+        if (n->kind != NNOPT_NODE_ACT || n->op.p.act.kind != NNOPT_ACT_RELU) continue;
+        const int p = relu_producer(ex, r);
+        const nnopt_op_kind fused = with_relu(&g->nodes[p]);
+        if (fused == g->nodes[p].op.kind || consumers(g, n->inputs[0]) != 1 ||
+            consumers(g, p) != 1 || !b->vt->supports(b->ctx, fused, g->dtype))
+            continue;
+        if (!ex->relu_into) {
+            ex->relu_into = malloc((size_t)g->n_nodes * sizeof *ex->relu_into);
+            if (!ex->relu_into)
+                return nnopt_error_set(err, NNOPT_STATUS_OUT_OF_MEMORY, "out of memory");
+            for (int i = 0; i < g->n_nodes; i++) ex->relu_into[i] = -1;
+        }
+        ex->relu_into[p] = r;
+    }
+    return NNOPT_OK;
+}
+
 static nnopt_status read_doubles(nnopt_backend *b, const nnopt_tensor *t, double *dst,
                                  nnopt_error *err) {
     int64_t n = nnopt_tensor_numel(t);
@@ -369,6 +416,9 @@ static nnopt_status create(nnopt_network *net, int64_t batch, int training, int 
         !ex->forward_seconds || !ex->backward_seconds)
         st = nnopt_error_set(err, NNOPT_STATUS_OUT_OF_MEMORY, "out of memory");
     if (st == NNOPT_OK && share_memory) st = plan_folding(ex, err);
+    /* Compiled programs replay the graph's own ops: no fusion there. */
+    if (st == NNOPT_OK && share_memory && !nnopt_kernels_wanted(&net->kernels))
+        st = plan_relu_fusion(ex, err);
     /* Compiled programs may run a tile's steps image by image, so their
      * values must not share memory. */
     if (st == NNOPT_OK)
@@ -420,6 +470,7 @@ void nnopt_exec_free(nnopt_exec *ex) {
     free(ex->pool);
     free(ex->folded_into);
     free(ex->bn_relu);
+    free(ex->relu_into);
     nnopt_exec_program_free(ex);
     nnopt_backend_tensor_free(b, ex->labels);
     for (int k = 0; k < NNOPT_MAX_SOFT_TERMS; k++) nnopt_backend_tensor_free(b, ex->soft[k]);
@@ -451,6 +502,7 @@ int nnopt_exec_forward_op(const nnopt_exec *ex, int i, nnopt_op *op) {
     if (n->kind == NNOPT_NODE_INPUT || nnopt_node_is_state(n->kind) || nnopt_exec_is_view(ex, i))
         return 0;
     *op = n->op;
+    if (ex->relu_into && ex->relu_into[i] >= 0) op->kind = with_relu(n);
     if (n->kind == NNOPT_NODE_BATCHNORM) {
         op->p.bn.training = ex->training;
         if (ex->bn_relu && ex->bn_relu[i] >= 0) op->kind = NNOPT_OP_BATCHNORM_RELU;

@@ -34,6 +34,10 @@ typedef struct nnopt_exec {
      * it (batchnorm_relu; the batchnorm's value and gradient are views of the
      * relu's), else -1. NULL when nothing is fused. */
     int32_t *bn_relu;
+    /* Inference executors: per conv or add node, the relu that runs fused
+     * into its op (conv2d_relu, add_relu; the relu's value is a view), else
+     * -1. NULL when nothing is fused. */
+    int32_t *relu_into;
     /* Per-node seconds, filled when profile is set (each op is synchronized). */
     int profile;
     double *forward_seconds, *backward_seconds;
@@ -60,7 +64,7 @@ nnopt_status nnopt_exec_create_inference(nnopt_network *net, int64_t batch, nnop
 void nnopt_exec_free(nnopt_exec *ex);
 /* Whether node j's value is its first input's (flatten, dropout at
  * inference, a batchnorm folded into its conv, a relu fused into its
- * batchnorm): no op runs for it. */
+ * batchnorm, conv or add): no op runs for it. */
 int nnopt_exec_is_view(const nnopt_exec *ex, int j);
 
 /* x: batch images in the graph's dtype, NCHW. */

@@ -155,14 +155,18 @@ static void logits_of(nnopt_exec *ex, const double *x, double *logits) {
     free(xf);
 }
 
-/* An inference executor folds each conv -> batchnorm pair into the conv and
- * shares activation memory; its logits match the unfolded executor's. */
+/* An inference executor folds each conv -> batchnorm pair into the conv,
+ * runs every relu inside the conv or add before it (conv2d_relu, add_relu)
+ * and shares activation memory; its logits match the plain executor's. */
 static void expect_folding_exact(const char *model, const char *const *settings, int h,
                                  const char *backend, double tolerance) {
     enum { BATCH = 3 };
     nnopt_graph *g = build(model, settings, 3, h, h);
-    int batchnorms = 0;
-    for (int i = 0; i < g->n_nodes; i++) batchnorms += g->nodes[i].kind == NNOPT_NODE_BATCHNORM;
+    int batchnorms = 0, relus = 0;
+    for (int i = 0; i < g->n_nodes; i++) {
+        batchnorms += g->nodes[i].kind == NNOPT_NODE_BATCHNORM;
+        relus += g->nodes[i].kind == NNOPT_NODE_ACT && g->nodes[i].op.p.act.kind == NNOPT_ACT_RELU;
+    }
     nnopt_backend *b = open_backend(backend);
     nnopt_network *net = NULL;
     nnopt_error err = {0};
@@ -175,6 +179,10 @@ static void expect_folding_exact(const char *model, const char *const *settings,
     for (int i = 0; lean->folded_into && i < g->n_nodes; i++) folded += lean->folded_into[i] >= 0;
     if (folded == 0 || folded != batchnorms)
         fail_msg("%s: %d of %d batchnorms folded", model, folded, batchnorms);
+    int fused = 0;
+    for (int i = 0; lean->relu_into && i < g->n_nodes; i++) fused += lean->relu_into[i] >= 0;
+    if (fused == 0 || fused != relus)
+        fail_msg("%s on %s: %d of %d relus fused", model, backend, fused, relus);
     int64_t n = (int64_t)BATCH * 3 * h * h;
     double *x = malloc((size_t)n * sizeof *x), a[BATCH * 10], c[BATCH * 10];
     for (int64_t i = 0; i < n; i++) x[i] = sin(0.37 * (double)i);

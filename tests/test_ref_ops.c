@@ -436,6 +436,62 @@ static void test_add(void **state) {
     }
 }
 
+/* Values of t as expected, where a NaN expected means a NaN read. */
+static void expect_values_nan(const nnopt_tensor *t, const double *expected, const char *what) {
+    const int64_t count = nnopt_tensor_numel(t);
+    double actual[16], finite[16];
+    assert_true(count <= 16);
+    test_tensor_read(&backend, t, actual);
+    for (int64_t i = 0; i < count; i++) {
+        if (isnan(expected[i]) && !isnan(actual[i]))
+            fail_msg("%s [%s] element %lld: got %.17g, expected NaN", what,
+                     nnopt_dtype_name(t->dtype), (long long)i, actual[i]);
+        finite[i] = isnan(expected[i]) ? 0 : expected[i];
+    }
+    nnopt_tensor *masked = tensor(t->dtype, t->ndim, t->shape, NULL);
+    for (int64_t i = 0; i < count; i++) actual[i] = isnan(expected[i]) ? 0 : actual[i];
+    test_tensor_write(&backend, masked, actual);
+    expect_values(masked, finite, what);
+    test_tensor_free(&backend, masked);
+}
+
+/* The fused ops are the plain op, then relu (x < 0 ? 0 : x, so a NaN stays). */
+static void test_fused_relu_ops(void **state) {
+    (void)state;
+    if (!backend.vt->supports(backend.ctx, NNOPT_OP_CONV2D_RELU, NNOPT_F32) ||
+        !backend.vt->supports(backend.ctx, NNOPT_OP_ADD_RELU, NNOPT_F32)) {
+        print_message("# %s has no conv2d_relu / add_relu (the core runs relu apart then)\n",
+                      backend_name);
+        skip();
+    }
+    for (int d = 0; d < N_FLOAT_DTYPES; d++) {
+        const nnopt_dtype dt = float_dtypes[d];
+        const int64_t x_shape[4] = {1, 1, 2, 2}, w_shape[4] = {2, 1, 1, 1}, b_shape[1] = {2};
+        const int64_t y_shape[4] = {1, 2, 2, 2};
+        nnopt_tensor *x = tensor(dt, 4, x_shape, (double[]){1, -2, 3, NAN});
+        nnopt_tensor *w = tensor(dt, 4, w_shape, (double[]){1, -1});
+        nnopt_tensor *b = tensor(dt, 1, b_shape, (double[]){0.5, -0.5});
+        nnopt_tensor *y = tensor(dt, 4, y_shape, NULL);
+        nnopt_op conv = {.kind = NNOPT_OP_CONV2D_RELU,
+                         .p.conv2d = {.stride_h = 1, .stride_w = 1, .groups = 1}};
+        run_ok(&conv, (nnopt_tensor *[]){x, w, b}, 3, &y, 1);
+        expect_values_nan(y, (double[]){1.5, 0, 3.5, NAN, 0, 1.5, 0, NAN}, "conv2d_relu");
+        run_ok(&conv, (nnopt_tensor *[]){x, w}, 2, &y, 1);
+        expect_values_nan(y, (double[]){1, 0, 3, NAN, 0, 2, 0, NAN}, "conv2d_relu without bias");
+
+        const int64_t shape[2] = {1, 4};
+        nnopt_tensor *a = tensor(dt, 2, shape, (double[]){1, 2, -3, NAN});
+        nnopt_tensor *c = tensor(dt, 2, shape, (double[]){0.5, -2.5, 1, 1});
+        nnopt_tensor *sum = tensor(dt, 2, shape, NULL);
+        nnopt_op add = {.kind = NNOPT_OP_ADD_RELU};
+        run_ok(&add, (nnopt_tensor *[]){a, c}, 2, &sum, 1);
+        expect_values_nan(sum, (double[]){1.5, 0, 0, NAN}, "add_relu");
+        run_ok(&add, (nnopt_tensor *[]){a, c}, 2, &a, 1); /* in place: y is a */
+        expect_values_nan(a, (double[]){1.5, 0, 0, NAN}, "add_relu in place");
+        free_all((nnopt_tensor *[]){x, w, b, y, a, c, sum}, 7);
+    }
+}
+
 static void test_cast(void **state) {
     (void)state;
     const double values[3] = {1.0 / 3.0, -2.5, 1e10};
@@ -918,6 +974,7 @@ int main(int argc, char **argv) {
         cmocka_unit_test(test_sgd),
         cmocka_unit_test(test_adam),
         cmocka_unit_test(test_add),
+        cmocka_unit_test(test_fused_relu_ops),
         cmocka_unit_test(test_cast),
         cmocka_unit_test(test_batchnorm_training),
         cmocka_unit_test(test_batchnorm_single_value),

@@ -96,6 +96,14 @@ typedef enum nnopt_op_kind {
     /* Its gradient: batchnorm_bwd of dy masked by y > 0.
      * in: x, gamma, dy, save_mean, save_invstd, y  out: dx, dgamma[C], dbeta[C] */
     NNOPT_OP_BATCHNORM_RELU_BWD,
+    /* conv2d followed by relu, the relu applied as each output is written
+     * (params.conv2d, ins and outs as conv2d's): y = max(0, conv2d(x) + b).
+     * Inference executors run a conv (with any batchnorm folded in) whose
+     * only reader is a relu this way where the backend supports it. */
+    NNOPT_OP_CONV2D_RELU,
+    /* in: a, b (same shape)  out: y = max(0, a + b); y may be the same tensor
+     * as a. Inference executors fuse an add whose only reader is a relu. */
+    NNOPT_OP_ADD_RELU,
     NNOPT_OP_KIND_COUNT
 } nnopt_op_kind;
 
@@ -189,7 +197,8 @@ static inline const char *nnopt_op_kind_name(nnopt_op_kind kind) {
         "softmax_xent", "sgd_update",      "adam_update",
         "cast",         "batchnorm",       "batchnorm_bwd",
         "dropout",      "dropout_bwd",     "conv2d_int8",
-        "dense_int8",   "batchnorm_relu",  "batchnorm_relu_bwd"};
+        "dense_int8",   "batchnorm_relu",  "batchnorm_relu_bwd",
+        "conv2d_relu",  "add_relu"};
     return (unsigned)kind < NNOPT_OP_KIND_COUNT ? names[kind] : "?";
 }
 

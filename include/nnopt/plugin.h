@@ -19,8 +19,9 @@ extern "C" {
  * entries for calibration and rewriting a trained network. */
 #define NNOPT_ABI_MAJOR 1
 /* 1.1: backend program_* entries; host API kernel-mode, run_set_dtype and
- * graph-inspection/rewriting entries; int8 ops. */
-#define NNOPT_ABI_MINOR 1
+ * graph-inspection/rewriting entries; int8 ops.
+ * 1.2: fused ops batchnorm_relu(_bwd), conv2d_relu, add_relu. */
+#define NNOPT_ABI_MINOR 2
 
 typedef enum nnopt_plugin_kind {
     NNOPT_PLUGIN_BACKEND = 1,

@@ -103,6 +103,15 @@ void compare_values(const char *what, int index, nnopt_dtype dtype, const double
     }
 }
 
+/* Whether the tested backend has an optional op (a fused one); says so when not. */
+static int tested_has(nnopt_op_kind kind, nnopt_dtype dtype) {
+    test_backend *tested = comparison.tested;
+    if (tested->vt->supports(tested->ctx, kind, dtype)) return 1;
+    print_message("# tested backend has no %s (%s): not compared\n", nnopt_op_kind_name(kind),
+                  nnopt_dtype_name(dtype));
+    return 0;
+}
+
 int compare_reference_has(nnopt_op_kind kind, nnopt_dtype dtype) {
     test_backend *ref = comparison.reference;
     if (ref->vt->supports(ref->ctx, kind, dtype)) return 1;
@@ -272,6 +281,14 @@ void check_conv_case(const conv_case *cc, const char *label) {
     nnopt_op op = {.kind = NNOPT_OP_CONV2D};
     op.p.conv2d = cc->p;
     check_layer(what, op, NNOPT_OP_CONV2D_BWD_DATA, NNOPT_OP_CONV2D_BWD_FILTER, &x, &w, &b, &y);
+    /* The fused conv2d_relu on the same path (the reference's is conv2d, then relu). */
+    op.kind = NNOPT_OP_CONV2D_RELU;
+    const tensor_spec fwd_in[3] = {x, w, b};
+    for (size_t d = 0; d < COMPARE_N_DTYPES; d++)
+        if (tested_has(op.kind, compare_dtypes[d])) {
+            check_op(what, &op, compare_dtypes[d], 3, fwd_in, 1, &y);
+            check_op(what, &op, compare_dtypes[d], 2, fwd_in, 1, &y);
+        }
 }
 
 void check_conv_random_shapes(int rounds) {
@@ -403,11 +420,16 @@ void check_activations(act_bwd_y y) {
 void check_add_case(nnopt_dtype dtype) {
     nnopt_op op = {.kind = NNOPT_OP_ADD};
     const int64_t sizes[] = {1, 1000, 200001};
+    const int add_relu = tested_has(NNOPT_OP_ADD_RELU, dtype);
     for (size_t si = 0; si < sizeof sizes / sizeof sizes[0]; si++) {
         const tensor_spec t = spec2(1, sizes[si]);
         const tensor_spec ins[2] = {t, t};
+        op.kind = NNOPT_OP_ADD;
         check_op("add", &op, dtype, 2, ins, 1, &t);
+        op.kind = NNOPT_OP_ADD_RELU;
+        if (add_relu) check_op("add_relu", &op, dtype, 2, ins, 1, &t);
     }
+    op.kind = NNOPT_OP_ADD;
     /* y aliasing a */
     test_backend *tested = comparison.tested;
     const int64_t shape[2] = {3, 1001};

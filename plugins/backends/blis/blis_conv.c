@@ -73,6 +73,7 @@ typedef struct direct_shape {
     long buf_stride;         /* buf_values rounded up to 64 bytes */
     long group;              /* images per filter-gradient group */
     int channel_lanes;       /* output channels in the lanes: direct_forward_lanes, ..._5x5_lanes */
+    int relu;                /* forward: max(0, y), image by image while it is in cache */
 } direct_shape;
 
 typedef enum direct_pass { DIRECT_FORWARD, DIRECT_DATA, DIRECT_FILTER } direct_pass;
@@ -296,7 +297,7 @@ typedef enum pointwise_pass { POINTWISE_FORWARD, POINTWISE_DATA, POINTWISE_FILTE
  * filter) or dy (data); `b` is dy (filter) or unused. */
 static nnopt_status pointwise_batched(blis_backend *be, const conv_geometry *g, nnopt_dtype dtype,
                                       pointwise_pass pass, const void *a, const void *b,
-                                      const void *w, const void *bias, void *out) {
+                                      const void *w, const void *bias, int relu, void *out) {
     const conv_kernels *kern = conv_kernels_for(dtype);
     const size_t es = kern->elem_size;
     const long cols = g->n * g->p * g->q, plane = g->p * g->q;
@@ -312,9 +313,11 @@ static nnopt_status pointwise_batched(blis_backend *be, const conv_geometry *g, 
         blis_gemm(dtype, team, g->k, cols, g->c, (blis_matrix){w, g->c, 1},
                   (blis_matrix){x_cm, cols, 1}, 0.0, y_cm, cols, 1);
         channel_major_copy(y_cm, out, g->n, g->k, plane, es, 0, team);
-        if (bias)
-            for (long n = 0; n < g->n; n++)
-                kern->add_bias((char *)out + (size_t)(n * g->k * plane) * es, bias, g->k, plane);
+        for (long n = 0; (bias || relu) && n < g->n; n++) {
+            char *y_img = (char *)out + (size_t)(n * g->k * plane) * es;
+            if (bias) kern->add_bias(y_img, bias, g->k, plane);
+            if (relu) blis_relu_in_place(dtype, y_img, g->k * plane);
+        }
         break;
     case POINTWISE_DATA: /* x_cm[C, cols] = W^T[C, K] y_cm[K, cols] */
         channel_major_copy(a, y_cm, g->n, g->k, plane, es, 1, team);
@@ -483,7 +486,7 @@ static int conv_data_by_columns(const conv_geometry *g, size_t es) {
  * threads' partial sums in thread order (deterministic for a thread count). */
 static nnopt_status conv_direct(blis_backend *be, const conv_geometry *g, direct_pass pass,
                                 nnopt_dtype dtype, const void *a, const void *b, const void *w,
-                                const void *bias, void *out) {
+                                const void *bias, int relu, void *out) {
 #if BLIS_HAVE_DIRECT
     const conv_kernels *kern = conv_kernels_for(dtype);
     const size_t es = kern->elem_size;
@@ -500,6 +503,7 @@ static nnopt_status conv_direct(blis_backend *be, const conv_geometry *g, direct
     }
     direct_shape d;
     direct_shape_make(g, pass, es, &d);
+    d.relu = relu;
     const direct_layout lay = direct_layout_make(&d, pass, es);
     const int team = g->n < be->threads ? (int)g->n : be->threads;
     nnopt_status st = blis_scratch_reserve(be, team, lay.total);
@@ -516,7 +520,8 @@ static nnopt_status conv_direct(blis_backend *be, const conv_geometry *g, direct
     }
     return NNOPT_OK;
 #else
-    (void)be, (void)g, (void)pass, (void)dtype, (void)a, (void)b, (void)w, (void)bias, (void)out;
+    (void)be, (void)g, (void)pass, (void)dtype, (void)a, (void)b, (void)w, (void)bias, (void)relu;
+    (void)out;
     return NNOPT_STATUS_UNSUPPORTED;
 #endif
 }
@@ -533,28 +538,31 @@ nnopt_status blis_conv2d(blis_backend *be, const nnopt_op *op, nnopt_tensor *con
     conv_geometry g;
     if (st == NNOPT_OK) st = conv_geometry_make(be, op, x, w, y, &g);
     if (st != NNOPT_OK) return st;
+    /* conv2d_relu: every path applies the relu while its output is in cache */
+    const int relu = op->kind == NNOPT_OP_CONV2D_RELU;
 
     if (conv_is_depthwise(&g)) {
         const int team = depthwise_team(be, &g);
         st = depthwise_scratch(be, team, &g, x->dtype);
         if (st != NNOPT_OK) return st;
         const void *bias = b ? b->data : NULL;
-        blis_depthwise_forward(&g, x->dtype, team, x->data, w->data, bias, y->data, be->scratch);
+        blis_depthwise_forward(&g, x->dtype, team, x->data, w->data, bias, relu, y->data,
+                               be->scratch);
         return NNOPT_OK;
     }
 
     const int wino_tile = blis_winograd_tile(be, &g, x->dtype, BLIS_WINOGRAD_FORWARD);
     if (wino_tile)
         return blis_winograd_conv(be, &g, 0, wino_tile, x->dtype, x->data, w->data,
-                                  b ? b->data : NULL, y->data);
+                                  b ? b->data : NULL, relu, y->data);
 
     if (conv_use_direct(be, &g, DIRECT_FORWARD))
         return conv_direct(be, &g, DIRECT_FORWARD, x->dtype, x->data, NULL, w->data,
-                           b ? b->data : NULL, y->data);
+                           b ? b->data : NULL, relu, y->data);
 
     if (conv_is_small_pointwise(&g))
         return pointwise_batched(be, &g, x->dtype, POINTWISE_FORWARD, x->data, NULL, w->data,
-                                 b ? b->data : NULL, y->data);
+                                 b ? b->data : NULL, relu, y->data);
 
     const conv_kernels *kern = conv_kernels_for(x->dtype);
     const size_t es = kern->elem_size;
@@ -588,6 +596,7 @@ nnopt_status blis_conv2d(blis_backend *be, const nnopt_op *op, nnopt_tensor *con
                 if (b)
                     kern->add_bias(y_img, (const char *)b->data + (size_t)(grp * g.kg) * es, g.kg,
                                    pq);
+                if (relu) blis_relu_in_place(x->dtype, y_img, g.kg * pq);
             }
         }
     }
@@ -616,15 +625,16 @@ nnopt_status blis_conv2d_bwd_data(blis_backend *be, const nnopt_op *op, nnopt_te
 
     const int wino_tile = blis_winograd_tile(be, &g, dy->dtype, BLIS_WINOGRAD_DATA);
     if (wino_tile)
-        return blis_winograd_conv(be, &g, 1, wino_tile, dy->dtype, dy->data, w->data, NULL,
+        return blis_winograd_conv(be, &g, 1, wino_tile, dy->dtype, dy->data, w->data, NULL, 0,
                                   dx->data);
 
     if (conv_use_direct(be, &g, DIRECT_DATA))
-        return conv_direct(be, &g, DIRECT_DATA, dy->dtype, dy->data, NULL, w->data, NULL, dx->data);
+        return conv_direct(be, &g, DIRECT_DATA, dy->dtype, dy->data, NULL, w->data, NULL, 0,
+                           dx->data);
 
     if (conv_is_small_pointwise(&g))
         return pointwise_batched(be, &g, dy->dtype, POINTWISE_DATA, dy->data, NULL, w->data, NULL,
-                                 dx->data);
+                                 0, dx->data);
 
     const conv_kernels *kern = conv_kernels_for(dy->dtype);
     const size_t es = kern->elem_size;
@@ -689,12 +699,12 @@ nnopt_status blis_conv2d_bwd_filter(blis_backend *be, const nnopt_op *op, nnopt_
         return blis_winograd_filter(be, &g, wino_tile, x->dtype, x->data, dy->data, dw->data);
 
     if (conv_use_direct(be, &g, DIRECT_FILTER))
-        return conv_direct(be, &g, DIRECT_FILTER, x->dtype, x->data, dy->data, NULL, NULL,
+        return conv_direct(be, &g, DIRECT_FILTER, x->dtype, x->data, dy->data, NULL, NULL, 0,
                            dw->data);
 
     if (conv_is_small_pointwise(&g))
         return pointwise_batched(be, &g, x->dtype, POINTWISE_FILTER, x->data, dy->data, NULL, NULL,
-                                 dw->data);
+                                 0, dw->data);
 
     const conv_kernels *kern = conv_kernels_for(x->dtype);
     const size_t es = kern->elem_size;

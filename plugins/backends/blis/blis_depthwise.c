@@ -25,11 +25,12 @@ size_t blis_depthwise_scratch_bytes(const conv_geometry *g, size_t elem_size) {
 }
 
 void blis_depthwise_forward(const conv_geometry *g, nnopt_dtype dtype, int team, const void *x,
-                            const void *w, const void *bias, void *y, blis_scratch *scratch) {
+                            const void *w, const void *bias, int relu, void *y,
+                            blis_scratch *scratch) {
     if (dtype == NNOPT_F32)
-        depthwise_forward_f32(g, team, x, w, bias, y, scratch);
+        depthwise_forward_f32(g, team, x, w, bias, relu, y, scratch);
     else
-        depthwise_forward_f64(g, team, x, w, bias, y, scratch);
+        depthwise_forward_f64(g, team, x, w, bias, relu, y, scratch);
 }
 
 void blis_depthwise_backward_data(const conv_geometry *g, nnopt_dtype dtype, int team,

@@ -11,9 +11,10 @@
 
 size_t blis_depthwise_scratch_bytes(const conv_geometry *g, size_t elem_size);
 
-/* y = x (*) w + bias (bias may be NULL). */
+/* y = x (*) w + bias (bias may be NULL), then max(0, y) when relu. */
 void blis_depthwise_forward(const conv_geometry *g, nnopt_dtype dtype, int team, const void *x,
-                            const void *w, const void *bias, void *y, blis_scratch *scratch);
+                            const void *w, const void *bias, int relu, void *y,
+                            blis_scratch *scratch);
 /* dx from dy and w. */
 void blis_depthwise_backward_data(const conv_geometry *g, nnopt_dtype dtype, int team,
                                   const void *dy, const void *w, void *dx, blis_scratch *scratch);

@@ -129,21 +129,34 @@ nnopt_status blis_add(blis_backend *be, const nnopt_op *op, nnopt_tensor *const 
     if (st == NNOPT_OK) st = check_same_numel(be, op, out[0], "y", in[0]);
     if (st != NNOPT_OK) return st;
     const long count = (long)nnopt_tensor_numel(in[0]);
-    const int f32 = in[0]->dtype == NNOPT_F32;
+    const int f32 = in[0]->dtype == NNOPT_F32, relu = op->kind == NNOPT_OP_ADD_RELU;
     const void *a = in[0]->data, *b = in[1]->data;
     void *y = out[0]->data;
 #pragma omp parallel num_threads(team_for(be, count, 32768))
     {
         long first, end;
         chunk_range(count, omp_get_thread_num(), omp_get_num_threads(), &first, &end);
-        if (f32)
-            add_chunk_f32((const float *)a + first, (const float *)b + first, (float *)y + first,
-                          end - first);
+        const float *af = (const float *)a + first, *bf = (const float *)b + first;
+        const double *ad = (const double *)a + first, *bd = (const double *)b + first;
+        float *yf = (float *)y + first;
+        double *yd = (double *)y + first;
+        if (f32 && relu)
+            add_relu_chunk_f32(af, bf, yf, end - first);
+        else if (f32)
+            add_chunk_f32(af, bf, yf, end - first);
+        else if (relu)
+            add_relu_chunk_f64(ad, bd, yd, end - first);
         else
-            add_chunk_f64((const double *)a + first, (const double *)b + first, (double *)y + first,
-                          end - first);
+            add_chunk_f64(ad, bd, yd, end - first);
     }
     return NNOPT_OK;
+}
+
+void blis_relu_in_place(nnopt_dtype dtype, void *values, long count) {
+    if (dtype == NNOPT_F32)
+        relu_in_place_f32(values, count);
+    else
+        relu_in_place_f64(values, count);
 }
 
 /* In-place SGD (momentum, weight decay, Nesterov as the reference), chunks

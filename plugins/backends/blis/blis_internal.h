@@ -97,10 +97,11 @@ typedef enum blis_winograd_pass {
 } blis_winograd_pass;
 int blis_winograd_tile(const blis_backend *be, const conv_geometry *g, nnopt_dtype dtype,
                        blis_winograd_pass pass);
-/* Forward: in = x, out = y (bias may be NULL); data pass: in = dy, out = dx. */
+/* Forward: in = x, out = y (bias may be NULL; relu: max(0, y)); data pass:
+ * in = dy, out = dx. */
 nnopt_status blis_winograd_conv(blis_backend *be, const conv_geometry *g, int data_pass, int tile,
                                 nnopt_dtype dtype, const void *in, const void *w, const void *bias,
-                                void *out);
+                                int relu, void *out);
 /* The filter gradient dw of g from x and dy. */
 nnopt_status blis_winograd_filter(blis_backend *be, const conv_geometry *g, int tile,
                                   nnopt_dtype dtype, const void *x, const void *dy, void *dw);
@@ -142,6 +143,9 @@ nnopt_status blis_act(blis_backend *be, const nnopt_op *op, nnopt_tensor *const 
                       nnopt_tensor *const *out, int n_out);
 nnopt_status blis_act_bwd(blis_backend *be, const nnopt_op *op, nnopt_tensor *const *in, int n_in,
                           nnopt_tensor *const *out, int n_out);
+/* values[i] = max(0, values[i]) as the relu activation (blis_elementwise.c);
+ * one thread: the conv paths call it on outputs still in cache. */
+void blis_relu_in_place(nnopt_dtype dtype, void *values, long count);
 nnopt_status blis_add(blis_backend *be, const nnopt_op *op, nnopt_tensor *const *in, int n_in,
                       nnopt_tensor *const *out, int n_out);
 nnopt_status blis_sgd_update(blis_backend *be, const nnopt_op *op, nnopt_tensor *const *in,

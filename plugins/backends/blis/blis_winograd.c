@@ -31,6 +31,7 @@ typedef struct wino_shape {
     long hp, wp;           /* padded input planes: tiles * m + 2 */
     long chunk;            /* tiles per transform chunk */
     long kblocks;          /* output channel blocks of WINO_KBLOCK */
+    int relu;              /* forward: max(0, y) as the output tiles are written */
 } wino_shape;
 
 /* Byte offsets into each thread's scratch: the transformed filters (thread
@@ -133,6 +134,7 @@ WINO_INLINE void wino_transpose_f64(__m512d *rows) {
 #define WINO_FNMA _mm512_fnmadd_ps
 #define WINO_ADD _mm512_add_ps
 #define WINO_SUB _mm512_sub_ps
+#define WINO_MAX _mm512_max_ps
 #define WINO_MUL _mm512_mul_ps
 #define WINO_REDUCE _mm512_reduce_add_ps
 #include "blis_winograd.inc"
@@ -153,6 +155,7 @@ WINO_INLINE void wino_transpose_f64(__m512d *rows) {
 #undef WINO_FNMA
 #undef WINO_ADD
 #undef WINO_SUB
+#undef WINO_MAX
 #undef WINO_MUL
 #undef WINO_REDUCE
 #define T double
@@ -172,6 +175,7 @@ WINO_INLINE void wino_transpose_f64(__m512d *rows) {
 #define WINO_FNMA _mm512_fnmadd_pd
 #define WINO_ADD _mm512_add_pd
 #define WINO_SUB _mm512_sub_pd
+#define WINO_MAX _mm512_max_pd
 #define WINO_MUL _mm512_mul_pd
 #define WINO_REDUCE _mm512_reduce_add_pd
 #include "blis_winograd.inc"
@@ -192,6 +196,7 @@ WINO_INLINE void wino_transpose_f64(__m512d *rows) {
 #undef WINO_FNMA
 #undef WINO_ADD
 #undef WINO_SUB
+#undef WINO_MAX
 #undef WINO_MUL
 #undef WINO_REDUCE
 #else
@@ -288,12 +293,13 @@ static wino_layout wino_layout_make(const wino_shape *s, size_t es) {
 
 nnopt_status blis_winograd_conv(blis_backend *be, const conv_geometry *g, int data_pass, int tile,
                                 nnopt_dtype dtype, const void *in, const void *w, const void *bias,
-                                void *out) {
+                                int relu, void *out) {
 #if BLIS_HAVE_WINOGRAD
     const size_t es = dtype == NNOPT_F32 ? sizeof(float) : sizeof(double);
     const long lanes = (long)(64 / es);
     wino_shape s;
     wino_shape_make(g, data_pass, tile, es, 0, &s);
+    s.relu = relu;
     const wino_layout lay = wino_layout_make(&s, es);
     const long groups = wino_ceil_div(g->n, lanes);
     const int team = groups < be->threads ? (int)groups : be->threads;
@@ -321,7 +327,7 @@ nnopt_status blis_winograd_conv(blis_backend *be, const conv_geometry *g, int da
     return NNOPT_OK;
 #else
     (void)be, (void)g, (void)data_pass, (void)tile, (void)dtype, (void)in, (void)w, (void)bias;
-    (void)out;
+    (void)relu, (void)out;
     return NNOPT_STATUS_UNSUPPORTED;
 #endif
 }

@@ -92,6 +92,7 @@ nnopt_status ref_conv2d(const nnopt_host_api *host, const nnopt_op *op, nnopt_te
         conv2d_forward_f32(&g, x->data, w->data, bias ? bias->data : NULL, y->data);
     else
         conv2d_forward_f64(&g, x->data, w->data, bias ? bias->data : NULL, y->data);
+    if (op->kind == NNOPT_OP_CONV2D_RELU) ref_relu_in_place(y);
     return NNOPT_OK;
 }
 

@@ -1,5 +1,5 @@
-/* Reference element-wise ops: add and dtype conversion. Both are exact in
- * double, so one generic loop serves every dtype pair. */
+/* Reference element-wise ops: add (and add_relu) and dtype conversion. Both
+ * are exact in double, so one generic loop serves every dtype pair. */
 #include "ref_internal.h"
 
 static double load_element(const nnopt_tensor *t, int64_t i) {
@@ -30,7 +30,17 @@ nnopt_status ref_add(const nnopt_host_api *host, const nnopt_op *op, nnopt_tenso
     const int64_t count = nnopt_tensor_numel(a);
     for (int64_t i = 0; i < count; i++)
         store_element(y, i, load_element(a, i) + load_element(b, i));
+    if (op->kind == NNOPT_OP_ADD_RELU) ref_relu_in_place(y);
     return NNOPT_OK;
+}
+
+/* The relu of ref_act (x < 0 ? 0 : x: NaN and -0 pass through). */
+void ref_relu_in_place(nnopt_tensor *t) {
+    const int64_t count = nnopt_tensor_numel(t);
+    for (int64_t i = 0; i < count; i++) {
+        const double v = load_element(t, i);
+        if (v < 0) store_element(t, i, 0.0);
+    }
 }
 
 nnopt_status ref_cast(const nnopt_host_api *host, const nnopt_op *op, nnopt_tensor *const *in,

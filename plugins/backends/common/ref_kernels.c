@@ -31,6 +31,8 @@ static const ref_op_fn ref_ops[NNOPT_OP_KIND_COUNT] = {
     [NNOPT_OP_DENSE_INT8] = ref_qlinear,
     [NNOPT_OP_BATCHNORM_RELU] = ref_batchnorm,
     [NNOPT_OP_BATCHNORM_RELU_BWD] = ref_batchnorm_bwd,
+    [NNOPT_OP_CONV2D_RELU] = ref_conv2d,
+    [NNOPT_OP_ADD_RELU] = ref_add,
 };
 
 int nnopt_ref_supports(nnopt_op_kind op, nnopt_dtype dtype) {
