@@ -240,6 +240,46 @@ static nnopt_status alias_add_gradients(nnopt_exec *ex, nnopt_error *err) {
     return NNOPT_OK;
 }
 
+/* The gradient of an add's input that other nodes read too (a residual
+ * shortcut) can be the add's gradient as well, so that the add's backward
+ * copies nothing and the other readers' gradients are added into it: when
+ * the add runs backward first of them, and every node whose gradient shares
+ * the add's memory has run backward before another reader adds into it. */
+static nnopt_status alias_shortcut_gradients(nnopt_exec *ex, nnopt_error *err) {
+    const nnopt_graph *g = ex->net->graph;
+    for (int i = g->n_nodes - 1; i >= 0; i--) {
+        const nnopt_graph_node *n = &g->nodes[i];
+        if (n->kind != NNOPT_NODE_ADD || !ex->needs_grad[i] || !ex->grad[i]) continue;
+        if (n->inputs[0] == n->inputs[1]) continue;
+        for (int k = 0; k < 2; k++) {
+            const int a = n->inputs[k];
+            const nnopt_node_kind kind = g->nodes[a].kind;
+            nnopt_tensor *own = ex->grad[a];
+            if (!ex->needs_grad[a] || nnopt_node_is_state(kind) || kind == NNOPT_NODE_INPUT ||
+                kind == NNOPT_NODE_FLATTEN || consumers(g, a) < 2 || !own || !own->owns_data ||
+                nnopt_tensor_numel(own) != nnopt_tensor_numel(ex->grad[i]))
+                continue;
+            /* the last node but a to read the shared memory as its gradient */
+            int first_sharer = i;
+            for (int s = 0; s < i; s++)
+                if (s != a && ex->grad[s] && ex->grad[s]->data == ex->grad[i]->data) {
+                    first_sharer = s;
+                    break;
+                }
+            int others_after = 0;
+            for (int c = 0; c < g->n_nodes; c++)
+                for (int m = 0; c != i && m < g->nodes[c].n_inputs; m++)
+                    others_after |= g->nodes[c].inputs[m] == a && c >= first_sharer;
+            if (others_after || a == g->output) continue;
+            nnopt_tensor *view = nnopt_tensor_view(ex->grad[i], own->ndim, own->shape);
+            if (!view) return nnopt_error_set(err, NNOPT_STATUS_OUT_OF_MEMORY, "out of memory");
+            nnopt_backend_tensor_free(ex->net->backend, own);
+            ex->grad[a] = view;
+        }
+    }
+    return NNOPT_OK;
+}
+
 /* Replaces *t (owned) by a view of `of`. */
 static nnopt_status become_view(nnopt_exec *ex, nnopt_tensor **t, const nnopt_tensor *of,
                                 nnopt_error *err) {
@@ -285,6 +325,49 @@ static nnopt_status fuse_batchnorm_relu(nnopt_exec *ex, nnopt_error *err) {
     return st;
 }
 
+/* The fused op that runs node p (a conv or an add) with a relu on its
+ * output, or the node's own op kind when there is none. */
+static nnopt_op_kind with_relu(const nnopt_graph_node *p) {
+    if (p->kind == NNOPT_NODE_CONV2D && p->op.kind == NNOPT_OP_CONV2D) return NNOPT_OP_CONV2D_RELU;
+    if (p->kind == NNOPT_NODE_ADD && p->op.kind == NNOPT_OP_ADD) return NNOPT_OP_ADD_RELU;
+    return p->op.kind;
+}
+
+/* Records that relu r runs inside node p's op. */
+static nnopt_status mark_relu_fused(nnopt_exec *ex, int p, int r, nnopt_error *err) {
+    const int nodes = ex->net->graph->n_nodes;
+    if (!ex->relu_into) {
+        ex->relu_into = malloc((size_t)nodes * sizeof *ex->relu_into);
+        if (!ex->relu_into)
+            return nnopt_error_set(err, NNOPT_STATUS_OUT_OF_MEMORY, "out of memory");
+        for (int k = 0; k < nodes; k++) ex->relu_into[k] = -1;
+    }
+    ex->relu_into[p] = r;
+    return NNOPT_OK;
+}
+
+/* Training: an add whose only reader is a relu runs as add_relu writing the
+ * relu's value (the add's value becomes a view of it), where the backend
+ * has it. The relu's backward still runs, its mask read from its output
+ * (x > 0 exactly where relu(x) > 0). */
+static nnopt_status fuse_add_relu(nnopt_exec *ex, nnopt_error *err) {
+    const nnopt_graph *g = ex->net->graph;
+    const nnopt_backend *b = ex->net->backend;
+    if (!b->vt->supports(b->ctx, NNOPT_OP_ADD_RELU, g->dtype)) return NNOPT_OK;
+    nnopt_status st = NNOPT_OK;
+    for (int r = 0; st == NNOPT_OK && r < g->n_nodes; r++) {
+        const nnopt_graph_node *n = &g->nodes[r];
+        if (n->kind != NNOPT_NODE_ACT || n->op.p.act.kind != NNOPT_ACT_RELU) continue;
+        const int i = n->inputs[0];
+        if (with_relu(&g->nodes[i]) != NNOPT_OP_ADD_RELU || consumers(g, i) != 1 ||
+            !ex->value[i]->owns_data)
+            continue;
+        st = become_view(ex, &ex->value[i], ex->value[r], err);
+        if (st == NNOPT_OK) st = mark_relu_fused(ex, i, r, err);
+    }
+    return st;
+}
+
 /* Which convs fold into the batchnorm that reads them: the conv's only
  * reader is that batchnorm, in a dtype the host can compute in. */
 static nnopt_status plan_folding(nnopt_exec *ex, nnopt_error *err) {
@@ -303,14 +386,6 @@ static nnopt_status plan_folding(nnopt_exec *ex, nnopt_error *err) {
     return NNOPT_OK;
 }
 
-/* The fused op that runs node p (a conv or an add) with a relu on its
- * output, or the node's own op kind when there is none. */
-static nnopt_op_kind with_relu(const nnopt_graph_node *p) {
-    if (p->kind == NNOPT_NODE_CONV2D && p->op.kind == NNOPT_OP_CONV2D) return NNOPT_OP_CONV2D_RELU;
-    if (p->kind == NNOPT_NODE_ADD && p->op.kind == NNOPT_OP_ADD) return NNOPT_OP_ADD_RELU;
-    return p->op.kind;
-}
-
 /* Inference: a relu that is the only reader of a conv (with or without a
  * batchnorm folded in) or of an add runs inside that op, where the backend
  * has the fused kind: a pass over the activations less per relu. After
@@ -326,13 +401,8 @@ static nnopt_status plan_relu_fusion(nnopt_exec *ex, nnopt_error *err) {
         if (fused == g->nodes[p].op.kind || consumers(g, n->inputs[0]) != 1 ||
             consumers(g, p) != 1 || !b->vt->supports(b->ctx, fused, g->dtype))
             continue;
-        if (!ex->relu_into) {
-            ex->relu_into = malloc((size_t)g->n_nodes * sizeof *ex->relu_into);
-            if (!ex->relu_into)
-                return nnopt_error_set(err, NNOPT_STATUS_OUT_OF_MEMORY, "out of memory");
-            for (int i = 0; i < g->n_nodes; i++) ex->relu_into[i] = -1;
-        }
-        ex->relu_into[p] = r;
+        nnopt_status st = mark_relu_fused(ex, p, r, err);
+        if (st != NNOPT_OK) return st;
     }
     return NNOPT_OK;
 }
@@ -424,9 +494,12 @@ static nnopt_status create(nnopt_network *net, int64_t batch, int training, int 
     if (st == NNOPT_OK)
         st = allocate(ex, share_memory && !nnopt_kernels_wanted(&net->kernels), err);
     if (st == NNOPT_OK && training) st = alias_add_gradients(ex, err);
+    if (st == NNOPT_OK && training) st = alias_shortcut_gradients(ex, err);
     /* Compiled programs replay the graph's own ops: no fusion there. */
     if (st == NNOPT_OK && training && !nnopt_kernels_wanted(&net->kernels))
         st = fuse_batchnorm_relu(ex, err);
+    if (st == NNOPT_OK && training && !nnopt_kernels_wanted(&net->kernels))
+        st = fuse_add_relu(ex, err);
     if (st == NNOPT_OK && share_memory) st = fold_batchnorms(ex, err);
     if (st == NNOPT_OK) st = nnopt_exec_program_prepare(ex, err);
     if (st == NNOPT_OK && training) {
@@ -596,7 +669,7 @@ static nnopt_status backward_node(nnopt_exec *ex, int i, nnopt_error *err) {
     }
     case NNOPT_NODE_POOL2D:
     case NNOPT_NODE_ACT:
-        if (nnopt_exec_is_view(ex, i)) return NNOPT_OK; /* fused into its batchnorm */
+        if (ex->bn_relu && ex->bn_relu[inp[0]] == i) return NNOPT_OK; /* in batchnorm_relu_bwd */
         op.kind = n->kind == NNOPT_NODE_POOL2D ? NNOPT_OP_POOL2D_BWD : NNOPT_OP_ACT_BWD;
         return emit_grad(ex, &op, (nnopt_tensor *[]){ex->value[inp[0]], y, dy}, 3, inp[0], t, err);
     case NNOPT_NODE_BATCHNORM: {

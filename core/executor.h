@@ -34,9 +34,11 @@ typedef struct nnopt_exec {
      * it (batchnorm_relu; the batchnorm's value and gradient are views of the
      * relu's), else -1. NULL when nothing is fused. */
     int32_t *bn_relu;
-    /* Inference executors: per conv or add node, the relu that runs fused
-     * into its op (conv2d_relu, add_relu; the relu's value is a view), else
-     * -1. NULL when nothing is fused. */
+    /* Per conv or add node, the relu that runs fused into its op
+     * (conv2d_relu, add_relu; at inference the relu's value is a view of the
+     * node's, in training, add_relu only, the add's value is a view of the
+     * relu's and the relu's backward still runs), else -1. NULL when nothing
+     * is fused. */
     int32_t *relu_into;
     /* Per-node seconds, filled when profile is set (each op is synchronized). */
     int profile;

@@ -250,14 +250,19 @@ static void test_model_gradients(void **state) {
                               "activation=tanh", "dtype=f64", NULL};
     const char *bottleneck[] = {"blocks=1,1",      "block=bottleneck", "width=4",
                                 "activation=tanh", "dtype=f64",        NULL};
+    /* relu: the add's output relu runs fused (add_relu) where the backend has it */
+    const char *identity_relu[] = {"blocks=2,1", "width=4", "shortcut=identity", "dtype=f64",
+                                   NULL};
     const char *mobilenet[] = {"width=0.125", "cifar=true", "dropout=0", "dtype=f64", NULL};
     expect_gradients("resnet", projection, "cpu");
+    expect_gradients("resnet", identity_relu, "cpu");
     expect_gradients("resnet", identity, "cpu");
     expect_gradients("resnet", bottleneck, "cpu");
     expect_gradients("mobilenet_v1", mobilenet, "cpu");
     /* blis's ops are compared with the reference op by op (test_blis_vs_ref);
      * here, once, the whole step through them. */
     expect_gradients("resnet", projection, "blis");
+    expect_gradients("resnet", identity_relu, "blis");
 }
 
 int main(void) {
