@@ -641,6 +641,14 @@ static nnopt_status grad_written(nnopt_exec *ex, int target, double *seconds, nn
 static nnopt_status emit_grad(nnopt_exec *ex, const nnopt_op *op, nnopt_tensor *const *in, int n_in,
                               int target, double *seconds, nnopt_error *err) {
     if (!ex->needs_grad[target]) return NNOPT_OK;
+    const nnopt_backend *b = ex->net->backend;
+    if (ex->grad_ready[target] && op->kind == NNOPT_OP_CONV2D_BWD_DATA &&
+        b->vt->supports(b->ctx, NNOPT_OP_CONV2D_BWD_DATA_ADD, ex->net->graph->dtype)) {
+        /* a later gradient of a node several convs read: added as it is written */
+        nnopt_op add_into = *op;
+        add_into.kind = NNOPT_OP_CONV2D_BWD_DATA_ADD;
+        return run_op(ex, &add_into, in, n_in, &ex->grad[target], 1, seconds, err);
+    }
     nnopt_tensor *out = grad_slot(ex, target);
     nnopt_status st = run_op(ex, op, in, n_in, &out, 1, seconds, err);
     return st == NNOPT_OK ? grad_written(ex, target, seconds, err) : st;

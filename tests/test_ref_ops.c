@@ -122,6 +122,13 @@ static void test_conv2d_backward_valid(void **state) {
         op.kind = NNOPT_OP_CONV2D_BWD_DATA;
         run_ok(&op, (nnopt_tensor *[]){dy, w}, 2, &dx, 1);
         expect_values(dx, (double[]){1, 3, 2, 4, 10, 6, 3, 7, 4}, "conv2d_bwd_data");
+        if (backend.vt->supports(backend.ctx, NNOPT_OP_CONV2D_BWD_DATA_ADD, dt)) {
+            op.kind = NNOPT_OP_CONV2D_BWD_DATA_ADD; /* adds the same into what dx holds */
+            run_ok(&op, (nnopt_tensor *[]){dy, w}, 2, &dx, 1);
+            expect_values(dx, (double[]){2, 6, 4, 8, 20, 12, 6, 14, 8}, "conv2d_bwd_data_add");
+        } else {
+            print_message("# %s has no conv2d_bwd_data_add\n", backend_name);
+        }
         op.kind = NNOPT_OP_CONV2D_BWD_FILTER;
         run_ok(&op, (nnopt_tensor *[]){x, dy}, 2, &dw, 1);
         expect_values(dw, (double[]){12, 16, 24, 28}, "conv2d_bwd_filter");

@@ -104,6 +104,12 @@ typedef enum nnopt_op_kind {
     /* in: a, b (same shape)  out: y = max(0, a + b); y may be the same tensor
      * as a. Inference executors fuse an add whose only reader is a relu. */
     NNOPT_OP_ADD_RELU,
+    /* conv2d_bwd_data adding into its output: in: dy[N,K,P,Q], w
+     * out: dx[N,C,H,W], dx += conv2d_bwd_data(dy, w). Training executors
+     * use it for the second and later gradients of a node read by several
+     * convs' ops (a residual shortcut) where the backend has it, instead of a
+     * separate add. */
+    NNOPT_OP_CONV2D_BWD_DATA_ADD,
     NNOPT_OP_KIND_COUNT
 } nnopt_op_kind;
 
@@ -198,7 +204,7 @@ static inline const char *nnopt_op_kind_name(nnopt_op_kind kind) {
         "cast",         "batchnorm",       "batchnorm_bwd",
         "dropout",      "dropout_bwd",     "conv2d_int8",
         "dense_int8",   "batchnorm_relu",  "batchnorm_relu_bwd",
-        "conv2d_relu",  "add_relu"};
+        "conv2d_relu",  "add_relu",        "conv2d_bwd_data_add"};
     return (unsigned)kind < NNOPT_OP_KIND_COUNT ? names[kind] : "?";
 }
 

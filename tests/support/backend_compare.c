@@ -160,6 +160,21 @@ static void new_outputs(op_tensors *t, nnopt_dtype dtype, int n_out, const tenso
     }
 }
 
+/* Outputs that start with the same random values on both backends (ops that
+ * add into their output). */
+static void same_outputs(op_tensors *t, nnopt_dtype dtype, int n_out,
+                         const tensor_spec *out_specs) {
+    for (int i = 0; i < n_out; i++) {
+        const tensor_spec *s = &out_specs[i];
+        double *start = spec_values(s);
+        t->tested_out[i] = test_tensor_new(comparison.tested, dtype, s->ndim, s->shape, start);
+        t->ref_out[i] = test_tensor_new(comparison.reference, dtype, s->ndim, s->shape, start);
+        assert_non_null(t->tested_out[i]);
+        assert_non_null(t->ref_out[i]);
+        free(start);
+    }
+}
+
 static void run_both(const nnopt_op *op, op_tensors *t, int n_in, int n_out) {
     assert_int_equal(test_run(comparison.reference, op, t->ref_in, n_in, t->ref_out, n_out),
                      NNOPT_OK);
@@ -208,6 +223,24 @@ void check_op(const char *what, const nnopt_op *op, nnopt_dtype dtype, int n_in,
             compare_tensors(label, i, got->dtype == NNOPT_I32 ? dtype : got->dtype, got, want);
         }
     }
+    free_op_tensors(&t, n_in, n_out);
+}
+
+void check_op_adding(const char *what, const nnopt_op *op, nnopt_dtype dtype, int n_in,
+                     const tensor_spec *in_specs, int n_out, const tensor_spec *out_specs) {
+    assert_true(n_in <= COMPARE_MAX_TENSORS && n_out <= COMPARE_MAX_TENSORS);
+    op_tensors t = {0};
+    for (int i = 0; i < n_in; i++) {
+        const tensor_spec *s = &in_specs[i];
+        double *values = spec_values(s);
+        t.tested_in[i] = test_tensor_new(comparison.tested, dtype, s->ndim, s->shape, values);
+        t.ref_in[i] = test_tensor_new(comparison.reference, dtype, s->ndim, s->shape, values);
+        assert_true(t.tested_in[i] && t.ref_in[i]);
+        free(values);
+    }
+    same_outputs(&t, dtype, n_out, out_specs);
+    run_both(op, &t, n_in, n_out);
+    for (int i = 0; i < n_out; i++) compare_tensors(what, i, dtype, t.tested_out[i], t.ref_out[i]);
     free_op_tensors(&t, n_in, n_out);
 }
 
@@ -283,11 +316,19 @@ void check_conv_case(const conv_case *cc, const char *label) {
     check_layer(what, op, NNOPT_OP_CONV2D_BWD_DATA, NNOPT_OP_CONV2D_BWD_FILTER, &x, &w, &b, &y);
     /* The fused conv2d_relu on the same path (the reference's is conv2d, then relu). */
     op.kind = NNOPT_OP_CONV2D_RELU;
-    const tensor_spec fwd_in[3] = {x, w, b};
+    const tensor_spec fwd_in[3] = {x, w, b}, data_in[2] = {y, w};
     for (size_t d = 0; d < COMPARE_N_DTYPES; d++)
         if (tested_has(op.kind, compare_dtypes[d])) {
             check_op(what, &op, compare_dtypes[d], 3, fwd_in, 1, &y);
             check_op(what, &op, compare_dtypes[d], 2, fwd_in, 1, &y);
+        }
+    /* conv2d_bwd_data_add: dx starts with the same values on both */
+    op.kind = NNOPT_OP_CONV2D_BWD_DATA_ADD;
+    for (size_t d = 0; d < COMPARE_N_DTYPES; d++)
+        if (tested_has(op.kind, compare_dtypes[d])) {
+            char label[240];
+            snprintf(label, sizeof label, "%s, data gradient added in", what);
+            check_op_adding(label, &op, compare_dtypes[d], 2, data_in, 1, &x);
         }
 }
 

@@ -88,6 +88,11 @@ int compare_reference_has(nnopt_op_kind kind, nnopt_dtype dtype);
 void check_op(const char *what, const nnopt_op *op, nnopt_dtype dtype, int n_in,
               const tensor_spec *in_specs, int n_out, const tensor_spec *out_specs);
 
+/* As check_op for an op that adds into its outputs: they start with the same
+ * random values on both backends. */
+void check_op_adding(const char *what, const nnopt_op *op, nnopt_dtype dtype, int n_in,
+                     const tensor_spec *in_specs, int n_out, const tensor_spec *out_specs);
+
 /* Runs op on both backends with the given input values (no random inputs)
  * and compares the outputs. */
 void check_op_with_values(const char *what, const nnopt_op *op, nnopt_dtype dtype, int n_in,

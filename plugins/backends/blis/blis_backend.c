@@ -99,6 +99,7 @@ static void blis_destroy(void *ctx) {
     if (be->scratch)
         for (int t = 0; t < be->threads; t++) free(be->scratch[t].data);
     free(be->scratch);
+    free(be->add_buffer);
     free(be);
 }
 
@@ -159,6 +160,7 @@ static const blis_op_fn blis_ops[NNOPT_OP_KIND_COUNT] = {
     [NNOPT_OP_BATCHNORM_RELU] = blis_batchnorm,
     [NNOPT_OP_CONV2D_RELU] = blis_conv2d,
     [NNOPT_OP_ADD_RELU] = blis_add,
+    [NNOPT_OP_CONV2D_BWD_DATA_ADD] = blis_conv2d_bwd_data,
     [NNOPT_OP_BATCHNORM_RELU_BWD] = blis_batchnorm_bwd,
     [NNOPT_OP_CONV2D_INT8] = blis_qlinear,
     [NNOPT_OP_DENSE_INT8] = blis_qlinear,

@@ -12,6 +12,7 @@
  * threads, images run one after another with BLIS threading each GEMM.
  * docs/backend-blis.md has the measurements behind these choices. */
 #include <omp.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "blis_depthwise.h"
@@ -554,7 +555,8 @@ nnopt_status blis_conv2d(blis_backend *be, const nnopt_op *op, nnopt_tensor *con
     const int wino_tile = blis_winograd_tile(be, &g, x->dtype, BLIS_WINOGRAD_FORWARD);
     if (wino_tile)
         return blis_winograd_conv(be, &g, 0, wino_tile, x->dtype, x->data, w->data,
-                                  b ? b->data : NULL, relu, y->data);
+                                  b ? b->data : NULL, relu ? BLIS_OUT_RELU : BLIS_OUT_STORE,
+                                  y->data);
 
     if (conv_use_direct(be, &g, DIRECT_FORWARD))
         return conv_direct(be, &g, DIRECT_FORWARD, x->dtype, x->data, NULL, w->data,
@@ -603,6 +605,42 @@ nnopt_status blis_conv2d(blis_backend *be, const nnopt_op *op, nnopt_tensor *con
     return NNOPT_OK;
 }
 
+/* Whether the data gradient's path for g can add into dx as it writes it
+ * (Winograd's scatter, the GEMM paths); the others overwrite. */
+static int bwd_data_adds_in_place(const blis_backend *be, const conv_geometry *g,
+                                  nnopt_dtype dtype) {
+    if (conv_is_depthwise(g)) return 0;
+    if (blis_winograd_tile(be, g, dtype, BLIS_WINOGRAD_DATA)) return 1;
+    return !conv_use_direct(be, g, DIRECT_DATA) && !conv_is_small_pointwise(g);
+}
+
+/* conv2d_bwd_data_add where the path overwrites: the gradient into the
+ * backend's add buffer, then added to dx. */
+static nnopt_status bwd_data_add_via_buffer(blis_backend *be, const nnopt_op *op,
+                                            nnopt_tensor *const *in, nnopt_tensor *dx) {
+    const size_t bytes = blis_align64(nnopt_tensor_nbytes(dx));
+    if (be->add_buffer_bytes < bytes) {
+        free(be->add_buffer);
+        be->add_buffer_bytes = 0;
+        be->add_buffer = aligned_alloc(64, bytes);
+        if (!be->add_buffer) {
+            be->host->set_error("blis: conv2d_bwd_data_add: out of memory (%zu bytes)", bytes);
+            return NNOPT_STATUS_OUT_OF_MEMORY;
+        }
+        be->add_buffer_bytes = bytes;
+    }
+    nnopt_tensor part = *dx;
+    part.data = be->add_buffer;
+    nnopt_op plain = *op;
+    plain.kind = NNOPT_OP_CONV2D_BWD_DATA;
+    nnopt_tensor *part_out[1] = {&part};
+    nnopt_status st = blis_conv2d_bwd_data(be, &plain, in, 2, part_out, 1);
+    if (st != NNOPT_OK) return st;
+    const nnopt_op add = {.kind = NNOPT_OP_ADD};
+    nnopt_tensor *sum_in[2] = {dx, &part};
+    return blis_add(be, &add, sum_in, 2, &dx, 1);
+}
+
 nnopt_status blis_conv2d_bwd_data(blis_backend *be, const nnopt_op *op, nnopt_tensor *const *in,
                                   int n_in, nnopt_tensor *const *out, int n_out) {
     nnopt_status st = blis_check_counts(be, op, n_in, 2, 2, n_out, 1);
@@ -614,6 +652,9 @@ nnopt_status blis_conv2d_bwd_data(blis_backend *be, const nnopt_op *op, nnopt_te
     conv_geometry g;
     if (st == NNOPT_OK) st = conv_geometry_make(be, op, dx, w, dy, &g);
     if (st != NNOPT_OK) return st;
+    const int add = op->kind == NNOPT_OP_CONV2D_BWD_DATA_ADD;
+    if (add && !bwd_data_adds_in_place(be, &g, dy->dtype))
+        return bwd_data_add_via_buffer(be, op, in, dx);
 
     if (conv_is_depthwise(&g)) {
         const int team = depthwise_team(be, &g);
@@ -625,8 +666,8 @@ nnopt_status blis_conv2d_bwd_data(blis_backend *be, const nnopt_op *op, nnopt_te
 
     const int wino_tile = blis_winograd_tile(be, &g, dy->dtype, BLIS_WINOGRAD_DATA);
     if (wino_tile)
-        return blis_winograd_conv(be, &g, 1, wino_tile, dy->dtype, dy->data, w->data, NULL, 0,
-                                  dx->data);
+        return blis_winograd_conv(be, &g, 1, wino_tile, dy->dtype, dy->data, w->data, NULL,
+                                  add ? BLIS_OUT_ADD : BLIS_OUT_STORE, dx->data);
 
     if (conv_use_direct(be, &g, DIRECT_DATA))
         return conv_direct(be, &g, DIRECT_DATA, dy->dtype, dy->data, NULL, w->data, NULL, 0,
@@ -660,12 +701,12 @@ nnopt_status blis_conv2d_bwd_data(blis_backend *be, const nnopt_op *op, nnopt_te
                 const blis_matrix a = {wd + (size_t)(grp * g.kg * crs) * es, 1, crs};
                 const blis_matrix bm = {dy_img, pq, 1};
                 if (pointwise) {
-                    blis_gemm(dy->dtype, plan.gemm_threads, crs, pq, g.kg, a, bm, 0.0, dx_img, pq,
-                              1);
+                    blis_gemm(dy->dtype, plan.gemm_threads, crs, pq, g.kg, a, bm, add ? 1.0 : 0.0,
+                              dx_img, pq, 1);
                     continue;
                 }
                 blis_gemm(dy->dtype, plan.gemm_threads, crs, pq, g.kg, a, bm, 0.0, dcol, pq, 1);
-                memset(dx_img, 0, (size_t)(g.cg * hw) * es);
+                if (!add) memset(dx_img, 0, (size_t)(g.cg * hw) * es);
                 kern->col2im_add(&g, dcol, dx_img);
             }
         }

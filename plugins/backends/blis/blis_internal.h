@@ -29,6 +29,8 @@ typedef struct blis_backend {
     int int8_vnni;         /* int8 ops on AVX-512 VNNI (else the reference kernels) */
     int winograd;          /* blis_winograd_mode: 3x3 stride-1 convolutions */
     int dense_avx512;      /* dense layers on our AVX-512 GEMM (else BLIS) */
+    void *add_buffer;      /* conv2d_bwd_data_add on paths that only overwrite */
+    size_t add_buffer_bytes;
 } blis_backend;
 
 typedef enum blis_winograd_mode {
@@ -97,11 +99,13 @@ typedef enum blis_winograd_pass {
 } blis_winograd_pass;
 int blis_winograd_tile(const blis_backend *be, const conv_geometry *g, nnopt_dtype dtype,
                        blis_winograd_pass pass);
-/* Forward: in = x, out = y (bias may be NULL; relu: max(0, y)); data pass:
- * in = dy, out = dx. */
+/* How a convolution pass writes its result: as is, max(0, result)
+ * (conv2d_relu) or added to what the output holds (conv2d_bwd_data_add). */
+typedef enum blis_conv_output { BLIS_OUT_STORE = 0, BLIS_OUT_RELU, BLIS_OUT_ADD } blis_conv_output;
+/* Forward: in = x, out = y (bias may be NULL); data pass: in = dy, out = dx. */
 nnopt_status blis_winograd_conv(blis_backend *be, const conv_geometry *g, int data_pass, int tile,
                                 nnopt_dtype dtype, const void *in, const void *w, const void *bias,
-                                int relu, void *out);
+                                blis_conv_output output, void *out);
 /* The filter gradient dw of g from x and dy. */
 nnopt_status blis_winograd_filter(blis_backend *be, const conv_geometry *g, int tile,
                                   nnopt_dtype dtype, const void *x, const void *dy, void *dw);

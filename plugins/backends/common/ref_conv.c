@@ -106,10 +106,11 @@ nnopt_status ref_conv2d_bwd_data(const nnopt_host_api *host, const nnopt_op *op,
     conv_geometry g;
     status = conv_geometry_check(host, op, dx, w, dy, (const char *const[3]){"dx", "w", "dy"}, &g);
     if (status != NNOPT_OK) return status;
+    const int accumulate = op->kind == NNOPT_OP_CONV2D_BWD_DATA_ADD;
     if (dx->dtype == NNOPT_F32)
-        conv2d_backward_data_f32(&g, dy->data, w->data, dx->data);
+        conv2d_backward_data_f32(&g, dy->data, w->data, dx->data, accumulate);
     else
-        conv2d_backward_data_f64(&g, dy->data, w->data, dx->data);
+        conv2d_backward_data_f64(&g, dy->data, w->data, dx->data, accumulate);
     return NNOPT_OK;
 }
 
