@@ -11,7 +11,9 @@
 #      own description;
 #   3. ctest -R cuda (load test, numerics vs the reference with the default
 #      settings and with the own kernels, compiled-mode NVRTC programs vs the
-#      reference), then test_ref_ops and test_gradcheck on the cuda backend;
+#      reference), then the bf16 suites (ctest -R cuda_bf16: every bf16 op vs
+#      the reference, the precision technique end to end) as a step of their
+#      own, then test_ref_ops and test_gradcheck on the cuda backend;
 #   4. the benchmark: bench/run.sh --backend cuda --torch-device cuda: LeNet-5
 #      (f32 relu, f64 gelu), ResNet-56 and MobileNetV1 training and inference
 #      images/s against PyTorch on the same GPU (when python3 imports torch
@@ -140,7 +142,10 @@ export NNOPT_PLUGIN_PATH=$BUILD_DIR/plugins
 run_step describe 30 "$BUILD_DIR/cli/nnopt" plugins cuda
 
 # ---- 2-3. tests ----
-run_step ctest_cuda 150 ctest --test-dir "$BUILD_DIR" -R cuda --output-on-failure -V
+run_step ctest_cuda 150 ctest --test-dir "$BUILD_DIR" -R cuda -E bf16 --output-on-failure -V
+# The stand-in checks the bf16 test against blis: for machines without a GPU.
+run_step ctest_cuda_bf16 90 ctest --test-dir "$BUILD_DIR" -R cuda_bf16 -E stand_in \
+  --output-on-failure -V
 run_step ref_ops_cuda 45 "$BUILD_DIR/tests/test_ref_ops" cuda
 run_step gradcheck_cuda 60 "$BUILD_DIR/tests/test_gradcheck" cuda
 

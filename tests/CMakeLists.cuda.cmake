@@ -35,3 +35,32 @@ if(TARGET nnopt_cuda_nvrtc)
   add_test(NAME cuda_nvrtc_numerics COMMAND test_cuda_nvrtc numerics)
   set_tests_properties(cuda_nvrtc_numerics PROPERTIES SKIP_RETURN_CODE 77)
 endif()
+
+# bf16 on the cuda backend (tests/test_cuda_bf16.c):
+#   cuda_bf16_rounding        the device kernels' bf16 conversions, run on the
+#                             host, against include/nnopt/bf16.h; no GPU needed.
+#   cuda_bf16_numerics        every op the reference runs in bf16 against it,
+#   cuda_bf16_numerics_own_kernels   with the default settings and with the
+#                             own kernels, cuDNN's depthwise and benchmarked
+#                             algorithms; skipped (77) without a GPU.
+#   cuda_bf16_stand_in        the numerics suite run against the blis backend
+#                             instead (NNOPT_TEST_CUDA_AS): the test of the test
+#                             where there is no GPU.
+if(TARGET nnopt_backend_cuda)
+  add_executable(test_cuda_bf16 test_cuda_bf16.c support/bf16_compare.c)
+  target_link_libraries(test_cuda_bf16 PRIVATE nnopt_test_support cmocka m)
+  target_include_directories(test_cuda_bf16 PRIVATE ${CMAKE_SOURCE_DIR}/plugins/backends/cuda)
+  add_dependencies(test_cuda_bf16 nnopt_backend_cuda nnopt_backend_cpu nnopt_model_lenet5
+    nnopt_technique_precision)
+  add_test(NAME cuda_bf16_rounding COMMAND test_cuda_bf16 rounding)
+  add_test(NAME cuda_bf16_numerics COMMAND test_cuda_bf16 numerics)
+  add_test(NAME cuda_bf16_numerics_own_kernels
+           COMMAND test_cuda_bf16 numerics kernels=own depthwise=cudnn conv_algo=find)
+  set_tests_properties(cuda_bf16_numerics cuda_bf16_numerics_own_kernels
+                       PROPERTIES SKIP_RETURN_CODE 77)
+  if(TARGET nnopt_backend_blis)
+    add_dependencies(test_cuda_bf16 nnopt_backend_blis)
+    add_test(NAME cuda_bf16_stand_in COMMAND test_cuda_bf16 numerics)
+    set_tests_properties(cuda_bf16_stand_in PROPERTIES ENVIRONMENT "NNOPT_TEST_CUDA_AS=blis")
+  endif()
+endif()

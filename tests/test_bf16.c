@@ -105,6 +105,30 @@ static void test_conversion_from_double_rounds_once(void **state) {
     assert_int_equal(nnopt_bf16_from_f64(0.1), nnopt_bf16_from_f32(0.1f)); /* no tie nearby */
 }
 
+/* The cast op from f64 rounds once too, on every backend (it used to go
+ * through an f32 copy of the output and round twice). */
+static void test_cast_from_double_rounds_once(void **state) {
+    (void)state;
+    const double values[4] = {1.0 + 0x1p-8 + 0x1p-40, -(1.0 + 0x1p-8 + 0x1p-40), 1.0 + 0x1p-8, 0.1};
+    const int64_t shape[1] = {4};
+    test_backend *backends[2] = {&ref_backend, &blis_backend};
+    for (int k = 0; k < (cpu_only ? 1 : 2); k++) {
+        nnopt_tensor *x = test_tensor_new(backends[k], NNOPT_F64, 1, shape, values);
+        nnopt_tensor *y = test_tensor_new(backends[k], NNOPT_BF16, 1, shape, NULL);
+        const nnopt_op cast = {.kind = NNOPT_OP_CAST};
+        assert_int_equal(test_run(backends[k], &cast, &x, 1, &y, 1), NNOPT_OK);
+        uint16_t bits[4];
+        assert_int_equal(backends[k]->vt->tensor_read(backends[k]->ctx, y, 0, bits, sizeof bits),
+                         NNOPT_OK);
+        for (int i = 0; i < 4; i++)
+            if (bits[i] != nnopt_bf16_from_f64(values[i]))
+                fail_msg("%s: cast of %.17g gave 0x%04x, expected 0x%04x", backends[k]->name,
+                         values[i], bits[i], nnopt_bf16_from_f64(values[i]));
+        test_tensor_free(backends[k], x);
+        test_tensor_free(backends[k], y);
+    }
+}
+
 /* ---- random op cases ----------------------------------------------------- */
 
 typedef struct op_case {
@@ -611,6 +635,7 @@ int main(int argc, char **argv) {
         const struct CMUnitTest cpu_tests[] = {
             cmocka_unit_test(test_conversion_rounds_to_nearest_even),
             cmocka_unit_test(test_conversion_from_double_rounds_once),
+            cmocka_unit_test(test_cast_from_double_rounds_once),
             cmocka_unit_test(test_reference_bf16_is_f32_within_rounding),
             cmocka_unit_test(test_precision_technique_evaluates_in_bf16),
         };
@@ -619,6 +644,7 @@ int main(int argc, char **argv) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_conversion_rounds_to_nearest_even),
         cmocka_unit_test(test_conversion_from_double_rounds_once),
+        cmocka_unit_test(test_cast_from_double_rounds_once),
         cmocka_unit_test(test_reference_bf16_is_f32_within_rounding),
         cmocka_unit_test(test_blis_bf16_matches_reference),
         cmocka_unit_test(test_blis_portable_bf16_matches_reference),

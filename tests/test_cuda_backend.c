@@ -4,7 +4,8 @@
  *     The plugin loads on any machine (it must not need libcuda to dlopen).
  *     Without a usable GPU, opening it fails cleanly: NNOPT_STATUS_DEVICE and
  *     one line "cuda backend: no CUDA device: <reason>". With one, it opens,
- *     describes its device and supports every op in f32 and f64.
+ *     describes its device and supports every op in f32 and f64, and the
+ *     forward ops in bf16 (tests/test_cuda_bf16.c checks those).
  *   test_cuda_backend numerics [key=value]...
  *     Every op, in f32 and f64, on random shapes and values, against the
  *     reference ("cpu") backend; the settings go to the cuda backend (e.g.
@@ -132,7 +133,11 @@ static void test_open_describe_supports(void **state) {
                              op == NNOPT_OP_BATCHNORM_RELU || op == NNOPT_OP_BATCHNORM_RELU_BWD;
         assert_int_equal(b.vt->supports(b.ctx, (nnopt_op_kind)op, NNOPT_F32), !cpu_only);
         assert_int_equal(b.vt->supports(b.ctx, (nnopt_op_kind)op, NNOPT_F64), !cpu_only);
-        assert_false(b.vt->supports(b.ctx, (nnopt_op_kind)op, NNOPT_BF16));
+        const int forward = op == NNOPT_OP_CONV2D || op == NNOPT_OP_DENSE ||
+                            op == NNOPT_OP_POOL2D || op == NNOPT_OP_ACT || op == NNOPT_OP_ADD ||
+                            op == NNOPT_OP_CAST || op == NNOPT_OP_BATCHNORM ||
+                            op == NNOPT_OP_DROPOUT || op == NNOPT_OP_SOFTMAX_XENT;
+        assert_int_equal(b.vt->supports(b.ctx, (nnopt_op_kind)op, NNOPT_BF16), forward);
         assert_false(b.vt->supports(b.ctx, (nnopt_op_kind)op, NNOPT_I8));
     }
     /* A tensor round trip, larger than one staging chunk, at an offset. */

@@ -71,6 +71,21 @@ static void narrow(const nnopt_tensor *wide, nnopt_tensor *t) {
 
 #define BF16_MAX_TENSORS 8
 
+/* f64 -> bf16 straight (nnopt_bf16_from_f64): through an f32 copy the value
+ * would be rounded twice, and could land on the other side of a tie. */
+static nnopt_status cast_f64_to_bf16(const nnopt_host_api *host, const nnopt_op *op,
+                                     const nnopt_tensor *x, nnopt_tensor *y) {
+    nnopt_status st = ref_check_tensor(host, op, x, "x", NNOPT_F64);
+    if (st == NNOPT_OK) st = ref_check_tensor(host, op, y, "y", NNOPT_BF16);
+    if (st == NNOPT_OK) st = ref_check_shape(host, op, y, "y", x->ndim, x->shape);
+    if (st != NNOPT_OK) return st;
+    const double *src = x->data;
+    uint16_t *dst = y->data;
+    const int64_t count = nnopt_tensor_numel(x);
+    for (int64_t i = 0; i < count; i++) dst[i] = nnopt_bf16_from_f64(src[i]);
+    return NNOPT_OK;
+}
+
 nnopt_status nnopt_bf16_via_f32(const nnopt_host_api *host, nnopt_f32_op_fn run_f32, void *ctx,
                                 const nnopt_op *op, nnopt_tensor *const *in, int n_in,
                                 nnopt_tensor *const *out, int n_out) {
@@ -79,6 +94,9 @@ nnopt_status nnopt_bf16_via_f32(const nnopt_host_api *host, nnopt_f32_op_fn run_
         ref_error(host, "%s: bad tensor counts for bf16", nnopt_op_kind_name(op->kind));
         return NNOPT_STATUS_INVALID_ARGUMENT;
     }
+    if (op->kind == NNOPT_OP_CAST && n_in == 1 && n_out == 1 && in[0] && out[0] &&
+        in[0]->dtype == NNOPT_F64 && out[0]->dtype == NNOPT_BF16)
+        return cast_f64_to_bf16(host, op, in[0], out[0]);
     nnopt_tensor wide_in[BF16_MAX_TENSORS], wide_out[BF16_MAX_TENSORS];
     nnopt_tensor *in_f32[BF16_MAX_TENSORS] = {0}, *out_f32[BF16_MAX_TENSORS] = {0};
     int in_wide[BF16_MAX_TENSORS] = {0}, out_wide[BF16_MAX_TENSORS] = {0};

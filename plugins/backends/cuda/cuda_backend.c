@@ -1,7 +1,8 @@
 /* The `cuda` backend: tensors in device memory, ops on one CUDA stream per
  * instance. Convolutions, pooling, activations, batch norm and softmax go
  * through cuDNN, dense layers through cuBLAS, everything else through the
- * plugin's own kernels (cuda_kernels.cu). f32 and f64 throughout.
+ * plugin's own kernels (cuda_kernels.cu). f32 and f64 throughout; bf16
+ * (storage, f32 arithmetic) for the forward ops (cuda_bf16_op).
  *
  * This file: the plugin descriptor and settings, instance setup (which is
  * where a machine without a GPU or driver is reported), device memory and
@@ -74,6 +75,24 @@ nnopt_status cuda_check_counts(const cuda_backend *b, const nnopt_op *op, int n_
     return NNOPT_OK;
 }
 
+int cuda_bf16_op(nnopt_op_kind op) {
+    /* The forward ops, as the reference runs them in bf16: inference. */
+    switch (op) {
+    case NNOPT_OP_CONV2D:
+    case NNOPT_OP_DENSE:
+    case NNOPT_OP_POOL2D:
+    case NNOPT_OP_ACT:
+    case NNOPT_OP_ADD:
+    case NNOPT_OP_CAST:
+    case NNOPT_OP_BATCHNORM:
+    case NNOPT_OP_DROPOUT:
+    case NNOPT_OP_SOFTMAX_XENT:
+        return 1;
+    default:
+        return 0;
+    }
+}
+
 nnopt_status cuda_check_tensor(const cuda_backend *b, const nnopt_op *op, const nnopt_tensor *t,
                                const char *role, int dtype) {
     const char *name = nnopt_op_kind_name(op->kind);
@@ -96,9 +115,11 @@ nnopt_status cuda_check_tensor(const cuda_backend *b, const nnopt_op *op, const 
                    nnopt_dtype_name((nnopt_dtype)dtype));
         return NNOPT_STATUS_INVALID_ARGUMENT;
     }
-    if (dtype < 0 && t->dtype != NNOPT_F32 && t->dtype != NNOPT_F64) {
-        cuda_error(b, "%s: %s dtype %s is not supported by the cuda backend (f32, f64)", name, role,
-                   nnopt_dtype_name(t->dtype));
+    const int bf16_ok = t->dtype == NNOPT_BF16 && cuda_bf16_op(op->kind);
+    if (dtype < 0 && t->dtype != NNOPT_F32 && t->dtype != NNOPT_F64 && !bf16_ok) {
+        cuda_error(b, "%s: %s dtype %s is not supported by the cuda backend (f32, f64%s)", name,
+                   role, nnopt_dtype_name(t->dtype),
+                   t->dtype == NNOPT_BF16 ? "; bf16 runs forward ops only" : "");
         return NNOPT_STATUS_UNSUPPORTED;
     }
     return NNOPT_OK;
@@ -141,9 +162,12 @@ nnopt_status cuda_check_int_range(const cuda_backend *b, const nnopt_op *op, int
 /* ---- cuDNN helpers ---- */
 
 cudnnDataType_t cuda_cudnn_dtype(nnopt_dtype dtype) {
-    return dtype == NNOPT_F64 ? CUDNN_DATA_DOUBLE : CUDNN_DATA_FLOAT;
+    return dtype == NNOPT_F64    ? CUDNN_DATA_DOUBLE
+           : dtype == NNOPT_BF16 ? CUDNN_DATA_BFLOAT16
+                                 : CUDNN_DATA_FLOAT;
 }
 
+/* bf16 takes float scaling factors: its cuDNN calls compute in f32. */
 const void *cuda_one(nnopt_dtype dtype) {
     static const float one_f32 = 1.0f;
     static const double one_f64 = 1.0;
@@ -534,6 +558,7 @@ static const cuda_op_fn cuda_ops[NNOPT_OP_KIND_COUNT] = {
 static int cuda_supports(void *ctx, nnopt_op_kind op, nnopt_dtype dtype) {
     (void)ctx;
     if ((unsigned)op >= NNOPT_OP_KIND_COUNT || cuda_ops[op] == NULL) return 0;
+    if (dtype == NNOPT_BF16) return cuda_bf16_op(op);
     return dtype == NNOPT_F32 || dtype == NNOPT_F64;
 }
 
@@ -772,8 +797,9 @@ static const nnopt_plugin_desc cuda_descriptor = {
     .kind = NNOPT_PLUGIN_BACKEND,
     .name = "cuda",
     .version = "0.1.0",
-    .description = "NVIDIA GPUs (f32, f64): cuDNN convolutions, pooling, activations, batch norm "
-                   "and softmax; cuBLAS dense layers; own CUDA kernels for the rest",
+    .description = "NVIDIA GPUs (f32, f64; bf16 forward ops): cuDNN convolutions, pooling, "
+                   "activations, batch norm and softmax; cuBLAS dense layers; own CUDA kernels "
+                   "for the rest",
     .params = cuda_params,
     .n_params = sizeof cuda_params / sizeof cuda_params[0],
     .init = NULL,

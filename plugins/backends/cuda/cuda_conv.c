@@ -2,7 +2,8 @@
  * convolution API, with the algorithm chosen once per shape (heuristics or
  * benchmarking) and a workspace kept in the instance. Depthwise layers
  * (groups == C == K) go to the plugin's direct kernels by default, as do
- * shapes for which cuDNN offers no algorithm. */
+ * shapes for which cuDNN offers no algorithm. bf16 (forward only) is cuDNN's
+ * bf16 configuration: bf16 tensors and filters, f32 compute. */
 #include "cuda_internal.h"
 
 #include <string.h>
@@ -96,6 +97,8 @@ static nnopt_status conv_call_describe(cuda_backend *b, const nnopt_op *op, conv
         if (status != NNOPT_OK) return status;
     }
     const cudnnDataType_t type = cuda_cudnn_dtype(call->dtype);
+    /* bf16 storage, f32 arithmetic: bf16 products are exact in f32. */
+    const cudnnDataType_t compute = call->dtype == NNOPT_BF16 ? CUDNN_DATA_FLOAT : type;
     nnopt_status status = cuda_tensor_descriptor(b, op, call->x, &call->x_desc);
     if (status == NNOPT_OK) status = cuda_tensor_descriptor(b, op, call->y, &call->y_desc);
     if (status == NNOPT_OK)
@@ -114,18 +117,19 @@ static nnopt_status conv_call_describe(cuda_backend *b, const nnopt_op *op, conv
         status = cudnn_check(b,
                              cudnnSetConvolution2dDescriptor(
                                  call->conv_desc, (int)g->pad_h, (int)g->pad_w, (int)g->stride_h,
-                                 (int)g->stride_w, 1, 1, CUDNN_CROSS_CORRELATION, type),
+                                 (int)g->stride_w, 1, 1, CUDNN_CROSS_CORRELATION, compute),
                              "cudnnSetConvolution2dDescriptor");
     if (status == NNOPT_OK)
         status = cudnn_check(b, cudnnSetConvolutionGroupCount(call->conv_desc, (int)g->groups),
                              "cudnnSetConvolutionGroupCount");
-    /* FMA math keeps f32 in f32 (no TF32 tensor cores) unless tf32 = true. */
+    /* FMA math keeps f32 in f32 (no TF32 tensor cores) unless tf32 = true.
+     * bf16 may use tensor cores: they sum its exact products in f32. */
+    const int fma_math = !b->allow_tf32 && call->dtype != NNOPT_BF16;
     if (status == NNOPT_OK)
-        status =
-            cudnn_check(b,
-                        cudnnSetConvolutionMathType(
-                            call->conv_desc, b->allow_tf32 ? CUDNN_DEFAULT_MATH : CUDNN_FMA_MATH),
-                        "cudnnSetConvolutionMathType");
+        status = cudnn_check(b,
+                             cudnnSetConvolutionMathType(
+                                 call->conv_desc, fma_math ? CUDNN_FMA_MATH : CUDNN_DEFAULT_MATH),
+                             "cudnnSetConvolutionMathType");
     return status;
 }
 
@@ -270,26 +274,28 @@ static nnopt_status conv_plan_for(cuda_backend *b, const conv_call *call, void *
     return NNOPT_OK;
 }
 
+/* output = the pass's result, plus output's own values when accumulate. */
 static cudnnStatus_t execute_cudnn(cuda_backend *b, const conv_call *call,
-                                   const cuda_conv_plan *plan, void *output) {
-    const void *one = cuda_one(call->dtype), *zero = cuda_zero(call->dtype);
+                                   const cuda_conv_plan *plan, void *output, int accumulate) {
+    const void *one = cuda_one(call->dtype);
+    const void *beta = accumulate ? cuda_one(call->dtype) : cuda_zero(call->dtype);
     void *ws = plan->workspace_bytes ? b->workspace : NULL;
     switch (call->kind) {
     case NNOPT_OP_CONV2D:
         return cudnnConvolutionForward(b->cudnn, one, call->x_desc, call->x->data, call->w_desc,
                                        call->w->data, call->conv_desc,
                                        (cudnnConvolutionFwdAlgo_t)plan->algorithm, ws,
-                                       plan->workspace_bytes, zero, call->y_desc, output);
+                                       plan->workspace_bytes, beta, call->y_desc, output);
     case NNOPT_OP_CONV2D_BWD_DATA:
         return cudnnConvolutionBackwardData(b->cudnn, one, call->w_desc, call->w->data,
                                             call->y_desc, call->y->data, call->conv_desc,
                                             (cudnnConvolutionBwdDataAlgo_t)plan->algorithm, ws,
-                                            plan->workspace_bytes, zero, call->x_desc, output);
+                                            plan->workspace_bytes, beta, call->x_desc, output);
     default:
         return cudnnConvolutionBackwardFilter(b->cudnn, one, call->x_desc, call->x->data,
                                               call->y_desc, call->y->data, call->conv_desc,
                                               (cudnnConvolutionBwdFilterAlgo_t)plan->algorithm, ws,
-                                              plan->workspace_bytes, zero, call->w_desc, output);
+                                              plan->workspace_bytes, beta, call->w_desc, output);
     }
 }
 
@@ -360,13 +366,24 @@ static nnopt_status run_conv(cuda_backend *b, const nnopt_op *op, conv_call *cal
         status = cudnn_check(
             b, cudnnSetConvolutionMathType(call->conv_desc, (cudnnMathType_t)plan->math_type),
             "cudnnSetConvolutionMathType");
+    /* A bf16 output is rounded once, with the bias in the f32 sum: y starts
+     * as the bias and the convolution adds onto it (beta = 1). Only now:
+     * benchmarking the algorithms (conv_algo = find) writes into y. */
+    const int bias_first =
+        call->kind == NNOPT_OP_CONV2D && call->bias != NULL && call->dtype == NNOPT_BF16;
+    if (status == NNOPT_OK && !plan->use_direct && bias_first)
+        status = cuda_check(b,
+                            cuda_fill_channels(b->stream, call->dtype, g->n, g->k, g->p * g->q,
+                                               call->bias->data, output),
+                            "conv2d bias");
     if (status == NNOPT_OK && !plan->use_direct) {
-        const cudnnStatus_t run_status = execute_cudnn(b, call, plan, output);
+        const cudnnStatus_t run_status = execute_cudnn(b, call, plan, output, bias_first);
         if (run_status == CUDNN_STATUS_NOT_SUPPORTED) {
             plan->use_direct = 1; /* from now on for this shape */
         } else {
             status = cudnn_check(b, run_status, nnopt_op_kind_name(call->kind));
-            if (status == NNOPT_OK && call->kind == NNOPT_OP_CONV2D && call->bias != NULL)
+            if (status == NNOPT_OK && call->kind == NNOPT_OP_CONV2D && call->bias != NULL &&
+                !bias_first)
                 status = add_bias(b, op, call);
         }
     }

@@ -2,7 +2,10 @@
  * through cuDNN (kernels = cudnn, the default) or the plugin's own kernels
  * (kernels = own). Activations cuDNN lacks (identity, both GELUs) and
  * batch-norm cases it cannot do (one value per channel in training, eps below
- * CUDNN_BN_MIN_EPSILON) always use the own kernels. */
+ * CUDNN_BN_MIN_EPSILON) always use the own kernels, and so does bf16: they
+ * compute and round as the reference's bf16 path does (f32 result, then
+ * bf16), which cuDNN's bf16 modes of these memory-bound ops would not
+ * promise, for no speed worth having. */
 #include "cuda_internal.h"
 
 #include <math.h>
@@ -91,7 +94,7 @@ nnopt_status cuda_pool2d(cuda_backend *b, const nnopt_op *op, nnopt_tensor *cons
     cuda_pool_geometry g;
     status = pool_geometry_check(b, op, x, y, "y", &g);
     if (status != NNOPT_OK || nnopt_tensor_numel(y) == 0) return status;
-    if (b->own_kernels)
+    if (b->own_kernels || x->dtype == NNOPT_BF16)
         return cuda_check(b, cuda_pool2d_forward(b->stream, x->dtype, &g, x->data, y->data),
                           "pool2d");
     cudnnTensorDescriptor_t descs[2] = {NULL, NULL};
@@ -214,7 +217,8 @@ nnopt_status cuda_act(cuda_backend *b, const nnopt_op *op, nnopt_tensor *const *
     if (status != NNOPT_OK || count == 0) return status;
     cudnnActivationMode_t mode;
     double coef;
-    if (!b->own_kernels && cudnn_activation_mode(op->p.act.kind, &mode, &coef))
+    if (!b->own_kernels && x->dtype != NNOPT_BF16 &&
+        cudnn_activation_mode(op->p.act.kind, &mode, &coef))
         return cudnn_activation(b, op, mode, coef, x, NULL, NULL, y);
     return cuda_check(
         b, cuda_act_forward(b->stream, x->dtype, op->p.act.kind, count, x->data, y->data), "act");
@@ -275,11 +279,13 @@ static nnopt_status check_per_channel(cuda_backend *b, const nnopt_op *op, const
     return status;
 }
 
-/* cuDNN serves this batch norm: kernels = cudnn, eps within its limit and,
- * in training, more than one value per channel (cuDNN's unbiased running
- * variance would divide by zero; the reference then uses the biased one). */
-static int bn_uses_cudnn(const cuda_backend *b, const bn_sizes *sizes, double eps, int training) {
-    if (b->own_kernels || eps < CUDNN_BN_MIN_EPSILON) return 0;
+/* cuDNN serves this batch norm: kernels = cudnn, not bf16, eps within its
+ * limit and, in training, more than one value per channel (cuDNN's unbiased
+ * running variance would divide by zero; the reference then uses the biased
+ * one). */
+static int bn_uses_cudnn(const cuda_backend *b, nnopt_dtype dtype, const bn_sizes *sizes,
+                         double eps, int training) {
+    if (b->own_kernels || dtype == NNOPT_BF16 || eps < CUDNN_BN_MIN_EPSILON) return 0;
     return !training || sizes->batch * sizes->spatial > 1;
 }
 
@@ -326,7 +332,7 @@ nnopt_status cuda_batchnorm(cuda_backend *b, const nnopt_op *op, nnopt_tensor *c
     if (status != NNOPT_OK || sizes.channels == 0) return status;
     if (sizes.batch * sizes.spatial == 0) return NNOPT_OK; /* inference on an empty batch */
 
-    if (!bn_uses_cudnn(b, &sizes, bp->eps, training)) {
+    if (!bn_uses_cudnn(b, x->dtype, &sizes, bp->eps, training)) {
         const cudaError_t launch =
             training
                 ? cuda_batchnorm_train(b->stream, x->dtype, sizes.batch, sizes.channels,
@@ -463,7 +469,7 @@ nnopt_status cuda_softmax_xent_op(cuda_backend *b, const nnopt_op *op, nnopt_ten
     if (status == NNOPT_OK) status = cuda_check_like(b, op, dlogits, "dlogits", logits);
     if (status != NNOPT_OK) return status;
 
-    const int use_cudnn = !b->own_kernels;
+    const int use_cudnn = !b->own_kernels && logits->dtype != NNOPT_BF16;
     const size_t logits_bytes = nnopt_tensor_nbytes(logits);
     void *row_loss = NULL, *bad_label = NULL, *log_probs = NULL, *scaled = NULL;
     status = cuda_device_alloc(b, (size_t)batch * sizeof(double), &row_loss);

@@ -1,4 +1,5 @@
-/* Dense layers through cuBLAS GEMMs. Tensors are row-major; cuBLAS is
+/* Dense layers through cuBLAS GEMMs (bf16, forward only: cublasGemmEx with
+ * bf16 matrices and f32 compute). Tensors are row-major; cuBLAS is
  * column-major, so a row-major [R, C] matrix is read as its transpose:
  *   y[N,OUT]  = x W^T + b  ->  y^T  = W x^T        (gemm T,N: OUT x N x IN)
  *   dx[N,IN]  = dy W       ->  dx^T = W^T dy^T     (gemm N,N: IN x N x OUT)
@@ -32,6 +33,32 @@ static nnopt_status dense_sizes_check(cuda_backend *b, const nnopt_op *op, const
     return status;
 }
 
+/* bf16 A, B and C, f32 arithmetic: the products of bf16 values are exact in
+ * f32, cuBLAS sums them in f32 (beta C included) and rounds C once. Tensor
+ * cores are allowed for this call: the handle's pedantic math, there to keep
+ * f32 GEMMs off TF32, would hold bf16 to the slow kernels for no accuracy. */
+static nnopt_status gemm_bf16(cuda_backend *b, const nnopt_op *op, cublasOperation_t op_a,
+                              cublasOperation_t op_b, int64_t m, int64_t n, int64_t k,
+                              const void *a, int64_t lda, const void *b_matrix, int64_t ldb,
+                              int accumulate, void *c, int64_t ldc) {
+    cublasMath_t mode;
+    nnopt_status status = cublas_check(b, cublasGetMathMode(b->cublas, &mode), "cublasGetMathMode");
+    if (status == NNOPT_OK)
+        status =
+            cublas_check(b, cublasSetMathMode(b->cublas, CUBLAS_DEFAULT_MATH), "cublasSetMathMode");
+    if (status != NNOPT_OK) return status;
+    const float one = 1.0f, beta = accumulate ? 1.0f : 0.0f;
+    status =
+        cublas_check(b,
+                     cublasGemmEx(b->cublas, op_a, op_b, (int)m, (int)n, (int)k, &one, a,
+                                  CUDA_R_16BF, (int)lda, b_matrix, CUDA_R_16BF, (int)ldb, &beta, c,
+                                  CUDA_R_16BF, (int)ldc, CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT),
+                     nnopt_op_kind_name(op->kind));
+    const nnopt_status restored =
+        cublas_check(b, cublasSetMathMode(b->cublas, mode), "cublasSetMathMode");
+    return status != NNOPT_OK ? status : restored;
+}
+
 /* C (m x n, column-major, leading dimension ldc) = op(A) op(B) + beta C. */
 static nnopt_status gemm(cuda_backend *b, const nnopt_op *op, nnopt_dtype dtype,
                          cublasOperation_t op_a, cublasOperation_t op_b, int64_t m, int64_t n,
@@ -44,6 +71,8 @@ static nnopt_status gemm(cuda_backend *b, const nnopt_op *op, nnopt_dtype dtype,
         return cuda_check(b, cudaMemsetAsync(c, 0, bytes, b->stream), "cudaMemsetAsync");
     }
     cublasStatus_t status;
+    if (dtype == NNOPT_BF16)
+        return gemm_bf16(b, op, op_a, op_b, m, n, k, a, lda, b_matrix, ldb, accumulate, c, ldc);
     if (dtype == NNOPT_F32) {
         const float one = 1.0f, beta = accumulate ? 1.0f : 0.0f;
         status = cublasSgemm(b->cublas, op_a, op_b, (int)m, (int)n, (int)k, &one, a, (int)lda,

@@ -77,7 +77,10 @@ nnopt_status cuda_workspace_reserve(cuda_backend *b, size_t bytes);
  * becoming a device fault). */
 nnopt_status cuda_check_counts(const cuda_backend *b, const nnopt_op *op, int n_in, int min_in,
                                int max_in, int n_out, int want_out);
-/* Present, allocated, F32 or F64 (or exactly `dtype` when dtype >= 0). */
+/* Nonzero for the op kinds that run in bf16 (the forward ops). */
+int cuda_bf16_op(nnopt_op_kind op);
+/* Present, allocated, F32 or F64, or BF16 for an op that runs in bf16 (or
+ * exactly `dtype` when dtype >= 0). */
 nnopt_status cuda_check_tensor(const cuda_backend *b, const nnopt_op *op, const nnopt_tensor *t,
                                const char *role, int dtype);
 /* Present, allocated, with like's dtype and shape. */

@@ -5,10 +5,14 @@
 // Each kernel mirrors the reference loop in plugins/backends/common: values
 // are computed in double and rounded once to the tensor's type; reductions
 // accumulate in double (except the convolutions' window sums, which
-// accumulate in T as the reference does).
+// accumulate in T as the reference does). The ops that run in bf16 are
+// instantiated for bf16 storage too (bf16_value below).
 #include "cuda_kernels.h"
 
+#include <cuda_bf16.h>
 #include <math.h>
+
+#include "cuda_bf16_round.h"
 
 namespace {
 
@@ -33,6 +37,42 @@ int64_t blocks_for(int64_t count) {
         } else {                                                                                   \
             using T = double;                                                                      \
             body;                                                                                  \
+        }                                                                                          \
+    } while (0)
+
+// bf16 storage (NNOPT_BF16). Loads widen exactly. A store rounds as the
+// reference's bf16 path does, which runs its f32 kernel on widened copies and
+// narrows the results: a value computed in double goes to f32, then to bf16,
+// each to nearest even. No arithmetic happens in this type: kernels compute
+// in double, or sum in Compute<T> (f32), as their f32 instance does.
+struct bf16_value {
+    __nv_bfloat16 bits;
+    bf16_value() = default;
+    __device__ explicit bf16_value(double v)
+        : bits(__ushort_as_bfloat16(cuda_bf16_from_f32((float)v))) {}
+    __device__ operator double() const { return (double)__bfloat162float(bits); }
+    __device__ static bf16_value from_bits(uint16_t h) {
+        bf16_value r;
+        r.bits = __ushort_as_bfloat16(h);
+        return r;
+    }
+    __device__ uint16_t to_bits() const { return __bfloat16_as_ushort(bits); }
+};
+
+// The type window sums accumulate in: T, and f32 for bf16 (the reference's
+// f32 kernel is what its bf16 path runs).
+template <typename T> struct Compute { using type = T; };
+template <> struct Compute<bf16_value> { using type = float; };
+
+// WITH_FLOAT_TYPE plus bf16_value for NNOPT_BF16: for the launchers of the
+// ops that run in bf16 (cuda_kernels.h says which).
+#define WITH_STORAGE_TYPE(dtype, body)                                                             \
+    do {                                                                                           \
+        if ((dtype) == NNOPT_BF16) {                                                               \
+            using T = bf16_value;                                                                  \
+            body;                                                                                  \
+        } else {                                                                                   \
+            WITH_FLOAT_TYPE(dtype, body);                                                          \
         }                                                                                          \
     } while (0)
 
@@ -70,13 +110,14 @@ template <Reduce kOp> __device__ double block_reduce(double v) {
 template <typename T>
 __global__ void conv2d_forward_kernel(cuda_conv_geometry g, const T *x, const T *w, const T *bias,
                                       T *y) {
+    using C = typename Compute<T>::type;
     const int64_t c_per_group = g.c / g.groups, k_per_group = g.k / g.groups;
     const int64_t count = g.n * g.k * g.p * g.q;
     GRID_STRIDE_LOOP(index, count) {
         const int64_t q = index % g.q, p = (index / g.q) % g.p, k = (index / (g.q * g.p)) % g.k,
                       n = index / (g.q * g.p * g.k);
         const int64_t first_channel = (k / k_per_group) * c_per_group;
-        T sum = bias ? bias[k] : (T)0;
+        C sum = bias ? (C)bias[k] : (C)0;
         for (int64_t cg = 0; cg < c_per_group; cg++) {
             const T *x_plane = x + ((n * g.c + first_channel + cg) * g.h) * g.w;
             const T *w_plane = w + ((k * c_per_group + cg) * g.r) * g.s;
@@ -86,11 +127,11 @@ __global__ void conv2d_forward_kernel(cuda_conv_geometry g, const T *x, const T 
                 for (int64_t s = 0; s < g.s; s++) {
                     const int64_t iw = q * g.stride_w - g.pad_w + s;
                     if (iw < 0 || iw >= g.w) continue;
-                    sum += x_plane[ih * g.w + iw] * w_plane[r * g.s + s];
+                    sum += (C)x_plane[ih * g.w + iw] * (C)w_plane[r * g.s + s];
                 }
             }
         }
-        y[index] = sum;
+        y[index] = (T)sum;
     }
 }
 
@@ -156,6 +197,12 @@ __global__ void fill_rows_kernel(int64_t rows, int64_t cols, const T *bias, T *y
 }
 
 template <typename T>
+__global__ void fill_channels_kernel(int64_t count, int64_t channels, int64_t inner, const T *bias,
+                                     T *y) {
+    GRID_STRIDE_LOOP(i, count) y[i] = bias[(i / inner) % channels];
+}
+
+template <typename T>
 __global__ void bias_backward_kernel(int64_t batch, int64_t channels, int64_t inner, const T *dy,
                                      T *db) {
     for (int64_t k = blockIdx.x; k < channels; k += gridDim.x) {
@@ -191,7 +238,8 @@ __device__ int64_t pool_window_argmax(const cuda_pool_geometry &g, const T *plan
 
 template <typename T>
 __global__ void pool2d_forward_kernel(cuda_pool_geometry g, const T *x, T *y) {
-    const T window_size = (T)(g.kernel_h * g.kernel_w);
+    using C = typename Compute<T>::type;
+    const C window_size = (C)(g.kernel_h * g.kernel_w);
     GRID_STRIDE_LOOP(index, g.planes * g.p * g.q) {
         const int64_t q = index % g.q, p = (index / g.q) % g.p, plane = index / (g.q * g.p);
         const T *x_plane = x + plane * g.h * g.w;
@@ -200,17 +248,17 @@ __global__ void pool2d_forward_kernel(cuda_pool_geometry g, const T *x, T *y) {
             y[index] = best < 0 ? (T)0 : x_plane[best];
             continue;
         }
-        T sum = (T)0;
+        C sum = (C)0;
         for (int64_t r = 0; r < g.kernel_h; r++) {
             const int64_t ih = p * g.stride_h - g.pad_h + r;
             if (ih < 0 || ih >= g.h) continue;
             for (int64_t s = 0; s < g.kernel_w; s++) {
                 const int64_t iw = q * g.stride_w - g.pad_w + s;
                 if (iw < 0 || iw >= g.w) continue;
-                sum += x_plane[ih * g.w + iw];
+                sum += (C)x_plane[ih * g.w + iw];
             }
         }
-        y[index] = sum / window_size;
+        y[index] = (T)(sum / window_size);
     }
 }
 
@@ -327,9 +375,33 @@ template <typename T> __global__ void scale_kernel(int64_t count, double scale, 
     GRID_STRIDE_LOOP(i, count) y[i] = (T)((double)x[i] * scale);
 }
 
+template <typename To, typename From> __device__ To convert(From v) {
+    return (To)v;
+}
+// Casts to and from bf16 give the reference's bits, NaNs included (see
+// cuda_bf16_round.h); f64 -> bf16 rounds once, as nnopt_bf16_from_f64.
+template <> __device__ bf16_value convert<bf16_value, float>(float v) {
+    return bf16_value::from_bits(cuda_bf16_from_f32(v));
+}
+template <> __device__ bf16_value convert<bf16_value, double>(double v) {
+    return bf16_value::from_bits(cuda_bf16_from_f64(v));
+}
+template <> __device__ float convert<float, bf16_value>(bf16_value v) {
+    return cuda_bf16_cast_to_f32(v.to_bits());
+}
+template <> __device__ double convert<double, bf16_value>(bf16_value v) {
+    return cuda_f32_to_f64(cuda_bf16_to_f32(v.to_bits()));
+}
+
 template <typename From, typename To>
 __global__ void cast_kernel(int64_t count, const From *x, To *y) {
-    GRID_STRIDE_LOOP(i, count) y[i] = (To)x[i];
+    GRID_STRIDE_LOOP(i, count) y[i] = convert<To>(x[i]);
+}
+
+template <typename From>
+void launch_cast(cudaStream_t stream, nnopt_dtype y_dtype, int64_t count, const void *x, void *y) {
+    WITH_STORAGE_TYPE(y_dtype, (cast_kernel<From, T><<<blocks_for(count), kThreads, 0, stream>>>(
+                                   count, (const From *)x, (T *)y)));
 }
 
 // ---- optimizers ----
@@ -547,8 +619,8 @@ cudaError_t cuda_conv2d_forward_direct(cudaStream_t stream, nnopt_dtype dtype,
                                        const cuda_conv_geometry *g, const void *x, const void *w,
                                        const void *bias, void *y) {
     const int64_t count = g->n * g->k * g->p * g->q;
-    WITH_FLOAT_TYPE(dtype, (conv2d_forward_kernel<T><<<blocks_for(count), kThreads, 0, stream>>>(
-                               *g, (const T *)x, (const T *)w, (const T *)bias, (T *)y)));
+    WITH_STORAGE_TYPE(dtype, (conv2d_forward_kernel<T><<<blocks_for(count), kThreads, 0, stream>>>(
+                                 *g, (const T *)x, (const T *)w, (const T *)bias, (T *)y)));
     return cudaGetLastError();
 }
 
@@ -574,8 +646,16 @@ cudaError_t cuda_conv2d_backward_filter_direct(cudaStream_t stream, nnopt_dtype 
 
 cudaError_t cuda_fill_rows(cudaStream_t stream, nnopt_dtype dtype, int64_t rows, int64_t cols,
                            const void *bias, void *y) {
-    WITH_FLOAT_TYPE(dtype, (fill_rows_kernel<T><<<blocks_for(rows * cols), kThreads, 0, stream>>>(
-                               rows, cols, (const T *)bias, (T *)y)));
+    WITH_STORAGE_TYPE(dtype, (fill_rows_kernel<T><<<blocks_for(rows * cols), kThreads, 0, stream>>>(
+                                 rows, cols, (const T *)bias, (T *)y)));
+    return cudaGetLastError();
+}
+
+cudaError_t cuda_fill_channels(cudaStream_t stream, nnopt_dtype dtype, int64_t batch,
+                               int64_t channels, int64_t inner, const void *bias, void *y) {
+    const int64_t count = batch * channels * inner;
+    WITH_STORAGE_TYPE(dtype, (fill_channels_kernel<T><<<blocks_for(count), kThreads, 0, stream>>>(
+                                 count, channels, inner, (const T *)bias, (T *)y)));
     return cudaGetLastError();
 }
 
@@ -590,8 +670,8 @@ cudaError_t cuda_bias_backward(cudaStream_t stream, nnopt_dtype dtype, int64_t b
 cudaError_t cuda_pool2d_forward(cudaStream_t stream, nnopt_dtype dtype, const cuda_pool_geometry *g,
                                 const void *x, void *y) {
     const int64_t count = g->planes * g->p * g->q;
-    WITH_FLOAT_TYPE(dtype, (pool2d_forward_kernel<T><<<blocks_for(count), kThreads, 0, stream>>>(
-                               *g, (const T *)x, (T *)y)));
+    WITH_STORAGE_TYPE(dtype, (pool2d_forward_kernel<T><<<blocks_for(count), kThreads, 0, stream>>>(
+                                 *g, (const T *)x, (T *)y)));
     return cudaGetLastError();
 }
 
@@ -606,8 +686,8 @@ cudaError_t cuda_pool2d_backward(cudaStream_t stream, nnopt_dtype dtype,
 
 cudaError_t cuda_act_forward(cudaStream_t stream, nnopt_dtype dtype, nnopt_act_kind kind,
                              int64_t count, const void *x, void *y) {
-    WITH_FLOAT_TYPE(dtype, (act_forward_kernel<T><<<blocks_for(count), kThreads, 0, stream>>>(
-                               kind, count, (const T *)x, (T *)y)));
+    WITH_STORAGE_TYPE(dtype, (act_forward_kernel<T><<<blocks_for(count), kThreads, 0, stream>>>(
+                                 kind, count, (const T *)x, (T *)y)));
     return cudaGetLastError();
 }
 
@@ -620,8 +700,8 @@ cudaError_t cuda_act_backward(cudaStream_t stream, nnopt_dtype dtype, nnopt_act_
 
 cudaError_t cuda_add(cudaStream_t stream, nnopt_dtype dtype, int64_t count, const void *a,
                      const void *b, void *y) {
-    WITH_FLOAT_TYPE(dtype, (add_kernel<T><<<blocks_for(count), kThreads, 0, stream>>>(
-                               count, (const T *)a, (const T *)b, (T *)y)));
+    WITH_STORAGE_TYPE(dtype, (add_kernel<T><<<blocks_for(count), kThreads, 0, stream>>>(
+                                 count, (const T *)a, (const T *)b, (T *)y)));
     return cudaGetLastError();
 }
 
@@ -634,19 +714,7 @@ cudaError_t cuda_scale(cudaStream_t stream, nnopt_dtype dtype, int64_t count, do
 
 cudaError_t cuda_cast(cudaStream_t stream, nnopt_dtype x_dtype, nnopt_dtype y_dtype, int64_t count,
                       const void *x, void *y) {
-    const int64_t blocks = blocks_for(count);
-    if (x_dtype == NNOPT_F32 && y_dtype == NNOPT_F64)
-        cast_kernel<float, double>
-            <<<blocks, kThreads, 0, stream>>>(count, (const float *)x, (double *)y);
-    else if (x_dtype == NNOPT_F64 && y_dtype == NNOPT_F32)
-        cast_kernel<double, float>
-            <<<blocks, kThreads, 0, stream>>>(count, (const double *)x, (float *)y);
-    else if (x_dtype == NNOPT_F32)
-        cast_kernel<float, float>
-            <<<blocks, kThreads, 0, stream>>>(count, (const float *)x, (float *)y);
-    else
-        cast_kernel<double, double>
-            <<<blocks, kThreads, 0, stream>>>(count, (const double *)x, (double *)y);
+    WITH_STORAGE_TYPE(x_dtype, (launch_cast<T>(stream, y_dtype, count, x, y)));
     return cudaGetLastError();
 }
 
@@ -669,8 +737,8 @@ cudaError_t cuda_adam_update(cudaStream_t stream, nnopt_dtype dtype, const nnopt
 cudaError_t cuda_dropout_forward(cudaStream_t stream, nnopt_dtype dtype,
                                  const nnopt_dropout_params *dp, int64_t count, const void *x,
                                  void *y, void *mask) {
-    WITH_FLOAT_TYPE(dtype, (dropout_forward_kernel<T><<<blocks_for(count), kThreads, 0, stream>>>(
-                               *dp, count, (const T *)x, (T *)y, (T *)mask)));
+    WITH_STORAGE_TYPE(dtype, (dropout_forward_kernel<T><<<blocks_for(count), kThreads, 0, stream>>>(
+                                 *dp, count, (const T *)x, (T *)y, (T *)mask)));
     return cudaGetLastError();
 }
 
@@ -687,7 +755,7 @@ cudaError_t cuda_batchnorm_train(cudaStream_t stream, nnopt_dtype dtype, int64_t
                                  void *running_mean, void *running_var, void *y, void *save_mean,
                                  void *save_invstd) {
     const int64_t blocks = channels < 1 ? 1 : (channels > kMaxBlocks ? kMaxBlocks : channels);
-    WITH_FLOAT_TYPE(
+    WITH_STORAGE_TYPE(
         dtype, (batchnorm_train_kernel<T><<<blocks, kThreads, 0, stream>>>(
                    batch, channels, spatial, *bp, (const T *)x, (const T *)gamma, (const T *)beta,
                    (T *)running_mean, (T *)running_var, (T *)y, (T *)save_mean, (T *)save_invstd)));
@@ -699,10 +767,10 @@ cudaError_t cuda_batchnorm_infer(cudaStream_t stream, nnopt_dtype dtype, int64_t
                                  const void *gamma, const void *beta, const void *running_mean,
                                  const void *running_var, void *y) {
     const int64_t count = batch * channels * spatial;
-    WITH_FLOAT_TYPE(dtype,
-                    (batchnorm_infer_kernel<T><<<blocks_for(count), kThreads, 0, stream>>>(
-                        batch, channels, spatial, eps, (const T *)x, (const T *)gamma,
-                        (const T *)beta, (const T *)running_mean, (const T *)running_var, (T *)y)));
+    WITH_STORAGE_TYPE(
+        dtype, (batchnorm_infer_kernel<T><<<blocks_for(count), kThreads, 0, stream>>>(
+                   batch, channels, spatial, eps, (const T *)x, (const T *)gamma, (const T *)beta,
+                   (const T *)running_mean, (const T *)running_var, (T *)y)));
     return cudaGetLastError();
 }
 
@@ -721,11 +789,11 @@ cudaError_t cuda_batchnorm_backward(cudaStream_t stream, nnopt_dtype dtype, int6
 cudaError_t cuda_softmax_xent(cudaStream_t stream, nnopt_dtype dtype, const cuda_xent_args *a) {
     const int64_t blocks = a->batch < 1 ? 1 : (a->batch > kMaxBlocks ? kMaxBlocks : a->batch);
     const int row_threads = a->classes <= 64 ? 32 : (a->classes <= 1024 ? 128 : kThreads);
-    WITH_FLOAT_TYPE(dtype, (softmax_xent_rows_kernel<T><<<blocks, row_threads, 0, stream>>>(*a)));
+    WITH_STORAGE_TYPE(dtype, (softmax_xent_rows_kernel<T><<<blocks, row_threads, 0, stream>>>(*a)));
     cudaError_t status = cudaGetLastError();
     if (status != cudaSuccess) return status;
-    WITH_FLOAT_TYPE(dtype, (mean_loss_kernel<T><<<1, kThreads, 0, stream>>>(
-                               a->batch, a->weight, a->accumulate, a->row_loss, (T *)a->loss)));
+    WITH_STORAGE_TYPE(dtype, (mean_loss_kernel<T><<<1, kThreads, 0, stream>>>(
+                                 a->batch, a->weight, a->accumulate, a->row_loss, (T *)a->loss)));
     return cudaGetLastError();
 }
 

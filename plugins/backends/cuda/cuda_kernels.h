@@ -4,7 +4,12 @@
  * memory; `dtype` selects float (NNOPT_F32) or double (NNOPT_F64) for the
  * floating-point arrays. Numerics follow the reference kernels in
  * plugins/backends/common: element-wise results are computed in double and
- * rounded once, reductions accumulate in double. */
+ * rounded once, reductions accumulate in double.
+ *
+ * The launchers marked [bf16] also take NNOPT_BF16 (bf16 storage): values
+ * are widened exactly, computed as in the f32 instance (window sums in f32)
+ * and stored as the reference's bf16 path stores them, rounded to f32 and
+ * then to bf16, to nearest even (cuda_bf16_round.h). */
 #ifndef NNOPT_CUDA_KERNELS_H
 #define NNOPT_CUDA_KERNELS_H
 
@@ -33,7 +38,7 @@ typedef struct cuda_pool_geometry {
 } cuda_pool_geometry;
 
 /* Direct convolutions (any groups; used for depthwise and as the fallback
- * when cuDNN has no algorithm). bias may be NULL. */
+ * when cuDNN has no algorithm). bias may be NULL. Forward: [bf16]. */
 cudaError_t cuda_conv2d_forward_direct(cudaStream_t stream, nnopt_dtype dtype,
                                        const cuda_conv_geometry *g, const void *x, const void *w,
                                        const void *bias, void *y);
@@ -44,30 +49,36 @@ cudaError_t cuda_conv2d_backward_filter_direct(cudaStream_t stream, nnopt_dtype 
                                                const cuda_conv_geometry *g, const void *x,
                                                const void *dy, void *dw);
 
-/* y[r, c] = bias[c] for a row-major [rows, cols] y. */
+/* y[r, c] = bias[c] for a row-major [rows, cols] y. [bf16] */
 cudaError_t cuda_fill_rows(cudaStream_t stream, nnopt_dtype dtype, int64_t rows, int64_t cols,
                            const void *bias, void *y);
+/* y[n, k, j] = bias[k] for y[batch, channels, inner]. [bf16] */
+cudaError_t cuda_fill_channels(cudaStream_t stream, nnopt_dtype dtype, int64_t batch,
+                               int64_t channels, int64_t inner, const void *bias, void *y);
 /* db[k] = sum over n and j of dy[(n * channels + k) * inner + j]. */
 cudaError_t cuda_bias_backward(cudaStream_t stream, nnopt_dtype dtype, int64_t batch,
                                int64_t channels, int64_t inner, const void *dy, void *db);
 
+/* Forward: [bf16]. */
 cudaError_t cuda_pool2d_forward(cudaStream_t stream, nnopt_dtype dtype, const cuda_pool_geometry *g,
                                 const void *x, void *y);
 cudaError_t cuda_pool2d_backward(cudaStream_t stream, nnopt_dtype dtype,
                                  const cuda_pool_geometry *g, const void *x, const void *dy,
                                  void *dx);
 
+/* Forward: [bf16]. */
 cudaError_t cuda_act_forward(cudaStream_t stream, nnopt_dtype dtype, nnopt_act_kind kind,
                              int64_t count, const void *x, void *y);
 cudaError_t cuda_act_backward(cudaStream_t stream, nnopt_dtype dtype, nnopt_act_kind kind,
                               int64_t count, const void *x, const void *dy, void *dx);
 
-/* y = a + b (y may alias a or b); y = scale * x. */
+/* y = a + b (y may alias a or b) [bf16]; y = scale * x. */
 cudaError_t cuda_add(cudaStream_t stream, nnopt_dtype dtype, int64_t count, const void *a,
                      const void *b, void *y);
 cudaError_t cuda_scale(cudaStream_t stream, nnopt_dtype dtype, int64_t count, double scale,
                        const void *x, void *y);
-/* y = x converted from x_dtype to y_dtype (round to nearest). */
+/* y = x converted from x_dtype to y_dtype (round to nearest; f64 -> bf16
+ * rounds once, as nnopt_bf16_from_f64). [bf16] */
 cudaError_t cuda_cast(cudaStream_t stream, nnopt_dtype x_dtype, nnopt_dtype y_dtype, int64_t count,
                       const void *x, void *y);
 
@@ -78,13 +89,15 @@ cudaError_t cuda_adam_update(cudaStream_t stream, nnopt_dtype dtype, const nnopt
                              double step_size, double sqrt_correction2, int64_t count, void *param,
                              const void *grad, void *m, void *v);
 
+/* Forward: [bf16]. */
 cudaError_t cuda_dropout_forward(cudaStream_t stream, nnopt_dtype dtype,
                                  const nnopt_dropout_params *dp, int64_t count, const void *x,
                                  void *y, void *mask);
 cudaError_t cuda_dropout_backward(cudaStream_t stream, nnopt_dtype dtype, int64_t count,
                                   const void *dy, const void *mask, void *dx);
 
-/* Batch normalization over axis 1 of x[batch, channels, spatial]. */
+/* Batch normalization over axis 1 of x[batch, channels, spatial]. Train and
+ * infer: [bf16]. */
 cudaError_t cuda_batchnorm_train(cudaStream_t stream, nnopt_dtype dtype, int64_t batch,
                                  int64_t channels, int64_t spatial, const nnopt_bn_params *bp,
                                  const void *x, const void *gamma, const void *beta,
@@ -99,8 +112,8 @@ cudaError_t cuda_batchnorm_backward(cudaStream_t stream, nnopt_dtype dtype, int6
                                     const void *gamma, const void *dy, const void *save_mean,
                                     const void *save_invstd, void *dx, void *dgamma, void *dbeta);
 
-/* Softmax cross-entropy, mean over the batch. Either from logits (softmax
- * computed here, in double) or from log_probs = log softmax(logits / T)
+/* Softmax cross-entropy, mean over the batch [bf16]. Either from logits
+ * (softmax computed here, in double) or from log_probs = log softmax(logits / T)
  * already computed (by cuDNN); pass the other pointer NULL. labels (I32) or
  * soft_targets (dtype) gives the target. row_loss is scratch of `batch`
  * doubles; *bad_label (device int) is set to 1 + the first sample whose label
