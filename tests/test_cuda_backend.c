@@ -127,10 +127,12 @@ static void test_open_describe_supports(void **state) {
     assert_true(strlen(description) > 0);
     for (int op = 0; op < NNOPT_OP_KIND_COUNT; op++) {
         /* The int8 ops (quantized inference) run on the CPU backends only
-         * (the pipeline's op fallback sends them there), and batchnorm with
-         * a fused relu is left to the core's unfused pair. */
+         * (the pipeline's op fallback sends them there), and the fused ops
+         * are left to the core's unfused ones. */
         const int cpu_only = op == NNOPT_OP_CONV2D_INT8 || op == NNOPT_OP_DENSE_INT8 ||
-                             op == NNOPT_OP_BATCHNORM_RELU || op == NNOPT_OP_BATCHNORM_RELU_BWD;
+                             op == NNOPT_OP_BATCHNORM_RELU || op == NNOPT_OP_BATCHNORM_RELU_BWD ||
+                             op == NNOPT_OP_CONV2D_RELU || op == NNOPT_OP_ADD_RELU ||
+                             op == NNOPT_OP_CONV2D_BWD_DATA_ADD;
         assert_int_equal(b.vt->supports(b.ctx, (nnopt_op_kind)op, NNOPT_F32), !cpu_only);
         assert_int_equal(b.vt->supports(b.ctx, (nnopt_op_kind)op, NNOPT_F64), !cpu_only);
         const int forward = op == NNOPT_OP_CONV2D || op == NNOPT_OP_DENSE ||
