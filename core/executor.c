@@ -63,7 +63,6 @@ int nnopt_exec_is_view(const nnopt_exec *ex, int j) {
 
 /* Index of the last node that reads each node's value (views extend their
  * source's life); the output lives to the end. */
-
 static int *last_readers(const nnopt_exec *ex) {
     const nnopt_graph *g = ex->net->graph;
     int *last = malloc((size_t)g->n_nodes * sizeof *last);
