@@ -103,23 +103,31 @@ SMALL_INLINE void small_store(float *dst, long values, int vectors, const __m512
 }
 
 /* Step `step` of `steps` of prefetching the run of `vectors` vectors of
- * the block SMALL_PREFETCH_BLOCKS ahead of `run`, spread over a block's
- * compute loop, for reading or (`write`) for writing. The hardware
- * prefetchers do not cross 4 KB pages (one block of 8x8 planes), and write
- * misses stall the stores: prefetching made the 8x8 and 4x4 forward passes
- * 1.5-2x faster at batch 500. One and two blocks ahead, and a burst at the
- * start of a block, were slower; 4 to 8 blocks about the same. */
-#define SMALL_PREFETCH_BLOCKS 4
-SMALL_INLINE void small_prefetch_step(const float *run, int vectors, int write, int step,
+ * the block `ahead` blocks after `run`, spread over a block's compute loop,
+ * for reading or (`write`) for writing. The hardware prefetchers do not
+ * cross 4 KB pages (one block of 8x8 planes), and write misses stall the
+ * stores: prefetching made the 8x8 and 4x4 passes 1.5-2x faster at batch
+ * 500. A burst at the start of a block was slower than spreading it. */
+SMALL_INLINE void small_prefetch_step(const float *run, int vectors, int ahead, int write, int step,
                                       int steps) {
-    const char *ahead = (const char *)(run + SMALL_PREFETCH_BLOCKS * LANES * vectors);
+    const char *next = (const char *)(run + ahead * vectors * LANES);
 #pragma GCC unroll 64
     for (int k = step * vectors / steps; k < (step + 1) * vectors / steps; k++) {
         if (write)
-            _mm_prefetch(ahead + k * 64, _MM_HINT_ET0);
+            _mm_prefetch(next + k * 64, _MM_HINT_ET0);
         else
-            _mm_prefetch(ahead + k * 64, _MM_HINT_T0);
+            _mm_prefetch(next + k * 64, _MM_HINT_T0);
     }
+}
+
+/* Blocks to prefetch ahead, for blocks of `pixels` input and `outputs`
+ * output pixels: about the same time ahead for every plane size, as a
+ * block's time goes with its transposes, pixels + outputs vectors. 256 is
+ * 2 blocks of 8x8 at stride 1 and 8 of 4x4; half and twice that were
+ * 10-40% slower there, and 8 KB ahead on every stream (more blocks ahead on
+ * the smaller one) 20% slower on the 8x8 stride-2 filter gradient. */
+SMALL_INLINE int small_ahead(int pixels, int outputs) {
+    return 256 / (pixels + outputs);
 }
 
 /* r[i] lane j <- r[j] lane i: unpacks of pairs and quads within 128-bit
@@ -239,31 +247,59 @@ SMALL_INLINE int small_reads(int out, int r, int stride, int side) {
     return in >= 0 && in < side;
 }
 
+/* Pixel vectors are stored in groups of up to 16 as they are computed
+ * (planes of 64 pixels: 4 groups), which kept fewer of them live and made
+ * 8x8 planes in cache 20-25% faster than transposing all at the end. */
+SMALL_INLINE int small_group(int pixels) {
+    return pixels < LANES ? pixels : LANES;
+}
+
+/* Stores pixel vectors px[0 .. group) as pixels [g*group, (g+1)*group) of
+ * the block's planes of `pixels` pixels (a run of channels * pixels values
+ * from dst); px is overwritten. */
+SMALL_INLINE void small_store_group(float *dst, long channels, int pixels, int g, __m512 *px) {
+    if (pixels <= LANES) {
+        __m512 v[LANES];
+        small_from_pixels(pixels, px, v);
+        small_store(dst, channels * pixels, pixels, v);
+        return;
+    }
+    small_transpose16(px);
+#pragma GCC unroll 16
+    for (int c = 0; c < LANES; c++)
+        _mm512_mask_storeu_ps(dst + c * pixels + g * LANES, small_mask(c < channels ? LANES : 0),
+                              px[c]);
+}
+
 /* One image's block of `channels` channels: y = relu?(x (*) w + bias). */
 SMALL_INLINE void small_forward_block(const float *x, float *y, long channels, const float *table,
                                       int relu, const int side, const int stride) {
     const int out_side = SMALL_OUT_SIDE(side, stride), pixels = side * side;
-    const int outputs = out_side * out_side;
-    __m512 v[SMALL_MAX_PIXELS], px[SMALL_MAX_PIXELS], out[SMALL_MAX_PIXELS];
+    const int outputs = out_side * out_side, group = small_group(outputs);
+    __m512 v[SMALL_MAX_PIXELS], px[SMALL_MAX_PIXELS];
     small_load(x, channels * pixels, pixels, v);
     small_to_pixels(pixels, v, px);
-#pragma GCC unroll 64
-    for (int o = 0; o < outputs; o++) {
-        const int p = o / out_side, q = o % out_side;
-        small_prefetch_step(x, pixels, 0, o, outputs);
-        small_prefetch_step(y, outputs, 1, o, outputs);
-        __m512 acc = _mm512_loadu_ps(table + TAPS * LANES);
+#pragma GCC unroll 4
+    for (int g = 0; g < outputs / group; g++) {
+        __m512 out[LANES];
+#pragma GCC unroll 16
+        for (int k = 0; k < group; k++) {
+            const int o = g * group + k, p = o / out_side, q = o % out_side;
+            small_prefetch_step(x, pixels, small_ahead(pixels, outputs), 0, o, outputs);
+            small_prefetch_step(y, outputs, small_ahead(pixels, outputs), 1, o, outputs);
+            __m512 acc = _mm512_loadu_ps(table + TAPS * LANES);
 #pragma GCC unroll 9
-        for (int t = 0; t < TAPS; t++)
-            if (small_reads(p, t / 3, stride, side) && small_reads(q, t % 3, stride, side)) {
-                const int i = p * stride + t / 3 - 1, j = q * stride + t % 3 - 1;
-                acc = _mm512_fmadd_ps(px[i * side + j], _mm512_loadu_ps(table + t * LANES), acc);
-            }
-        /* max(0, acc) with 0 first: NaN passes, as in the relu op */
-        out[o] = relu ? _mm512_max_ps(_mm512_setzero_ps(), acc) : acc;
+            for (int t = 0; t < TAPS; t++)
+                if (small_reads(p, t / 3, stride, side) && small_reads(q, t % 3, stride, side)) {
+                    const int i = p * stride + t / 3 - 1, j = q * stride + t % 3 - 1;
+                    acc =
+                        _mm512_fmadd_ps(px[i * side + j], _mm512_loadu_ps(table + t * LANES), acc);
+                }
+            /* max(0, acc) with 0 first: NaN passes, as in the relu op */
+            out[k] = relu ? _mm512_max_ps(_mm512_setzero_ps(), acc) : acc;
+        }
+        small_store_group(y, channels, outputs, g, out);
     }
-    small_from_pixels(outputs, out, v);
-    small_store(y, channels * outputs, outputs, v);
 }
 
 /* dx of one image's block: input (i, j) gathers w(r, s) dy(p, q) over the
@@ -271,28 +307,31 @@ SMALL_INLINE void small_forward_block(const float *x, float *y, long channels, c
 SMALL_INLINE void small_data_block(const float *dy, float *dx, long channels, const float *table,
                                    const int side, const int stride) {
     const int out_side = SMALL_OUT_SIDE(side, stride), pixels = side * side;
-    const int outputs = out_side * out_side;
-    __m512 v[SMALL_MAX_PIXELS], grad[SMALL_MAX_PIXELS], in[SMALL_MAX_PIXELS];
+    const int outputs = out_side * out_side, group = small_group(pixels);
+    __m512 v[SMALL_MAX_PIXELS], grad[SMALL_MAX_PIXELS];
     small_load(dy, channels * outputs, outputs, v);
     small_to_pixels(outputs, v, grad);
-#pragma GCC unroll 64
-    for (int m = 0; m < pixels; m++) {
-        const int i = m / side, j = m % side;
-        small_prefetch_step(dy, outputs, 0, m, pixels);
-        small_prefetch_step(dx, pixels, 1, m, pixels);
-        __m512 acc = _mm512_setzero_ps();
+#pragma GCC unroll 4
+    for (int g = 0; g < pixels / group; g++) {
+        __m512 in[LANES];
+#pragma GCC unroll 16
+        for (int k = 0; k < group; k++) {
+            const int m = g * group + k, i = m / side, j = m % side;
+            small_prefetch_step(dy, outputs, small_ahead(pixels, outputs), 0, m, pixels);
+            small_prefetch_step(dx, pixels, small_ahead(pixels, outputs), 1, m, pixels);
+            __m512 acc = _mm512_setzero_ps();
 #pragma GCC unroll 9
-        for (int t = 0; t < TAPS; t++) {
-            const int row = i + 1 - t / 3, col = j + 1 - t % 3;
-            if (row < 0 || col < 0 || row % stride || col % stride) continue;
-            if (row / stride >= out_side || col / stride >= out_side) continue;
-            const __m512 g = grad[row / stride * out_side + col / stride];
-            acc = _mm512_fmadd_ps(g, _mm512_loadu_ps(table + t * LANES), acc);
+            for (int t = 0; t < TAPS; t++) {
+                const int row = i + 1 - t / 3, col = j + 1 - t % 3;
+                if (row < 0 || col < 0 || row % stride || col % stride) continue;
+                if (row / stride >= out_side || col / stride >= out_side) continue;
+                const __m512 d = grad[row / stride * out_side + col / stride];
+                acc = _mm512_fmadd_ps(d, _mm512_loadu_ps(table + t * LANES), acc);
+            }
+            in[k] = acc;
         }
-        in[m] = acc;
+        small_store_group(dx, channels, pixels, g, in);
     }
-    small_from_pixels(pixels, in, v);
-    small_store(dx, channels * pixels, pixels, v);
 }
 
 /* sums[t*16 + lane] += the image's sum of dy(p, q) x(i, j) for tap t of
@@ -311,8 +350,8 @@ SMALL_INLINE void small_filter_block(const float *x, const float *dy, long chann
 #pragma GCC unroll 64
     for (int o = 0; o < outputs; o++) {
         const int p = o / out_side, q = o % out_side;
-        small_prefetch_step(x, pixels, 0, o, outputs);
-        small_prefetch_step(dy, outputs, 0, o, outputs);
+        small_prefetch_step(x, pixels, small_ahead(pixels, outputs), 0, o, outputs);
+        small_prefetch_step(dy, outputs, small_ahead(pixels, outputs), 0, o, outputs);
 #pragma GCC unroll 9
         for (int t = 0; t < TAPS; t++)
             if (small_reads(p, t / 3, stride, side) && small_reads(q, t % 3, stride, side)) {
