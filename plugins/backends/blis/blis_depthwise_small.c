@@ -106,7 +106,7 @@ SMALL_INLINE void small_store(float *dst, long values, int vectors, const __m512
  * the block `ahead` blocks after `run`, spread over a block's compute loop,
  * for reading or (`write`) for writing. The hardware prefetchers do not
  * cross 4 KB pages (one block of 8x8 planes), and write misses stall the
- * stores: prefetching made the 8x8 and 4x4 passes 1.5-2x faster at batch
+ * stores: prefetching made the 8x8 stride-1 forward 2.2-2.6x faster at batch
  * 500. A burst at the start of a block was slower than spreading it. */
 SMALL_INLINE void small_prefetch_step(const float *run, int vectors, int ahead, int write, int step,
                                       int steps) {
@@ -125,7 +125,7 @@ SMALL_INLINE void small_prefetch_step(const float *run, int vectors, int ahead, 
  * block's time goes with its transposes, pixels + outputs vectors. 256 is
  * 2 blocks of 8x8 at stride 1 and 8 of 4x4; half and twice that were
  * 10-40% slower there, and 8 KB ahead on every stream (more blocks ahead on
- * the smaller one) 20% slower on the 8x8 stride-2 filter gradient. */
+ * the smaller one) 15-30% slower on the 8x8 stride-2 filter gradient. */
 SMALL_INLINE int small_ahead(int pixels, int outputs) {
     return 256 / (pixels + outputs);
 }
@@ -248,8 +248,8 @@ SMALL_INLINE int small_reads(int out, int r, int stride, int side) {
 }
 
 /* Pixel vectors are stored in groups of up to 16 as they are computed
- * (planes of 64 pixels: 4 groups), which kept fewer of them live and made
- * 8x8 planes in cache 20-25% faster than transposing all at the end. */
+ * (planes of 64 pixels: 4 groups), which keeps fewer of them live: the 8x8
+ * stride-1 forward in cache was 15-30% slower transposing all at the end. */
 SMALL_INLINE int small_group(int pixels) {
     return pixels < LANES ? pixels : LANES;
 }
