@@ -1,12 +1,15 @@
 /* Depthwise convolution timings on MobileNetV1 (CIFAR variant)'s nine layer
  * shapes: forward, data gradient and filter gradient, each run `reps` times
- * on one backend; prints the fastest and the median run per pass. The
- * fastest run is the figure to compare on a shared machine, where the other
- * runs absorb the interference. NNOPT_PLUGIN_PATH picks another build's
+ * on one backend; prints the fastest and the median run per pass, and the
+ * throughput of the x- and y-sized tensors each pass moves. The fastest run
+ * is the figure to compare on a shared machine, where the other runs absorb
+ * the interference. NNOPT_PLUGIN_PATH picks another build's
  * plugin (e.g. an older one, for before/after ratios).
  *
  *   depthwise_layers [--backend NAME] [--threads N] [--batch N] [--reps R] [--f64]
- *                    [--layer I]    (only layer I, 0-8, e.g. under perf) */
+ *                    [--layer I]    (only layer I, 0-8, e.g. under perf)
+ *                    [--pass P]     (only pass P: forward, data or filter)
+ *                    [--relu]       (the forward as conv2d_relu, as inference runs it) */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -52,6 +55,8 @@ int main(int argc, char **argv) {
     int reps = 20;
     nnopt_dtype dtype = NNOPT_F32;
     long only = -1;
+    int only_pass = -1, relu = 0;
+    const char *pass_names[3] = {"forward", "data", "filter"};
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "--backend") && i + 1 < argc) {
             backend = argv[++i];
@@ -63,11 +68,18 @@ int main(int argc, char **argv) {
             reps = atoi(argv[++i]);
         } else if (!strcmp(argv[i], "--layer") && i + 1 < argc) {
             only = atol(argv[++i]);
+        } else if (!strcmp(argv[i], "--pass") && i + 1 < argc) {
+            const char *name = argv[++i];
+            for (int pass = 0; pass < 3; pass++)
+                if (!strcmp(name, pass_names[pass])) only_pass = pass;
+            if (only_pass < 0) return 2;
+        } else if (!strcmp(argv[i], "--relu")) {
+            relu = 1;
         } else if (!strcmp(argv[i], "--f64")) {
             dtype = NNOPT_F64;
         } else {
             fprintf(stderr, "usage: depthwise_layers [--backend NAME] [--threads N] [--batch N] "
-                            "[--reps R] [--f64] [--layer I]\n");
+                            "[--reps R] [--f64] [--layer I] [--pass P] [--relu]\n");
             return 2;
         }
     }
@@ -78,10 +90,9 @@ int main(int argc, char **argv) {
 
     const layer layers[] = {{32, 32, 1}, {64, 32, 2}, {128, 16, 1}, {128, 16, 2}, {256, 8, 1},
                             {256, 8, 2}, {512, 4, 1}, {512, 4, 2},  {1024, 2, 1}};
-    const char *pass_names[3] = {"forward", "data", "filter"};
     double total_best[3] = {0, 0, 0};
-    printf("%-22s %-7s %9s %9s %8s\n", "layer (C HxW /stride)", "pass", "best ms", "median ms",
-           "GFLOP/s");
+    printf("%-22s %-7s %9s %9s %8s %6s\n", "layer (C HxW /stride)", "pass", "best ms", "median ms",
+           "GFLOP/s", "GB/s");
     for (size_t li = 0; li < sizeof layers / sizeof layers[0]; li++) {
         if (only >= 0 && (long)li != only) continue;
         const layer *l = &layers[li];
@@ -104,10 +115,14 @@ int main(int argc, char **argv) {
         op.p.conv2d =
             (nnopt_conv2d_params){(int32_t)l->stride, (int32_t)l->stride, 1, 1, (int32_t)l->c};
         const double flops = 2.0 * 9 * (double)y_count;
+        /* every pass reads or writes one x-sized and one y-sized tensor */
+        const double bytes =
+            (double)(x_count + y_count) * (dtype == NNOPT_F32 ? sizeof(float) : sizeof(double));
         for (int pass = 0; pass < 3; pass++) {
+            if (only_pass >= 0 && pass != only_pass) continue;
             nnopt_tensor *in[2] = {x, w};
             nnopt_tensor *out = y;
-            op.kind = NNOPT_OP_CONV2D;
+            op.kind = relu ? NNOPT_OP_CONV2D_RELU : NNOPT_OP_CONV2D;
             if (pass == 1) {
                 op.kind = NNOPT_OP_CONV2D_BWD_DATA;
                 in[0] = dy;
@@ -122,8 +137,8 @@ int main(int argc, char **argv) {
             total_best[pass] += best;
             char name[32];
             snprintf(name, sizeof name, "%ld %ldx%ld /%ld", l->c, l->h, l->h, l->stride);
-            printf("%-22s %-7s %9.3f %9.3f %8.1f\n", name, pass_names[pass], best * 1e3,
-                   median * 1e3, flops / best * 1e-9);
+            printf("%-22s %-7s %9.3f %9.3f %8.1f %6.1f\n", name, pass_names[pass], best * 1e3,
+                   median * 1e3, flops / best * 1e-9, bytes / best * 1e-9);
         }
         test_tensor_free(&b, x), test_tensor_free(&b, w), test_tensor_free(&b, y);
         test_tensor_free(&b, dy), test_tensor_free(&b, dx), test_tensor_free(&b, dw);

@@ -92,7 +92,10 @@ static void test_conv_direct_shapes(void **state) {
 /* Depthwise convolutions (groups == C == K; blis_depthwise.inc): MobileNetV1
  * CIFAR's nine layers at a small batch (several threads), chunks of images
  * with a partial last one, stride 1, 2, 3 and mixed, padding 0, 1 and 2,
- * odd sizes, 1x1 planes and filters, and phases no tap reads. */
+ * odd sizes, 1x1 planes and filters, and phases no tap reads. Then the
+ * channel-lane kernels of small planes (blis_depthwise_small.c; f32 on
+ * AVX-512): 8x8 to 1x1 planes at stride 1 and 2, full blocks of 16 channels
+ * and partial last ones, one image and odd batches. */
 static void test_conv_depthwise_shapes(void **state) {
     (void)state;
     const conv_case cases[] = {
@@ -123,6 +126,17 @@ static void test_conv_depthwise_shapes(void **state) {
         {3, 4, 5, 5, 4, 1, 1, {2, 2, 0, 0, 4}},          /* 1x1 filter, stride 2 */
         {3, 6, 11, 10, 6, 5, 5, {2, 2, 2, 2, 6}},        /* 5x5 stride 2: 25 taps */
         {2, 3, 6, 7, 3, 3, 3, {1, 1, 2, 2, 3}},          /* padding 2 */
+        {1, 17, 8, 8, 17, 3, 3, {1, 1, 1, 1, 17}},       /* small planes: 8x8 */
+        {3, 33, 8, 8, 33, 3, 3, {2, 2, 1, 1, 33}},       /* 8x8 -> 4x4 */
+        {5, 17, 4, 4, 17, 3, 3, {1, 1, 1, 1, 17}},       /* 4x4 */
+        {1, 33, 4, 4, 33, 3, 3, {2, 2, 1, 1, 33}},       /* 4x4 -> 2x2 */
+        {3, 48, 4, 4, 48, 3, 3, {1, 1, 1, 1, 48}},       /* full blocks only */
+        {7, 33, 2, 2, 33, 3, 3, {1, 1, 1, 1, 33}},       /* 2x2 */
+        {1, 17, 2, 2, 17, 3, 3, {2, 2, 1, 1, 17}},       /* 2x2 -> 1x1 */
+        {3, 15, 1, 1, 15, 3, 3, {1, 1, 1, 1, 15}},       /* 1x1, one partial block */
+        {9, 33, 1, 1, 33, 3, 3, {2, 2, 1, 1, 33}},       /* 1x1, stride 2 */
+        {3, 17, 8, 8, 17, 3, 3, {1, 1, 0, 0, 17}},       /* no padding: the phase planes */
+        {3, 17, 8, 4, 17, 3, 3, {1, 1, 1, 1, 17}},       /* not square: the phase planes */
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++)
         check_conv_case(&cases[i], "depthwise");
@@ -297,6 +311,9 @@ static void test_odd_thread_count(void **state) {
         {8, 70, 4, 4, 70, 3, 3, {1, 1, 1, 1, 70}},
         {8, 64, 8, 8, 64, 3, 3, {2, 2, 1, 1, 64}},
         {4, 16, 16, 16, 16, 3, 3, {1, 1, 1, 1, 16}},
+        {5, 33, 4, 4, 33, 3, 3, {1, 1, 1, 1, 33}}, /* small planes: a block per thread */
+        {7, 17, 8, 8, 17, 3, 3, {2, 2, 1, 1, 17}}, /* two blocks over three threads */
+        {3, 40, 2, 2, 40, 3, 3, {1, 1, 1, 1, 40}},
     };
     for (size_t i = 0; i < sizeof depthwise / sizeof depthwise[0]; i++)
         check_conv_case(&depthwise[i], "threads=3, depthwise");
