@@ -553,7 +553,7 @@ nnopt_status blis_conv2d(blis_backend *be, const nnopt_op *op, nnopt_tensor *con
         return conv_direct(be, &g, DIRECT_FORWARD, x->dtype, x->data, NULL, w->data,
                            b ? b->data : NULL, y->data);
 
-    if (blis_pointwise_available(be, &g))
+    if (blis_pointwise_available(be, &g, x->dtype, BLIS_POINTWISE_FORWARD))
         return blis_pointwise_forward(be, &g, x->dtype, x->data, w->data, b ? b->data : NULL, 0,
                                       y->data);
     if (conv_is_small_pointwise(&g))
@@ -626,7 +626,7 @@ nnopt_status blis_conv2d_bwd_data(blis_backend *be, const nnopt_op *op, nnopt_te
     if (conv_use_direct(be, &g, DIRECT_DATA))
         return conv_direct(be, &g, DIRECT_DATA, dy->dtype, dy->data, NULL, w->data, NULL, dx->data);
 
-    if (blis_pointwise_available(be, &g))
+    if (blis_pointwise_available(be, &g, dy->dtype, BLIS_POINTWISE_DATA))
         return blis_pointwise_backward_data(be, &g, dy->dtype, dy->data, w->data, dx->data);
     if (conv_is_small_pointwise(&g))
         return pointwise_batched(be, &g, dy->dtype, POINTWISE_DATA, dy->data, NULL, w->data, NULL,
@@ -698,7 +698,7 @@ nnopt_status blis_conv2d_bwd_filter(blis_backend *be, const nnopt_op *op, nnopt_
         return conv_direct(be, &g, DIRECT_FILTER, x->dtype, x->data, dy->data, NULL, NULL,
                            dw->data);
 
-    if (blis_pointwise_available(be, &g))
+    if (blis_pointwise_available(be, &g, x->dtype, BLIS_POINTWISE_FILTER))
         return blis_pointwise_backward_filter(be, &g, x->dtype, x->data, dy->data, dw->data);
     if (conv_is_small_pointwise(&g))
         return pointwise_batched(be, &g, x->dtype, POINTWISE_FILTER, x->data, dy->data, NULL, NULL,

@@ -47,12 +47,19 @@
  * large-plane layers (MobileNet's 32x32 forward: 2.5 ms with cached
  * stores, 1.8 ms streamed). */
 #define PW_STREAM_BYTES (16L << 20)
+/* Column panels per thread from which A is packed (else read in place). */
+#ifndef PW_PACK_A_PANELS
+#define PW_PACK_A_PANELS 3
+#endif
 /* k steps of a tile between software prefetches (pw_prefetch). */
 #define PW_PREFETCH_STEP 8
 
-/* out[M, cols] = A[M, kd] B[kd, cols] over the batch's columns. */
+/* out[M, cols] = A[M, kd] B[kd, cols] over the batch's columns, A(m, k) =
+ * w[m*w_rs + k*w_cs]. */
 typedef struct pw_gemm {
     long m, kd, plane, cols;
+    long w_rs, w_cs;
+    int pack_a;          /* A packed first, else read in place */
     long panels;         /* row panels of PW_ROWS */
     long chunk;          /* columns per packed chunk: whole column panels */
     long chunks, splits; /* column chunks; row-panel ranges per chunk (work items) */
@@ -148,10 +155,12 @@ static inline __attribute__((always_inline)) void pw_prefetch_lines(pw_prefetch 
     }
 }
 
-/* dst[j*ldd + i] = src[i*lds + j] for a 16 x 16 block; source rows at or
- * past `rows` read as zeros. Four rounds of in-register shuffles. */
+/* dst[j*ldd + i] = src[i*lds + j] for a 16 x 16 block, storing the lanes
+ * i of `keep`; source rows at or past `rows` read as zeros. Four rounds of
+ * in-register shuffles. */
 PW_TARGET
-static void pw_transpose_f32(const float *src, long lds, long rows, float *dst, long ldd) {
+static void pw_transpose_f32(const float *src, long lds, long rows, float *dst, long ldd,
+                             __mmask16 keep) {
     __m512 r[16], t[16];
     for (int i = 0; i < 16; i++)
         r[i] = i < rows ? _mm512_loadu_ps(src + i * lds) : _mm512_setzero_ps();
@@ -175,16 +184,17 @@ static void pw_transpose_f32(const float *src, long lds, long rows, float *dst, 
         const __m512 v1 = _mm512_shuffle_f32x4(r[c], r[4 + c], 0xdd);
         const __m512 w0 = _mm512_shuffle_f32x4(r[8 + c], r[12 + c], 0x88);
         const __m512 w1 = _mm512_shuffle_f32x4(r[8 + c], r[12 + c], 0xdd);
-        _mm512_storeu_ps(dst + c * ldd, _mm512_shuffle_f32x4(v0, w0, 0x88));
-        _mm512_storeu_ps(dst + (4 + c) * ldd, _mm512_shuffle_f32x4(v1, w1, 0x88));
-        _mm512_storeu_ps(dst + (8 + c) * ldd, _mm512_shuffle_f32x4(v0, w0, 0xdd));
-        _mm512_storeu_ps(dst + (12 + c) * ldd, _mm512_shuffle_f32x4(v1, w1, 0xdd));
+        _mm512_mask_storeu_ps(dst + c * ldd, keep, _mm512_shuffle_f32x4(v0, w0, 0x88));
+        _mm512_mask_storeu_ps(dst + (4 + c) * ldd, keep, _mm512_shuffle_f32x4(v1, w1, 0x88));
+        _mm512_mask_storeu_ps(dst + (8 + c) * ldd, keep, _mm512_shuffle_f32x4(v0, w0, 0xdd));
+        _mm512_mask_storeu_ps(dst + (12 + c) * ldd, keep, _mm512_shuffle_f32x4(v1, w1, 0xdd));
     }
 }
 
 /* The same for an 8 x 8 block of doubles. */
 PW_TARGET
-static void pw_transpose_f64(const double *src, long lds, long rows, double *dst, long ldd) {
+static void pw_transpose_f64(const double *src, long lds, long rows, double *dst, long ldd,
+                             __mmask8 keep) {
     __m512d r[8], t[8];
     for (int i = 0; i < 8; i++)
         r[i] = i < rows ? _mm512_loadu_pd(src + i * lds) : _mm512_setzero_pd();
@@ -198,10 +208,10 @@ static void pw_transpose_f64(const double *src, long lds, long rows, double *dst
         const __m512d v1 = _mm512_shuffle_f64x2(t[c], t[2 + c], 0xdd);
         const __m512d w0 = _mm512_shuffle_f64x2(t[4 + c], t[6 + c], 0x88);
         const __m512d w1 = _mm512_shuffle_f64x2(t[4 + c], t[6 + c], 0xdd);
-        _mm512_storeu_pd(dst + c * ldd, _mm512_shuffle_f64x2(v0, w0, 0x88));
-        _mm512_storeu_pd(dst + (2 + c) * ldd, _mm512_shuffle_f64x2(v1, w1, 0x88));
-        _mm512_storeu_pd(dst + (4 + c) * ldd, _mm512_shuffle_f64x2(v0, w0, 0xdd));
-        _mm512_storeu_pd(dst + (6 + c) * ldd, _mm512_shuffle_f64x2(v1, w1, 0xdd));
+        _mm512_mask_storeu_pd(dst + c * ldd, keep, _mm512_shuffle_f64x2(v0, w0, 0x88));
+        _mm512_mask_storeu_pd(dst + (2 + c) * ldd, keep, _mm512_shuffle_f64x2(v1, w1, 0x88));
+        _mm512_mask_storeu_pd(dst + (4 + c) * ldd, keep, _mm512_shuffle_f64x2(v0, w0, 0xdd));
+        _mm512_mask_storeu_pd(dst + (6 + c) * ldd, keep, _mm512_shuffle_f64x2(v1, w1, 0xdd));
     }
 }
 
@@ -283,14 +293,18 @@ int blis_pointwise_cpu_supported(void) {
 #endif
 }
 
-int blis_pointwise_available(const blis_backend *be, const conv_geometry *g) {
+int blis_pointwise_available(const blis_backend *be, const conv_geometry *g, nnopt_dtype dtype,
+                             blis_pointwise_pass pass) {
+    const long lanes = dtype == NNOPT_F32 ? 16 : 8;
+    const int enough_columns = pass == BLIS_POINTWISE_FILTER || g->n * g->p * g->q >= 2 * lanes;
     return be->pointwise_avx512 && g->groups == 1 && g->r == 1 && g->s == 1 && g->stride_h == 1 &&
-           g->stride_w == 1 && g->pad_h == 0 && g->pad_w == 0;
+           g->stride_w == 1 && g->pad_h == 0 && g->pad_w == 0 && enough_columns;
 }
 
-/* The plan of out[m, cols] = A[m, kd] B[kd, cols] on up to `threads`. */
-static int pw_gemm_make(long m, long kd, long plane, long cols, size_t es, int threads, pw_gemm *pg,
-                        pw_layout *lay) {
+/* The plan of out[m, cols] = A[m, kd] B[kd, cols] on up to `threads`;
+ * data_pass: A is the transpose of w ([kd][m]), else w itself ([m][kd]). */
+static int pw_gemm_make(long m, long kd, long plane, long cols, int data_pass, size_t es,
+                        int threads, pw_gemm *pg, pw_layout *lay) {
     const long nr = PW_VECS * (long)(64 / es);
     const int team = m * kd * cols < PW_SMALL_WORK ? 1 : threads;
     long chunk = (long)(PW_CHUNK_BYTES / es) / kd / nr * nr;
@@ -300,6 +314,11 @@ static int pw_gemm_make(long m, long kd, long plane, long cols, size_t es, int t
     if (chunk > per_thread) chunk = per_thread;
     if (chunk < nr) chunk = nr;
     *pg = (pw_gemm){.m = m, .kd = kd, .plane = plane, .cols = cols};
+    pg->w_rs = data_pass ? 1 : kd;
+    pg->w_cs = data_pass ? m : 1;
+    /* Packing A costs a pass over the weights; it pays off from a few
+     * column panels per thread, which then read A contiguously. */
+    pg->pack_a = cols >= PW_PACK_A_PANELS * nr * team;
     pg->panels = (m + PW_ROWS - 1) / PW_ROWS;
     pg->chunk = chunk;
     pg->chunks = (cols + chunk - 1) / chunk;
@@ -324,14 +343,14 @@ static nnopt_status pw_gemm_pass(blis_backend *be, long m, long kd, const conv_g
     if (cols == 0 || m == 0) return NNOPT_OK;
     pw_gemm pg;
     pw_layout lay;
-    const int team = pw_gemm_make(m, kd, plane, cols, es, be->threads, &pg, &lay);
-    nnopt_status st = blis_scratch_reserve(be, 1, lay.thread0);
+    const int team = pw_gemm_make(m, kd, plane, cols, data_pass, es, be->threads, &pg, &lay);
+    nnopt_status st = blis_scratch_reserve(be, 1, pg.pack_a ? lay.thread0 : lay.per_thread);
     if (st == NNOPT_OK) st = blis_scratch_reserve(be, team, lay.per_thread);
     if (st != NNOPT_OK) return st;
     if (dtype == NNOPT_F32)
-        pw_gemm_run_f32(&pg, &lay, data_pass, w, in, bias, relu, out, be->scratch, team);
+        pw_gemm_run_f32(&pg, &lay, w, in, bias, relu, out, be->scratch, team);
     else
-        pw_gemm_run_f64(&pg, &lay, data_pass, w, in, bias, relu, out, be->scratch, team);
+        pw_gemm_run_f64(&pg, &lay, w, in, bias, relu, out, be->scratch, team);
     return NNOPT_OK;
 #else
     (void)be, (void)m, (void)kd, (void)g, (void)dtype, (void)data_pass, (void)w, (void)in,

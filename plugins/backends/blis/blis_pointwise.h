@@ -12,9 +12,20 @@
 /* Whether this CPU has the instructions the kernels need (AVX-512F). */
 int blis_pointwise_cpu_supported(void);
 
-/* Whether `be` runs convolution g on these kernels: a pointwise, ungrouped
- * geometry on an instance with them enabled. */
-int blis_pointwise_available(const blis_backend *be, const conv_geometry *g);
+typedef enum blis_pointwise_pass {
+    BLIS_POINTWISE_FORWARD,
+    BLIS_POINTWISE_DATA,
+    BLIS_POINTWISE_FILTER,
+} blis_pointwise_pass;
+
+/* Whether `be` runs this pass of convolution g on these kernels: a
+ * pointwise, ungrouped geometry on an instance with them enabled, and for
+ * the forward and data passes at least two vectors of columns (N*P*Q): a
+ * tile computes PW_VECS vectors of columns whatever the count, and with
+ * fewer (one image of 4x4 or up to four of 2x2) BLIS's GEMMs were up to 2x
+ * faster. */
+int blis_pointwise_available(const blis_backend *be, const conv_geometry *g, nnopt_dtype dtype,
+                             blis_pointwise_pass pass);
 
 /* y = W x + bias (bias may be NULL), then max(y, 0) when relu != 0. */
 nnopt_status blis_pointwise_forward(blis_backend *be, const conv_geometry *g, nnopt_dtype dtype,
