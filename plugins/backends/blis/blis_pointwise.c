@@ -47,10 +47,10 @@
  * large-plane layers (MobileNet's 32x32 forward: 2.5 ms with cached
  * stores, 1.8 ms streamed). */
 #define PW_STREAM_BYTES (16L << 20)
-/* Column panels per thread from which A is packed (else read in place). */
-#ifndef PW_PACK_A_PANELS
+/* Column panels per thread from which the data pass packs W^T (else read
+ * in place: packing costs a pass over the weights, which one image of 2x2
+ * or 4x4 planes does not recover). */
 #define PW_PACK_A_PANELS 3
-#endif
 /* k steps of a tile between software prefetches (pw_prefetch). */
 #define PW_PREFETCH_STEP 8
 
@@ -155,12 +155,10 @@ static inline __attribute__((always_inline)) void pw_prefetch_lines(pw_prefetch 
     }
 }
 
-/* dst[j*ldd + i] = src[i*lds + j] for a 16 x 16 block, storing the lanes
- * i of `keep`; source rows at or past `rows` read as zeros. Four rounds of
- * in-register shuffles. */
+/* dst[j*ldd + i] = src[i*lds + j] for a 16 x 16 block; source rows at or
+ * past `rows` read as zeros. Four rounds of in-register shuffles. */
 PW_TARGET
-static void pw_transpose_f32(const float *src, long lds, long rows, float *dst, long ldd,
-                             __mmask16 keep) {
+static void pw_transpose_f32(const float *src, long lds, long rows, float *dst, long ldd) {
     __m512 r[16], t[16];
     for (int i = 0; i < 16; i++)
         r[i] = i < rows ? _mm512_loadu_ps(src + i * lds) : _mm512_setzero_ps();
@@ -184,17 +182,16 @@ static void pw_transpose_f32(const float *src, long lds, long rows, float *dst, 
         const __m512 v1 = _mm512_shuffle_f32x4(r[c], r[4 + c], 0xdd);
         const __m512 w0 = _mm512_shuffle_f32x4(r[8 + c], r[12 + c], 0x88);
         const __m512 w1 = _mm512_shuffle_f32x4(r[8 + c], r[12 + c], 0xdd);
-        _mm512_mask_storeu_ps(dst + c * ldd, keep, _mm512_shuffle_f32x4(v0, w0, 0x88));
-        _mm512_mask_storeu_ps(dst + (4 + c) * ldd, keep, _mm512_shuffle_f32x4(v1, w1, 0x88));
-        _mm512_mask_storeu_ps(dst + (8 + c) * ldd, keep, _mm512_shuffle_f32x4(v0, w0, 0xdd));
-        _mm512_mask_storeu_ps(dst + (12 + c) * ldd, keep, _mm512_shuffle_f32x4(v1, w1, 0xdd));
+        _mm512_storeu_ps(dst + c * ldd, _mm512_shuffle_f32x4(v0, w0, 0x88));
+        _mm512_storeu_ps(dst + (4 + c) * ldd, _mm512_shuffle_f32x4(v1, w1, 0x88));
+        _mm512_storeu_ps(dst + (8 + c) * ldd, _mm512_shuffle_f32x4(v0, w0, 0xdd));
+        _mm512_storeu_ps(dst + (12 + c) * ldd, _mm512_shuffle_f32x4(v1, w1, 0xdd));
     }
 }
 
 /* The same for an 8 x 8 block of doubles. */
 PW_TARGET
-static void pw_transpose_f64(const double *src, long lds, long rows, double *dst, long ldd,
-                             __mmask8 keep) {
+static void pw_transpose_f64(const double *src, long lds, long rows, double *dst, long ldd) {
     __m512d r[8], t[8];
     for (int i = 0; i < 8; i++)
         r[i] = i < rows ? _mm512_loadu_pd(src + i * lds) : _mm512_setzero_pd();
@@ -208,10 +205,10 @@ static void pw_transpose_f64(const double *src, long lds, long rows, double *dst
         const __m512d v1 = _mm512_shuffle_f64x2(t[c], t[2 + c], 0xdd);
         const __m512d w0 = _mm512_shuffle_f64x2(t[4 + c], t[6 + c], 0x88);
         const __m512d w1 = _mm512_shuffle_f64x2(t[4 + c], t[6 + c], 0xdd);
-        _mm512_mask_storeu_pd(dst + c * ldd, keep, _mm512_shuffle_f64x2(v0, w0, 0x88));
-        _mm512_mask_storeu_pd(dst + (2 + c) * ldd, keep, _mm512_shuffle_f64x2(v1, w1, 0x88));
-        _mm512_mask_storeu_pd(dst + (4 + c) * ldd, keep, _mm512_shuffle_f64x2(v0, w0, 0xdd));
-        _mm512_mask_storeu_pd(dst + (6 + c) * ldd, keep, _mm512_shuffle_f64x2(v1, w1, 0xdd));
+        _mm512_storeu_pd(dst + c * ldd, _mm512_shuffle_f64x2(v0, w0, 0x88));
+        _mm512_storeu_pd(dst + (2 + c) * ldd, _mm512_shuffle_f64x2(v1, w1, 0x88));
+        _mm512_storeu_pd(dst + (4 + c) * ldd, _mm512_shuffle_f64x2(v0, w0, 0xdd));
+        _mm512_storeu_pd(dst + (6 + c) * ldd, _mm512_shuffle_f64x2(v1, w1, 0xdd));
     }
 }
 
@@ -316,9 +313,9 @@ static int pw_gemm_make(long m, long kd, long plane, long cols, int data_pass, s
     *pg = (pw_gemm){.m = m, .kd = kd, .plane = plane, .cols = cols};
     pg->w_rs = data_pass ? 1 : kd;
     pg->w_cs = data_pass ? m : 1;
-    /* Packing A costs a pass over the weights; it pays off from a few
-     * column panels per thread, which then read A contiguously. */
-    pg->pack_a = cols >= PW_PACK_A_PANELS * nr * team;
+    /* The forward pass reads W's rows in place (as fast as packed panels
+     * at every MobileNet shape and batch measured, and no pass over W). */
+    pg->pack_a = data_pass && cols >= PW_PACK_A_PANELS * nr * team;
     pg->panels = (m + PW_ROWS - 1) / PW_ROWS;
     pg->chunk = chunk;
     pg->chunks = (cols + chunk - 1) / chunk;
