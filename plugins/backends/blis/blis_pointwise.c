@@ -34,8 +34,11 @@
 /* A packed chunk of B (kd x chunk) sized to stay in a Zen 5 core's 1 MB L2
  * while every row panel of A passes over it. */
 #define PW_CHUNK_BYTES (512 * 1024)
-/* The filter gradient's per-chunk copies of x and dy and x's panels. */
+/* The filter gradient's per-chunk copies of x and dy and x's panels (2 MB:
+ * chunks of 336 columns at 512 channels, where 80-column ones ran 10-15%
+ * slower), and its most columns per chunk. */
 #define PW_FILTER_CHUNK_BYTES (2048 * 1024)
+#define PW_FILTER_MAX_CHUNK 512
 /* Fewest columns worth a thread of its own in the filter gradient (each
  * thread also adds a K x C partial sum). */
 #define PW_FILTER_MIN_COLS 64
@@ -66,10 +69,10 @@ typedef struct pw_gemm {
     int stream;          /* whole aligned output vectors bypass the caches */
 } pw_gemm;
 
-/* Byte offsets into scratch: packed B in every thread's, packed A in
- * thread 0's after it. */
+/* Scratch: packed B at the start of every thread's (per_thread bytes),
+ * packed A in thread 0's after it (at packed_a, up to thread0 bytes). */
 typedef struct pw_layout {
-    size_t packed_b, per_thread, packed_a, thread0;
+    size_t per_thread, packed_a, thread0;
 } pw_layout;
 
 /* dW[K, C] over column chunks; byte offsets into each thread's scratch. */
@@ -324,7 +327,6 @@ static int pw_gemm_make(long m, long kd, long plane, long cols, int data_pass, s
     const int uneven = pg->chunks < 4 * team && pg->chunks % team != 0;
     pg->splits = uneven ? (pg->panels < team ? pg->panels : team) : 1;
     pg->stream = m * cols * (long)es >= PW_STREAM_BYTES;
-    lay->packed_b = 0;
     lay->per_thread = blis_align64((size_t)(kd * chunk) * es);
     lay->packed_a = lay->per_thread;
     lay->thread0 = lay->packed_a + (size_t)(pg->panels * PW_ROWS * kd) * es;
@@ -377,7 +379,9 @@ static int pw_filter_make(const conv_geometry *g, size_t es, int threads, pw_fil
     team = team < 1 ? 1 : team > threads ? threads : team;
     const long c_padded = pw_round_up(pf->c, nr);
     long chunk = (long)(PW_FILTER_CHUNK_BYTES / es) / (pf->c + pf->k + c_padded) / lanes * lanes;
-    chunk = chunk < 4 * lanes ? 4 * lanes : chunk > 512 ? 512 : chunk;
+    chunk = chunk < 4 * lanes             ? 4 * lanes
+            : chunk > PW_FILTER_MAX_CHUNK ? PW_FILTER_MAX_CHUNK
+                                          : chunk;
     const long per_thread = pw_round_up((pf->cols + team - 1) / team, lanes);
     pf->chunk = chunk < per_thread ? chunk : per_thread;
     /* a vector of slack: rows a multiple of 4 KB apart would share L1 sets */
