@@ -12,8 +12,7 @@
 
 #if defined(__x86_64__) && defined(__GNUC__)
 #define BLIS_HAVE_POINTWISE 1
-#include <immintrin.h>
-#define PW_TARGET __attribute__((target("avx512f,avx512bw,avx512vl,fma")))
+#include "blis_vec512.h" /* BLIS_AVX512_TARGET */
 #else
 #define BLIS_HAVE_POINTWISE 0
 #endif
@@ -160,7 +159,7 @@ static inline __attribute__((always_inline)) void pw_prefetch_lines(pw_prefetch 
 
 /* dst[j*ldd + i] = src[i*lds + j] for a 16 x 16 block; source rows at or
  * past `rows` read as zeros. Four rounds of in-register shuffles. */
-PW_TARGET
+BLIS_AVX512_TARGET
 static void pw_transpose_f32(const float *src, long lds, long rows, float *dst, long ldd) {
     __m512 r[16], t[16];
     for (int i = 0; i < 16; i++)
@@ -193,7 +192,7 @@ static void pw_transpose_f32(const float *src, long lds, long rows, float *dst, 
 }
 
 /* The same for an 8 x 8 block of doubles. */
-PW_TARGET
+BLIS_AVX512_TARGET
 static void pw_transpose_f64(const double *src, long lds, long rows, double *dst, long ldd) {
     __m512d r[8], t[8];
     for (int i = 0; i < 8; i++)
@@ -215,73 +214,15 @@ static void pw_transpose_f64(const double *src, long lds, long rows, double *dst
     }
 }
 
-#define T float
-#define BLIS_SUFFIX f32
-#define PW_VEC __m512
-#define PW_LANES 16
-#define PW_MASK __mmask16
-#define PW_ZERO _mm512_setzero_ps
-#define PW_SET1 _mm512_set1_ps
-#define PW_LOAD _mm512_loadu_ps
-#define PW_STORE _mm512_storeu_ps
-#define PW_STREAM _mm512_stream_ps
-#define PW_FMA _mm512_fmadd_ps
-#define PW_ADD _mm512_add_ps
-#define PW_MAX _mm512_max_ps
-#define PW_MASKZ_LOAD _mm512_maskz_loadu_ps
-#define PW_MASK_STORE _mm512_mask_storeu_ps
-#define PW_COMPRESS _mm512_maskz_compress_ps
+#define BLIS_VEC512_DOUBLE 0
+#include "blis_vec512.h"
 #include "blis_pointwise.inc"
-#undef T
-#undef BLIS_SUFFIX
-#undef PW_VEC
-#undef PW_LANES
-#undef PW_MASK
-#undef PW_ZERO
-#undef PW_SET1
-#undef PW_LOAD
-#undef PW_STORE
-#undef PW_STREAM
-#undef PW_FMA
-#undef PW_ADD
-#undef PW_MAX
-#undef PW_MASKZ_LOAD
-#undef PW_MASK_STORE
-#undef PW_COMPRESS
-
-#define T double
-#define BLIS_SUFFIX f64
-#define PW_VEC __m512d
-#define PW_LANES 8
-#define PW_MASK __mmask8
-#define PW_ZERO _mm512_setzero_pd
-#define PW_SET1 _mm512_set1_pd
-#define PW_LOAD _mm512_loadu_pd
-#define PW_STORE _mm512_storeu_pd
-#define PW_STREAM _mm512_stream_pd
-#define PW_FMA _mm512_fmadd_pd
-#define PW_ADD _mm512_add_pd
-#define PW_MAX _mm512_max_pd
-#define PW_MASKZ_LOAD _mm512_maskz_loadu_pd
-#define PW_MASK_STORE _mm512_mask_storeu_pd
-#define PW_COMPRESS _mm512_maskz_compress_pd
+#undef BLIS_VEC512_DOUBLE
+#define BLIS_VEC512_DOUBLE 1
+#include "blis_vec512.h"
 #include "blis_pointwise.inc"
-#undef T
-#undef BLIS_SUFFIX
-#undef PW_VEC
-#undef PW_LANES
-#undef PW_MASK
-#undef PW_ZERO
-#undef PW_SET1
-#undef PW_LOAD
-#undef PW_STORE
-#undef PW_STREAM
-#undef PW_FMA
-#undef PW_ADD
-#undef PW_MAX
-#undef PW_MASKZ_LOAD
-#undef PW_MASK_STORE
-#undef PW_COMPRESS
+#undef BLIS_VEC512_DOUBLE
+#include "blis_vec512.h" /* undefines its macros */
 #endif
 
 int blis_pointwise_cpu_supported(void) {
