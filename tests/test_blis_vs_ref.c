@@ -32,8 +32,8 @@ static void test_conv_special_shapes(void **state) {
     (void)state;
     const conv_case cases[] = {
         {1, 3, 9, 7, 4, 3, 3, {1, 1, 1, 1, 1}},      /* one image: BLIS threads the GEMMs */
-        {3, 8, 5, 6, 12, 1, 1, {1, 1, 0, 0, 1}},     /* pointwise: channel-major batch */
-        {2, 8, 16, 16, 12, 1, 1, {1, 1, 0, 0, 1}},   /* pointwise: per image, no im2col */
+        {3, 8, 5, 6, 12, 1, 1, {1, 1, 0, 0, 1}},     /* pointwise (BLIS: channel-major batch) */
+        {2, 8, 16, 16, 12, 1, 1, {1, 1, 0, 0, 1}},   /* pointwise (BLIS: per image) */
         {5, 40, 2, 2, 24, 1, 1, {1, 1, 0, 0, 1}},    /* pointwise at 2x2 (MobileNet) */
         {4, 16, 32, 32, 16, 3, 3, {1, 1, 1, 1, 16}}, /* depthwise, MobileNet's block 1 */
         {3, 5, 7, 6, 5, 3, 3, {2, 2, 1, 1, 5}},      /* depthwise, strided */
@@ -140,6 +140,45 @@ static void test_conv_depthwise_shapes(void **state) {
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++)
         check_conv_case(&cases[i], "depthwise");
+}
+
+/* Pointwise convolutions (1x1, stride 1, no padding, one group; on AVX-512
+ * CPUs blis_pointwise.inc): MobileNet's plane sizes, channel counts off the
+ * register tiles (3, 17, 33, 40), planes whose vectors cross images (7x5,
+ * 2x2, 1x1), one image and several, chunks of columns per thread (several;
+ * fewer than the threads, split by row panels), and filter gradients over
+ * several chunks per thread. */
+static void test_conv_pointwise_shapes(void **state) {
+    (void)state;
+    const conv_case cases[] = {
+        {3, 17, 32, 32, 40, 1, 1, {1, 1, 0, 0, 1}}, /* 32x32: chunks, filter partial sums */
+        {1, 40, 32, 32, 33, 1, 1, {1, 1, 0, 0, 1}}, /* one image */
+        {2, 33, 16, 16, 17, 1, 1, {1, 1, 0, 0, 1}}, /* 16x16 */
+        {1, 64, 16, 16, 48, 1, 1, {1, 1, 0, 0, 1}}, /* whole tiles */
+        {4, 40, 8, 8, 33, 1, 1, {1, 1, 0, 0, 1}},   /* 8x8 */
+        {9, 33, 4, 4, 40, 1, 1, {1, 1, 0, 0, 1}},   /* 4x4: a vector per image */
+        {1, 17, 4, 4, 3, 1, 1, {1, 1, 0, 0, 1}},    /* one image, 3 output channels */
+        {13, 40, 2, 2, 17, 1, 1, {1, 1, 0, 0, 1}},  /* 2x2: four images a vector */
+        {1, 3, 2, 2, 33, 1, 1, {1, 1, 0, 0, 1}},    /* one 2x2 image, C = 3 */
+        {37, 17, 1, 1, 33, 1, 1, {1, 1, 0, 0, 1}},  /* 1x1: an image a lane */
+        {1, 40, 1, 1, 3, 1, 1, {1, 1, 0, 0, 1}},    /* a single column */
+        {5, 33, 7, 5, 17, 1, 1, {1, 1, 0, 0, 1}},   /* 7x5: vectors across images */
+        {3, 3, 5, 7, 40, 1, 1, {1, 1, 0, 0, 1}},    /* 5x7, C = 3 */
+        {10, 520, 5, 5, 20, 1, 1, {1, 1, 0, 0, 1}}, /* three chunks over two threads */
+        {6, 200, 3, 3, 300, 1, 1, {1, 1, 0, 0, 1}}, /* wide filter gradient tiles */
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++)
+        check_conv_case(&cases[i], "pointwise");
+    /* The BLIS path (CPUs without AVX-512F): per image, and batched
+     * channel-major for planes under 256 values. */
+    test_backend shared = blis_backend;
+    const char *const settings[] = {"conv=gemm", NULL};
+    assert_int_equal(test_backend_open("blis", settings, &blis_backend), 0);
+    check_conv_case(&cases[0], "conv=gemm, pointwise");
+    check_conv_case(&cases[5], "conv=gemm, pointwise");
+    check_conv_case(&cases[11], "conv=gemm, pointwise");
+    test_backend_close(&blis_backend);
+    blis_backend = shared;
 }
 
 static void test_conv_random_shapes(void **state) {
@@ -317,6 +356,14 @@ static void test_odd_thread_count(void **state) {
     };
     for (size_t i = 0; i < sizeof depthwise / sizeof depthwise[0]; i++)
         check_conv_case(&depthwise[i], "threads=3, depthwise");
+    /* pointwise: column chunks and filter partial sums over 3 threads */
+    const conv_case pointwise[] = {
+        {5, 17, 16, 16, 33, 1, 1, {1, 1, 0, 0, 1}},
+        {7, 40, 7, 5, 17, 1, 1, {1, 1, 0, 0, 1}},
+        {10, 520, 5, 5, 20, 1, 1, {1, 1, 0, 0, 1}},
+    };
+    for (size_t i = 0; i < sizeof pointwise / sizeof pointwise[0]; i++)
+        check_conv_case(&pointwise[i], "threads=3, pointwise");
     check_dense_case(5, 9, 4);
     check_dense_case(130, 400, 41); /* over 2M multiply-adds: 22 row tiles over 3 threads */
     test_backend_close(&blis_backend);
@@ -325,12 +372,19 @@ static void test_odd_thread_count(void **state) {
 
 int main(void) {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_conv_lenet_shapes),  cmocka_unit_test(test_conv_special_shapes),
-        cmocka_unit_test(test_conv_direct_shapes), cmocka_unit_test(test_conv_depthwise_shapes),
-        cmocka_unit_test(test_conv_random_shapes), cmocka_unit_test(test_dense),
-        cmocka_unit_test(test_bias_bwd),           cmocka_unit_test(test_pool),
-        cmocka_unit_test(test_activations),        cmocka_unit_test(test_add),
-        cmocka_unit_test(test_batchnorm),          cmocka_unit_test(test_loss_optimisers_cast),
+        cmocka_unit_test(test_conv_lenet_shapes),
+        cmocka_unit_test(test_conv_special_shapes),
+        cmocka_unit_test(test_conv_direct_shapes),
+        cmocka_unit_test(test_conv_depthwise_shapes),
+        cmocka_unit_test(test_conv_pointwise_shapes),
+        cmocka_unit_test(test_conv_random_shapes),
+        cmocka_unit_test(test_dense),
+        cmocka_unit_test(test_bias_bwd),
+        cmocka_unit_test(test_pool),
+        cmocka_unit_test(test_activations),
+        cmocka_unit_test(test_add),
+        cmocka_unit_test(test_batchnorm),
+        cmocka_unit_test(test_loss_optimisers_cast),
         cmocka_unit_test(test_odd_thread_count),
     };
     return cmocka_run_group_tests(tests, open_backends, close_backends);

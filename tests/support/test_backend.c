@@ -62,9 +62,11 @@ int test_backend_open(const char *name, const char *const *settings, test_backen
     return 0;
 }
 
+/* Closes the instance tb holds now: a test may open a second instance into
+ * the same variable and put the first back after closing the second. */
 void test_backend_close(test_backend *tb) {
     for (int i = 0; i < 8; i++) {
-        if (open_list[i].key != tb) continue;
+        if (open_list[i].key != tb || open_list[i].backend->ctx != tb->ctx) continue;
         nnopt_backend_close(open_list[i].backend);
         nnopt_config_free(open_list[i].cfg);
         open_list[i] = (opened){0};

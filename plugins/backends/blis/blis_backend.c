@@ -11,6 +11,7 @@
 
 #include "blis_bf16.h"
 #include "blis_internal.h"
+#include "blis_pointwise.h"
 #include "kc_program.h"
 #include "ref_kernels.h"
 
@@ -24,7 +25,8 @@ static const nnopt_param_spec blis_params[] = {
      "auto|skx|zen3|zen2|zen|haswell|sandybridge|penryn|generic", 0, 0},
     {"conv", NNOPT_PARAM_ENUM, "auto",
      "convolution kernels: auto = direct AVX-512 kernels for the small ungrouped shapes where "
-     "they beat im2col + GEMM (CPUs with AVX-512F), GEMM elsewhere; gemm = always im2col + GEMM",
+     "they beat im2col + GEMM, and an AVX-512 GEMM on NCHW tensors for ungrouped 1x1 stride-1 "
+     "unpadded ones (CPUs with AVX-512F), BLIS GEMM elsewhere; gemm = always im2col + BLIS GEMM",
      "auto|gemm", 0, 0},
     {"bf16", NNOPT_PARAM_ENUM, "auto",
      "bf16 ops: auto = AVX-512 BF16 kernels where cpuid reports the instructions, else the f32 "
@@ -131,6 +133,7 @@ static nnopt_status blis_create(const nnopt_host_api *host, const nnopt_config *
                    : strcmp(winograd, "f2") == 0              ? BLIS_WINOGRAD_F2
                                                               : BLIS_WINOGRAD_F4;
     be->dense_avx512 = blis_direct_conv_available(); /* AVX-512F */
+    be->pointwise_avx512 = be->direct_conv && blis_pointwise_cpu_supported();
     const nnopt_status status = blis_arch_select(be, cfg ? host->config_string(cfg, "arch") : NULL);
     if (status != NNOPT_OK) {
         blis_destroy(be);
@@ -244,8 +247,9 @@ static void blis_describe(void *ctx, char *buf, size_t size) {
     static const char *const winograd[] = {"auto", "off", "f2", "f4"};
     const size_t used = strlen(buf);
     if (used + 1 < size)
-        snprintf(buf + used, size - used, "; winograd: %s",
-                 be->direct_conv ? winograd[be->winograd] : "off");
+        snprintf(buf + used, size - used, "; winograd: %s; pointwise: %s",
+                 be->direct_conv ? winograd[be->winograd] : "off",
+                 be->pointwise_avx512 ? "AVX-512 GEMM" : "BLIS GEMM");
 }
 
 /* Compiled mode: generated kernels parallel over the batch on this

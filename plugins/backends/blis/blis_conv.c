@@ -17,6 +17,7 @@
 
 #include "blis_depthwise.h"
 #include "blis_internal.h"
+#include "blis_pointwise.h"
 #include "blis_math.h" /* BLIS_VECTOR_CLONES */
 
 /* The output columns q whose input column q*sw - pw + s lies inside the image:
@@ -562,6 +563,9 @@ nnopt_status blis_conv2d(blis_backend *be, const nnopt_op *op, nnopt_tensor *con
         return conv_direct(be, &g, DIRECT_FORWARD, x->dtype, x->data, NULL, w->data,
                            b ? b->data : NULL, relu, y->data);
 
+    if (blis_pointwise_available(be, &g, x->dtype, BLIS_POINTWISE_FORWARD))
+        return blis_pointwise_forward(be, &g, x->dtype, x->data, w->data, b ? b->data : NULL, relu,
+                                      y->data);
     if (conv_is_small_pointwise(&g))
         return pointwise_batched(be, &g, x->dtype, POINTWISE_FORWARD, x->data, NULL, w->data,
                                  b ? b->data : NULL, relu, y->data);
@@ -611,7 +615,9 @@ static int bwd_data_adds_in_place(const blis_backend *be, const conv_geometry *g
                                   nnopt_dtype dtype) {
     if (conv_is_depthwise(g)) return 0;
     if (blis_winograd_tile(be, g, dtype, BLIS_WINOGRAD_DATA)) return 1;
-    return !conv_use_direct(be, g, DIRECT_DATA) && !conv_is_small_pointwise(g);
+    return !conv_use_direct(be, g, DIRECT_DATA) &&
+           !blis_pointwise_available(be, g, dtype, BLIS_POINTWISE_DATA) &&
+           !conv_is_small_pointwise(g);
 }
 
 /* conv2d_bwd_data_add where the path overwrites: the gradient into the
@@ -673,6 +679,8 @@ nnopt_status blis_conv2d_bwd_data(blis_backend *be, const nnopt_op *op, nnopt_te
         return conv_direct(be, &g, DIRECT_DATA, dy->dtype, dy->data, NULL, w->data, NULL, 0,
                            dx->data);
 
+    if (blis_pointwise_available(be, &g, dy->dtype, BLIS_POINTWISE_DATA))
+        return blis_pointwise_backward_data(be, &g, dy->dtype, dy->data, w->data, dx->data);
     if (conv_is_small_pointwise(&g))
         return pointwise_batched(be, &g, dy->dtype, POINTWISE_DATA, dy->data, NULL, w->data, NULL,
                                  0, dx->data);
@@ -743,6 +751,8 @@ nnopt_status blis_conv2d_bwd_filter(blis_backend *be, const nnopt_op *op, nnopt_
         return conv_direct(be, &g, DIRECT_FILTER, x->dtype, x->data, dy->data, NULL, NULL, 0,
                            dw->data);
 
+    if (blis_pointwise_available(be, &g, x->dtype, BLIS_POINTWISE_FILTER))
+        return blis_pointwise_backward_filter(be, &g, x->dtype, x->data, dy->data, dw->data);
     if (conv_is_small_pointwise(&g))
         return pointwise_batched(be, &g, x->dtype, POINTWISE_FILTER, x->data, dy->data, NULL, NULL,
                                  0, dw->data);

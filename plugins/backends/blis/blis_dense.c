@@ -9,57 +9,17 @@
 
 #if defined(__x86_64__) && defined(__GNUC__)
 #define BLIS_HAVE_DENSE_AVX512 1
-#include <immintrin.h>
-#define DENSE_TARGET __attribute__((target("avx512f,avx512bw,avx512vl,fma")))
 #define DENSE_ROWS 6 /* rows of C per register tile */
 
-#define T float
-#define BLIS_SUFFIX f32
-#define DENSE_VEC __m512
-#define DENSE_LANES 16
-#define DENSE_MASK __mmask16
-#define DENSE_ZERO _mm512_setzero_ps
-#define DENSE_SET1 _mm512_set1_ps
-#define DENSE_FMA _mm512_fmadd_ps
-#define DENSE_ADD _mm512_add_ps
-#define DENSE_MASKZ_LOAD _mm512_maskz_loadu_ps
-#define DENSE_MASK_STORE _mm512_mask_storeu_ps
+#define BLIS_VEC512_DOUBLE 0
+#include "blis_vec512.h"
 #include "blis_dense.inc"
-#undef T
-#undef BLIS_SUFFIX
-#undef DENSE_VEC
-#undef DENSE_LANES
-#undef DENSE_MASK
-#undef DENSE_ZERO
-#undef DENSE_SET1
-#undef DENSE_FMA
-#undef DENSE_ADD
-#undef DENSE_MASKZ_LOAD
-#undef DENSE_MASK_STORE
-
-#define T double
-#define BLIS_SUFFIX f64
-#define DENSE_VEC __m512d
-#define DENSE_LANES 8
-#define DENSE_MASK __mmask8
-#define DENSE_ZERO _mm512_setzero_pd
-#define DENSE_SET1 _mm512_set1_pd
-#define DENSE_FMA _mm512_fmadd_pd
-#define DENSE_ADD _mm512_add_pd
-#define DENSE_MASKZ_LOAD _mm512_maskz_loadu_pd
-#define DENSE_MASK_STORE _mm512_mask_storeu_pd
+#undef BLIS_VEC512_DOUBLE
+#define BLIS_VEC512_DOUBLE 1
+#include "blis_vec512.h"
 #include "blis_dense.inc"
-#undef T
-#undef BLIS_SUFFIX
-#undef DENSE_VEC
-#undef DENSE_LANES
-#undef DENSE_MASK
-#undef DENSE_ZERO
-#undef DENSE_SET1
-#undef DENSE_FMA
-#undef DENSE_ADD
-#undef DENSE_MASKZ_LOAD
-#undef DENSE_MASK_STORE
+#undef BLIS_VEC512_DOUBLE
+#include "blis_vec512.h" /* undefines its macros */
 #else
 #define BLIS_HAVE_DENSE_AVX512 0
 #endif

@@ -21,6 +21,16 @@
 #include "blis_depthwise_small.h"
 
 #if defined(__x86_64__) && defined(__GNUC__)
+
+/* Full unrolling of the per-pixel and per-tap loops; GCC ignores (and warns
+ * about) such annotations in always-inline helpers when not optimizing. */
+#ifdef __OPTIMIZE__
+#define SMALL_PRAGMA(x) _Pragma(#x)
+#define SMALL_UNROLL(n) SMALL_PRAGMA(GCC unroll n)
+#else
+#define SMALL_UNROLL(n)
+#endif
+
 #define SMALL_HAVE 1
 #include <immintrin.h>
 #define SMALL_TARGET __attribute__((target("avx512f,fma,prfchw")))
@@ -90,14 +100,14 @@ SMALL_INLINE __mmask16 small_mask(long count) {
 
 /* v[k] = src[16k .. 16k + 15], k < vectors, zeros from src[values] on. */
 SMALL_INLINE void small_load(const float *src, long values, int vectors, __m512 *v) {
-#pragma GCC unroll 64
+    SMALL_UNROLL(64)
     for (int k = 0; k < vectors; k++)
         v[k] = _mm512_maskz_loadu_ps(small_mask(values - k * LANES), src + k * LANES);
 }
 
 /* The reverse: dst[0 .. values - 1] from v. */
 SMALL_INLINE void small_store(float *dst, long values, int vectors, const __m512 *v) {
-#pragma GCC unroll 64
+    SMALL_UNROLL(64)
     for (int k = 0; k < vectors; k++)
         _mm512_mask_storeu_ps(dst + k * LANES, small_mask(values - k * LANES), v[k]);
 }
@@ -111,7 +121,7 @@ SMALL_INLINE void small_store(float *dst, long values, int vectors, const __m512
 SMALL_INLINE void small_prefetch_step(const float *run, int vectors, int ahead, int write, int step,
                                       int steps) {
     const char *next = (const char *)(run + ahead * vectors * LANES);
-#pragma GCC unroll 64
+    SMALL_UNROLL(64)
     for (int k = step * vectors / steps; k < (step + 1) * vectors / steps; k++) {
         if (write)
             _mm_prefetch(next + k * 64, _MM_HINT_ET0);
@@ -134,13 +144,13 @@ SMALL_INLINE int small_ahead(int pixels, int outputs) {
  * lanes, then two rounds of 128-bit lane shuffles; 64 shuffles. */
 SMALL_INLINE void small_transpose16(__m512 *r) {
     __m512 a[16], b[16];
-#pragma GCC unroll 8
+    SMALL_UNROLL(8)
     for (int k = 0; k < 8; k++) {
         a[2 * k] = _mm512_unpacklo_ps(r[2 * k], r[2 * k + 1]);
         a[2 * k + 1] = _mm512_unpackhi_ps(r[2 * k], r[2 * k + 1]);
     }
     /* b[4k + j], 128-bit lane l: rows 4k .. 4k+3 of column 4l + j */
-#pragma GCC unroll 4
+    SMALL_UNROLL(4)
     for (int k = 0; k < 4; k++) {
         const __m512d a0 = _mm512_castps_pd(a[4 * k]), a1 = _mm512_castps_pd(a[4 * k + 1]);
         const __m512d a2 = _mm512_castps_pd(a[4 * k + 2]), a3 = _mm512_castps_pd(a[4 * k + 3]);
@@ -149,7 +159,7 @@ SMALL_INLINE void small_transpose16(__m512 *r) {
         b[4 * k + 2] = _mm512_castpd_ps(_mm512_unpacklo_pd(a1, a3));
         b[4 * k + 3] = _mm512_castpd_ps(_mm512_unpackhi_pd(a1, a3));
     }
-#pragma GCC unroll 4
+    SMALL_UNROLL(4)
     for (int j = 0; j < 4; j++) {
         const __m512 even_lo = _mm512_shuffle_f32x4(b[j], b[4 + j], 0x88);
         const __m512 odd_lo = _mm512_shuffle_f32x4(b[j], b[4 + j], 0xdd);
@@ -203,13 +213,13 @@ SMALL_INLINE void small_to_pixels(int pixels, const __m512 *v, __m512 *px) {
         small_pixels4(v, px);
     } else {
         const int groups = pixels / LANES;
-#pragma GCC unroll 16
+        SMALL_UNROLL(16)
         for (int g = 0; g < groups; g++) {
             __m512 r[LANES];
-#pragma GCC unroll 16
+            SMALL_UNROLL(16)
             for (int c = 0; c < LANES; c++) r[c] = v[c * groups + g];
             small_transpose16(r);
-#pragma GCC unroll 16
+            SMALL_UNROLL(16)
             for (int i = 0; i < LANES; i++) px[g * LANES + i] = r[i];
         }
     }
@@ -223,13 +233,13 @@ SMALL_INLINE void small_from_pixels(int pixels, const __m512 *px, __m512 *v) {
         small_unpixels4(px, v);
     } else {
         const int groups = pixels / LANES;
-#pragma GCC unroll 16
+        SMALL_UNROLL(16)
         for (int g = 0; g < groups; g++) {
             __m512 r[LANES];
-#pragma GCC unroll 16
+            SMALL_UNROLL(16)
             for (int i = 0; i < LANES; i++) r[i] = px[g * LANES + i];
             small_transpose16(r);
-#pragma GCC unroll 16
+            SMALL_UNROLL(16)
             for (int c = 0; c < LANES; c++) v[c * groups + g] = r[c];
         }
     }
@@ -265,7 +275,7 @@ SMALL_INLINE void small_store_group(float *dst, long channels, int pixels, int g
         return;
     }
     small_transpose16(px);
-#pragma GCC unroll 16
+    SMALL_UNROLL(16)
     for (int c = 0; c < LANES; c++)
         _mm512_mask_storeu_ps(dst + c * pixels + g * LANES, small_mask(c < channels ? LANES : 0),
                               px[c]);
@@ -279,16 +289,16 @@ SMALL_INLINE void small_forward_block(const float *x, float *y, long channels, c
     __m512 v[SMALL_MAX_PIXELS], px[SMALL_MAX_PIXELS];
     small_load(x, channels * pixels, pixels, v);
     small_to_pixels(pixels, v, px);
-#pragma GCC unroll 4
+    SMALL_UNROLL(4)
     for (int g = 0; g < outputs / group; g++) {
         __m512 out[LANES];
-#pragma GCC unroll 16
+        SMALL_UNROLL(16)
         for (int k = 0; k < group; k++) {
             const int o = g * group + k, p = o / out_side, q = o % out_side;
             small_prefetch_step(x, pixels, small_ahead(pixels, outputs), 0, o, outputs);
             small_prefetch_step(y, outputs, small_ahead(pixels, outputs), 1, o, outputs);
             __m512 acc = _mm512_loadu_ps(table + TAPS * LANES);
-#pragma GCC unroll 9
+            SMALL_UNROLL(9)
             for (int t = 0; t < TAPS; t++)
                 if (small_reads(p, t / 3, stride, side) && small_reads(q, t % 3, stride, side)) {
                     const int i = p * stride + t / 3 - 1, j = q * stride + t % 3 - 1;
@@ -311,16 +321,16 @@ SMALL_INLINE void small_data_block(const float *dy, float *dx, long channels, co
     __m512 v[SMALL_MAX_PIXELS], grad[SMALL_MAX_PIXELS];
     small_load(dy, channels * outputs, outputs, v);
     small_to_pixels(outputs, v, grad);
-#pragma GCC unroll 4
+    SMALL_UNROLL(4)
     for (int g = 0; g < pixels / group; g++) {
         __m512 in[LANES];
-#pragma GCC unroll 16
+        SMALL_UNROLL(16)
         for (int k = 0; k < group; k++) {
             const int m = g * group + k, i = m / side, j = m % side;
             small_prefetch_step(dy, outputs, small_ahead(pixels, outputs), 0, m, pixels);
             small_prefetch_step(dx, pixels, small_ahead(pixels, outputs), 1, m, pixels);
             __m512 acc = _mm512_setzero_ps();
-#pragma GCC unroll 9
+            SMALL_UNROLL(9)
             for (int t = 0; t < TAPS; t++) {
                 const int row = i + 1 - t / 3, col = j + 1 - t % 3;
                 if (row < 0 || col < 0 || row % stride || col % stride) continue;
@@ -345,21 +355,21 @@ SMALL_INLINE void small_filter_block(const float *x, const float *dy, long chann
     small_to_pixels(pixels, v, px);
     small_load(dy, channels * outputs, outputs, v);
     small_to_pixels(outputs, v, grad);
-#pragma GCC unroll 9
+    SMALL_UNROLL(9)
     for (int t = 0; t < TAPS; t++) part[t] = _mm512_setzero_ps();
-#pragma GCC unroll 64
+    SMALL_UNROLL(64)
     for (int o = 0; o < outputs; o++) {
         const int p = o / out_side, q = o % out_side;
         small_prefetch_step(x, pixels, small_ahead(pixels, outputs), 0, o, outputs);
         small_prefetch_step(dy, outputs, small_ahead(pixels, outputs), 0, o, outputs);
-#pragma GCC unroll 9
+        SMALL_UNROLL(9)
         for (int t = 0; t < TAPS; t++)
             if (small_reads(p, t / 3, stride, side) && small_reads(q, t % 3, stride, side)) {
                 const int i = p * stride + t / 3 - 1, j = q * stride + t % 3 - 1;
                 part[t] = _mm512_fmadd_ps(grad[o], px[i * side + j], part[t]);
             }
     }
-#pragma GCC unroll 9
+    SMALL_UNROLL(9)
     for (int t = 0; t < TAPS; t++) {
         const __m256 lo = _mm512_castps512_ps256(part[t]);
         const __m256 hi = _mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(part[t]), 1));

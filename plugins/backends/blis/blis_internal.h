@@ -29,6 +29,7 @@ typedef struct blis_backend {
     int int8_vnni;         /* int8 ops on AVX-512 VNNI (else the reference kernels) */
     int winograd;          /* blis_winograd_mode: 3x3 stride-1 convolutions */
     int dense_avx512;      /* dense layers on our AVX-512 GEMM (else BLIS) */
+    int pointwise_avx512;  /* ungrouped 1x1 convolutions on our AVX-512 GEMM (else BLIS) */
     void *add_buffer;      /* conv2d_bwd_data_add on paths that only overwrite */
     size_t add_buffer_bytes;
 } blis_backend;
