@@ -32,8 +32,8 @@ static void test_conv_special_shapes(void **state) {
     (void)state;
     const conv_case cases[] = {
         {1, 3, 9, 7, 4, 3, 3, {1, 1, 1, 1, 1}},      /* one image: BLIS threads the GEMMs */
-        {3, 8, 5, 6, 12, 1, 1, {1, 1, 0, 0, 1}},     /* pointwise: channel-major batch */
-        {2, 8, 16, 16, 12, 1, 1, {1, 1, 0, 0, 1}},   /* pointwise: per image, no im2col */
+        {3, 8, 5, 6, 12, 1, 1, {1, 1, 0, 0, 1}},     /* pointwise (BLIS: channel-major batch) */
+        {2, 8, 16, 16, 12, 1, 1, {1, 1, 0, 0, 1}},   /* pointwise (BLIS: per image) */
         {5, 40, 2, 2, 24, 1, 1, {1, 1, 0, 0, 1}},    /* pointwise at 2x2 (MobileNet) */
         {4, 16, 32, 32, 16, 3, 3, {1, 1, 1, 1, 16}}, /* depthwise, MobileNet's block 1 */
         {3, 5, 7, 6, 5, 3, 3, {2, 2, 1, 1, 5}},      /* depthwise, strided */
@@ -155,6 +155,19 @@ static void test_conv_pointwise_shapes(void **state) {
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++)
         check_conv_case(&cases[i], "pointwise");
+    /* The BLIS path (CPUs without AVX-512F): per image, and batched
+     * channel-major for planes under 256 values. The instance is opened
+     * under its own key, so closing it leaves the shared one open. */
+    const test_backend shared = blis_backend;
+    test_backend gemm;
+    const char *const settings[] = {"conv=gemm", NULL};
+    assert_int_equal(test_backend_open("blis", settings, &gemm), 0);
+    blis_backend = gemm;
+    check_conv_case(&cases[0], "conv=gemm, pointwise");
+    check_conv_case(&cases[5], "conv=gemm, pointwise");
+    check_conv_case(&cases[11], "conv=gemm, pointwise");
+    test_backend_close(&gemm);
+    blis_backend = shared;
 }
 
 static void test_conv_random_shapes(void **state) {
