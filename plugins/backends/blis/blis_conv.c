@@ -627,7 +627,7 @@ nnopt_status blis_conv2d_bwd_data(blis_backend *be, const nnopt_op *op, nnopt_te
         return conv_direct(be, &g, DIRECT_DATA, dy->dtype, dy->data, NULL, w->data, NULL, dx->data);
 
     if (blis_pointwise_available(be, &g, dy->dtype, BLIS_POINTWISE_DATA))
-        return blis_pointwise_backward_data(be, &g, dy->dtype, dy->data, w->data, dx->data);
+        return blis_pointwise_backward_data(be, &g, dy->dtype, dy->data, w->data, 0, dx->data);
     if (conv_is_small_pointwise(&g))
         return pointwise_batched(be, &g, dy->dtype, POINTWISE_DATA, dy->data, NULL, w->data, NULL,
                                  dx->data);
