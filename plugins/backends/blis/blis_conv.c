@@ -610,13 +610,14 @@ nnopt_status blis_conv2d(blis_backend *be, const nnopt_op *op, nnopt_tensor *con
 }
 
 /* Whether the data gradient's path for g can add into dx as it writes it
- * (Winograd's scatter, the GEMM paths); the others overwrite. */
+ * (Winograd's scatter, the pointwise kernel, the GEMM paths); the others
+ * overwrite. */
 static int bwd_data_adds_in_place(const blis_backend *be, const conv_geometry *g,
                                   nnopt_dtype dtype) {
     if (conv_is_depthwise(g)) return 0;
     if (blis_winograd_tile(be, g, dtype, BLIS_WINOGRAD_DATA)) return 1;
-    return !conv_use_direct(be, g, DIRECT_DATA) &&
-           !blis_pointwise_available(be, g, dtype, BLIS_POINTWISE_DATA) &&
+    if (conv_use_direct(be, g, DIRECT_DATA)) return 0;
+    return blis_pointwise_available(be, g, dtype, BLIS_POINTWISE_DATA) ||
            !conv_is_small_pointwise(g);
 }
 
@@ -680,7 +681,7 @@ nnopt_status blis_conv2d_bwd_data(blis_backend *be, const nnopt_op *op, nnopt_te
                            dx->data);
 
     if (blis_pointwise_available(be, &g, dy->dtype, BLIS_POINTWISE_DATA))
-        return blis_pointwise_backward_data(be, &g, dy->dtype, dy->data, w->data, dx->data);
+        return blis_pointwise_backward_data(be, &g, dy->dtype, dy->data, w->data, add, dx->data);
     if (conv_is_small_pointwise(&g))
         return pointwise_batched(be, &g, dy->dtype, POINTWISE_DATA, dy->data, NULL, w->data, NULL,
                                  0, dx->data);

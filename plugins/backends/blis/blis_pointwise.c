@@ -66,6 +66,7 @@ typedef struct pw_gemm {
     long chunk;          /* columns per packed chunk: whole column panels */
     long chunks, splits; /* column chunks; row-panel ranges per chunk (work items) */
     int stream;          /* whole aligned output vectors bypass the caches */
+    int add;             /* out += A B instead of = */
 } pw_gemm;
 
 /* Scratch: packed B at the start of every thread's (per_thread bytes),
@@ -276,7 +277,7 @@ static int pw_gemm_make(long m, long kd, long plane, long cols, int data_pass, s
 
 static nnopt_status pw_gemm_pass(blis_backend *be, long m, long kd, const conv_geometry *g,
                                  nnopt_dtype dtype, int data_pass, const void *w, const void *in,
-                                 const void *bias, int relu, void *out) {
+                                 const void *bias, int relu, int add, void *out) {
 #if BLIS_HAVE_POINTWISE
     const size_t es = dtype == NNOPT_F32 ? sizeof(float) : sizeof(double);
     const long plane = g->p * g->q, cols = g->n * plane;
@@ -284,6 +285,7 @@ static nnopt_status pw_gemm_pass(blis_backend *be, long m, long kd, const conv_g
     pw_gemm pg;
     pw_layout lay;
     const int team = pw_gemm_make(m, kd, plane, cols, data_pass, es, be->threads, &pg, &lay);
+    pg.add = add;
     nnopt_status st = blis_scratch_reserve(be, 1, pg.pack_a ? lay.thread0 : lay.per_thread);
     if (st == NNOPT_OK) st = blis_scratch_reserve(be, team, lay.per_thread);
     if (st != NNOPT_OK) return st;
@@ -294,7 +296,7 @@ static nnopt_status pw_gemm_pass(blis_backend *be, long m, long kd, const conv_g
     return NNOPT_OK;
 #else
     (void)be, (void)m, (void)kd, (void)g, (void)dtype, (void)data_pass, (void)w, (void)in,
-        (void)bias, (void)relu, (void)out;
+        (void)bias, (void)relu, (void)add, (void)out;
     return NNOPT_STATUS_UNSUPPORTED;
 #endif
 }
@@ -302,13 +304,13 @@ static nnopt_status pw_gemm_pass(blis_backend *be, long m, long kd, const conv_g
 nnopt_status blis_pointwise_forward(blis_backend *be, const conv_geometry *g, nnopt_dtype dtype,
                                     const void *x, const void *w, const void *bias, int relu,
                                     void *y) {
-    return pw_gemm_pass(be, g->k, g->c, g, dtype, 0, w, x, bias, relu, y);
+    return pw_gemm_pass(be, g->k, g->c, g, dtype, 0, w, x, bias, relu, 0, y);
 }
 
 nnopt_status blis_pointwise_backward_data(blis_backend *be, const conv_geometry *g,
-                                          nnopt_dtype dtype, const void *dy, const void *w,
+                                          nnopt_dtype dtype, const void *dy, const void *w, int add,
                                           void *dx) {
-    return pw_gemm_pass(be, g->c, g->k, g, dtype, 1, w, dy, NULL, 0, dx);
+    return pw_gemm_pass(be, g->c, g->k, g, dtype, 1, w, dy, NULL, 0, add, dx);
 }
 
 static int pw_filter_make(const conv_geometry *g, size_t es, int threads, pw_filter *pf) {

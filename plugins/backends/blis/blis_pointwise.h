@@ -31,9 +31,9 @@ int blis_pointwise_available(const blis_backend *be, const conv_geometry *g, nno
 nnopt_status blis_pointwise_forward(blis_backend *be, const conv_geometry *g, nnopt_dtype dtype,
                                     const void *x, const void *w, const void *bias, int relu,
                                     void *y);
-/* dx = W^T dy. */
+/* dx = W^T dy, or dx += W^T dy when add != 0 (conv2d_bwd_data_add). */
 nnopt_status blis_pointwise_backward_data(blis_backend *be, const conv_geometry *g,
-                                          nnopt_dtype dtype, const void *dy, const void *w,
+                                          nnopt_dtype dtype, const void *dy, const void *w, int add,
                                           void *dx);
 /* dw = sum over images of dy x^T, overwriting dw. Threads take runs of
  * columns and their partial sums are added in thread order: the result is

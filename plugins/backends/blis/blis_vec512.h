@@ -29,6 +29,7 @@
 #undef V512_MASKZ_LOAD
 #undef V512_MASK_STORE
 #undef V512_COMPRESS
+#undef V512_MASK_EXPAND
 
 #if defined(BLIS_VEC512_DOUBLE) && BLIS_VEC512_DOUBLE
 #define T double
@@ -47,6 +48,7 @@
 #define V512_MASKZ_LOAD _mm512_maskz_loadu_pd
 #define V512_MASK_STORE _mm512_mask_storeu_pd
 #define V512_COMPRESS _mm512_maskz_compress_pd
+#define V512_MASK_EXPAND _mm512_mask_expand_pd
 #elif defined(BLIS_VEC512_DOUBLE)
 #define T float
 #define BLIS_SUFFIX f32
@@ -64,4 +66,5 @@
 #define V512_MASKZ_LOAD _mm512_maskz_loadu_ps
 #define V512_MASK_STORE _mm512_mask_storeu_ps
 #define V512_COMPRESS _mm512_maskz_compress_ps
+#define V512_MASK_EXPAND _mm512_mask_expand_ps
 #endif
