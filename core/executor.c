@@ -40,15 +40,26 @@ static nnopt_status allocate_aux(nnopt_exec *ex, int i, const int64_t *shape, nn
     return st;
 }
 
-/* The node whose op computes relu r's input: that input, or the conv a
- * batchnorm input is folded into. */
-static int relu_producer(const nnopt_exec *ex, int r) {
+/* The node whose op computes node s's value: s, or the conv a batchnorm s
+ * is folded into. */
+static int value_producer(const nnopt_exec *ex, int s) {
     const nnopt_graph *g = ex->net->graph;
-    const int s = g->nodes[r].inputs[0];
     if (ex->folded_into && g->nodes[s].kind == NNOPT_NODE_BATCHNORM &&
         ex->folded_into[g->nodes[s].inputs[0]] == s)
         return g->nodes[s].inputs[0];
     return s;
+}
+
+/* The node whose op computes relu r's input. */
+static int relu_producer(const nnopt_exec *ex, int r) {
+    return value_producer(ex, ex->net->graph->nodes[r].inputs[0]);
+}
+
+/* Whether add node j runs inside the conv that computes its first input
+ * (conv2d_add_relu). */
+static int add_in_conv(const nnopt_exec *ex, int j) {
+    return ex->residual_of &&
+           ex->residual_of[value_producer(ex, ex->net->graph->nodes[j].inputs[0])] == j;
 }
 
 int nnopt_exec_is_view(const nnopt_exec *ex, int j) {
@@ -58,7 +69,9 @@ int nnopt_exec_is_view(const nnopt_exec *ex, int j) {
            (ex->folded_into && n->kind == NNOPT_NODE_BATCHNORM &&
             ex->folded_into[n->inputs[0]] == j) ||
            (ex->bn_relu && n->kind == NNOPT_NODE_ACT && ex->bn_relu[n->inputs[0]] == j) ||
-           (ex->relu_into && n->kind == NNOPT_NODE_ACT && ex->relu_into[relu_producer(ex, j)] == j);
+           (ex->relu_into && n->kind == NNOPT_NODE_ACT &&
+            ex->relu_into[relu_producer(ex, j)] == j) ||
+           (n->kind == NNOPT_NODE_ADD && add_in_conv(ex, j));
 }
 
 /* Index of the last node that reads each node's value (views extend their
@@ -406,6 +419,40 @@ static nnopt_status plan_relu_fusion(nnopt_exec *ex, nnopt_error *err) {
     return NNOPT_OK;
 }
 
+/* Inference: the conv (batchnorm folded in, with a bias) that computes the
+ * first input of an add whose relu is fused, and whose value nothing else
+ * reads, runs the add and the relu too (conv2d_add_relu, the add's second
+ * input as the residual; the add becomes a view): the add's pass over the
+ * activations goes. Only where the residual is computed before the conv (a
+ * projection shortcut computed after the branch is not). After
+ * plan_relu_fusion. */
+static nnopt_status plan_residual_fusion(nnopt_exec *ex, nnopt_error *err) {
+    const nnopt_graph *g = ex->net->graph;
+    const nnopt_backend *b = ex->net->backend;
+    if (!ex->relu_into || !b->vt->supports(b->ctx, NNOPT_OP_CONV2D_ADD_RELU, g->dtype))
+        return NNOPT_OK;
+    for (int i = 0; i < g->n_nodes; i++) {
+        const nnopt_graph_node *n = &g->nodes[i];
+        if (n->kind != NNOPT_NODE_ADD || ex->relu_into[i] < 0 || n->inputs[0] == n->inputs[1])
+            continue;
+        const int c = value_producer(ex, n->inputs[0]);
+        const nnopt_graph_node *conv = &g->nodes[c];
+        const int biased = conv->n_inputs == 3 || (ex->folded_into && ex->folded_into[c] >= 0);
+        if (with_relu(conv) != NNOPT_OP_CONV2D_RELU || !biased || ex->relu_into[c] >= 0 ||
+            consumers(g, n->inputs[0]) != 1 || consumers(g, c) != 1 ||
+            value_producer(ex, n->inputs[1]) > c)
+            continue;
+        if (!ex->residual_of) {
+            ex->residual_of = malloc((size_t)g->n_nodes * sizeof *ex->residual_of);
+            if (!ex->residual_of)
+                return nnopt_error_set(err, NNOPT_STATUS_OUT_OF_MEMORY, "out of memory");
+            for (int k = 0; k < g->n_nodes; k++) ex->residual_of[k] = -1;
+        }
+        ex->residual_of[c] = i;
+    }
+    return NNOPT_OK;
+}
+
 static nnopt_status read_doubles(nnopt_backend *b, const nnopt_tensor *t, double *dst,
                                  nnopt_error *err) {
     int64_t n = nnopt_tensor_numel(t);
@@ -488,6 +535,8 @@ static nnopt_status create(nnopt_network *net, int64_t batch, int training, int 
     /* Compiled programs replay the graph's own ops: no fusion there. */
     if (st == NNOPT_OK && share_memory && !nnopt_kernels_wanted(&net->kernels))
         st = plan_relu_fusion(ex, err);
+    if (st == NNOPT_OK && share_memory && !nnopt_kernels_wanted(&net->kernels))
+        st = plan_residual_fusion(ex, err);
     /* Compiled programs may run a tile's steps image by image, so their
      * values must not share memory. */
     if (st == NNOPT_OK)
@@ -543,6 +592,7 @@ void nnopt_exec_free(nnopt_exec *ex) {
     free(ex->folded_into);
     free(ex->bn_relu);
     free(ex->relu_into);
+    free(ex->residual_of);
     nnopt_exec_program_free(ex);
     nnopt_backend_tensor_free(b, ex->labels);
     for (int k = 0; k < NNOPT_MAX_SOFT_TERMS; k++) nnopt_backend_tensor_free(b, ex->soft[k]);
@@ -575,6 +625,7 @@ int nnopt_exec_forward_op(const nnopt_exec *ex, int i, nnopt_op *op) {
         return 0;
     *op = n->op;
     if (ex->relu_into && ex->relu_into[i] >= 0) op->kind = with_relu(n);
+    if (ex->residual_of && ex->residual_of[i] >= 0) op->kind = NNOPT_OP_CONV2D_ADD_RELU;
     if (n->kind == NNOPT_NODE_BATCHNORM) {
         op->p.bn.training = ex->training;
         if (ex->bn_relu && ex->bn_relu[i] >= 0) op->kind = NNOPT_OP_BATCHNORM_RELU;
@@ -609,6 +660,8 @@ nnopt_status nnopt_exec_forward(nnopt_exec *ex, const void *x, nnopt_error *err)
             in[2] = folded[1];
             n_in = 3;
         }
+        if (ex->residual_of && ex->residual_of[i] >= 0) /* its add's other input */
+            in[n_in++] = ex->value[g->nodes[ex->residual_of[i]].inputs[1]];
         nnopt_tensor **aux = &ex->aux[i * NNOPT_EXEC_AUX];
         nnopt_tensor *out[3] = {ex->value[i], aux[0], aux[1]};
         st = run_op(ex, &op, in, n_in, out, n_out, &ex->forward_seconds[i], err);

@@ -40,6 +40,10 @@ typedef struct nnopt_exec {
      * relu's and the relu's backward still runs), else -1. NULL when nothing
      * is fused. */
     int32_t *relu_into;
+    /* Inference executors: per conv node, the add (its relu fused) that runs
+     * inside it as conv2d_add_relu, the add's second input the residual and
+     * the add a view, else -1. NULL when nothing is fused. */
+    int32_t *residual_of;
     /* Per-node seconds, filled when profile is set (each op is synchronized). */
     int profile;
     double *forward_seconds, *backward_seconds;

@@ -156,15 +156,18 @@ static void logits_of(nnopt_exec *ex, const double *x, double *logits) {
 }
 
 /* An inference executor folds each conv -> batchnorm pair into the conv,
- * runs every relu inside the conv or add before it (conv2d_relu, add_relu)
- * and shares activation memory; its logits match the plain executor's. */
+ * runs every relu inside the conv or add before it (conv2d_relu, add_relu),
+ * every residual add (and its relu) inside the conv before it
+ * (conv2d_add_relu) and shares activation memory; its logits match the
+ * plain executor's. */
 static void expect_folding_exact(const char *model, const char *const *settings, int h,
                                  const char *backend, double tolerance) {
     enum { BATCH = 3 };
     nnopt_graph *g = build(model, settings, 3, h, h);
-    int batchnorms = 0, relus = 0;
+    int batchnorms = 0, relus = 0, adds = 0;
     for (int i = 0; i < g->n_nodes; i++) {
         batchnorms += g->nodes[i].kind == NNOPT_NODE_BATCHNORM;
+        adds += g->nodes[i].kind == NNOPT_NODE_ADD;
         relus += g->nodes[i].kind == NNOPT_NODE_ACT && g->nodes[i].op.p.act.kind == NNOPT_ACT_RELU;
     }
     nnopt_backend *b = open_backend(backend);
@@ -183,6 +186,10 @@ static void expect_folding_exact(const char *model, const char *const *settings,
     for (int i = 0; lean->relu_into && i < g->n_nodes; i++) fused += lean->relu_into[i] >= 0;
     if (fused == 0 || fused != relus)
         fail_msg("%s on %s: %d of %d relus fused", model, backend, fused, relus);
+    int in_convs = 0;
+    for (int i = 0; lean->residual_of && i < g->n_nodes; i++) in_convs += lean->residual_of[i] >= 0;
+    if (adds > 0 && in_convs == 0) /* identity shortcuts: the projections come after the branch */
+        fail_msg("%s on %s: none of %d adds runs inside its conv", model, backend, adds);
     int64_t n = (int64_t)BATCH * 3 * h * h;
     double *x = malloc((size_t)n * sizeof *x), a[BATCH * 10], c[BATCH * 10];
     for (int64_t i = 0; i < n; i++) x[i] = sin(0.37 * (double)i);
@@ -251,8 +258,7 @@ static void test_model_gradients(void **state) {
     const char *bottleneck[] = {"blocks=1,1",      "block=bottleneck", "width=4",
                                 "activation=tanh", "dtype=f64",        NULL};
     /* relu: the add's output relu runs fused (add_relu) where the backend has it */
-    const char *identity_relu[] = {"blocks=2,1", "width=4", "shortcut=identity", "dtype=f64",
-                                   NULL};
+    const char *identity_relu[] = {"blocks=2,1", "width=4", "shortcut=identity", "dtype=f64", NULL};
     const char *mobilenet[] = {"width=0.125", "cifar=true", "dropout=0", "dtype=f64", NULL};
     expect_gradients("resnet", projection, "cpu");
     expect_gradients("resnet", identity_relu, "cpu");

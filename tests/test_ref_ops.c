@@ -485,6 +485,14 @@ static void test_fused_relu_ops(void **state) {
         expect_values_nan(y, (double[]){1.5, 0, 3.5, NAN, 0, 1.5, 0, NAN}, "conv2d_relu");
         run_ok(&conv, (nnopt_tensor *[]){x, w}, 2, &y, 1);
         expect_values_nan(y, (double[]){1, 0, 3, NAN, 0, 2, 0, NAN}, "conv2d_relu without bias");
+        if (backend.vt->supports(backend.ctx, NNOPT_OP_CONV2D_ADD_RELU, dt)) {
+            nnopt_tensor *r = tensor(dt, 4, y_shape, (double[]){-2, 1, 0, 0, 1, -2, 4, 0});
+            conv.kind = NNOPT_OP_CONV2D_ADD_RELU; /* relu(conv + b + r) */
+            run_ok(&conv, (nnopt_tensor *[]){x, w, b, r}, 4, &y, 1);
+            expect_values_nan(y, (double[]){0, 0, 3.5, NAN, 0, 0, 0.5, NAN}, "conv2d_add_relu");
+            conv.kind = NNOPT_OP_CONV2D_RELU;
+            test_tensor_free(&backend, r);
+        }
 
         const int64_t shape[2] = {1, 4};
         nnopt_tensor *a = tensor(dt, 2, shape, (double[]){1, 2, -3, NAN});

@@ -110,6 +110,11 @@ typedef enum nnopt_op_kind {
      * convs' ops (a residual shortcut) where the backend has it, instead of a
      * separate add. */
     NNOPT_OP_CONV2D_BWD_DATA_ADD,
+    /* conv2d, a residual added, then relu (params.conv2d): in: x, w, b[K],
+     * r[N,K,P,Q]  out: y = max(0, conv2d(x, w, b) + r); y is never r.
+     * Inference executors run a residual block's last conv (batchnorm folded
+     * in), its add and the add's relu this way where the backend has it. */
+    NNOPT_OP_CONV2D_ADD_RELU,
     NNOPT_OP_KIND_COUNT
 } nnopt_op_kind;
 
@@ -195,16 +200,34 @@ typedef struct nnopt_op {
 } nnopt_op;
 
 static inline const char *nnopt_op_kind_name(nnopt_op_kind kind) {
-    static const char *const names[NNOPT_OP_KIND_COUNT] = {
-        "conv2d",       "conv2d_bwd_data", "conv2d_bwd_filter",
-        "dense",        "dense_bwd_data",  "dense_bwd_weight",
-        "bias_bwd",     "pool2d",          "pool2d_bwd",
-        "act",          "act_bwd",         "add",
-        "softmax_xent", "sgd_update",      "adam_update",
-        "cast",         "batchnorm",       "batchnorm_bwd",
-        "dropout",      "dropout_bwd",     "conv2d_int8",
-        "dense_int8",   "batchnorm_relu",  "batchnorm_relu_bwd",
-        "conv2d_relu",  "add_relu",        "conv2d_bwd_data_add"};
+    static const char *const names[NNOPT_OP_KIND_COUNT] = {"conv2d",
+                                                           "conv2d_bwd_data",
+                                                           "conv2d_bwd_filter",
+                                                           "dense",
+                                                           "dense_bwd_data",
+                                                           "dense_bwd_weight",
+                                                           "bias_bwd",
+                                                           "pool2d",
+                                                           "pool2d_bwd",
+                                                           "act",
+                                                           "act_bwd",
+                                                           "add",
+                                                           "softmax_xent",
+                                                           "sgd_update",
+                                                           "adam_update",
+                                                           "cast",
+                                                           "batchnorm",
+                                                           "batchnorm_bwd",
+                                                           "dropout",
+                                                           "dropout_bwd",
+                                                           "conv2d_int8",
+                                                           "dense_int8",
+                                                           "batchnorm_relu",
+                                                           "batchnorm_relu_bwd",
+                                                           "conv2d_relu",
+                                                           "add_relu",
+                                                           "conv2d_bwd_data_add",
+                                                           "conv2d_add_relu"};
     return (unsigned)kind < NNOPT_OP_KIND_COUNT ? names[kind] : "?";
 }
 

@@ -322,6 +322,12 @@ void check_conv_case(const conv_case *cc, const char *label) {
             check_op(what, &op, compare_dtypes[d], 3, fwd_in, 1, &y);
             check_op(what, &op, compare_dtypes[d], 2, fwd_in, 1, &y);
         }
+    /* conv2d_add_relu: a residual shaped as y */
+    op.kind = NNOPT_OP_CONV2D_ADD_RELU;
+    const tensor_spec residual_in[4] = {x, w, b, y};
+    for (size_t d = 0; d < COMPARE_N_DTYPES; d++)
+        if (tested_has(op.kind, compare_dtypes[d]))
+            check_op(what, &op, compare_dtypes[d], 4, residual_in, 1, &y);
     /* conv2d_bwd_data_add: dx starts with the same values on both */
     op.kind = NNOPT_OP_CONV2D_BWD_DATA_ADD;
     for (size_t d = 0; d < COMPARE_N_DTYPES; d++)

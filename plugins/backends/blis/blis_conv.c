@@ -530,7 +530,8 @@ static nnopt_status conv_direct(blis_backend *be, const conv_geometry *g, direct
 
 nnopt_status blis_conv2d(blis_backend *be, const nnopt_op *op, nnopt_tensor *const *in, int n_in,
                          nnopt_tensor *const *out, int n_out) {
-    nnopt_status st = blis_check_counts(be, op, n_in, 2, 3, n_out, 1);
+    const int residual = op->kind == NNOPT_OP_CONV2D_ADD_RELU;
+    nnopt_status st = blis_check_counts(be, op, n_in, residual ? 4 : 2, residual ? 4 : 3, n_out, 1);
     const nnopt_tensor *x = in[0], *w = n_in > 1 ? in[1] : NULL, *b = n_in > 2 ? in[2] : NULL;
     nnopt_tensor *y = out[0];
     if (st == NNOPT_OK) st = blis_check_float(be, op, x, "x", NULL);
@@ -540,8 +541,26 @@ nnopt_status blis_conv2d(blis_backend *be, const nnopt_op *op, nnopt_tensor *con
     conv_geometry g;
     if (st == NNOPT_OK) st = conv_geometry_make(be, op, x, w, y, &g);
     if (st != NNOPT_OK) return st;
+    if (st == NNOPT_OK && residual) st = blis_check_float(be, op, in[3], "r", y);
+    if (st == NNOPT_OK && residual && nnopt_tensor_numel(in[3]) != nnopt_tensor_numel(y)) {
+        be->host->set_error("blis: %s: r and y differ in size", nnopt_op_kind_name(op->kind));
+        st = NNOPT_STATUS_INVALID_ARGUMENT;
+    }
+    if (st != NNOPT_OK) return st;
     /* conv2d_relu: every path applies the relu while its output is in cache */
     const int relu = op->kind == NNOPT_OP_CONV2D_RELU;
+    const int wino_tile =
+        conv_is_depthwise(&g) ? 0 : blis_winograd_tile(be, &g, x->dtype, BLIS_WINOGRAD_FORWARD);
+    /* conv2d_add_relu: Winograd adds the residual in its scatter; other
+     * paths write y, then y = max(0, y + r) in one more pass */
+    if (residual && !wino_tile) {
+        nnopt_op plain = *op;
+        plain.kind = NNOPT_OP_CONV2D;
+        st = blis_conv2d(be, &plain, in, 3, out, 1);
+        const nnopt_op add = {.kind = NNOPT_OP_ADD_RELU};
+        nnopt_tensor *sum_in[2] = {y, in[3]};
+        return st == NNOPT_OK ? blis_add(be, &add, sum_in, 2, out, 1) : st;
+    }
 
     if (conv_is_depthwise(&g)) {
         const int team = depthwise_team(be, &g);
@@ -553,11 +572,13 @@ nnopt_status blis_conv2d(blis_backend *be, const nnopt_op *op, nnopt_tensor *con
         return NNOPT_OK;
     }
 
-    const int wino_tile = blis_winograd_tile(be, &g, x->dtype, BLIS_WINOGRAD_FORWARD);
     if (wino_tile)
         return blis_winograd_conv(be, &g, 0, wino_tile, x->dtype, x->data, w->data,
-                                  b ? b->data : NULL, relu ? BLIS_OUT_RELU : BLIS_OUT_STORE,
-                                  y->data);
+                                  b ? b->data : NULL,
+                                  residual ? BLIS_OUT_ADD_RELU
+                                  : relu   ? BLIS_OUT_RELU
+                                           : BLIS_OUT_STORE,
+                                  residual ? in[3]->data : NULL, y->data);
 
     if (conv_use_direct(be, &g, DIRECT_FORWARD))
         return conv_direct(be, &g, DIRECT_FORWARD, x->dtype, x->data, NULL, w->data,
@@ -674,7 +695,7 @@ nnopt_status blis_conv2d_bwd_data(blis_backend *be, const nnopt_op *op, nnopt_te
     const int wino_tile = blis_winograd_tile(be, &g, dy->dtype, BLIS_WINOGRAD_DATA);
     if (wino_tile)
         return blis_winograd_conv(be, &g, 1, wino_tile, dy->dtype, dy->data, w->data, NULL,
-                                  add ? BLIS_OUT_ADD : BLIS_OUT_STORE, dx->data);
+                                  add ? BLIS_OUT_ADD : BLIS_OUT_STORE, NULL, dx->data);
 
     if (conv_use_direct(be, &g, DIRECT_DATA))
         return conv_direct(be, &g, DIRECT_DATA, dy->dtype, dy->data, NULL, w->data, NULL, 0,

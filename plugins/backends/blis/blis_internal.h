@@ -101,12 +101,19 @@ typedef enum blis_winograd_pass {
 int blis_winograd_tile(const blis_backend *be, const conv_geometry *g, nnopt_dtype dtype,
                        blis_winograd_pass pass);
 /* How a convolution pass writes its result: as is, max(0, result)
- * (conv2d_relu) or added to what the output holds (conv2d_bwd_data_add). */
-typedef enum blis_conv_output { BLIS_OUT_STORE = 0, BLIS_OUT_RELU, BLIS_OUT_ADD } blis_conv_output;
-/* Forward: in = x, out = y (bias may be NULL); data pass: in = dy, out = dx. */
+ * (conv2d_relu), added to what the output holds (conv2d_bwd_data_add) or
+ * max(0, result + residual) (conv2d_add_relu). */
+typedef enum blis_conv_output {
+    BLIS_OUT_STORE = 0,
+    BLIS_OUT_RELU,
+    BLIS_OUT_ADD,
+    BLIS_OUT_ADD_RELU
+} blis_conv_output;
+/* Forward: in = x, out = y (bias may be NULL; residual: BLIS_OUT_ADD_RELU's,
+ * shaped as y); data pass: in = dy, out = dx. */
 nnopt_status blis_winograd_conv(blis_backend *be, const conv_geometry *g, int data_pass, int tile,
                                 nnopt_dtype dtype, const void *in, const void *w, const void *bias,
-                                blis_conv_output output, void *out);
+                                blis_conv_output output, const void *residual, void *out);
 /* The filter gradient dw of g from x and dy. */
 nnopt_status blis_winograd_filter(blis_backend *be, const conv_geometry *g, int tile,
                                   nnopt_dtype dtype, const void *x, const void *dy, void *dw);

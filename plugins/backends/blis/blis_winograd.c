@@ -31,7 +31,8 @@ typedef struct wino_shape {
     long hp, wp;             /* padded input planes: tiles * m + 2 */
     long chunk;              /* tiles per transform chunk */
     long kblocks;            /* output channel blocks of WINO_KBLOCK */
-    blis_conv_output output; /* forward: relu in the output tiles; data pass: add in the scatter */
+    blis_conv_output output; /* relu in the output tiles; add, add+relu in the scatter */
+    const void *residual;    /* BLIS_OUT_ADD_RELU's r, shaped as the output */
 } wino_shape;
 
 /* Byte offsets into each thread's scratch: the transformed filters (thread
@@ -293,13 +294,14 @@ static wino_layout wino_layout_make(const wino_shape *s, size_t es) {
 
 nnopt_status blis_winograd_conv(blis_backend *be, const conv_geometry *g, int data_pass, int tile,
                                 nnopt_dtype dtype, const void *in, const void *w, const void *bias,
-                                blis_conv_output output, void *out) {
+                                blis_conv_output output, const void *residual, void *out) {
 #if BLIS_HAVE_WINOGRAD
     const size_t es = dtype == NNOPT_F32 ? sizeof(float) : sizeof(double);
     const long lanes = (long)(64 / es);
     wino_shape s;
     wino_shape_make(g, data_pass, tile, es, 0, &s);
     s.output = output;
+    s.residual = residual;
     const wino_layout lay = wino_layout_make(&s, es);
     const long groups = wino_ceil_div(g->n, lanes);
     const int team = groups < be->threads ? (int)groups : be->threads;
@@ -327,7 +329,7 @@ nnopt_status blis_winograd_conv(blis_backend *be, const conv_geometry *g, int da
     return NNOPT_OK;
 #else
     (void)be, (void)g, (void)data_pass, (void)tile, (void)dtype, (void)in, (void)w, (void)bias;
-    (void)output, (void)out;
+    (void)output, (void)residual, (void)out;
     return NNOPT_STATUS_UNSUPPORTED;
 #endif
 }

@@ -77,9 +77,11 @@ static nnopt_status conv_geometry_check(const nnopt_host_api *host, const nnopt_
 
 nnopt_status ref_conv2d(const nnopt_host_api *host, const nnopt_op *op, nnopt_tensor *const *in,
                         int n_in, nnopt_tensor *const *out, int n_out) {
-    nnopt_status status = ref_check_counts(host, op, n_in, 2, 3, n_out, 1);
+    const int residual = op->kind == NNOPT_OP_CONV2D_ADD_RELU;
+    nnopt_status status =
+        ref_check_counts(host, op, n_in, residual ? 4 : 2, residual ? 4 : 3, n_out, 1);
     if (status != NNOPT_OK) return status;
-    const nnopt_tensor *x = in[0], *w = in[1], *bias = n_in == 3 ? in[2] : NULL;
+    const nnopt_tensor *x = in[0], *w = in[1], *bias = n_in >= 3 ? in[2] : NULL;
     nnopt_tensor *y = out[0];
     conv_geometry g;
     status = conv_geometry_check(host, op, x, w, y, (const char *const[3]){"x", "w", "y"}, &g);
@@ -92,7 +94,12 @@ nnopt_status ref_conv2d(const nnopt_host_api *host, const nnopt_op *op, nnopt_te
         conv2d_forward_f32(&g, x->data, w->data, bias ? bias->data : NULL, y->data);
     else
         conv2d_forward_f64(&g, x->data, w->data, bias ? bias->data : NULL, y->data);
-    if (op->kind == NNOPT_OP_CONV2D_RELU) ref_relu_in_place(y);
+    if (residual) {
+        status = ref_check_like(host, op, in[3], "r", y);
+        if (status != NNOPT_OK) return status;
+        ref_add_in_place(y, in[3]);
+    }
+    if (op->kind == NNOPT_OP_CONV2D_RELU || residual) ref_relu_in_place(y);
     return NNOPT_OK;
 }
 

@@ -34,6 +34,12 @@ nnopt_status ref_add(const nnopt_host_api *host, const nnopt_op *op, nnopt_tenso
     return NNOPT_OK;
 }
 
+void ref_add_in_place(nnopt_tensor *y, const nnopt_tensor *r) {
+    const int64_t count = nnopt_tensor_numel(y);
+    for (int64_t i = 0; i < count; i++)
+        store_element(y, i, load_element(y, i) + load_element(r, i));
+}
+
 /* The relu of ref_act (x < 0 ? 0 : x: NaN and -0 pass through). */
 void ref_relu_in_place(nnopt_tensor *t) {
     const int64_t count = nnopt_tensor_numel(t);

@@ -66,6 +66,8 @@ nnopt_status ref_act_bwd(const nnopt_host_api *host, const nnopt_op *op, nnopt_t
                          int n_in, nnopt_tensor *const *out, int n_out);
 nnopt_status ref_add(const nnopt_host_api *host, const nnopt_op *op, nnopt_tensor *const *in,
                      int n_in, nnopt_tensor *const *out, int n_out);
+/* y += r element by element, rounded once (conv2d_add_relu). */
+void ref_add_in_place(nnopt_tensor *y, const nnopt_tensor *r);
 /* y = max(0, y) element by element (conv2d_relu, add_relu). */
 void ref_relu_in_place(nnopt_tensor *t);
 nnopt_status ref_cast(const nnopt_host_api *host, const nnopt_op *op, nnopt_tensor *const *in,
