@@ -224,74 +224,6 @@ static nnopt_status allocate(nnopt_exec *ex, int share_memory, nnopt_error *err)
     return st;
 }
 
-/* The gradient of an add's input that nothing else reads is the add's own
- * gradient: make it a view of that, and the add's backward copies nothing
- * for it. Consumers before producers, so a chain of adds views the last
- * one's tensor. Safe because an add's gradient is complete, and never
- * written again in the pass, once the add's backward runs. */
-static nnopt_status alias_add_gradients(nnopt_exec *ex, nnopt_error *err) {
-    const nnopt_graph *g = ex->net->graph;
-    for (int i = g->n_nodes - 1; i >= 0; i--) {
-        const nnopt_graph_node *n = &g->nodes[i];
-        if (n->kind != NNOPT_NODE_ADD || !ex->needs_grad[i] || !ex->grad[i]) continue;
-        if (n->inputs[0] == n->inputs[1]) continue;
-        for (int k = 0; k < 2; k++) {
-            const int a = n->inputs[k];
-            const nnopt_node_kind kind = g->nodes[a].kind;
-            nnopt_tensor *own = ex->grad[a];
-            if (!ex->needs_grad[a] || nnopt_node_is_state(kind) || kind == NNOPT_NODE_INPUT ||
-                kind == NNOPT_NODE_FLATTEN || consumers(g, a) != 1 || !own || !own->owns_data ||
-                nnopt_tensor_numel(own) != nnopt_tensor_numel(ex->grad[i]))
-                continue;
-            nnopt_tensor *view = nnopt_tensor_view(ex->grad[i], own->ndim, own->shape);
-            if (!view) return nnopt_error_set(err, NNOPT_STATUS_OUT_OF_MEMORY, "out of memory");
-            nnopt_backend_tensor_free(ex->net->backend, own);
-            ex->grad[a] = view;
-        }
-    }
-    return NNOPT_OK;
-}
-
-/* The gradient of an add's input that other nodes read too (a residual
- * shortcut) can be the add's gradient as well, so that the add's backward
- * copies nothing and the other readers' gradients are added into it: when
- * the add runs backward first of them, and every node whose gradient shares
- * the add's memory has run backward before another reader adds into it. */
-static nnopt_status alias_shortcut_gradients(nnopt_exec *ex, nnopt_error *err) {
-    const nnopt_graph *g = ex->net->graph;
-    for (int i = g->n_nodes - 1; i >= 0; i--) {
-        const nnopt_graph_node *n = &g->nodes[i];
-        if (n->kind != NNOPT_NODE_ADD || !ex->needs_grad[i] || !ex->grad[i]) continue;
-        if (n->inputs[0] == n->inputs[1]) continue;
-        for (int k = 0; k < 2; k++) {
-            const int a = n->inputs[k];
-            const nnopt_node_kind kind = g->nodes[a].kind;
-            nnopt_tensor *own = ex->grad[a];
-            if (!ex->needs_grad[a] || nnopt_node_is_state(kind) || kind == NNOPT_NODE_INPUT ||
-                kind == NNOPT_NODE_FLATTEN || consumers(g, a) < 2 || !own || !own->owns_data ||
-                nnopt_tensor_numel(own) != nnopt_tensor_numel(ex->grad[i]))
-                continue;
-            /* the last node but a to read the shared memory as its gradient */
-            int first_sharer = i;
-            for (int s = 0; s < i; s++)
-                if (s != a && ex->grad[s] && ex->grad[s]->data == ex->grad[i]->data) {
-                    first_sharer = s;
-                    break;
-                }
-            int others_after = 0;
-            for (int c = 0; c < g->n_nodes; c++)
-                for (int m = 0; c != i && m < g->nodes[c].n_inputs; m++)
-                    others_after |= g->nodes[c].inputs[m] == a && c >= first_sharer;
-            if (others_after || a == g->output) continue;
-            nnopt_tensor *view = nnopt_tensor_view(ex->grad[i], own->ndim, own->shape);
-            if (!view) return nnopt_error_set(err, NNOPT_STATUS_OUT_OF_MEMORY, "out of memory");
-            nnopt_backend_tensor_free(ex->net->backend, own);
-            ex->grad[a] = view;
-        }
-    }
-    return NNOPT_OK;
-}
-
 /* Replaces *t (owned) by a view of `of`. */
 static nnopt_status become_view(nnopt_exec *ex, nnopt_tensor **t, const nnopt_tensor *of,
                                 nnopt_error *err) {
@@ -299,6 +231,57 @@ static nnopt_status become_view(nnopt_exec *ex, nnopt_tensor **t, const nnopt_te
     if (!view) return nnopt_error_set(err, NNOPT_STATUS_OUT_OF_MEMORY, "out of memory");
     nnopt_backend_tensor_free(ex->net->backend, *t);
     *t = view;
+    return NNOPT_OK;
+}
+
+/* Whether an add's input `a`, that other nodes read too (a residual
+ * shortcut), may take the add's gradient (node i's) as its own: the add
+ * runs backward first of a's readers, and every node whose gradient shares
+ * the add's memory has run backward before another reader adds into it. */
+static int shortcut_may_share(const nnopt_exec *ex, int a, int i) {
+    const nnopt_graph *g = ex->net->graph;
+    int last_sharer = i; /* lowest index: the last to run backward */
+    for (int s = 0; s < i; s++)
+        if (s != a && ex->grad[s] && ex->grad[s]->data == ex->grad[i]->data) {
+            last_sharer = s;
+            break;
+        }
+    for (int c = 0; c < g->n_nodes; c++)
+        for (int m = 0; c != i && m < g->nodes[c].n_inputs; m++)
+            if (g->nodes[c].inputs[m] == a && c >= last_sharer) return 0;
+    return a != g->output;
+}
+
+/* The gradient of an add's input is the add's own gradient, by view, so the
+ * add's backward copies nothing for it: where nothing else reads the input,
+ * and for a residual shortcut where shortcut_may_share allows (its other
+ * readers' gradients are then added into the add's). Consumers before
+ * producers, so a chain of adds views the last one's tensor; an add's
+ * single-reader input first, so that the shortcut sees it sharing. Safe
+ * because an add's gradient is complete, and never written again in the
+ * pass, once the add's backward runs. */
+static nnopt_status alias_add_gradients(nnopt_exec *ex, nnopt_error *err) {
+    const nnopt_graph *g = ex->net->graph;
+    for (int i = g->n_nodes - 1; i >= 0; i--) {
+        const nnopt_graph_node *n = &g->nodes[i];
+        if (n->kind != NNOPT_NODE_ADD || !ex->needs_grad[i] || !ex->grad[i]) continue;
+        if (n->inputs[0] == n->inputs[1]) continue;
+        for (int shortcut = 0; shortcut < 2; shortcut++)
+            for (int k = 0; k < 2; k++) {
+                const int a = n->inputs[k];
+                const nnopt_node_kind kind = g->nodes[a].kind;
+                const nnopt_tensor *own = ex->grad[a];
+                if (!ex->needs_grad[a] || nnopt_node_is_state(kind) || kind == NNOPT_NODE_INPUT ||
+                    kind == NNOPT_NODE_FLATTEN || !own || !own->owns_data ||
+                    nnopt_tensor_numel(own) != nnopt_tensor_numel(ex->grad[i]))
+                    continue;
+                const int readers = consumers(g, a);
+                if (shortcut ? readers < 2 || !shortcut_may_share(ex, a, i) : readers != 1)
+                    continue;
+                nnopt_status st = become_view(ex, &ex->grad[a], ex->grad[i], err);
+                if (st != NNOPT_OK) return st;
+            }
+    }
     return NNOPT_OK;
 }
 
@@ -542,7 +525,6 @@ static nnopt_status create(nnopt_network *net, int64_t batch, int training, int 
     if (st == NNOPT_OK)
         st = allocate(ex, share_memory && !nnopt_kernels_wanted(&net->kernels), err);
     if (st == NNOPT_OK && training) st = alias_add_gradients(ex, err);
-    if (st == NNOPT_OK && training) st = alias_shortcut_gradients(ex, err);
     /* Compiled programs replay the graph's own ops: no fusion there. */
     if (st == NNOPT_OK && training && !nnopt_kernels_wanted(&net->kernels))
         st = fuse_batchnorm_relu(ex, err);

@@ -33,6 +33,8 @@
 
 #define SMALL_HAVE 1
 #include <immintrin.h>
+
+#include "blis_transpose512.h"
 #define SMALL_TARGET __attribute__((target("avx512f,fma,prfchw")))
 #define SMALL_INLINE static inline __attribute__((always_inline)) SMALL_TARGET
 #else
@@ -140,38 +142,6 @@ SMALL_INLINE int small_ahead(int pixels, int outputs) {
     return 256 / (pixels + outputs);
 }
 
-/* r[i] lane j <- r[j] lane i: unpacks of pairs and quads within 128-bit
- * lanes, then two rounds of 128-bit lane shuffles; 64 shuffles. */
-SMALL_INLINE void small_transpose16(__m512 *r) {
-    __m512 a[16], b[16];
-    SMALL_UNROLL(8)
-    for (int k = 0; k < 8; k++) {
-        a[2 * k] = _mm512_unpacklo_ps(r[2 * k], r[2 * k + 1]);
-        a[2 * k + 1] = _mm512_unpackhi_ps(r[2 * k], r[2 * k + 1]);
-    }
-    /* b[4k + j], 128-bit lane l: rows 4k .. 4k+3 of column 4l + j */
-    SMALL_UNROLL(4)
-    for (int k = 0; k < 4; k++) {
-        const __m512d a0 = _mm512_castps_pd(a[4 * k]), a1 = _mm512_castps_pd(a[4 * k + 1]);
-        const __m512d a2 = _mm512_castps_pd(a[4 * k + 2]), a3 = _mm512_castps_pd(a[4 * k + 3]);
-        b[4 * k] = _mm512_castpd_ps(_mm512_unpacklo_pd(a0, a2));
-        b[4 * k + 1] = _mm512_castpd_ps(_mm512_unpackhi_pd(a0, a2));
-        b[4 * k + 2] = _mm512_castpd_ps(_mm512_unpacklo_pd(a1, a3));
-        b[4 * k + 3] = _mm512_castpd_ps(_mm512_unpackhi_pd(a1, a3));
-    }
-    SMALL_UNROLL(4)
-    for (int j = 0; j < 4; j++) {
-        const __m512 even_lo = _mm512_shuffle_f32x4(b[j], b[4 + j], 0x88);
-        const __m512 odd_lo = _mm512_shuffle_f32x4(b[j], b[4 + j], 0xdd);
-        const __m512 even_hi = _mm512_shuffle_f32x4(b[8 + j], b[12 + j], 0x88);
-        const __m512 odd_hi = _mm512_shuffle_f32x4(b[8 + j], b[12 + j], 0xdd);
-        r[j] = _mm512_shuffle_f32x4(even_lo, even_hi, 0x88);
-        r[4 + j] = _mm512_shuffle_f32x4(odd_lo, odd_hi, 0x88);
-        r[8 + j] = _mm512_shuffle_f32x4(even_lo, even_hi, 0xdd);
-        r[12 + j] = _mm512_shuffle_f32x4(odd_lo, odd_hi, 0xdd);
-    }
-}
-
 /* 2x2 planes: v[k] holds channels 4k .. 4k+3, 4 pixels each; px[i] pixel i
  * of the 16 channels. Pixels 0|1 and 2|3 of 8 channels per two-source
  * permute, then the channel halves joined. */
@@ -218,7 +188,7 @@ SMALL_INLINE void small_to_pixels(int pixels, const __m512 *v, __m512 *px) {
             __m512 r[LANES];
             SMALL_UNROLL(16)
             for (int c = 0; c < LANES; c++) r[c] = v[c * groups + g];
-            small_transpose16(r);
+            blis_transpose16x16_f32(r);
             SMALL_UNROLL(16)
             for (int i = 0; i < LANES; i++) px[g * LANES + i] = r[i];
         }
@@ -238,7 +208,7 @@ SMALL_INLINE void small_from_pixels(int pixels, const __m512 *px, __m512 *v) {
             __m512 r[LANES];
             SMALL_UNROLL(16)
             for (int i = 0; i < LANES; i++) r[i] = px[g * LANES + i];
-            small_transpose16(r);
+            blis_transpose16x16_f32(r);
             SMALL_UNROLL(16)
             for (int c = 0; c < LANES; c++) v[c * groups + g] = r[c];
         }
@@ -274,7 +244,7 @@ SMALL_INLINE void small_store_group(float *dst, long channels, int pixels, int g
         small_store(dst, channels * pixels, pixels, v);
         return;
     }
-    small_transpose16(px);
+    blis_transpose16x16_f32(px);
     SMALL_UNROLL(16)
     for (int c = 0; c < LANES; c++)
         _mm512_mask_storeu_ps(dst + c * pixels + g * LANES, small_mask(c < channels ? LANES : 0),

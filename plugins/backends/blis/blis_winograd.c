@@ -46,6 +46,8 @@ typedef struct wino_layout {
 #if defined(__x86_64__) && defined(__GNUC__)
 #define BLIS_HAVE_WINOGRAD 1
 #include <immintrin.h>
+
+#include "blis_transpose512.h"
 #define WINO_TARGET __attribute__((target("avx512f,avx512bw,avx512vl,avx512dq,fma")))
 
 /* F(4x4, 3x3) on the points 0, +-1, +-2 and F(2x2, 3x3) on 0, +-1 (rows of
@@ -65,36 +67,9 @@ static const double wino_g2[4 * 3] = {1, 0, 0, 0.5, 0.5, 0.5, 0.5, -0.5, 0.5, 0,
 
 #define WINO_INLINE WINO_TARGET static inline __attribute__((always_inline))
 
-/* rows[i][j] <- rows[j][i] for 16 rows of 16 floats: pairs within 128-bit
- * lanes, then quads, then the 128-bit lanes themselves. */
+/* rows[i][j] <- rows[j][i] for 16 rows of 16 floats (blis_transpose512.h). */
 WINO_INLINE void wino_transpose_f32(__m512 *rows) {
-    __m512 a[16], b[16];
-#pragma GCC unroll 8
-    for (int i = 0; i < 8; i++) {
-        a[2 * i] = _mm512_unpacklo_ps(rows[2 * i], rows[2 * i + 1]);
-        a[2 * i + 1] = _mm512_unpackhi_ps(rows[2 * i], rows[2 * i + 1]);
-    }
-#pragma GCC unroll 4
-    for (int i = 0; i < 4; i++) {
-        const __m512d a0 = _mm512_castps_pd(a[4 * i]), a1 = _mm512_castps_pd(a[4 * i + 1]);
-        const __m512d a2 = _mm512_castps_pd(a[4 * i + 2]), a3 = _mm512_castps_pd(a[4 * i + 3]);
-        b[4 * i] = _mm512_castpd_ps(_mm512_unpacklo_pd(a0, a2));
-        b[4 * i + 1] = _mm512_castpd_ps(_mm512_unpackhi_pd(a0, a2));
-        b[4 * i + 2] = _mm512_castpd_ps(_mm512_unpacklo_pd(a1, a3));
-        b[4 * i + 3] = _mm512_castpd_ps(_mm512_unpackhi_pd(a1, a3));
-    }
-    /* b[4g + j], 128-bit lane L: column 4L + j of rows 4g..4g+3 */
-#pragma GCC unroll 4
-    for (int j = 0; j < 4; j++) {
-        const __m512 c_even = _mm512_shuffle_f32x4(b[j], b[4 + j], 0x88);
-        const __m512 c_odd = _mm512_shuffle_f32x4(b[j], b[4 + j], 0xdd);
-        const __m512 d_even = _mm512_shuffle_f32x4(b[8 + j], b[12 + j], 0x88);
-        const __m512 d_odd = _mm512_shuffle_f32x4(b[8 + j], b[12 + j], 0xdd);
-        rows[j] = _mm512_shuffle_f32x4(c_even, d_even, 0x88);
-        rows[8 + j] = _mm512_shuffle_f32x4(c_even, d_even, 0xdd);
-        rows[4 + j] = _mm512_shuffle_f32x4(c_odd, d_odd, 0x88);
-        rows[12 + j] = _mm512_shuffle_f32x4(c_odd, d_odd, 0xdd);
-    }
+    blis_transpose16x16_f32(rows);
 }
 
 /* The same for 8 rows of 8 doubles: pairs, then the 128-bit lanes. */
