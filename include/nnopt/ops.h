@@ -102,7 +102,8 @@ typedef enum nnopt_op_kind {
      * only reader is a relu this way where the backend supports it. */
     NNOPT_OP_CONV2D_RELU,
     /* in: a, b (same shape)  out: y = max(0, a + b); y may be the same tensor
-     * as a. Inference executors fuse an add whose only reader is a relu. */
+     * as a. Executors (training and inference) fuse an add whose only reader
+     * is a relu. */
     NNOPT_OP_ADD_RELU,
     /* conv2d_bwd_data adding into its output: in: dy[N,K,P,Q], w
      * out: dx[N,C,H,W], dx += conv2d_bwd_data(dy, w). Training executors
