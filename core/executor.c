@@ -71,7 +71,17 @@ int nnopt_exec_is_view(const nnopt_exec *ex, int j) {
            (ex->bn_relu && n->kind == NNOPT_NODE_ACT && ex->bn_relu[n->inputs[0]] == j) ||
            (ex->relu_into && n->kind == NNOPT_NODE_ACT &&
             ex->relu_into[relu_producer(ex, j)] == j) ||
-           (n->kind == NNOPT_NODE_ADD && add_in_conv(ex, j));
+           (n->kind == NNOPT_NODE_ADD && add_in_conv(ex, j)) ||
+           (ex->bn_add_into && n->kind == NNOPT_NODE_BATCHNORM && ex->bn_add_into[j] >= 0);
+}
+
+/* The batchnorm that add node i runs as batchnorm_add_relu, or -1. */
+static int batchnorm_in_add(const nnopt_exec *ex, int i) {
+    const nnopt_graph_node *n = &ex->net->graph->nodes[i];
+    if (!ex->bn_add_into || n->kind != NNOPT_NODE_ADD) return -1;
+    for (int k = 0; k < 2; k++)
+        if (ex->bn_add_into[n->inputs[k]] == i) return n->inputs[k];
+    return -1;
 }
 
 /* Index of the last node that reads each node's value (views extend their
@@ -363,6 +373,42 @@ static nnopt_status fuse_add_relu(nnopt_exec *ex, nnopt_error *err) {
     return st;
 }
 
+/* Training: a batchnorm whose only reader is an add run as add_relu (a
+ * residual block's last batchnorm) runs inside that add, as one
+ * batchnorm_add_relu op writing the relu's value, where the backend has it:
+ * the batchnorm's output is never written nor read back (its backward reads
+ * x and the saved statistics, the add's and relu's backward no values but
+ * the relu's). The batchnorm becomes a view, of the relu's value. After
+ * fuse_add_relu and fuse_batchnorm_relu. */
+static nnopt_status fuse_batchnorm_add_relu(nnopt_exec *ex, nnopt_error *err) {
+    const nnopt_graph *g = ex->net->graph;
+    const nnopt_backend *b = ex->net->backend;
+    if (!ex->relu_into || !b->vt->supports(b->ctx, NNOPT_OP_BATCHNORM_ADD_RELU, g->dtype))
+        return NNOPT_OK;
+    for (int i = 0; i < g->n_nodes; i++) {
+        const nnopt_graph_node *n = &g->nodes[i];
+        if (n->kind != NNOPT_NODE_ADD || ex->relu_into[i] < 0 || n->inputs[0] == n->inputs[1])
+            continue;
+        for (int k = 0; k < 2; k++) {
+            const int j = n->inputs[k];
+            if (g->nodes[j].kind != NNOPT_NODE_BATCHNORM || consumers(g, j) != 1 ||
+                (ex->bn_relu && ex->bn_relu[j] >= 0) || !ex->value[j]->owns_data)
+                continue;
+            if (!ex->bn_add_into) {
+                ex->bn_add_into = malloc((size_t)g->n_nodes * sizeof *ex->bn_add_into);
+                if (!ex->bn_add_into)
+                    return nnopt_error_set(err, NNOPT_STATUS_OUT_OF_MEMORY, "out of memory");
+                for (int m = 0; m < g->n_nodes; m++) ex->bn_add_into[m] = -1;
+            }
+            nnopt_status st = become_view(ex, &ex->value[j], ex->value[i], err);
+            if (st != NNOPT_OK) return st;
+            ex->bn_add_into[j] = i;
+            break;
+        }
+    }
+    return NNOPT_OK;
+}
+
 /* Which convs fold into the batchnorm that reads them: the conv's only
  * reader is that batchnorm, in a dtype the host can compute in. */
 static nnopt_status plan_folding(nnopt_exec *ex, nnopt_error *err) {
@@ -530,6 +576,8 @@ static nnopt_status create(nnopt_network *net, int64_t batch, int training, int 
         st = fuse_batchnorm_relu(ex, err);
     if (st == NNOPT_OK && training && !nnopt_kernels_wanted(&net->kernels))
         st = fuse_add_relu(ex, err);
+    if (st == NNOPT_OK && training && !nnopt_kernels_wanted(&net->kernels))
+        st = fuse_batchnorm_add_relu(ex, err);
     if (st == NNOPT_OK && share_memory) st = fold_batchnorms(ex, err);
     if (st == NNOPT_OK) st = nnopt_exec_program_prepare(ex, err);
     if (st == NNOPT_OK && training) {
@@ -575,6 +623,7 @@ void nnopt_exec_free(nnopt_exec *ex) {
     free(ex->bn_relu);
     free(ex->relu_into);
     free(ex->residual_of);
+    free(ex->bn_add_into);
     nnopt_exec_program_free(ex);
     nnopt_backend_tensor_free(b, ex->labels);
     for (int k = 0; k < NNOPT_MAX_SOFT_TERMS; k++) nnopt_backend_tensor_free(b, ex->soft[k]);
@@ -605,6 +654,13 @@ int nnopt_exec_forward_op(const nnopt_exec *ex, int i, nnopt_op *op) {
     const nnopt_graph_node *n = &ex->net->graph->nodes[i];
     if (n->kind == NNOPT_NODE_INPUT || nnopt_node_is_state(n->kind) || nnopt_exec_is_view(ex, i))
         return 0;
+    const int bn = batchnorm_in_add(ex, i);
+    if (bn >= 0) {
+        *op = ex->net->graph->nodes[bn].op;
+        op->kind = NNOPT_OP_BATCHNORM_ADD_RELU;
+        op->p.bn.training = ex->training;
+        return ex->training ? 3 : 1;
+    }
     *op = n->op;
     if (ex->relu_into && ex->relu_into[i] >= 0) op->kind = with_relu(n);
     if (ex->residual_of && ex->residual_of[i] >= 0) op->kind = NNOPT_OP_CONV2D_ADD_RELU;
@@ -633,7 +689,7 @@ nnopt_status nnopt_exec_forward(nnopt_exec *ex, const void *x, nnopt_error *err)
         nnopt_op op;
         int n_out = nnopt_exec_forward_op(ex, i, &op);
         if (!n_out) continue;
-        nnopt_tensor *in[NNOPT_NODE_MAX_INPUTS];
+        nnopt_tensor *in[NNOPT_NODE_MAX_INPUTS + 1]; /* + a fused residual */
         int n_in = n->n_inputs;
         for (int k = 0; k < n_in; k++) in[k] = ex->value[n->inputs[k]];
         if (ex->folded_into && ex->folded_into[i] >= 0) { /* batchnorm folded in */
@@ -645,6 +701,14 @@ nnopt_status nnopt_exec_forward(nnopt_exec *ex, const void *x, nnopt_error *err)
         if (ex->residual_of && ex->residual_of[i] >= 0) /* its add's other input */
             in[n_in++] = ex->value[g->nodes[ex->residual_of[i]].inputs[1]];
         nnopt_tensor **aux = &ex->aux[i * NNOPT_EXEC_AUX];
+        const int bn = batchnorm_in_add(ex, i);
+        if (bn >= 0) { /* the batchnorm's inputs, then the add's other input */
+            const nnopt_graph_node *m = &g->nodes[bn];
+            for (int k = 0; k < m->n_inputs; k++) in[k] = ex->value[m->inputs[k]];
+            in[m->n_inputs] = ex->value[n->inputs[n->inputs[0] == bn]];
+            n_in = m->n_inputs + 1;
+            aux = &ex->aux[bn * NNOPT_EXEC_AUX];
+        }
         nnopt_tensor *out[3] = {ex->value[i], aux[0], aux[1]};
         st = run_op(ex, &op, in, n_in, out, n_out, &ex->forward_seconds[i], err);
     }

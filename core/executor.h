@@ -44,6 +44,11 @@ typedef struct nnopt_exec {
      * inside it as conv2d_add_relu, the add's second input the residual and
      * the add a view, else -1. NULL when nothing is fused. */
     int32_t *residual_of;
+    /* Training executors: per batchnorm node, the add (its relu fused) that
+     * runs it as batchnorm_add_relu, the add's other input the residual; the
+     * batchnorm is then a view that nothing reads, else -1. NULL when nothing
+     * is fused. */
+    int32_t *bn_add_into;
     /* Per-node seconds, filled when profile is set (each op is synchronized). */
     int profile;
     double *forward_seconds, *backward_seconds;

@@ -263,6 +263,12 @@ static void check_batchnorm_case(const tensor_spec *x) {
         check_op(what, &op, compare_dtypes[d], 5, fwd_in, 3, train_out);
         op.p.bn.training = 0;
         check_op(what, &op, compare_dtypes[d], 5, fwd_in, 1, train_out);
+        /* With a residual added before the relu (batchnorm_add_relu). */
+        const tensor_spec residual_in[6] = {*x, channel, channel, channel, positive, *x};
+        op.kind = NNOPT_OP_BATCHNORM_ADD_RELU;
+        check_op(what, &op, compare_dtypes[d], 6, residual_in, 1, train_out);
+        op.p.bn.training = 1;
+        check_op(what, &op, compare_dtypes[d], 6, residual_in, 3, train_out);
         /* y as a relu leaves it: about half exactly 0, where dy is dropped. */
         op.kind = NNOPT_OP_BATCHNORM_RELU_BWD;
         op.p.bn.training = 1;

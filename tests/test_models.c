@@ -226,7 +226,8 @@ static void test_batchnorm_folding(void **state) {
 /* A training step of a small model against finite
  * differences (f64, 8x8 inputs): the residual adds, projection shortcuts, batchnorm in
  * training mode, depthwise and strided convs. */
-static void expect_gradients(const char *model, const char *const *settings, const char *backend) {
+static void expect_gradients(const char *model, const char *const *settings, const char *backend,
+                             int bn_in_every_add) {
     enum { BATCH = 8, SIDE = 8 }; /* 8 values per channel where maps are 1x1 */
     nnopt_graph *g = build(model, settings, 3, SIDE, SIDE);
     nnopt_backend *b = open_backend(backend);
@@ -237,6 +238,15 @@ static void expect_gradients(const char *model, const char *const *settings, con
     assert_int_equal(nnopt_network_prepare_training(net, &opt, &err), NNOPT_OK);
     nnopt_exec *ex = NULL;
     assert_int_equal(nnopt_exec_create(net, BATCH, 1, &ex, &err), NNOPT_OK);
+    if (bn_in_every_add) { /* each add runs its batchnorm (batchnorm_add_relu) */
+        int adds = 0, fused = 0;
+        for (int i = 0; i < g->n_nodes; i++) {
+            adds += g->nodes[i].kind == NNOPT_NODE_ADD;
+            fused += ex->bn_add_into && ex->bn_add_into[i] >= 0;
+        }
+        assert_true(adds > 0);
+        assert_int_equal(fused, adds);
+    }
     double x[BATCH * 3 * SIDE * SIDE];
     for (int i = 0; i < BATCH * 3 * SIDE * SIDE; i++) x[i] = sin(0.61 * i) + 0.3 * cos(1.7 * i);
     const int32_t y[BATCH] = {2, 9, 4, 0, 7, 7, 1, 5};
@@ -257,18 +267,19 @@ static void test_model_gradients(void **state) {
                               "activation=tanh", "dtype=f64", NULL};
     const char *bottleneck[] = {"blocks=1,1",      "block=bottleneck", "width=4",
                                 "activation=tanh", "dtype=f64",        NULL};
-    /* relu: the add's output relu runs fused (add_relu) where the backend has it */
+    /* relu: the add's output relu runs fused (add_relu) where the backend has
+     * it, with the batchnorm before it (batchnorm_add_relu) */
     const char *identity_relu[] = {"blocks=2,1", "width=4", "shortcut=identity", "dtype=f64", NULL};
     const char *mobilenet[] = {"width=0.125", "cifar=true", "dropout=0", "dtype=f64", NULL};
-    expect_gradients("resnet", projection, "cpu");
-    expect_gradients("resnet", identity_relu, "cpu");
-    expect_gradients("resnet", identity, "cpu");
-    expect_gradients("resnet", bottleneck, "cpu");
-    expect_gradients("mobilenet_v1", mobilenet, "cpu");
+    expect_gradients("resnet", projection, "cpu", 0);
+    expect_gradients("resnet", identity_relu, "cpu", 1);
+    expect_gradients("resnet", identity, "cpu", 0);
+    expect_gradients("resnet", bottleneck, "cpu", 0);
+    expect_gradients("mobilenet_v1", mobilenet, "cpu", 0);
     /* blis's ops are compared with the reference op by op (test_blis_vs_ref);
      * here, once, the whole step through them. */
-    expect_gradients("resnet", projection, "blis");
-    expect_gradients("resnet", identity_relu, "blis");
+    expect_gradients("resnet", projection, "blis", 0);
+    expect_gradients("resnet", identity_relu, "blis", 1);
 }
 
 int main(void) {

@@ -462,6 +462,37 @@ static void expect_values_nan(const nnopt_tensor *t, const double *expected, con
     test_tensor_free(&backend, masked);
 }
 
+/* batchnorm_add_relu = relu(batchnorm(x) + r). One channel of x = {1, 3, 5,
+ * 7} (mean 4, variance 5), gamma 2 and beta 1 make batchnorm(x) =
+ * 1 + 2 (x - 4) / sqrt(5 + eps) = {-1.683, 0.106, 1.894, 3.683} (eps 1e-5);
+ * r pushes two of them across 0. */
+static void check_batchnorm_add_relu(nnopt_dtype dt) {
+    const int64_t x_shape[4] = {4, 1, 1, 1}, c_shape[1] = {1};
+    nnopt_tensor *x = tensor(dt, 4, x_shape, (double[]){1, 3, 5, 7});
+    nnopt_tensor *r = tensor(dt, 4, x_shape, (double[]){2, -1, -2, NAN});
+    nnopt_tensor *gamma = tensor(dt, 1, c_shape, (double[]){2});
+    nnopt_tensor *beta = tensor(dt, 1, c_shape, (double[]){1});
+    nnopt_tensor *mean = tensor(dt, 1, c_shape, (double[]){0});
+    nnopt_tensor *var = tensor(dt, 1, c_shape, (double[]){1});
+    nnopt_tensor *y = tensor(dt, 4, x_shape, NULL);
+    nnopt_tensor *save_mean = tensor(dt, 1, c_shape, NULL);
+    nnopt_tensor *save_invstd = tensor(dt, 1, c_shape, NULL);
+    nnopt_op op = {.kind = NNOPT_OP_BATCHNORM_ADD_RELU, .p.bn = {1e-5, 0.5, 1}};
+    const double s = 2 / sqrt(5 + 1e-5);
+    run_ok(&op, (nnopt_tensor *[]){x, gamma, beta, mean, var, r}, 6,
+           (nnopt_tensor *[]){y, save_mean, save_invstd}, 3);
+    expect_values_nan(y, (double[]){1 - 3 * s + 2, 0, 0, NAN}, "batchnorm_add_relu (training)");
+    expect_values(save_mean, (double[]){4}, "batchnorm_add_relu's saved mean");
+    /* inference, with the running statistics just updated: mean 2, variance
+     * 0.5 + 0.5 * 20 / 3 */
+    op.p.bn.training = 0;
+    const double si = 2 / sqrt(0.5 + 10.0 / 3 + 1e-5);
+    run_ok(&op, (nnopt_tensor *[]){x, gamma, beta, mean, var, r}, 6, &y, 1);
+    expect_values_nan(y, (double[]){1 - si + 2, 1 + si - 1, 1 + 3 * si - 2, NAN},
+                      "batchnorm_add_relu (inference)");
+    free_all((nnopt_tensor *[]){x, r, gamma, beta, mean, var, y, save_mean, save_invstd}, 9);
+}
+
 /* The fused ops are the plain op, then relu (x < 0 ? 0 : x, so a NaN stays). */
 static void test_fused_relu_ops(void **state) {
     (void)state;
@@ -504,6 +535,8 @@ static void test_fused_relu_ops(void **state) {
         run_ok(&add, (nnopt_tensor *[]){a, c}, 2, &a, 1); /* in place: y is a */
         expect_values_nan(a, (double[]){1.5, 0, 0, NAN}, "add_relu in place");
         free_all((nnopt_tensor *[]){x, w, b, y, a, c, sum}, 7);
+        if (backend.vt->supports(backend.ctx, NNOPT_OP_BATCHNORM_ADD_RELU, dt))
+            check_batchnorm_add_relu(dt);
     }
 }
 

@@ -116,6 +116,13 @@ typedef enum nnopt_op_kind {
      * Inference executors run a residual block's last conv (batchnorm folded
      * in), its add and the add's relu this way where the backend has it. */
     NNOPT_OP_CONV2D_ADD_RELU,
+    /* batchnorm, a residual added, then relu (params.bn): in: batchnorm's
+     * five, then r (x's shape)  out: as batchnorm's, with
+     * y = max(0, batchnorm(x) + r); y is neither x nor r. Training executors
+     * run a batchnorm whose only reader is an add with a fused relu (a
+     * residual block's last batchnorm) this way where the backend has it:
+     * the batchnorm's own output is never written. */
+    NNOPT_OP_BATCHNORM_ADD_RELU,
     NNOPT_OP_KIND_COUNT
 } nnopt_op_kind;
 
@@ -228,7 +235,8 @@ static inline const char *nnopt_op_kind_name(nnopt_op_kind kind) {
                                                            "conv2d_relu",
                                                            "add_relu",
                                                            "conv2d_bwd_data_add",
-                                                           "conv2d_add_relu"};
+                                                           "conv2d_add_relu",
+                                                           "batchnorm_add_relu"};
     return (unsigned)kind < NNOPT_OP_KIND_COUNT ? names[kind] : "?";
 }
 

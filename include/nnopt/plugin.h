@@ -21,8 +21,9 @@ extern "C" {
 /* 1.1: backend program_* entries; host API kernel-mode, run_set_dtype and
  * graph-inspection/rewriting entries; int8 ops.
  * 1.2: fused ops batchnorm_relu(_bwd), conv2d_relu, add_relu,
- * conv2d_bwd_data_add, conv2d_add_relu. */
-#define NNOPT_ABI_MINOR 2
+ * conv2d_bwd_data_add, conv2d_add_relu.
+ * 1.3: fused op batchnorm_add_relu. */
+#define NNOPT_ABI_MINOR 3
 
 typedef enum nnopt_plugin_kind {
     NNOPT_PLUGIN_BACKEND = 1,

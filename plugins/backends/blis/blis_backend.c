@@ -165,6 +165,7 @@ static const blis_op_fn blis_ops[NNOPT_OP_KIND_COUNT] = {
     [NNOPT_OP_ADD_RELU] = blis_add,
     [NNOPT_OP_CONV2D_BWD_DATA_ADD] = blis_conv2d_bwd_data,
     [NNOPT_OP_CONV2D_ADD_RELU] = blis_conv2d,
+    [NNOPT_OP_BATCHNORM_ADD_RELU] = blis_batchnorm,
     [NNOPT_OP_BATCHNORM_RELU_BWD] = blis_batchnorm_bwd,
     [NNOPT_OP_CONV2D_INT8] = blis_qlinear,
     [NNOPT_OP_DENSE_INT8] = blis_qlinear,

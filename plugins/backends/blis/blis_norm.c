@@ -59,24 +59,29 @@ nnopt_status blis_batchnorm(blis_backend *be, const nnopt_op *op, nnopt_tensor *
                             nnopt_tensor *const *out, int n_out) {
     const nnopt_bn_params *bp = &op->p.bn;
     const int training = bp->training != 0;
-    const int relu = op->kind == NNOPT_OP_BATCHNORM_RELU;
+    const int residual = op->kind == NNOPT_OP_BATCHNORM_ADD_RELU;
+    const int relu = residual || op->kind == NNOPT_OP_BATCHNORM_RELU;
     blis_bn_shape s;
-    int valid = n_in == 5 && n_out == (training ? 3 : 1) && bn_shape_of(in[0], &s) &&
+    int valid = n_in == 5 + residual && n_out == (training ? 3 : 1) && bn_shape_of(in[0], &s) &&
                 bp->eps >= 0 && isfinite(bp->eps) &&
                 (!training || (bp->momentum >= 0 && bp->momentum <= 1));
     for (int i = 1; valid && i < 5; i++) valid = per_channel(in[i], in[0]);
     valid = valid && same_shape(out[0], in[0]);
+    /* r is read as y is written, and x's channel twice: neither may be y */
+    valid = valid && (!residual || (same_shape(in[5], in[0]) && out[0]->data != in[0]->data &&
+                                    out[0]->data != in[5]->data));
     for (int i = 1; valid && i < n_out; i++) valid = per_channel(out[i], in[0]);
     if (!valid) return nnopt_ref_run(be->host, op, in, n_in, out, n_out);
 
     const int team = bn_team(be, &s);
     void *save_mean = training ? out[1]->data : NULL, *save_invstd = training ? out[2]->data : NULL;
+    const void *r = residual ? in[5]->data : NULL;
     if (in[0]->dtype == NNOPT_F32)
         bn_forward_f32(&s, bp, relu, team, in[0]->data, in[1]->data, in[2]->data, in[3]->data,
-                       in[4]->data, out[0]->data, save_mean, save_invstd);
+                       in[4]->data, r, out[0]->data, save_mean, save_invstd);
     else
         bn_forward_f64(&s, bp, relu, team, in[0]->data, in[1]->data, in[2]->data, in[3]->data,
-                       in[4]->data, out[0]->data, save_mean, save_invstd);
+                       in[4]->data, r, out[0]->data, save_mean, save_invstd);
     return NNOPT_OK;
 }
 

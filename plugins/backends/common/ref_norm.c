@@ -62,12 +62,43 @@ static nnopt_status check_bn_params(const nnopt_host_api *host, const nnopt_bn_p
     return NNOPT_OK;
 }
 
+static nnopt_status bn_infer(const bn_sizes *sizes, const nnopt_bn_params *bp, int relu,
+                             nnopt_tensor *const *in, nnopt_tensor *y) {
+    if (in[0]->dtype == NNOPT_F32)
+        batchnorm_infer_f32(sizes, bp->eps, relu, in[0]->data, in[1]->data, in[2]->data,
+                            in[3]->data, in[4]->data, y->data);
+    else
+        batchnorm_infer_f64(sizes, bp->eps, relu, in[0]->data, in[1]->data, in[2]->data,
+                            in[3]->data, in[4]->data, y->data);
+    return NNOPT_OK;
+}
+
+/* Training: also updates the running statistics (in[3], in[4]) and saves
+ * the batch's (out[1], out[2]). */
+static nnopt_status bn_train(const nnopt_host_api *host, const nnopt_op *op, const bn_sizes *sizes,
+                             int relu, nnopt_tensor *const *in, nnopt_tensor *const *out) {
+    const nnopt_tensor *x = in[0];
+    nnopt_tensor *save_mean = out[1], *save_invstd = out[2];
+    nnopt_status status = check_per_channel(host, op, save_mean, "save_mean", x);
+    if (status == NNOPT_OK) status = check_per_channel(host, op, save_invstd, "save_invstd", x);
+    if (status != NNOPT_OK) return status;
+    if (x->dtype == NNOPT_F32)
+        batchnorm_train_f32(sizes, &op->p.bn, relu, x->data, in[1]->data, in[2]->data, in[3]->data,
+                            in[4]->data, out[0]->data, save_mean->data, save_invstd->data);
+    else
+        batchnorm_train_f64(sizes, &op->p.bn, relu, x->data, in[1]->data, in[2]->data, in[3]->data,
+                            in[4]->data, out[0]->data, save_mean->data, save_invstd->data);
+    return NNOPT_OK;
+}
+
 nnopt_status ref_batchnorm(const nnopt_host_api *host, const nnopt_op *op, nnopt_tensor *const *in,
                            int n_in, nnopt_tensor *const *out, int n_out) {
     const nnopt_bn_params *bp = &op->p.bn;
     const int training = bp->training != 0;
-    const int relu = op->kind == NNOPT_OP_BATCHNORM_RELU;
-    nnopt_status status = ref_check_counts(host, op, n_in, 5, 5, n_out, training ? 3 : 1);
+    const int residual = op->kind == NNOPT_OP_BATCHNORM_ADD_RELU;
+    const int relu = op->kind == NNOPT_OP_BATCHNORM_RELU; /* batchnorm_add_relu's comes last */
+    nnopt_status status =
+        ref_check_counts(host, op, n_in, 5 + residual, 5 + residual, n_out, training ? 3 : 1);
     if (status == NNOPT_OK) status = check_bn_params(host, bp);
     if (status != NNOPT_OK) return status;
     const nnopt_tensor *x = in[0], *gamma = in[1], *beta = in[2];
@@ -80,28 +111,19 @@ nnopt_status ref_batchnorm(const nnopt_host_api *host, const nnopt_op *op, nnopt
     if (status == NNOPT_OK) status = check_per_channel(host, op, running_mean, "running_mean", x);
     if (status == NNOPT_OK) status = check_per_channel(host, op, running_var, "running_var", x);
     if (status == NNOPT_OK) status = ref_check_like(host, op, y, "y", x);
-    if (status != NNOPT_OK) return status;
-
-    if (!training) {
-        if (x->dtype == NNOPT_F32)
-            batchnorm_infer_f32(&sizes, bp->eps, relu, x->data, gamma->data, beta->data,
-                                running_mean->data, running_var->data, y->data);
-        else
-            batchnorm_infer_f64(&sizes, bp->eps, relu, x->data, gamma->data, beta->data,
-                                running_mean->data, running_var->data, y->data);
-        return NNOPT_OK;
+    if (status == NNOPT_OK && residual) status = ref_check_like(host, op, in[5], "r", x);
+    if (status == NNOPT_OK && residual && (y->data == x->data || y->data == in[5]->data)) {
+        ref_error(host, "batchnorm_add_relu: y must be neither x nor r");
+        status = NNOPT_STATUS_INVALID_ARGUMENT;
     }
-    nnopt_tensor *save_mean = out[1], *save_invstd = out[2];
-    status = check_per_channel(host, op, save_mean, "save_mean", x);
-    if (status == NNOPT_OK) status = check_per_channel(host, op, save_invstd, "save_invstd", x);
     if (status != NNOPT_OK) return status;
-    if (x->dtype == NNOPT_F32)
-        batchnorm_train_f32(&sizes, bp, relu, x->data, gamma->data, beta->data, running_mean->data,
-                            running_var->data, y->data, save_mean->data, save_invstd->data);
-    else
-        batchnorm_train_f64(&sizes, bp, relu, x->data, gamma->data, beta->data, running_mean->data,
-                            running_var->data, y->data, save_mean->data, save_invstd->data);
-    return NNOPT_OK;
+    status =
+        training ? bn_train(host, op, &sizes, relu, in, out) : bn_infer(&sizes, bp, relu, in, y);
+    if (status == NNOPT_OK && residual) {
+        ref_add_in_place(y, in[5]);
+        ref_relu_in_place(y);
+    }
+    return status;
 }
 
 nnopt_status ref_batchnorm_bwd(const nnopt_host_api *host, const nnopt_op *op,
