@@ -262,6 +262,36 @@ static int shortcut_may_share(const nnopt_exec *ex, int a, int i) {
     return a != g->output;
 }
 
+/* The conv whose data gradient can run relu r's backward too
+ * (conv2d_bwd_data_add_masked), or -1: r follows an add read by nothing
+ * else (a residual block's output), and the first of r's several readers is
+ * a conv reading it as its input, so that conv's data gradient is the last
+ * one r receives and is added to the others'. */
+static int relu_backward_conv(const nnopt_exec *ex, int r) {
+    const nnopt_graph *g = ex->net->graph;
+    const nnopt_graph_node *n = &g->nodes[r];
+    const nnopt_backend *b = ex->net->backend;
+    if (n->kind != NNOPT_NODE_ACT || n->op.p.act.kind != NNOPT_ACT_RELU || !ex->needs_grad[r] ||
+        r == g->output || consumers(g, r) < 2)
+        return -1;
+    const int p = n->inputs[0];
+    if (g->nodes[p].kind != NNOPT_NODE_ADD || consumers(g, p) != 1 || !ex->needs_grad[p] ||
+        !ex->grad[p] || !ex->grad[p]->owns_data)
+        return -1;
+    for (int c = r + 1; c < g->n_nodes; c++) { /* readers come after r */
+        const nnopt_graph_node *m = &g->nodes[c];
+        int reads = 0;
+        for (int k = 0; k < m->n_inputs; k++) reads += m->inputs[k] == r;
+        if (!reads) continue;
+        const int conv = m->kind == NNOPT_NODE_CONV2D && m->op.kind == NNOPT_OP_CONV2D &&
+                         m->inputs[0] == r && reads == 1;
+
+        return conv && b->vt->supports(b->ctx, NNOPT_OP_CONV2D_BWD_DATA_ADD_MASKED, g->dtype) ? c
+                                                                                              : -1;
+    }
+    return -1;
+}
+
 /* The gradient of an add's input is the add's own gradient, by view, so the
  * add's backward copies nothing for it: where nothing else reads the input,
  * and for a residual shortcut where shortcut_may_share allows (its other
@@ -269,11 +299,27 @@ static int shortcut_may_share(const nnopt_exec *ex, int a, int i) {
  * producers, so a chain of adds views the last one's tensor; an add's
  * single-reader input first, so that the shortcut sees it sharing. Safe
  * because an add's gradient is complete, and never written again in the
- * pass, once the add's backward runs. */
+ * pass, once the add's backward runs. In the same pass (views of views must
+ * be made consumers first), a relu after an add whose backward a conv runs
+ * (relu_backward_conv) gives the add its own gradient, by view: the
+ * residual chain's gradients then share one tensor, updated in place. */
 static nnopt_status alias_add_gradients(nnopt_exec *ex, nnopt_error *err) {
     const nnopt_graph *g = ex->net->graph;
     for (int i = g->n_nodes - 1; i >= 0; i--) {
         const nnopt_graph_node *n = &g->nodes[i];
+        const int conv = relu_backward_conv(ex, i);
+        if (conv >= 0) {
+            if (!ex->relu_bwd_in) {
+                ex->relu_bwd_in = malloc((size_t)g->n_nodes * sizeof *ex->relu_bwd_in);
+                if (!ex->relu_bwd_in)
+                    return nnopt_error_set(err, NNOPT_STATUS_OUT_OF_MEMORY, "out of memory");
+                for (int m = 0; m < g->n_nodes; m++) ex->relu_bwd_in[m] = -1;
+            }
+            nnopt_status st = become_view(ex, &ex->grad[n->inputs[0]], ex->grad[i], err);
+            if (st != NNOPT_OK) return st;
+            ex->relu_bwd_in[i] = conv;
+            continue;
+        }
         if (n->kind != NNOPT_NODE_ADD || !ex->needs_grad[i] || !ex->grad[i]) continue;
         if (n->inputs[0] == n->inputs[1]) continue;
         for (int shortcut = 0; shortcut < 2; shortcut++)
@@ -624,6 +670,7 @@ void nnopt_exec_free(nnopt_exec *ex) {
     free(ex->relu_into);
     free(ex->residual_of);
     free(ex->bn_add_into);
+    free(ex->relu_bwd_in);
     nnopt_exec_program_free(ex);
     nnopt_backend_tensor_free(b, ex->labels);
     for (int k = 0; k < NNOPT_MAX_SOFT_TERMS; k++) nnopt_backend_tensor_free(b, ex->soft[k]);
@@ -765,7 +812,18 @@ static nnopt_status backward_node(nnopt_exec *ex, int i, nnopt_error *err) {
         int conv = n->kind == NNOPT_NODE_CONV2D;
         nnopt_tensor *x = ex->value[inp[0]], *w = ex->value[inp[1]];
         op.kind = conv ? NNOPT_OP_CONV2D_BWD_DATA : NNOPT_OP_DENSE_BWD_DATA;
-        st = emit_grad(ex, &op, (nnopt_tensor *[]){dy, w}, 2, inp[0], t, err);
+        if (conv && ex->relu_bwd_in && ex->relu_bwd_in[inp[0]] == i) {
+            /* the last gradient of a relu's output, and the relu's backward */
+            if (!ex->grad_ready[inp[0]])
+                return nnopt_error_set(err, NNOPT_STATUS_INTERNAL,
+                                       "executor: node '%s' runs its input's relu backward "
+                                       "before the input's other gradients arrived",
+                                       n->name);
+            op.kind = NNOPT_OP_CONV2D_BWD_DATA_ADD_MASKED;
+            st = run_op(ex, &op, (nnopt_tensor *[]){dy, w, x}, 3, &ex->grad[inp[0]], 1, t, err);
+        } else {
+            st = emit_grad(ex, &op, (nnopt_tensor *[]){dy, w}, 2, inp[0], t, err);
+        }
         op.kind = conv ? NNOPT_OP_CONV2D_BWD_FILTER : NNOPT_OP_DENSE_BWD_WEIGHT;
         if (st == NNOPT_OK) st = emit_grad(ex, &op, (nnopt_tensor *[]){x, dy}, 2, inp[1], t, err);
         op.kind = NNOPT_OP_BIAS_BWD;
@@ -776,6 +834,10 @@ static nnopt_status backward_node(nnopt_exec *ex, int i, nnopt_error *err) {
     case NNOPT_NODE_POOL2D:
     case NNOPT_NODE_ACT:
         if (ex->bn_relu && ex->bn_relu[inp[0]] == i) return NNOPT_OK; /* in batchnorm_relu_bwd */
+        if (ex->relu_bwd_in && ex->relu_bwd_in[i] >= 0) { /* done by a conv's data gradient */
+            ex->grad_ready[inp[0]] = 1;
+            return NNOPT_OK;
+        }
         op.kind = n->kind == NNOPT_NODE_POOL2D ? NNOPT_OP_POOL2D_BWD : NNOPT_OP_ACT_BWD;
         return emit_grad(ex, &op, (nnopt_tensor *[]){ex->value[inp[0]], y, dy}, 3, inp[0], t, err);
     case NNOPT_NODE_BATCHNORM: {

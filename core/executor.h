@@ -49,6 +49,11 @@ typedef struct nnopt_exec {
      * batchnorm is then a view that nothing reads, else -1. NULL when nothing
      * is fused. */
     int32_t *bn_add_into;
+    /* Training executors: per relu node, the conv (its input the relu's
+     * output, and the last of the relu's readers to run backward) whose data
+     * gradient runs the relu's backward too (conv2d_bwd_data_add_masked; the
+     * relu's input gradient is a view of its own), else -1. NULL when none. */
+    int32_t *relu_bwd_in;
     /* Per-node seconds, filled when profile is set (each op is synchronized). */
     int profile;
     double *forward_seconds, *backward_seconds;

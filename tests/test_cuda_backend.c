@@ -133,7 +133,8 @@ static void test_open_describe_supports(void **state) {
                              op == NNOPT_OP_BATCHNORM_RELU || op == NNOPT_OP_BATCHNORM_RELU_BWD ||
                              op == NNOPT_OP_CONV2D_RELU || op == NNOPT_OP_ADD_RELU ||
                              op == NNOPT_OP_CONV2D_BWD_DATA_ADD || op == NNOPT_OP_CONV2D_ADD_RELU ||
-                             op == NNOPT_OP_BATCHNORM_ADD_RELU;
+                             op == NNOPT_OP_BATCHNORM_ADD_RELU ||
+                             op == NNOPT_OP_CONV2D_BWD_DATA_ADD_MASKED;
         assert_int_equal(b.vt->supports(b.ctx, (nnopt_op_kind)op, NNOPT_F32), !cpu_only);
         assert_int_equal(b.vt->supports(b.ctx, (nnopt_op_kind)op, NNOPT_F64), !cpu_only);
         const int forward = op == NNOPT_OP_CONV2D || op == NNOPT_OP_DENSE ||

@@ -246,6 +246,11 @@ static void expect_gradients(const char *model, const char *const *settings, con
         }
         assert_true(adds > 0);
         assert_int_equal(fused, adds);
+        /* and relus after adds have their backward inside a conv's */
+        int relus_in_convs = 0;
+        for (int i = 0; ex->relu_bwd_in && i < g->n_nodes; i++)
+            relus_in_convs += ex->relu_bwd_in[i] >= 0;
+        assert_true(relus_in_convs > 0);
     }
     double x[BATCH * 3 * SIDE * SIDE];
     for (int i = 0; i < BATCH * 3 * SIDE * SIDE; i++) x[i] = sin(0.61 * i) + 0.3 * cos(1.7 * i);

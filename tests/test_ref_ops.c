@@ -126,6 +126,16 @@ static void test_conv2d_backward_valid(void **state) {
             op.kind = NNOPT_OP_CONV2D_BWD_DATA_ADD; /* adds the same into what dx holds */
             run_ok(&op, (nnopt_tensor *[]){dy, w}, 2, &dx, 1);
             expect_values(dx, (double[]){2, 6, 4, 8, 20, 12, 6, 14, 8}, "conv2d_bwd_data_add");
+            /* masked: added again where the relu output y > 0, 0 elsewhere (y = 0 too) */
+            if (backend.vt->supports(backend.ctx, NNOPT_OP_CONV2D_BWD_DATA_ADD_MASKED, dt)) {
+                nnopt_tensor *y =
+                    tensor(dt, 4, (int64_t[]){1, 1, 3, 3}, (double[]){1, 0, 2, 0.5, 0, 3, 0, 1, 0});
+                op.kind = NNOPT_OP_CONV2D_BWD_DATA_ADD_MASKED;
+                run_ok(&op, (nnopt_tensor *[]){dy, w, y}, 3, &dx, 1);
+                expect_values(dx, (double[]){3, 0, 6, 12, 0, 18, 0, 21, 0},
+                              "conv2d_bwd_data_add_masked");
+                test_tensor_free(&backend, y);
+            }
         } else {
             print_message("# %s has no conv2d_bwd_data_add\n", backend_name);
         }

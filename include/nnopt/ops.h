@@ -123,6 +123,13 @@ typedef enum nnopt_op_kind {
      * residual block's last batchnorm) this way where the backend has it:
      * the batchnorm's own output is never written. */
     NNOPT_OP_BATCHNORM_ADD_RELU,
+    /* conv2d_bwd_data_add, then the gradient through the relu whose output y
+     * is the conv's input: in: dy[N,K,P,Q], w, y[N,C,H,W]  out: dx (y's
+     * shape), dx = y > 0 ? dx + conv2d_bwd_data(dy, w) : 0. Training
+     * executors use it for the last gradient a relu's output receives (a
+     * residual block's first conv, after the shortcut's) where the backend
+     * has it: the relu's own backward pass goes. */
+    NNOPT_OP_CONV2D_BWD_DATA_ADD_MASKED,
     NNOPT_OP_KIND_COUNT
 } nnopt_op_kind;
 
@@ -236,7 +243,8 @@ static inline const char *nnopt_op_kind_name(nnopt_op_kind kind) {
                                                            "add_relu",
                                                            "conv2d_bwd_data_add",
                                                            "conv2d_add_relu",
-                                                           "batchnorm_add_relu"};
+                                                           "batchnorm_add_relu",
+                                                           "conv2d_bwd_data_add_masked"};
     return (unsigned)kind < NNOPT_OP_KIND_COUNT ? names[kind] : "?";
 }
 

@@ -22,7 +22,7 @@ extern "C" {
  * graph-inspection/rewriting entries; int8 ops.
  * 1.2: fused ops batchnorm_relu(_bwd), conv2d_relu, add_relu,
  * conv2d_bwd_data_add, conv2d_add_relu.
- * 1.3: fused op batchnorm_add_relu. */
+ * 1.3: fused ops batchnorm_add_relu, conv2d_bwd_data_add_masked. */
 #define NNOPT_ABI_MINOR 3
 
 typedef enum nnopt_plugin_kind {

@@ -336,6 +336,16 @@ void check_conv_case(const conv_case *cc, const char *label) {
             snprintf(label, sizeof label, "%s, data gradient added in", what);
             check_op_adding(label, &op, compare_dtypes[d], 2, data_in, 1, &x);
         }
+    /* conv2d_bwd_data_add_masked: added where a relu output shaped as x (random
+     * values, about half of them > 0) is positive, 0 elsewhere */
+    op.kind = NNOPT_OP_CONV2D_BWD_DATA_ADD_MASKED;
+    const tensor_spec masked_in[3] = {y, w, x};
+    for (size_t d = 0; d < COMPARE_N_DTYPES; d++)
+        if (tested_has(op.kind, compare_dtypes[d])) {
+            char label[240];
+            snprintf(label, sizeof label, "%s, data gradient added in, masked", what);
+            check_op_adding(label, &op, compare_dtypes[d], 3, masked_in, 1, &x);
+        }
 }
 
 void check_conv_random_shapes(int rounds) {

@@ -54,6 +54,13 @@ nnopt_status blis_check_counts(blis_backend *be, const nnopt_op *op, int n_in, i
     return NNOPT_OK;
 }
 
+int blis_same_shape(const nnopt_tensor *a, const nnopt_tensor *b) {
+    if (!a || !b || !a->data || a->dtype != b->dtype || a->ndim != b->ndim) return 0;
+    for (int d = 0; d < a->ndim; d++)
+        if (a->shape[d] != b->shape[d]) return 0;
+    return 1;
+}
+
 nnopt_status blis_check_float(blis_backend *be, const nnopt_op *op, const nnopt_tensor *t,
                               const char *role, const nnopt_tensor *like) {
     if (!t || !t->data) {
@@ -166,6 +173,7 @@ static const blis_op_fn blis_ops[NNOPT_OP_KIND_COUNT] = {
     [NNOPT_OP_CONV2D_BWD_DATA_ADD] = blis_conv2d_bwd_data,
     [NNOPT_OP_CONV2D_ADD_RELU] = blis_conv2d,
     [NNOPT_OP_BATCHNORM_ADD_RELU] = blis_batchnorm,
+    [NNOPT_OP_CONV2D_BWD_DATA_ADD_MASKED] = blis_conv2d_bwd_data,
     [NNOPT_OP_BATCHNORM_RELU_BWD] = blis_batchnorm_bwd,
     [NNOPT_OP_CONV2D_INT8] = blis_qlinear,
     [NNOPT_OP_DENSE_INT8] = blis_qlinear,

@@ -17,6 +17,7 @@
 
 #include "blis_depthwise.h"
 #include "blis_internal.h"
+#include "ref_kernels.h"
 #include "blis_pointwise.h"
 #include "blis_math.h" /* BLIS_VECTOR_CLONES */
 
@@ -642,8 +643,8 @@ static int bwd_data_adds_in_place(const blis_backend *be, const conv_geometry *g
            !conv_is_small_pointwise(g);
 }
 
-/* conv2d_bwd_data_add where the path overwrites: the gradient into the
- * backend's add buffer, then added to dx. */
+/* conv2d_bwd_data_add(_masked) where the path overwrites: the gradient
+ * into the backend's add buffer, then added to dx (where in[2] > 0). */
 static nnopt_status bwd_data_add_via_buffer(blis_backend *be, const nnopt_op *op,
                                             nnopt_tensor *const *in, nnopt_tensor *dx) {
     const size_t bytes = blis_align64(nnopt_tensor_nbytes(dx));
@@ -664,6 +665,11 @@ static nnopt_status bwd_data_add_via_buffer(blis_backend *be, const nnopt_op *op
     nnopt_tensor *part_out[1] = {&part};
     nnopt_status st = blis_conv2d_bwd_data(be, &plain, in, 2, part_out, 1);
     if (st != NNOPT_OK) return st;
+    if (op->kind == NNOPT_OP_CONV2D_BWD_DATA_ADD_MASKED) {
+        blis_add_where_positive(be, dx->dtype, dx->data, part.data, in[2]->data,
+                                (long)nnopt_tensor_numel(dx));
+        return NNOPT_OK;
+    }
     const nnopt_op add = {.kind = NNOPT_OP_ADD};
     nnopt_tensor *sum_in[2] = {dx, &part};
     return blis_add(be, &add, sum_in, 2, &dx, 1);
@@ -671,17 +677,26 @@ static nnopt_status bwd_data_add_via_buffer(blis_backend *be, const nnopt_op *op
 
 nnopt_status blis_conv2d_bwd_data(blis_backend *be, const nnopt_op *op, nnopt_tensor *const *in,
                                   int n_in, nnopt_tensor *const *out, int n_out) {
-    nnopt_status st = blis_check_counts(be, op, n_in, 2, 2, n_out, 1);
+    const int masked = op->kind == NNOPT_OP_CONV2D_BWD_DATA_ADD_MASKED;
+    nnopt_status st = blis_check_counts(be, op, n_in, 2 + masked, 2 + masked, n_out, 1);
     const nnopt_tensor *dy = in[0], *w = n_in > 1 ? in[1] : NULL;
     nnopt_tensor *dx = out[0];
     if (st == NNOPT_OK) st = blis_check_float(be, op, dy, "dy", NULL);
     if (st == NNOPT_OK) st = blis_check_float(be, op, w, "w", dy);
     if (st == NNOPT_OK) st = blis_check_float(be, op, dx, "dx", dy);
+    if (st == NNOPT_OK && masked) st = blis_check_float(be, op, in[2], "y", dy);
     conv_geometry g;
     if (st == NNOPT_OK) st = conv_geometry_make(be, op, dx, w, dy, &g);
     if (st != NNOPT_OK) return st;
-    const int add = op->kind == NNOPT_OP_CONV2D_BWD_DATA_ADD;
-    if (add && !bwd_data_adds_in_place(be, &g, dy->dtype))
+    if (masked && !blis_same_shape(in[2], dx))
+        return nnopt_ref_run(be->host, op, in, n_in, out, n_out);
+    const int add = masked || op->kind == NNOPT_OP_CONV2D_BWD_DATA_ADD;
+    const int wino_tile = blis_winograd_tile(be, &g, dy->dtype, BLIS_WINOGRAD_DATA);
+    if (wino_tile && add)
+        return blis_winograd_conv(be, &g, 1, wino_tile, dy->dtype, dy->data, w->data, NULL,
+                                  masked ? BLIS_OUT_ADD_MASKED : BLIS_OUT_ADD,
+                                  masked ? in[2]->data : NULL, dx->data);
+    if (masked || (add && !bwd_data_adds_in_place(be, &g, dy->dtype)))
         return bwd_data_add_via_buffer(be, op, in, dx);
 
     if (conv_is_depthwise(&g)) {
@@ -692,10 +707,9 @@ nnopt_status blis_conv2d_bwd_data(blis_backend *be, const nnopt_op *op, nnopt_te
         return NNOPT_OK;
     }
 
-    const int wino_tile = blis_winograd_tile(be, &g, dy->dtype, BLIS_WINOGRAD_DATA);
     if (wino_tile)
         return blis_winograd_conv(be, &g, 1, wino_tile, dy->dtype, dy->data, w->data, NULL,
-                                  add ? BLIS_OUT_ADD : BLIS_OUT_STORE, NULL, dx->data);
+                                  BLIS_OUT_STORE, NULL, dx->data);
 
     if (conv_use_direct(be, &g, DIRECT_DATA))
         return conv_direct(be, &g, DIRECT_DATA, dy->dtype, dy->data, NULL, w->data, NULL, 0,

@@ -152,6 +152,21 @@ nnopt_status blis_add(blis_backend *be, const nnopt_op *op, nnopt_tensor *const 
     return NNOPT_OK;
 }
 
+void blis_add_where_positive(blis_backend *be, nnopt_dtype dtype, void *dx, const void *part,
+                             const void *y, long count) {
+#pragma omp parallel num_threads(team_for(be, count, 32768))
+    {
+        long first, end;
+        chunk_range(count, omp_get_thread_num(), omp_get_num_threads(), &first, &end);
+        if (dtype == NNOPT_F32)
+            add_where_positive_chunk_f32((float *)dx + first, (const float *)part + first,
+                                         (const float *)y + first, end - first);
+        else
+            add_where_positive_chunk_f64((double *)dx + first, (const double *)part + first,
+                                         (const double *)y + first, end - first);
+    }
+}
+
 void blis_relu_in_place(nnopt_dtype dtype, void *values, long count) {
     if (dtype == NNOPT_F32)
         relu_in_place_f32(values, count);

@@ -101,16 +101,18 @@ typedef enum blis_winograd_pass {
 int blis_winograd_tile(const blis_backend *be, const conv_geometry *g, nnopt_dtype dtype,
                        blis_winograd_pass pass);
 /* How a convolution pass writes its result: as is, max(0, result)
- * (conv2d_relu), added to what the output holds (conv2d_bwd_data_add) or
- * max(0, result + residual) (conv2d_add_relu). */
+ * (conv2d_relu), added to what the output holds (conv2d_bwd_data_add),
+ * max(0, result + residual) (conv2d_add_relu) or added where the residual
+ * (then a relu's output) is > 0 and 0 elsewhere (conv2d_bwd_data_add_masked). */
 typedef enum blis_conv_output {
     BLIS_OUT_STORE = 0,
     BLIS_OUT_RELU,
     BLIS_OUT_ADD,
-    BLIS_OUT_ADD_RELU
+    BLIS_OUT_ADD_RELU,
+    BLIS_OUT_ADD_MASKED
 } blis_conv_output;
-/* Forward: in = x, out = y (bias may be NULL; residual: BLIS_OUT_ADD_RELU's,
- * shaped as y); data pass: in = dy, out = dx. */
+/* Forward: in = x, out = y (bias may be NULL; residual: BLIS_OUT_ADD_RELU's
+ * or BLIS_OUT_ADD_MASKED's, shaped as y); data pass: in = dy, out = dx. */
 nnopt_status blis_winograd_conv(blis_backend *be, const conv_geometry *g, int data_pass, int tile,
                                 nnopt_dtype dtype, const void *in, const void *w, const void *bias,
                                 blis_conv_output output, const void *residual, void *out);
@@ -126,6 +128,8 @@ int blis_int8_available(void);
 nnopt_status blis_check_counts(blis_backend *be, const nnopt_op *op, int n_in, int min_in,
                                int max_in, int n_out, int want_out);
 /* Present, allocated, F32 or F64, and (when like != NULL) like's dtype. */
+/* a is allocated and has b's dtype and shape. */
+int blis_same_shape(const nnopt_tensor *a, const nnopt_tensor *b);
 nnopt_status blis_check_float(blis_backend *be, const nnopt_op *op, const nnopt_tensor *t,
                               const char *role, const nnopt_tensor *like);
 
@@ -160,6 +164,10 @@ nnopt_status blis_act_bwd(blis_backend *be, const nnopt_op *op, nnopt_tensor *co
 void blis_relu_in_place(nnopt_dtype dtype, void *values, long count);
 nnopt_status blis_add(blis_backend *be, const nnopt_op *op, nnopt_tensor *const *in, int n_in,
                       nnopt_tensor *const *out, int n_out);
+/* dx[i] = y[i] > 0 ? dx[i] + part[i] : 0 over count values, threaded
+ * (conv2d_bwd_data_add_masked on paths that only overwrite). */
+void blis_add_where_positive(blis_backend *be, nnopt_dtype dtype, void *dx, const void *part,
+                             const void *y, long count);
 nnopt_status blis_sgd_update(blis_backend *be, const nnopt_op *op, nnopt_tensor *const *in,
                              int n_in, nnopt_tensor *const *out, int n_out);
 nnopt_status blis_batchnorm(blis_backend *be, const nnopt_op *op, nnopt_tensor *const *in, int n_in,

@@ -25,13 +25,6 @@ typedef struct blis_bn_shape {
 #undef T
 #undef BLIS_SUFFIX
 
-static int same_shape(const nnopt_tensor *a, const nnopt_tensor *b) {
-    if (!a || !b || !a->data || a->dtype != b->dtype || a->ndim != b->ndim) return 0;
-    for (int d = 0; d < a->ndim; d++)
-        if (a->shape[d] != b->shape[d]) return 0;
-    return 1;
-}
-
 static int per_channel(const nnopt_tensor *t, const nnopt_tensor *x) {
     return t && t->data && t->dtype == x->dtype && t->ndim == 1 && t->shape[0] == x->shape[1];
 }
@@ -66,9 +59,9 @@ nnopt_status blis_batchnorm(blis_backend *be, const nnopt_op *op, nnopt_tensor *
                 bp->eps >= 0 && isfinite(bp->eps) &&
                 (!training || (bp->momentum >= 0 && bp->momentum <= 1));
     for (int i = 1; valid && i < 5; i++) valid = per_channel(in[i], in[0]);
-    valid = valid && same_shape(out[0], in[0]);
+    valid = valid && blis_same_shape(out[0], in[0]);
     /* r is read as y is written, and x's channel twice: neither may be y */
-    valid = valid && (!residual || (same_shape(in[5], in[0]) && out[0]->data != in[0]->data &&
+    valid = valid && (!residual || (blis_same_shape(in[5], in[0]) && out[0]->data != in[0]->data &&
                                     out[0]->data != in[5]->data));
     for (int i = 1; valid && i < n_out; i++) valid = per_channel(out[i], in[0]);
     if (!valid) return nnopt_ref_run(be->host, op, in, n_in, out, n_out);
@@ -91,10 +84,10 @@ nnopt_status blis_batchnorm_bwd(blis_backend *be, const nnopt_op *op, nnopt_tens
     /* in: x, gamma, dy, save_mean, save_invstd (, y behind a fused relu);
      * out: dx, dgamma, dbeta */
     const int relu = op->kind == NNOPT_OP_BATCHNORM_RELU_BWD;
-    const int valid = n_in == 5 + relu && (!relu || same_shape(in[5], in[0])) && n_out == 3 &&
+    const int valid = n_in == 5 + relu && (!relu || blis_same_shape(in[5], in[0])) && n_out == 3 &&
                       bn_shape_of(in[0], &s) && per_channel(in[1], in[0]) &&
-                      same_shape(in[2], in[0]) && per_channel(in[3], in[0]) &&
-                      per_channel(in[4], in[0]) && same_shape(out[0], in[0]) &&
+                      blis_same_shape(in[2], in[0]) && per_channel(in[3], in[0]) &&
+                      per_channel(in[4], in[0]) && blis_same_shape(out[0], in[0]) &&
                       per_channel(out[1], in[0]) && per_channel(out[2], in[0]);
     if (!valid) return nnopt_ref_run(be->host, op, in, n_in, out, n_out);
 

@@ -32,7 +32,8 @@ typedef struct wino_shape {
     long chunk;              /* tiles per transform chunk */
     long kblocks;            /* output channel blocks of WINO_KBLOCK */
     blis_conv_output output; /* relu in the output tiles; add, add+relu in the scatter */
-    const void *residual;    /* BLIS_OUT_ADD_RELU's r, shaped as the output */
+    const void *residual;    /* BLIS_OUT_ADD_RELU's r or BLIS_OUT_ADD_MASKED's relu
+                              * output, shaped as the output */
 } wino_shape;
 
 /* Byte offsets into each thread's scratch: the transformed filters (thread
@@ -113,6 +114,8 @@ WINO_INLINE void wino_transpose_f64(__m512d *rows) {
 #define WINO_MAX _mm512_max_ps
 #define WINO_MUL _mm512_mul_ps
 #define WINO_REDUCE _mm512_reduce_add_ps
+#define WINO_CMP_GT(a, b) _mm512_cmp_ps_mask(a, b, _CMP_GT_OQ)
+#define WINO_MASKZ_ADD _mm512_maskz_add_ps
 #include "blis_winograd.inc"
 #undef T
 #undef BLIS_SUFFIX
@@ -134,6 +137,8 @@ WINO_INLINE void wino_transpose_f64(__m512d *rows) {
 #undef WINO_MAX
 #undef WINO_MUL
 #undef WINO_REDUCE
+#undef WINO_CMP_GT
+#undef WINO_MASKZ_ADD
 #define T double
 #define BLIS_SUFFIX f64
 #define WINO_VEC __m512d
@@ -154,6 +159,8 @@ WINO_INLINE void wino_transpose_f64(__m512d *rows) {
 #define WINO_MAX _mm512_max_pd
 #define WINO_MUL _mm512_mul_pd
 #define WINO_REDUCE _mm512_reduce_add_pd
+#define WINO_CMP_GT(a, b) _mm512_cmp_pd_mask(a, b, _CMP_GT_OQ)
+#define WINO_MASKZ_ADD _mm512_maskz_add_pd
 #include "blis_winograd.inc"
 #undef T
 #undef BLIS_SUFFIX
@@ -175,6 +182,8 @@ WINO_INLINE void wino_transpose_f64(__m512d *rows) {
 #undef WINO_MAX
 #undef WINO_MUL
 #undef WINO_REDUCE
+#undef WINO_CMP_GT
+#undef WINO_MASKZ_ADD
 #else
 #define BLIS_HAVE_WINOGRAD 0
 #endif

@@ -106,18 +106,21 @@ nnopt_status ref_conv2d(const nnopt_host_api *host, const nnopt_op *op, nnopt_te
 nnopt_status ref_conv2d_bwd_data(const nnopt_host_api *host, const nnopt_op *op,
                                  nnopt_tensor *const *in, int n_in, nnopt_tensor *const *out,
                                  int n_out) {
-    nnopt_status status = ref_check_counts(host, op, n_in, 2, 2, n_out, 1);
+    const int masked = op->kind == NNOPT_OP_CONV2D_BWD_DATA_ADD_MASKED;
+    nnopt_status status = ref_check_counts(host, op, n_in, 2 + masked, 2 + masked, n_out, 1);
     if (status != NNOPT_OK) return status;
     const nnopt_tensor *dy = in[0], *w = in[1];
     nnopt_tensor *dx = out[0];
     conv_geometry g;
     status = conv_geometry_check(host, op, dx, w, dy, (const char *const[3]){"dx", "w", "dy"}, &g);
+    if (status == NNOPT_OK && masked) status = ref_check_like(host, op, in[2], "y", dx);
     if (status != NNOPT_OK) return status;
-    const int accumulate = op->kind == NNOPT_OP_CONV2D_BWD_DATA_ADD;
+    const int accumulate = masked || op->kind == NNOPT_OP_CONV2D_BWD_DATA_ADD;
     if (dx->dtype == NNOPT_F32)
         conv2d_backward_data_f32(&g, dy->data, w->data, dx->data, accumulate);
     else
         conv2d_backward_data_f64(&g, dy->data, w->data, dx->data, accumulate);
+    if (masked) ref_keep_where_positive(dx, in[2]);
     return NNOPT_OK;
 }
 

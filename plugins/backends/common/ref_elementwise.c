@@ -40,6 +40,12 @@ void ref_add_in_place(nnopt_tensor *y, const nnopt_tensor *r) {
         store_element(y, i, load_element(y, i) + load_element(r, i));
 }
 
+void ref_keep_where_positive(nnopt_tensor *t, const nnopt_tensor *y) {
+    const int64_t count = nnopt_tensor_numel(t);
+    for (int64_t i = 0; i < count; i++)
+        if (!(load_element(y, i) > 0)) store_element(t, i, 0.0);
+}
+
 /* The relu of ref_act (x < 0 ? 0 : x: NaN and -0 pass through). */
 void ref_relu_in_place(nnopt_tensor *t) {
     const int64_t count = nnopt_tensor_numel(t);

@@ -70,6 +70,9 @@ nnopt_status ref_add(const nnopt_host_api *host, const nnopt_op *op, nnopt_tenso
 void ref_add_in_place(nnopt_tensor *y, const nnopt_tensor *r);
 /* y = max(0, y) element by element (conv2d_relu, add_relu). */
 void ref_relu_in_place(nnopt_tensor *t);
+/* t = y > 0 ? t : 0, elementwise (y has t's shape): a relu's gradient
+ * through its output y. */
+void ref_keep_where_positive(nnopt_tensor *t, const nnopt_tensor *y);
 nnopt_status ref_cast(const nnopt_host_api *host, const nnopt_op *op, nnopt_tensor *const *in,
                       int n_in, nnopt_tensor *const *out, int n_out);
 nnopt_status ref_softmax_xent(const nnopt_host_api *host, const nnopt_op *op,

@@ -36,6 +36,7 @@ static const ref_op_fn ref_ops[NNOPT_OP_KIND_COUNT] = {
     [NNOPT_OP_CONV2D_BWD_DATA_ADD] = ref_conv2d_bwd_data,
     [NNOPT_OP_CONV2D_ADD_RELU] = ref_conv2d,
     [NNOPT_OP_BATCHNORM_ADD_RELU] = ref_batchnorm,
+    [NNOPT_OP_CONV2D_BWD_DATA_ADD_MASKED] = ref_conv2d_bwd_data,
 };
 
 int nnopt_ref_supports(nnopt_op_kind op, nnopt_dtype dtype) {
