@@ -130,6 +130,51 @@ static void test_three_threads(void **state) {
     use_shared(shared, &variant);
 }
 
+/* The filter gradient's two forms on f2 and f4, one and two threads: per-lane
+ * sums carried across chunks of tiles and image groups (16 and 5 -> 7
+ * channels: several chunks, several groups per thread, the last group
+ * part-filled, channel blocks off the 4 x 4 blocking and under the 16
+ * lanes) and whole planes reduced per group (40 channels). */
+static void test_filter_forms(void **state) {
+    (void)state;
+    static const char *const modes[][2] = {{"winograd=f2", "threads=2"},
+                                           {"winograd=f4", "threads=2"},
+                                           {"winograd=f2", "threads=1"},
+                                           {"winograd=f4", "threads=1"}};
+    const conv_case cases[] = {
+        {50, 16, 32, 32, 16, 3, 3, {1, 1, 1, 1, 1}}, /* 4 groups, 2 images in the last */
+        {37, 5, 27, 21, 7, 3, 3, {1, 1, 1, 1, 1}},   /* 3 groups, odd sizes */
+        {35, 40, 8, 8, 36, 3, 3, {1, 1, 1, 1, 1}},   /* whole planes */
+    };
+    compare_worst_error(NNOPT_F32, 1);
+    compare_worst_error(NNOPT_F64, 1);
+    for (size_t m = 0; m < sizeof modes / sizeof modes[0]; m++) {
+        const char *const settings[] = {modes[m][0], modes[m][1], NULL};
+        test_backend variant;
+        const test_backend shared = use_variant(settings, &variant);
+        char label[64];
+        snprintf(label, sizeof label, "%s, %s", modes[m][0], modes[m][1]);
+        for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+            const conv_case *cc = &cases[i];
+            const tensor_spec x = spec4(cc->n, cc->c, cc->h, cc->w);
+            const tensor_spec dy = spec4(cc->n, cc->k, cc->h, cc->w);
+            const tensor_spec dw = spec4(cc->k, cc->c, 3, 3);
+            const tensor_spec in[2] = {x, dy};
+            nnopt_op op = {.kind = NNOPT_OP_CONV2D_BWD_FILTER};
+            op.p.conv2d = cc->p;
+            char what[160];
+            snprintf(what, sizeof what, "%s filter N%lld C%lld %lldx%lld K%lld", label,
+                     (long long)cc->n, (long long)cc->c, (long long)cc->h, (long long)cc->w,
+                     (long long)cc->k);
+            for (size_t d = 0; d < COMPARE_N_DTYPES; d++)
+                check_op(what, &op, compare_dtypes[d], 2, in, 1, &dw);
+        }
+        use_shared(shared, &variant);
+    }
+    printf("# filter forms: worst |blis - ref| / (|ref| + max |ref|): f32 %.2e, f64 %.2e\n",
+           compare_worst_error(NNOPT_F32, 1), compare_worst_error(NNOPT_F64, 1));
+}
+
 static int open_backends(void **state) {
     (void)state;
     if (test_backend_open("blis", NULL, &blis_backend) != 0) return -1;
@@ -154,6 +199,7 @@ int main(void) {
         cmocka_unit_test(test_off),
         cmocka_unit_test(test_auto),
         cmocka_unit_test(test_three_threads),
+        cmocka_unit_test(test_filter_forms),
     };
     return cmocka_run_group_tests(tests, open_backends, close_backends);
 }

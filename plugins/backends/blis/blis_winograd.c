@@ -30,6 +30,7 @@ typedef struct wino_shape {
     long tiles;              /* tiles_h * tiles_w */
     long hp, wp;             /* padded input planes: tiles * m + 2 */
     long chunk;              /* tiles per transform chunk */
+    long v_xi, m_xi;         /* values per position xi of a chunk's V and M */
     long kblocks;            /* output channel blocks of WINO_KBLOCK */
     blis_conv_output output; /* relu in the output tiles; add, add+relu in the scatter */
     const void *residual;    /* BLIS_OUT_ADD_RELU's r or BLIS_OUT_ADD_MASKED's relu
@@ -38,10 +39,11 @@ typedef struct wino_shape {
 
 /* Byte offsets into each thread's scratch: the transformed filters (thread
  * 0's only, read by all; in the filter gradient each thread's sums), then
- * per thread the interleaved input and output (or dy) groups and the
- * chunk's V and M (or A dy A^T). */
+ * per thread the interleaved input and output (or dy) groups, the chunk's V
+ * and M (or A dy A^T) and, for the filter gradient in vector-sum form, its
+ * per-lane sums. */
 typedef struct wino_layout {
-    size_t u, xt, yt, v, mm, total;
+    size_t u, xt, yt, v, mm, vs, total; /* vs: 0 without per-lane sums */
 } wino_layout;
 
 #if defined(__x86_64__) && defined(__GNUC__)
@@ -91,6 +93,45 @@ WINO_INLINE void wino_transpose_f64(__m512d *rows) {
         rows[4 + j] = _mm512_shuffle_f64x2(c_even, d_even, 0xdd);
         rows[2 + j] = _mm512_shuffle_f64x2(c_odd, d_odd, 0x88);
         rows[6 + j] = _mm512_shuffle_f64x2(c_odd, d_odd, 0xdd);
+    }
+}
+
+/* out lane i <- the sum of acc[i]'s lanes, i < 16: pairs, then quads within
+ * 128-bit lanes, then two rounds of 128-bit lane shuffles (45 operations
+ * against ~8 per _mm512_reduce_add_ps). */
+WINO_INLINE void wino_reduce16_f32(const __m512 *acc, __m512 *out) {
+    __m512 x[8], y[4];
+#pragma GCC unroll 8
+    for (int i = 0; i < 8; i++) /* lane L of 128: [a0+a2, b0+b2, a1+a3, b1+b3] */
+        x[i] = _mm512_add_ps(_mm512_unpacklo_ps(acc[2 * i], acc[2 * i + 1]),
+                             _mm512_unpackhi_ps(acc[2 * i], acc[2 * i + 1]));
+#pragma GCC unroll 4
+    for (int i = 0; i < 4; i++) /* 128-bit lane L: the lane's sums of acc[4i..4i+3] */
+        y[i] = _mm512_add_ps(_mm512_shuffle_ps(x[2 * i], x[2 * i + 1], 0x44),
+                             _mm512_shuffle_ps(x[2 * i], x[2 * i + 1], 0xee));
+    const __m512 z0 = _mm512_add_ps(_mm512_shuffle_f32x4(y[0], y[1], 0x88),
+                                    _mm512_shuffle_f32x4(y[0], y[1], 0xdd));
+    const __m512 z1 = _mm512_add_ps(_mm512_shuffle_f32x4(y[2], y[3], 0x88),
+                                    _mm512_shuffle_f32x4(y[2], y[3], 0xdd));
+    out[0] = _mm512_add_ps(_mm512_shuffle_f32x4(z0, z1, 0x88), _mm512_shuffle_f32x4(z0, z1, 0xdd));
+}
+
+/* The same for doubles: out[h] lane i <- the sum of acc[8h + i]'s lanes. */
+WINO_INLINE void wino_reduce16_f64(const __m512d *acc, __m512d *out) {
+#pragma GCC unroll 2
+    for (int h = 0; h < 2; h++) {
+        const __m512d *in = acc + 8 * h;
+        __m512d x[4];
+#pragma GCC unroll 4
+        for (int i = 0; i < 4; i++) /* 128-bit lane L: the lane's sums of in[2i], in[2i+1] */
+            x[i] = _mm512_add_pd(_mm512_unpacklo_pd(in[2 * i], in[2 * i + 1]),
+                                 _mm512_unpackhi_pd(in[2 * i], in[2 * i + 1]));
+        const __m512d z0 = _mm512_add_pd(_mm512_shuffle_f64x2(x[0], x[1], 0x88),
+                                         _mm512_shuffle_f64x2(x[0], x[1], 0xdd));
+        const __m512d z1 = _mm512_add_pd(_mm512_shuffle_f64x2(x[2], x[3], 0x88),
+                                         _mm512_shuffle_f64x2(x[2], x[3], 0xdd));
+        out[h] =
+            _mm512_add_pd(_mm512_shuffle_f64x2(z0, z1, 0x88), _mm512_shuffle_f64x2(z0, z1, 0xdd));
     }
 }
 
@@ -206,11 +247,11 @@ static long wino_auto_tile(const blis_backend *be, const conv_geometry *g, nnopt
      * channels: even). */
     const long cin = pass == BLIS_WINOGRAD_DATA ? g->k : g->c;
     if (cin < 16) return 0;
-    /* The filter gradient reduces over whole planes per group: F(2x2) on
-     * planes of up to 256 outputs (1.6x the direct kernel at 64 x 8 x 8,
-     * 1.1x at 32 x 16 x 16); on 32x32 planes its transformed planes (4 MB a
-     * group) spill L2 and it ran 1.5-1.7x slower than the direct kernel. */
-    if (pass == BLIS_WINOGRAD_FILTER) return g->k >= 16 && g->p * g->q <= 256 ? 2 : 0;
+    /* Filter gradient: F(4x4) on planes of 64 outputs or more (against the
+     * direct kernel 1.2-1.3x at 16 x 32x32, 1.7x at 32 x 16x16, 2.1-2.2x at
+     * 64 x 8x8; F(2x2) 1.1x, 1.25x, 1.95x), F(2x2) on smaller ones (not
+     * measured: fewer multiplies but 36 positions for few tiles). */
+    if (pass == BLIS_WINOGRAD_FILTER) return g->k < 16 ? 0 : g->p * g->q >= 64 ? 4 : 2;
     /* Forward and data gradient: F(4x4) on planes of 16 tiles or more
      * (ResNet's 32x32, 16x16); on 8x8 planes its 4 tiles leave the GEMM's
      * 3-vector blocking a 1-vector tail and F(2x2) ran faster (and is more
@@ -231,8 +272,19 @@ int blis_winograd_tile(const blis_backend *be, const conv_geometry *g, nnopt_dty
 }
 
 #if BLIS_HAVE_WINOGRAD
+/* Sets the chunk and its V and M strides: an odd number of vectors per
+ * position, so that the a^2 stores (loads) of one tile's transform go to
+ * distinct L1 sets. At multiples of 4 KB they shared one: the filter
+ * gradient with 4 or 8 tiles of 16 channels ran 1.5x slower, and an odd
+ * stride made the forward 5-10% faster on 16x16 and 8x8 planes. */
+static void wino_shape_chunk(wino_shape *s, long chunk, long lanes) {
+    s->chunk = chunk;
+    s->v_xi = (s->cin * chunk | 1) * lanes;
+    s->m_xi = (s->cout * chunk | 1) * lanes;
+}
+
 static void wino_shape_make(const conv_geometry *g, int data_pass, long m, size_t es,
-                            int whole_plane, wino_shape *s) {
+                            wino_shape *s) {
     *s = (wino_shape){0};
     if (data_pass) {
         s->cin = g->k, s->h = g->p, s->w = g->q, s->cout = g->c;
@@ -253,27 +305,63 @@ static void wino_shape_make(const conv_geometry *g, int data_pass, long m, size_
     const long per_tile = a * a * (s->cin + s->cout) * lanes * (long)es;
     long chunk = 256 * 1024 / per_tile;
     chunk = chunk < 3 ? 3 : chunk / 3 * 3;
-    s->chunk = chunk < s->tiles && !whole_plane ? chunk : s->tiles;
+    wino_shape_chunk(s, chunk < s->tiles ? chunk : s->tiles, lanes);
 }
 
-static wino_layout wino_layout_make(const wino_shape *s, size_t es) {
+/* The filter gradient's 4 x 4 channel blocks per position (see
+ * wino_filter_gemm). */
+static long wino_filter_blocks(const wino_shape *s) {
+    return wino_ceil_div(s->cout, 4) * wino_ceil_div(s->cin, 4);
+}
+
+/* vector_sums: the filter gradient's per-lane sums (vs) after the rest. */
+static wino_layout wino_layout_make(const wino_shape *s, size_t es, int filter, int vector_sums) {
     const long lanes = (long)(64 / es), a = s->m + 2;
     wino_layout lay = {0};
     size_t at = 0;
-    lay.u = at; /* filter gradient: this thread's sums[xi][k][c] */
-    at += blis_align64((size_t)(a * a * s->kblocks * WINO_KBLOCK * s->cin) * es);
+    lay.u = at; /* filter gradient: this thread's sums[xi][block][16] */
+    at += blis_align64(
+        (size_t)(a * a *
+                 (filter ? wino_filter_blocks(s) * 16 : s->kblocks * WINO_KBLOCK * s->cin)) *
+        es);
     lay.xt = at;
     at += blis_align64((size_t)(s->cin * s->hp * s->wp * lanes) * es);
     lay.yt = at;
     at += blis_align64((size_t)(s->cout * s->tiles_h * s->m * s->tiles_w * s->m * lanes) * es);
     lay.v = at;
-    at += blis_align64((size_t)(a * a * s->cin * s->chunk * lanes) * es);
+    at += blis_align64((size_t)(a * a * s->v_xi) * es);
     lay.mm = at;
-    at += blis_align64((size_t)(a * a * s->cout * s->chunk * lanes) * es);
+    at += blis_align64((size_t)(a * a * s->m_xi) * es);
+    if (vector_sums) {
+        lay.vs = at;
+        at += blis_align64((size_t)(a * a * wino_filter_blocks(s) * 16 * lanes) * es);
+    }
     lay.total = at;
     return lay;
 }
 
+/* Whether the filter gradient keeps per-lane sums across chunks and groups
+ * (chunks of tiles within L2, lanes reduced once) rather than reducing the
+ * lanes per group over whole planes. */
+static int wino_filter_vector_sums(const wino_shape *s) {
+    /* Up to ~600 KB of sums (16 channels: 256 KB for F(2x2), 576 KB for
+     * F(4x4)): the chunks then keep 1 MB of L2 busy. Larger ones (32
+     * channels: 1-2.3 MB) ran slower than whole planes reduced per group
+     * (32 x 16x16 F(4x4): 2.2 against 1.8 ms at one thread). */
+    const long a = s->m + 2;
+    return a * a * wino_filter_blocks(s) * 16 * 64 <= 640 * 1024;
+}
+
+/* Tiles per chunk for the vector-sum filter gradient: V and A dy A^T of a
+ * chunk within ~512 KB (16 x 32x32: 7 F(4x4) tiles; 3-32 tiles measured
+ * within the noise of each other once the positions were skewed, 256 KB
+ * 5-10% slower than 512 KB). */
+static long wino_filter_chunk(const wino_shape *s) {
+    const long a = s->m + 2;
+    const long per_tile = a * a * (s->cin + s->cout) * 64;
+    const long chunk = 512 * 1024 / per_tile;
+    return chunk < 1 ? 1 : chunk < s->tiles ? chunk : s->tiles;
+}
 #endif
 
 nnopt_status blis_winograd_conv(blis_backend *be, const conv_geometry *g, int data_pass, int tile,
@@ -283,10 +371,10 @@ nnopt_status blis_winograd_conv(blis_backend *be, const conv_geometry *g, int da
     const size_t es = dtype == NNOPT_F32 ? sizeof(float) : sizeof(double);
     const long lanes = (long)(64 / es);
     wino_shape s;
-    wino_shape_make(g, data_pass, tile, es, 0, &s);
+    wino_shape_make(g, data_pass, tile, es, &s);
     s.output = output;
     s.residual = residual;
-    const wino_layout lay = wino_layout_make(&s, es);
+    const wino_layout lay = wino_layout_make(&s, es, 0, 0);
     const long groups = wino_ceil_div(g->n, lanes);
     const int team = groups < be->threads ? (int)groups : be->threads;
     nnopt_status st = blis_scratch_reserve(be, team, lay.total);
@@ -324,10 +412,12 @@ nnopt_status blis_winograd_filter(blis_backend *be, const conv_geometry *g, int 
     const size_t es = dtype == NNOPT_F32 ? sizeof(float) : sizeof(double);
     const long lanes = (long)(64 / es);
     wino_shape s;
-    /* the reduction over tiles runs over a whole plane per group, so the
-     * lanes are reduced once per group, not per chunk */
-    wino_shape_make(g, 0, tile, es, 1, &s);
-    const wino_layout lay = wino_layout_make(&s, es);
+    wino_shape_make(g, 0, tile, es, &s);
+    /* per-lane sums across chunks of tiles, or whole planes per group with
+     * the lanes reduced per group (see wino_filter_groups) */
+    const int vector_sums = wino_filter_vector_sums(&s);
+    wino_shape_chunk(&s, vector_sums ? wino_filter_chunk(&s) : s.tiles, lanes);
+    const wino_layout lay = wino_layout_make(&s, es, 1, vector_sums);
     const long groups = wino_ceil_div(g->n, lanes);
     const int team = groups < be->threads ? (int)groups : be->threads;
     nnopt_status st = blis_scratch_reserve(be, team, lay.total);
