@@ -252,11 +252,11 @@ static long wino_auto_tile(const blis_backend *be, const conv_geometry *g, nnopt
      * 64 x 8x8; F(2x2) 1.1x, 1.25x, 1.95x), F(2x2) on smaller ones (not
      * measured: fewer multiplies but 36 positions for few tiles). */
     if (pass == BLIS_WINOGRAD_FILTER) return g->k < 16 ? 0 : g->p * g->q >= 64 ? 4 : 2;
-    /* Forward and data gradient: F(4x4) on planes of 16 tiles or more
-     * (ResNet's 32x32, 16x16); on 8x8 planes its 4 tiles leave the GEMM's
-     * 3-vector blocking a 1-vector tail and F(2x2) ran faster (and is more
-     * accurate). */
-    return g->p * g->q >= 256 ? 4 : 2;
+    /* Forward and data gradient: F(4x4) on planes of 4 tiles or more
+     * (ResNet's 32x32, 16x16 and 8x8: 1.4x F(2x2) at 64 channels on 8x8 once
+     * the filter transform ran vectorised; before, that transform took a
+     * third of the F(4x4) time there and F(2x2) won), F(2x2) below. */
+    return g->p * g->q >= 64 ? 4 : 2;
 }
 
 int blis_winograd_tile(const blis_backend *be, const conv_geometry *g, nnopt_dtype dtype,
