@@ -286,6 +286,8 @@ static void test_batchnorm(void **state) {
     check_batchnorm_case(&(tensor_spec){.ndim = 4, .shape = {3, 5, 4, 3}});
     /* 35 values a plane: the blis reductions' four interleaved sums and a tail of 3 */
     check_batchnorm_case(&(tensor_spec){.ndim = 4, .shape = {3, 4, 5, 7}});
+    /* 2x2 planes, 300 channels: blis's small-plane columns, in two groups */
+    check_batchnorm_case(&(tensor_spec){.ndim = 4, .shape = {5, 300, 2, 2}});
     check_batchnorm_case(&(tensor_spec){.ndim = 4, .shape = {1, 3, 1, 1}}); /* one value */
     check_batchnorm_case(&(tensor_spec){.ndim = 2, .shape = {64, 600}});
     check_batchnorm_case(&(tensor_spec){.ndim = 2, .shape = {5, 7}});
