@@ -8,6 +8,12 @@ static int aux_index(const nnopt_exec *ex, int node, int k) {
     return ex->net->graph->n_nodes + node * NNOPT_EXEC_AUX + k;
 }
 
+_Static_assert(NNOPT_EXEC_MAX_ARGS <= NNOPT_PROGRAM_MAX_ARGS, "a step holds every op argument");
+
+static int arg_index(const nnopt_exec *ex, nnopt_exec_arg a) {
+    return a.aux < 0 ? a.node : aux_index(ex, a.node, a.aux);
+}
+
 static void describe_tensor(const nnopt_tensor *t, nnopt_program_tensor *d) {
     memset(d, 0, sizeof *d);
     d->alias_of = -1;
@@ -53,16 +59,11 @@ static nnopt_status record(nnopt_exec *ex, nnopt_program *prog, nnopt_program_te
         memset(s, 0, sizeof *s);
         int n_out = nnopt_exec_forward_op(ex, i, &s->op);
         if (!n_out) continue;
-        s->n_in = n->n_inputs;
-        for (int k = 0; k < n->n_inputs; k++) s->in[k] = n->inputs[k];
-        if (ex->folded_into && ex->folded_into[i] >= 0) { /* a batchnorm folded in */
-            s->in[1] = aux_index(ex, ex->folded_into[i], 0);
-            s->in[2] = aux_index(ex, ex->folded_into[i], 1);
-            s->n_in = 3;
-        }
+        nnopt_exec_arg in[NNOPT_EXEC_MAX_ARGS], out[3];
+        s->n_in = nnopt_exec_forward_args(ex, i, in, out);
+        for (int k = 0; k < s->n_in; k++) s->in[k] = arg_index(ex, in[k]);
         s->n_out = n_out;
-        s->out[0] = i;
-        for (int k = 1; k < n_out; k++) s->out[k] = aux_index(ex, i, k - 1);
+        for (int k = 0; k < n_out; k++) s->out[k] = arg_index(ex, out[k]);
         if (n->kind == NNOPT_NODE_DROPOUT) {
             /* Given at every call; recorded as 0 so that equal programs compare equal. */
             s->flags |= NNOPT_PROGRAM_STEP_DYNAMIC;

@@ -19,4 +19,17 @@ void nnopt_exec_program_free(nnopt_exec *ex);
  * when node i runs no op (input, parameters, views). */
 int nnopt_exec_forward_op(const nnopt_exec *ex, int i, nnopt_op *op);
 
+/* A tensor of an executor: node's value (aux < 0) or its aux tensor aux. */
+typedef struct nnopt_exec_arg {
+    int32_t node;
+    int8_t aux;
+} nnopt_exec_arg;
+/* a node's inputs, plus a folded batchnorm's or a fused residual */
+#define NNOPT_EXEC_MAX_ARGS (NNOPT_NODE_MAX_INPUTS + 1)
+
+/* The tensors node i's forward op reads (returned: how many) and writes
+ * (out[0..2]: its value, then the aux tensors, as many as
+ * nnopt_exec_forward_op says), folding and fusion included. */
+int nnopt_exec_forward_args(const nnopt_exec *ex, int i, nnopt_exec_arg *in, nnopt_exec_arg *out);
+
 #endif

@@ -607,23 +607,19 @@ static nnopt_status create(nnopt_network *net, int64_t batch, int training, int 
         !ex->forward_seconds || !ex->backward_seconds)
         st = nnopt_error_set(err, NNOPT_STATUS_OUT_OF_MEMORY, "out of memory");
     if (st == NNOPT_OK && share_memory) st = plan_folding(ex, err);
-    /* Compiled programs replay the graph's own ops: no fusion there. */
-    if (st == NNOPT_OK && share_memory && !nnopt_kernels_wanted(&net->kernels))
-        st = plan_relu_fusion(ex, err);
-    if (st == NNOPT_OK && share_memory && !nnopt_kernels_wanted(&net->kernels))
-        st = plan_residual_fusion(ex, err);
+    /* Compiled programs get the fused kinds too: the kernel generator runs
+     * conv2d_relu and add_relu as its own ops with the relu last, and leaves
+     * what it has no kernel for (conv2d_add_relu) to the backend's. */
+    if (st == NNOPT_OK && share_memory) st = plan_relu_fusion(ex, err);
+    if (st == NNOPT_OK && share_memory) st = plan_residual_fusion(ex, err);
     /* Compiled programs may run a tile's steps image by image, so their
      * values must not share memory. */
     if (st == NNOPT_OK)
         st = allocate(ex, share_memory && !nnopt_kernels_wanted(&net->kernels), err);
     if (st == NNOPT_OK && training) st = alias_add_gradients(ex, err);
-    /* Compiled programs replay the graph's own ops: no fusion there. */
-    if (st == NNOPT_OK && training && !nnopt_kernels_wanted(&net->kernels))
-        st = fuse_batchnorm_relu(ex, err);
-    if (st == NNOPT_OK && training && !nnopt_kernels_wanted(&net->kernels))
-        st = fuse_add_relu(ex, err);
-    if (st == NNOPT_OK && training && !nnopt_kernels_wanted(&net->kernels))
-        st = fuse_batchnorm_add_relu(ex, err);
+    if (st == NNOPT_OK && training) st = fuse_batchnorm_relu(ex, err);
+    if (st == NNOPT_OK && training) st = fuse_add_relu(ex, err);
+    if (st == NNOPT_OK && training) st = fuse_batchnorm_add_relu(ex, err);
     if (st == NNOPT_OK && share_memory) st = fold_batchnorms(ex, err);
     if (st == NNOPT_OK) st = nnopt_exec_program_prepare(ex, err);
     if (st == NNOPT_OK && training) {
@@ -724,6 +720,35 @@ int nnopt_exec_forward_op(const nnopt_exec *ex, int i, nnopt_op *op) {
     return 1;
 }
 
+int nnopt_exec_forward_args(const nnopt_exec *ex, int i, nnopt_exec_arg *in, nnopt_exec_arg *out) {
+    const nnopt_graph *g = ex->net->graph;
+    const nnopt_graph_node *n = &g->nodes[i];
+    int n_in = n->n_inputs, owner = i; /* owner: the node whose aux tensors are written */
+    for (int k = 0; k < n_in; k++) in[k] = (nnopt_exec_arg){n->inputs[k], -1};
+    if (ex->folded_into && ex->folded_into[i] >= 0) { /* batchnorm folded in */
+        in[1] = (nnopt_exec_arg){ex->folded_into[i], 0};
+        in[2] = (nnopt_exec_arg){ex->folded_into[i], 1};
+        n_in = 3;
+    }
+    if (ex->residual_of && ex->residual_of[i] >= 0) /* its add's other input */
+        in[n_in++] = (nnopt_exec_arg){g->nodes[ex->residual_of[i]].inputs[1], -1};
+    const int bn = batchnorm_in_add(ex, i);
+    if (bn >= 0) { /* the batchnorm's inputs, then the add's other input */
+        const nnopt_graph_node *m = &g->nodes[bn];
+        for (int k = 0; k < m->n_inputs; k++) in[k] = (nnopt_exec_arg){m->inputs[k], -1};
+        in[m->n_inputs] = (nnopt_exec_arg){n->inputs[n->inputs[0] == bn], -1};
+        n_in = m->n_inputs + 1;
+        owner = bn;
+    }
+    out[0] = (nnopt_exec_arg){i, -1};
+    for (int k = 1; k < 3; k++) out[k] = (nnopt_exec_arg){owner, (int8_t)(k - 1)};
+    return n_in;
+}
+
+static nnopt_tensor *arg_tensor(const nnopt_exec *ex, nnopt_exec_arg a) {
+    return a.aux < 0 ? ex->value[a.node] : ex->aux[a.node * NNOPT_EXEC_AUX + a.aux];
+}
+
 nnopt_status nnopt_exec_forward(nnopt_exec *ex, const void *x, nnopt_error *err) {
     const nnopt_graph *g = ex->net->graph;
     nnopt_tensor *input = ex->value[g->input];
@@ -732,31 +757,14 @@ nnopt_status nnopt_exec_forward(nnopt_exec *ex, const void *x, nnopt_error *err)
     if (ex->training) ex->step++;
     if (st == NNOPT_OK && ex->program && !ex->profile) return nnopt_exec_program_forward(ex, err);
     for (int i = 0; st == NNOPT_OK && i < g->n_nodes; i++) {
-        const nnopt_graph_node *n = &g->nodes[i];
         nnopt_op op;
         int n_out = nnopt_exec_forward_op(ex, i, &op);
         if (!n_out) continue;
-        nnopt_tensor *in[NNOPT_NODE_MAX_INPUTS + 1]; /* + a fused residual */
-        int n_in = n->n_inputs;
-        for (int k = 0; k < n_in; k++) in[k] = ex->value[n->inputs[k]];
-        if (ex->folded_into && ex->folded_into[i] >= 0) { /* batchnorm folded in */
-            nnopt_tensor **folded = &ex->aux[ex->folded_into[i] * NNOPT_EXEC_AUX];
-            in[1] = folded[0];
-            in[2] = folded[1];
-            n_in = 3;
-        }
-        if (ex->residual_of && ex->residual_of[i] >= 0) /* its add's other input */
-            in[n_in++] = ex->value[g->nodes[ex->residual_of[i]].inputs[1]];
-        nnopt_tensor **aux = &ex->aux[i * NNOPT_EXEC_AUX];
-        const int bn = batchnorm_in_add(ex, i);
-        if (bn >= 0) { /* the batchnorm's inputs, then the add's other input */
-            const nnopt_graph_node *m = &g->nodes[bn];
-            for (int k = 0; k < m->n_inputs; k++) in[k] = ex->value[m->inputs[k]];
-            in[m->n_inputs] = ex->value[n->inputs[n->inputs[0] == bn]];
-            n_in = m->n_inputs + 1;
-            aux = &ex->aux[bn * NNOPT_EXEC_AUX];
-        }
-        nnopt_tensor *out[3] = {ex->value[i], aux[0], aux[1]};
+        nnopt_exec_arg in_args[NNOPT_EXEC_MAX_ARGS], out_args[3];
+        const int n_in = nnopt_exec_forward_args(ex, i, in_args, out_args);
+        nnopt_tensor *in[NNOPT_EXEC_MAX_ARGS], *out[3];
+        for (int k = 0; k < n_in; k++) in[k] = arg_tensor(ex, in_args[k]);
+        for (int k = 0; k < n_out; k++) out[k] = arg_tensor(ex, out_args[k]);
         st = run_op(ex, &op, in, n_in, out, n_out, &ex->forward_seconds[i], err);
     }
     return st;

@@ -25,7 +25,11 @@
 
 enum { BATCH = 19 }; /* several tiles, the last partial; not a multiple of any register block */
 
-typedef enum { GRAPH_LENET, GRAPH_RESIDUAL } graph_kind;
+/* GRAPH_RESIDUAL_RELU: the residual block with relu after its add, as
+ * ResNet has it (inference fuses it: conv2d_relu, conv2d_add_relu);
+ * GRAPH_PROJECTION_RELU: the same with a 1x1 projection on the shortcut,
+ * computed after the branch (the add and its relu: add_relu). */
+typedef enum { GRAPH_LENET, GRAPH_RESIDUAL, GRAPH_RESIDUAL_RELU, GRAPH_PROJECTION_RELU } graph_kind;
 
 static nnopt_node param(nnopt_graph *g, const char *name, int ndim, int64_t a, int64_t b, int64_t c,
                         int64_t d) {
@@ -67,7 +71,7 @@ static nnopt_graph *lenet_graph(nnopt_dtype dt) {
  * norm on the input (alone),
  * conv + bn + relu, conv + bias + bn, add, relu6, dropout, global average
  * pooling, dense. */
-static nnopt_graph *residual_graph(nnopt_dtype dt) {
+static nnopt_graph *residual_graph(nnopt_dtype dt, nnopt_act_kind after_add, int projection) {
     nnopt_graph *g = nnopt_graph_create(3, 9, 9, 10);
     nnopt_node x = nnopt_graph_input(g, dt);
     nnopt_conv2d_params same = {1, 1, 1, 1, 1};
@@ -79,7 +83,11 @@ static nnopt_graph *residual_graph(nnopt_dtype dt) {
     y = nnopt_graph_conv2d(g, y, param(g, "c2.w", 4, 16, 16, 3, 3),
                            param(g, "c2.b", 1, 16, 0, 0, 0), &same);
     y = nnopt_graph_batchnorm(g, "bn2", y, 1e-5, 0.1);
-    y = nnopt_graph_act(g, nnopt_graph_add(g, y, skip), NNOPT_ACT_RELU6);
+    if (projection)
+        skip = nnopt_graph_conv2d(g, skip, param(g, "p.w", 4, 16, 16, 1, 1),
+                                  param(g, "p.b", 1, 16, 0, 0, 0),
+                                  &(nnopt_conv2d_params){1, 1, 0, 0, 1});
+    y = nnopt_graph_act(g, nnopt_graph_add(g, y, skip), after_add);
     y = nnopt_graph_global_avg_pool(g, nnopt_graph_dropout(g, y, 0.25));
     y = nnopt_graph_dense(g, y, param(g, "fc.w", 2, 10, 16, 0, 0),
                           param(g, "fc.b", 1, 10, 0, 0, 0));
@@ -141,7 +149,10 @@ static void read_doubles(nnopt_network *net, const nnopt_tensor *t, double *v) {
  * same non-trivial values on every backend (variances positive). */
 static nnopt_network *make_network(graph_kind kind, nnopt_dtype dt, const char *backend,
                                    const nnopt_program_options *options) {
-    nnopt_graph *g = kind == GRAPH_LENET ? lenet_graph(dt) : residual_graph(dt);
+    nnopt_graph *g = kind == GRAPH_LENET ? lenet_graph(dt)
+                     : kind == GRAPH_RESIDUAL
+                         ? residual_graph(dt, NNOPT_ACT_RELU6, 0)
+                         : residual_graph(dt, NNOPT_ACT_RELU, kind == GRAPH_PROJECTION_RELU);
     nnopt_network *net = NULL;
     nnopt_error err = {0};
     assert_int_equal(nnopt_network_create(g, open_backend(backend), 3, &net, &err), NNOPT_OK);
@@ -292,6 +303,57 @@ static void lenet_f32_blis(void **state) {
 }
 static void residual_f32_blis(void **state) {
     check_against_reference(*state, GRAPH_RESIDUAL, NNOPT_F32, "blis");
+}
+/* relu after the add: training fuses batchnorm_add_relu and the relu's
+ * backward into the conv's, inference conv2d_add_relu */
+static void residual_relu_f32_blis(void **state) {
+    check_against_reference(*state, GRAPH_RESIDUAL_RELU, NNOPT_F32, "blis");
+    check_against_reference(*state, GRAPH_PROJECTION_RELU, NNOPT_F32, "blis");
+}
+
+/* An inference executor (batchnorm folded, relus fused: conv2d_relu,
+ * conv2d_add_relu, add_relu) compiled against the cpu backend's uncompiled
+ * one: the generator runs the fused kinds it has kernels for, the backend
+ * the rest. */
+static void check_fused_inference(fixture *f, graph_kind kind, const char *backend) {
+    nnopt_network *ref = make_network(kind, NNOPT_F32, "cpu", NULL);
+    nnopt_network *net = make_network(kind, NNOPT_F32, backend, &f->options);
+    void *x = input_batch(net->graph);
+    double want[BATCH * 10], got[BATCH * 10];
+    nnopt_exec *ex_ref = NULL, *ex = NULL;
+    nnopt_error err = {0};
+    assert_int_equal(nnopt_exec_create_inference(ref, BATCH, &ex_ref, &err), NNOPT_OK);
+    assert_int_equal(nnopt_exec_create_inference(net, BATCH, &ex, &err), NNOPT_OK);
+    assert_non_null(ex->program);
+    int fused_relus = 0;
+    for (int i = 0; ex->relu_into && i < net->graph->n_nodes; i++)
+        fused_relus += ex->relu_into[i] >= 0;
+    assert_true(fused_relus >= 1);
+    if (kind != GRAPH_LENET) { /* the block's last conv runs its add and relu, or add_relu */
+        int in_convs = 0;
+        for (int i = 0; ex->residual_of && i < net->graph->n_nodes; i++)
+            in_convs += ex->residual_of[i] >= 0;
+        assert_int_equal(in_convs, kind == GRAPH_RESIDUAL_RELU);
+    }
+    assert_int_equal(nnopt_exec_forward(ex_ref, x, &err), NNOPT_OK);
+    assert_int_equal(nnopt_exec_read_logits(ex_ref, want, &err), NNOPT_OK);
+    assert_int_equal(nnopt_exec_forward(ex, x, &err), NNOPT_OK);
+    assert_int_equal(nnopt_exec_read_logits(ex, got, &err), NNOPT_OK);
+    assert_close(want, got, BATCH * 10, tolerance(NNOPT_F32), "logits");
+    nnopt_exec_free(ex_ref);
+    nnopt_exec_free(ex);
+    free(x);
+    close_network(ref);
+    close_network(net);
+}
+
+static void fused_inference(void **state) {
+    const char *backends[2] = {"cpu", "blis"};
+    for (int b = 0; b < 2; b++) {
+        check_fused_inference(*state, GRAPH_LENET, backends[b]);
+        check_fused_inference(*state, GRAPH_RESIDUAL_RELU, backends[b]);
+        check_fused_inference(*state, GRAPH_PROJECTION_RELU, backends[b]);
+    }
 }
 
 /* New parameter values between two calls of one compiled program (training
@@ -594,7 +656,9 @@ int main(void) {
         cmocka_unit_test_setup_teardown(residual_f64_cpu, setup, teardown),
         cmocka_unit_test_setup_teardown(lenet_f32_blis, setup, teardown),
         cmocka_unit_test_setup_teardown(residual_f32_blis, setup, teardown),
+        cmocka_unit_test_setup_teardown(residual_relu_f32_blis, setup, teardown),
         cmocka_unit_test_setup_teardown(winograd_convs_left_to_blis, setup, teardown),
+        cmocka_unit_test_setup_teardown(fused_inference, setup, teardown),
         cmocka_unit_test_setup_teardown(weights_changed_between_calls, setup, teardown),
         cmocka_unit_test_setup_teardown(cache_miss_then_hit, setup, teardown),
         cmocka_unit_test_setup_teardown(corrupted_entry_flipped_byte, setup, teardown),

@@ -847,7 +847,10 @@ nnopt_status blis_conv_geometry(blis_backend *be, const nnopt_op *op, const nnop
 
 int blis_program_step_is_winograd(blis_backend *be, const nnopt_program *prog, int s) {
     const nnopt_program_step *st = &prog->steps[s];
-    if (st->op.kind != NNOPT_OP_CONV2D || st->n_in < 2 || st->n_out < 1) return 0;
+    if ((st->op.kind != NNOPT_OP_CONV2D && st->op.kind != NNOPT_OP_CONV2D_RELU &&
+         st->op.kind != NNOPT_OP_CONV2D_ADD_RELU) ||
+        st->n_in < 2 || st->n_out < 1)
+        return 0;
     const int32_t roles[3] = {st->in[0], st->in[1], st->out[0]}; /* x, w, y */
     nnopt_tensor t[3];
     memset(t, 0, sizeof t);

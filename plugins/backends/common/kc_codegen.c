@@ -88,6 +88,19 @@ static int same_dtype(const gen *g, const nnopt_program_step *s) {
     return 1;
 }
 
+/* The op a fused kind extends (conv2d_relu: conv2d, add_relu: add), else
+ * the kind itself; the generator runs the relu as the last thing the step
+ * does. conv2d_add_relu stays with the backend. */
+static nnopt_op_kind base_kind(nnopt_op_kind kind) {
+    return kind == NNOPT_OP_CONV2D_RELU ? NNOPT_OP_CONV2D
+           : kind == NNOPT_OP_ADD_RELU  ? NNOPT_OP_ADD
+                                        : kind;
+}
+
+static int relu_in_op(nnopt_op_kind kind) {
+    return kind == NNOPT_OP_CONV2D_RELU || kind == NNOPT_OP_ADD_RELU;
+}
+
 /* Whether the generator has a per-image kernel for this step. */
 static int can_specialize(const gen *g, const nnopt_program_step *s) {
     if ((s->flags & NNOPT_PROGRAM_STEP_DYNAMIC) || s->n_in < 1 || s->n_out != 1 ||
@@ -98,7 +111,7 @@ static int can_specialize(const gen *g, const nnopt_program_step *s) {
      * generated convolution and dense kernels were measured slower than the
      * backends' own on LeNet-5 training (0.77-0.99x): leave those to them. */
     int fusable = !g->all_external;
-    switch (s->op.kind) {
+    switch (base_kind(s->op.kind)) {
     case NNOPT_OP_CONV2D:
         return fusable && (s->n_in == 2 || s->n_in == 3) && x->ndim == 4 &&
                s->op.p.conv2d.groups == 1 && s->op.p.conv2d.stride_h == 1 &&
@@ -184,6 +197,7 @@ static void fuse(gen *g) {
         g->final_out[s] = g->root[p->steps[s].out[0]];
         if (g->kind[s] != STEP_SPECIAL) continue;
         nnopt_op_kind k = p->steps[s].op.kind;
+        /* (a conv with its relu inside takes nothing after it: the relu is last) */
         if (k != NNOPT_OP_CONV2D && k != NNOPT_OP_DENSE) continue;
         int next = s + 1;
         if (k == NNOPT_OP_CONV2D && absorbable(g, s, next, NNOPT_OP_BATCHNORM)) {
@@ -345,7 +359,8 @@ static int plan(gen *g) {
             g->shared_bytes += align64((size_t)((d.in + 1) * d.outp) * g->esize) +
                                align64((size_t)((d.in + 1) * d.out) * g->esize);
         }
-        if (g->kind[s] != STEP_SPECIAL || p->steps[s].op.kind != NNOPT_OP_CONV2D) continue;
+        if (g->kind[s] != STEP_SPECIAL || base_kind(p->steps[s].op.kind) != NNOPT_OP_CONV2D)
+            continue;
         conv_geom c = conv_geometry(g, &p->steps[s]);
         size_t xp = align64((size_t)c.xp_elems * g->esize),
                tmp = align64((size_t)(c.K * c.JT) * g->esize);
@@ -557,7 +572,9 @@ static void emit_conv(gen *g, int s) {
     const nnopt_program_step *st = &g->prog->steps[s];
     conv_geom c = conv_geometry(g, st);
     int bias = st->n_in == 3 || g->fused_bn[s] >= 0;
-    int act = g->fused_act[s] >= 0 ? g->prog->steps[g->fused_act[s]].op.p.act.kind : 0;
+    int act = g->fused_act[s] >= 0      ? g->prog->steps[g->fused_act[s]].op.p.act.kind
+              : relu_in_op(st->op.kind) ? NNOPT_ACT_RELU
+                                        : 0;
     if (channel_vectorized(g, &c)) {
         emit_conv_channels(g, s, &c, bias, act);
         return;
@@ -738,6 +755,13 @@ static void emit_elementwise(gen *g, int s) {
              "  for (long i = 0; i < %ld; i += VL) st(y + i, ld(a + i) + ld(c + i));\n"
              "  for (long i = %ld; i < %ld; i++) y[i] = a[i] + c[i];\n}\n",
              s, s, main_end, main_end, n);
+    } else if (st->op.kind == NNOPT_OP_ADD_RELU) {
+        emit(b,
+             "/* step %d: add_relu */\nstatic void add%d(const real *a, const real *c, real *y) "
+             "{\n"
+             "  for (long i = 0; i < %ld; i += VL) st(y + i, act_relu(ld(a + i) + ld(c + i)));\n"
+             "  for (long i = %ld; i < %ld; i++) y[i] = act_relu(bc(a[i] + c[i]))[0];\n}\n",
+             s, s, main_end, main_end, n);
     } else { /* batch norm with running statistics */
         const nnopt_program_tensor *x = tensor(g, st->in[0]);
         long C = (long)x->shape[1], inner = n / C;
@@ -771,7 +795,7 @@ static void emit_step_call(gen *g, int s) {
     long px = (long)per_image(g, x), py = (long)per_image(g, y);
     char bias_arg[64] = "0";
     if (st->n_in == 3) snprintf(bias_arg, sizeof bias_arg, "(const real *)data[%d]", st->in[2]);
-    switch (st->op.kind) {
+    switch (base_kind(st->op.kind)) {
     case NNOPT_OP_CONV2D: {
         conv_geom cg = conv_geometry(g, st);
         if (channel_vectorized(g, &cg)) {
@@ -914,7 +938,8 @@ static void emit_group(gen *g, int grp, int first, int last) {
     for (int s = first; s <= last; s++) {
         if (g->kind[s] != STEP_SPECIAL) continue;
         const nnopt_program_step *st = &p->steps[s];
-        int vals[3] = {g->root[st->in[0]], st->op.kind == NNOPT_OP_ADD ? g->root[st->in[1]] : -1,
+        int vals[3] = {g->root[st->in[0]],
+                       base_kind(st->op.kind) == NNOPT_OP_ADD ? g->root[st->in[1]] : -1,
                        g->final_out[s]};
         for (int v = 0; v < 3; v++)
             if (vals[v] >= 0 && !declared[vals[v]]) {
@@ -941,7 +966,7 @@ static void emit_program(gen *g) {
     const nnopt_program *p = g->prog;
     for (int s = 0; s < p->n_steps; s++) {
         if (g->kind[s] != STEP_SPECIAL) continue;
-        switch (p->steps[s].op.kind) {
+        switch (base_kind(p->steps[s].op.kind)) {
         case NNOPT_OP_CONV2D:
             emit_conv(g, s);
             break;
@@ -964,7 +989,7 @@ static void emit_program(gen *g) {
          g->tile_bytes + g->xp_bytes + g->tmp_bytes, g->shared_bytes, g->threads);
     for (int s = 0; s < p->n_steps; s++) {
         if (g->kind[s] == STEP_SPECIAL && g->fused_bn[s] >= 0) emit_fold(g, s);
-        if (g->kind[s] == STEP_SPECIAL && p->steps[s].op.kind == NNOPT_OP_CONV2D) {
+        if (g->kind[s] == STEP_SPECIAL && base_kind(p->steps[s].op.kind) == NNOPT_OP_CONV2D) {
             conv_geom c = conv_geometry(g, &p->steps[s]);
             if (channel_vectorized(g, &c)) emit_conv_pack(g, s);
         }
