@@ -275,6 +275,8 @@ static void test_model_gradients(void **state) {
     /* relu: the add's output relu runs fused (add_relu) where the backend has
      * it, with the batchnorm before it (batchnorm_add_relu) */
     const char *identity_relu[] = {"blocks=2,1", "width=4", "shortcut=identity", "dtype=f64", NULL};
+    /* projection shortcuts: strided first convs take the relus' backward */
+    const char *projection_relu[] = {"blocks=1,1,1", "width=4", "dtype=f64", NULL};
     const char *mobilenet[] = {"width=0.125", "cifar=true", "dropout=0", "dtype=f64", NULL};
     expect_gradients("resnet", projection, "cpu", 0);
     expect_gradients("resnet", identity_relu, "cpu", 1);
@@ -285,6 +287,8 @@ static void test_model_gradients(void **state) {
      * here, once, the whole step through them. */
     expect_gradients("resnet", projection, "blis", 0);
     expect_gradients("resnet", identity_relu, "blis", 1);
+    expect_gradients("resnet", projection_relu, "cpu", 1);
+    expect_gradients("resnet", projection_relu, "blis", 1);
 }
 
 int main(void) {
