@@ -234,6 +234,20 @@ static nnopt_status allocate(nnopt_exec *ex, int share_memory, nnopt_error *err)
     return st;
 }
 
+/* Sets (*map)[node] = value in a per-node map of the executor (a fusion
+ * plan), allocating it, every entry -1, on first use. */
+static nnopt_status node_map_set(const nnopt_exec *ex, int32_t **map, int node, int value,
+                                 nnopt_error *err) {
+    const int nodes = ex->net->graph->n_nodes;
+    if (!*map) {
+        *map = malloc((size_t)nodes * sizeof **map);
+        if (!*map) return nnopt_error_set(err, NNOPT_STATUS_OUT_OF_MEMORY, "out of memory");
+        for (int k = 0; k < nodes; k++) (*map)[k] = -1;
+    }
+    (*map)[node] = value;
+    return NNOPT_OK;
+}
+
 /* Replaces *t (owned) by a view of `of`. */
 static nnopt_status become_view(nnopt_exec *ex, nnopt_tensor **t, const nnopt_tensor *of,
                                 nnopt_error *err) {
@@ -309,15 +323,9 @@ static nnopt_status alias_add_gradients(nnopt_exec *ex, nnopt_error *err) {
         const nnopt_graph_node *n = &g->nodes[i];
         const int conv = relu_backward_conv(ex, i);
         if (conv >= 0) {
-            if (!ex->relu_bwd_in) {
-                ex->relu_bwd_in = malloc((size_t)g->n_nodes * sizeof *ex->relu_bwd_in);
-                if (!ex->relu_bwd_in)
-                    return nnopt_error_set(err, NNOPT_STATUS_OUT_OF_MEMORY, "out of memory");
-                for (int m = 0; m < g->n_nodes; m++) ex->relu_bwd_in[m] = -1;
-            }
             nnopt_status st = become_view(ex, &ex->grad[n->inputs[0]], ex->grad[i], err);
+            if (st == NNOPT_OK) st = node_map_set(ex, &ex->relu_bwd_in, i, conv, err);
             if (st != NNOPT_OK) return st;
-            ex->relu_bwd_in[i] = conv;
             continue;
         }
         if (n->kind != NNOPT_NODE_ADD || !ex->needs_grad[i] || !ex->grad[i]) continue;
@@ -362,16 +370,10 @@ static nnopt_status fuse_batchnorm_relu(nnopt_exec *ex, nnopt_error *err) {
             !ex->value[j]->owns_data || ex->needs_grad[j] != ex->needs_grad[r] ||
             (ex->needs_grad[j] && !ex->grad[j]->owns_data))
             continue;
-        if (!ex->bn_relu) {
-            ex->bn_relu = malloc((size_t)g->n_nodes * sizeof *ex->bn_relu);
-            if (!ex->bn_relu)
-                return nnopt_error_set(err, NNOPT_STATUS_OUT_OF_MEMORY, "out of memory");
-            for (int i = 0; i < g->n_nodes; i++) ex->bn_relu[i] = -1;
-        }
         st = become_view(ex, &ex->value[j], ex->value[r], err);
         if (st == NNOPT_OK && ex->needs_grad[j])
             st = become_view(ex, &ex->grad[j], ex->grad[r], err);
-        ex->bn_relu[j] = r;
+        if (st == NNOPT_OK) st = node_map_set(ex, &ex->bn_relu, j, r, err);
     }
     return st;
 }
@@ -382,19 +384,6 @@ static nnopt_op_kind with_relu(const nnopt_graph_node *p) {
     if (p->kind == NNOPT_NODE_CONV2D && p->op.kind == NNOPT_OP_CONV2D) return NNOPT_OP_CONV2D_RELU;
     if (p->kind == NNOPT_NODE_ADD && p->op.kind == NNOPT_OP_ADD) return NNOPT_OP_ADD_RELU;
     return p->op.kind;
-}
-
-/* Records that relu r runs inside node p's op. */
-static nnopt_status mark_relu_fused(nnopt_exec *ex, int p, int r, nnopt_error *err) {
-    const int nodes = ex->net->graph->n_nodes;
-    if (!ex->relu_into) {
-        ex->relu_into = malloc((size_t)nodes * sizeof *ex->relu_into);
-        if (!ex->relu_into)
-            return nnopt_error_set(err, NNOPT_STATUS_OUT_OF_MEMORY, "out of memory");
-        for (int k = 0; k < nodes; k++) ex->relu_into[k] = -1;
-    }
-    ex->relu_into[p] = r;
-    return NNOPT_OK;
 }
 
 /* Training: an add whose only reader is a relu runs as add_relu writing the
@@ -414,7 +403,7 @@ static nnopt_status fuse_add_relu(nnopt_exec *ex, nnopt_error *err) {
             !ex->value[i]->owns_data)
             continue;
         st = become_view(ex, &ex->value[i], ex->value[r], err);
-        if (st == NNOPT_OK) st = mark_relu_fused(ex, i, r, err);
+        if (st == NNOPT_OK) st = node_map_set(ex, &ex->relu_into, i, r, err);
     }
     return st;
 }
@@ -440,15 +429,9 @@ static nnopt_status fuse_batchnorm_add_relu(nnopt_exec *ex, nnopt_error *err) {
             if (g->nodes[j].kind != NNOPT_NODE_BATCHNORM || consumers(g, j) != 1 ||
                 (ex->bn_relu && ex->bn_relu[j] >= 0) || !ex->value[j]->owns_data)
                 continue;
-            if (!ex->bn_add_into) {
-                ex->bn_add_into = malloc((size_t)g->n_nodes * sizeof *ex->bn_add_into);
-                if (!ex->bn_add_into)
-                    return nnopt_error_set(err, NNOPT_STATUS_OUT_OF_MEMORY, "out of memory");
-                for (int m = 0; m < g->n_nodes; m++) ex->bn_add_into[m] = -1;
-            }
             nnopt_status st = become_view(ex, &ex->value[j], ex->value[i], err);
+            if (st == NNOPT_OK) st = node_map_set(ex, &ex->bn_add_into, j, i, err);
             if (st != NNOPT_OK) return st;
-            ex->bn_add_into[j] = i;
             break;
         }
     }
@@ -488,7 +471,7 @@ static nnopt_status plan_relu_fusion(nnopt_exec *ex, nnopt_error *err) {
         if (fused == g->nodes[p].op.kind || consumers(g, n->inputs[0]) != 1 ||
             consumers(g, p) != 1 || !b->vt->supports(b->ctx, fused, g->dtype))
             continue;
-        nnopt_status st = mark_relu_fused(ex, p, r, err);
+        nnopt_status st = node_map_set(ex, &ex->relu_into, p, r, err);
         if (st != NNOPT_OK) return st;
     }
     return NNOPT_OK;
@@ -517,13 +500,8 @@ static nnopt_status plan_residual_fusion(nnopt_exec *ex, nnopt_error *err) {
             consumers(g, n->inputs[0]) != 1 || consumers(g, c) != 1 ||
             value_producer(ex, n->inputs[1]) > c)
             continue;
-        if (!ex->residual_of) {
-            ex->residual_of = malloc((size_t)g->n_nodes * sizeof *ex->residual_of);
-            if (!ex->residual_of)
-                return nnopt_error_set(err, NNOPT_STATUS_OUT_OF_MEMORY, "out of memory");
-            for (int k = 0; k < g->n_nodes; k++) ex->residual_of[k] = -1;
-        }
-        ex->residual_of[c] = i;
+        nnopt_status st = node_map_set(ex, &ex->residual_of, c, i, err);
+        if (st != NNOPT_OK) return st;
     }
     return NNOPT_OK;
 }
