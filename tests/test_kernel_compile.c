@@ -205,13 +205,19 @@ static void assert_close(const double *want, const double *got, int64_t n, doubl
         }
 }
 
+/* Logits of one batch through an executor. */
+static void forward_logits(nnopt_exec *ex, const void *x, double *logits) {
+    nnopt_error err = {0};
+    assert_int_equal(nnopt_exec_forward(ex, x, &err), NNOPT_OK);
+    assert_int_equal(nnopt_exec_read_logits(ex, logits, &err), NNOPT_OK);
+}
+
 /* Logits of one inference batch. */
 static void infer(nnopt_network *net, const void *x, double *logits) {
     nnopt_exec *ex = NULL;
     nnopt_error err = {0};
     assert_int_equal(nnopt_exec_create(net, BATCH, 0, &ex, &err), NNOPT_OK);
-    assert_int_equal(nnopt_exec_forward(ex, x, &err), NNOPT_OK);
-    assert_int_equal(nnopt_exec_read_logits(ex, logits, &err), NNOPT_OK);
+    forward_logits(ex, x, logits);
     nnopt_exec_free(ex);
 }
 
@@ -335,10 +341,8 @@ static void check_fused_inference(fixture *f, graph_kind kind, const char *backe
             in_convs += ex->residual_of[i] >= 0;
         assert_int_equal(in_convs, kind == GRAPH_RESIDUAL_RELU);
     }
-    assert_int_equal(nnopt_exec_forward(ex_ref, x, &err), NNOPT_OK);
-    assert_int_equal(nnopt_exec_read_logits(ex_ref, want, &err), NNOPT_OK);
-    assert_int_equal(nnopt_exec_forward(ex, x, &err), NNOPT_OK);
-    assert_int_equal(nnopt_exec_read_logits(ex, got, &err), NNOPT_OK);
+    forward_logits(ex_ref, x, want);
+    forward_logits(ex, x, got);
     assert_close(want, got, BATCH * 10, tolerance(NNOPT_F32), "logits");
     nnopt_exec_free(ex_ref);
     nnopt_exec_free(ex);
@@ -382,8 +386,7 @@ static void weights_changed_between_calls(void **state) {
                     free(v);
                 }
             infer(ref, x, want);
-            assert_int_equal(nnopt_exec_forward(ex, x, &err), NNOPT_OK);
-            assert_int_equal(nnopt_exec_read_logits(ex, got, &err), NNOPT_OK);
+            forward_logits(ex, x, got);
             assert_close(want, got, BATCH * 10, tolerance(NNOPT_F32), "logits");
         }
         nnopt_exec_free(ex);
