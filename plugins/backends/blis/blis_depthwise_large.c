@@ -25,6 +25,15 @@
 
 #if defined(__x86_64__) && defined(__GNUC__)
 #define LARGE_HAVE 1
+/* Full unrolling of the loops over taps, so the sums and weights stay in
+ * registers (a rolled loop over the taps kept them in memory); GCC warns
+ * about such annotations in always-inline helpers when not optimizing. */
+#ifdef __OPTIMIZE__
+#define LARGE_PRAGMA(x) _Pragma(#x)
+#define LARGE_UNROLL(n) LARGE_PRAGMA(GCC unroll n)
+#else
+#define LARGE_UNROLL(n)
+#endif
 #include <immintrin.h>
 #define LARGE_TARGET __attribute__((target("avx512f,fma,prfchw")))
 #define LARGE_INLINE static inline __attribute__((always_inline)) LARGE_TARGET
@@ -87,7 +96,8 @@ typedef struct large_row {
 
 LARGE_INLINE large_row large_zero_row(void) {
     large_row v;
-    for (int k = 0; k < 2; k++) v.left[k] = v.mid[k] = v.right[k] = _mm512_setzero_ps();
+    v.left[0] = v.mid[0] = v.right[0] = _mm512_setzero_ps();
+    v.left[1] = v.mid[1] = v.right[1] = _mm512_setzero_ps();
     return v;
 }
 
@@ -198,6 +208,7 @@ LARGE_INLINE void large_plane_s2(int nv, long h, const float *x, const __m512 *w
 
 /* The nine taps as vectors, in filter order or turned by 180 degrees. */
 LARGE_INLINE void large_weights(const float *w, int turned, __m512 *wv) {
+    LARGE_UNROLL(9)
     for (int t = 0; t < TAPS; t++) wv[t] = _mm512_set1_ps(w[turned ? TAPS - 1 - t : t]);
 }
 
@@ -324,6 +335,7 @@ LARGE_INLINE void large_dots(const __m512 gy, const large_row *above, const larg
 LARGE_INLINE void large_filter_plane(int nv, int stride, long h, long p_rows, const float *x,
                                      const float *dy, __m512 *acc) {
     const long width = nv * LANES, dy_width = stride == 1 ? width : width / 2;
+    LARGE_UNROLL(9)
     for (int t = 0; t < TAPS; t++) acc[t] = _mm512_setzero_ps();
     if (stride == 1) {
         large_row above = large_zero_row(), at = large_row_s1(x, nv);
@@ -355,6 +367,7 @@ LARGE_INLINE void large_filter_plane(int nv, int stride, long h, long p_rows, co
 
 /* sums[t*16 .. t*16 + 15] += the lanes of acc[t], in double. */
 LARGE_INLINE void large_add_sums(const __m512 *acc, double *sums) {
+    LARGE_UNROLL(9)
     for (int t = 0; t < TAPS; t++) {
         const __m256 lo = _mm512_castps512_ps256(acc[t]);
         const __m256 hi = _mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(acc[t]), 1));
