@@ -95,7 +95,9 @@ static void test_conv_direct_shapes(void **state) {
  * odd sizes, 1x1 planes and filters, and phases no tap reads. Then the
  * channel-lane kernels of small planes (blis_depthwise_small.c; f32 on
  * AVX-512): 8x8 to 1x1 planes at stride 1 and 2, full blocks of 16 channels
- * and partial last ones, one image and odd batches. */
+ * and partial last ones, one image and odd batches. Then the row kernels
+ * of planes 16 and 32 wide (blis_depthwise_large.c): stride 1 and 2, odd
+ * heights and one row, one image and odd batches. */
 static void test_conv_depthwise_shapes(void **state) {
     (void)state;
     const conv_case cases[] = {
@@ -137,6 +139,15 @@ static void test_conv_depthwise_shapes(void **state) {
         {9, 33, 1, 1, 33, 3, 3, {2, 2, 1, 1, 33}},       /* 1x1, stride 2 */
         {3, 17, 8, 8, 17, 3, 3, {1, 1, 0, 0, 17}},       /* no padding: the phase planes */
         {3, 17, 8, 4, 17, 3, 3, {1, 1, 1, 1, 17}},       /* not square: the phase planes */
+        {1, 5, 32, 32, 5, 3, 3, {1, 1, 1, 1, 5}},        /* row kernels: 32 wide, one image */
+        {3, 19, 32, 32, 19, 3, 3, {2, 2, 1, 1, 19}},     /* 32 -> 16 wide, odd batch */
+        {5, 21, 16, 16, 21, 3, 3, {1, 1, 1, 1, 21}},     /* 16 wide */
+        {1, 13, 16, 16, 13, 3, 3, {2, 2, 1, 1, 13}},     /* 16 -> 8 wide */
+        {3, 7, 7, 16, 7, 3, 3, {1, 1, 1, 1, 7}},         /* odd height, 16 wide */
+        {3, 7, 7, 16, 7, 3, 3, {2, 2, 1, 1, 7}},         /* odd height, stride 2 */
+        {2, 6, 1, 32, 6, 3, 3, {1, 1, 1, 1, 6}},         /* one row */
+        {2, 6, 1, 32, 6, 3, 3, {2, 2, 1, 1, 6}},         /* one row, stride 2 */
+        {3, 5, 9, 32, 5, 3, 3, {2, 2, 1, 1, 5}},         /* odd height, 32 wide, stride 2 */
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++)
         check_conv_case(&cases[i], "depthwise");
@@ -366,6 +377,10 @@ static void test_odd_thread_count(void **state) {
         {5, 33, 4, 4, 33, 3, 3, {1, 1, 1, 1, 33}}, /* small planes: a block per thread */
         {7, 17, 8, 8, 17, 3, 3, {2, 2, 1, 1, 17}}, /* two blocks over three threads */
         {3, 40, 2, 2, 40, 3, 3, {1, 1, 1, 1, 40}},
+        {5, 17, 32, 32, 17, 3, 3, {1, 1, 1, 1, 17}}, /* row kernels: planes over threads */
+        {3, 35, 32, 32, 35, 3, 3, {2, 2, 1, 1, 35}},
+        {7, 9, 16, 16, 9, 3, 3, {1, 1, 1, 1, 9}},
+        {5, 37, 16, 16, 37, 3, 3, {2, 2, 1, 1, 37}},
     };
     for (size_t i = 0; i < sizeof depthwise / sizeof depthwise[0]; i++)
         check_conv_case(&depthwise[i], "threads=3, depthwise");

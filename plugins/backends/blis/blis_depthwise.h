@@ -1,6 +1,7 @@
 /* Depthwise convolutions (groups == C == K) of the blis backend, for
  * blis_conv.c; the kernels are in blis_depthwise.inc, and for 3x3 filters
- * on planes of 8x8 and smaller in f32, in blis_depthwise_small.c. Each runs
+ * in f32 on planes of 8x8 and smaller in blis_depthwise_small.c, on planes
+ * 16 or 32 wide in blis_depthwise_large.c. Each runs
  * on `team` threads with that many threads' scratch of
  * blis_depthwise_scratch_bytes; tensors are F32 or F64 (`dtype`), NCHW, as
  * described by g. */
