@@ -24,20 +24,39 @@
 #undef T
 #undef BLIS_SUFFIX
 
+/* Which kernels take g: the AVX-512 ones want f32 3x3 filters, padding 1
+ * and the same stride 1 or 2 both ways; the small-plane ones square planes
+ * up to 8x8, the row kernels planes 16 or 32 wide; the stencils of
+ * blis_depthwise.inc take everything. */
+typedef enum depthwise_path { PATH_STENCILS, PATH_SMALL, PATH_ROWS } depthwise_path;
+
+static depthwise_path path_for(const conv_geometry *g, nnopt_dtype dtype) {
+    if (dtype != NNOPT_F32 || g->r != 3 || g->s != 3 || g->pad_h != 1 || g->pad_w != 1 ||
+        g->stride_h != g->stride_w || g->stride_h < 1 || g->stride_h > 2)
+        return PATH_STENCILS;
+    if (blis_depthwise_small_applies(g)) return PATH_SMALL;
+    if (blis_depthwise_large_applies(g)) return PATH_ROWS;
+    return PATH_STENCILS;
+}
+
 size_t blis_depthwise_scratch_bytes(const conv_geometry *g, size_t elem_size) {
-    if (blis_depthwise_small_applies(g, elem_size == sizeof(float) ? NNOPT_F32 : NNOPT_F64))
+    switch (path_for(g, elem_size == sizeof(float) ? NNOPT_F32 : NNOPT_F64)) {
+    case PATH_SMALL:
         return blis_depthwise_small_scratch_bytes(g);
-    if (blis_depthwise_large_applies(g, elem_size == sizeof(float) ? NNOPT_F32 : NNOPT_F64))
+    case PATH_ROWS:
         return blis_depthwise_large_scratch_bytes(g);
-    return depthwise_scratch_bytes(g, elem_size);
+    default:
+        return depthwise_scratch_bytes(g, elem_size);
+    }
 }
 
 void blis_depthwise_forward(const conv_geometry *g, nnopt_dtype dtype, int team, const void *x,
                             const void *w, const void *bias, int relu, void *y,
                             blis_scratch *scratch) {
-    if (blis_depthwise_small_applies(g, dtype))
+    const depthwise_path path = path_for(g, dtype);
+    if (path == PATH_SMALL)
         blis_depthwise_small_forward(g, team, x, w, bias, relu, y, scratch);
-    else if (blis_depthwise_large_applies(g, dtype))
+    else if (path == PATH_ROWS)
         blis_depthwise_large_forward(g, team, x, w, bias, relu, y);
     else if (dtype == NNOPT_F32)
         depthwise_forward_f32(g, team, x, w, bias, relu, y, scratch);
@@ -47,9 +66,10 @@ void blis_depthwise_forward(const conv_geometry *g, nnopt_dtype dtype, int team,
 
 void blis_depthwise_backward_data(const conv_geometry *g, nnopt_dtype dtype, int team,
                                   const void *dy, const void *w, void *dx, blis_scratch *scratch) {
-    if (blis_depthwise_small_applies(g, dtype))
+    const depthwise_path path = path_for(g, dtype);
+    if (path == PATH_SMALL)
         blis_depthwise_small_backward_data(g, team, dy, w, dx, scratch);
-    else if (blis_depthwise_large_applies(g, dtype))
+    else if (path == PATH_ROWS)
         blis_depthwise_large_backward_data(g, team, dy, w, dx);
     else if (dtype == NNOPT_F32)
         depthwise_backward_data_f32(g, team, dy, w, dx, scratch);
@@ -60,9 +80,10 @@ void blis_depthwise_backward_data(const conv_geometry *g, nnopt_dtype dtype, int
 void blis_depthwise_backward_filter(const conv_geometry *g, nnopt_dtype dtype, int team,
                                     const void *x, const void *dy, void *dw,
                                     blis_scratch *scratch) {
-    if (blis_depthwise_small_applies(g, dtype))
+    const depthwise_path path = path_for(g, dtype);
+    if (path == PATH_SMALL)
         blis_depthwise_small_backward_filter(g, team, x, dy, dw, scratch);
-    else if (blis_depthwise_large_applies(g, dtype))
+    else if (path == PATH_ROWS)
         blis_depthwise_large_backward_filter(g, team, x, dy, dw, scratch);
     else if (dtype == NNOPT_F32)
         depthwise_backward_filter_f32(g, team, x, dy, dw, scratch);

@@ -49,15 +49,13 @@ enum {
     CHANNEL_SUMS = TAPS * SUM_LANES,
 };
 
-int blis_depthwise_large_applies(const conv_geometry *g, nnopt_dtype dtype) {
+int blis_depthwise_large_applies(const conv_geometry *g) {
 #if LARGE_HAVE
-    if (dtype != NNOPT_F32 || g->r != 3 || g->s != 3 || g->pad_h != 1 || g->pad_w != 1) return 0;
-    if (g->stride_h != g->stride_w || g->stride_h < 1 || g->stride_h > 2) return 0;
     if (g->w != 16 && g->w != 32) return 0;
     __builtin_cpu_init();
     return __builtin_cpu_supports("avx512f");
 #else
-    (void)g, (void)dtype;
+    (void)g;
     return 0;
 #endif
 }

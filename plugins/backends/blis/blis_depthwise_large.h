@@ -11,9 +11,10 @@
 
 #include "blis_internal.h"
 
-/* Whether these kernels take g in dtype on this CPU: 3x3 filters, padding 1,
- * stride 1 or 2 (the same both ways), planes 16 or 32 wide (any height). */
-int blis_depthwise_large_applies(const conv_geometry *g, nnopt_dtype dtype);
+/* Whether these kernels take g's planes on this CPU (16 or 32 wide, any
+ * height), given an f32 3x3 filter, padding 1, stride 1 or 2 (the same both
+ * ways): blis_depthwise.c checks those. */
+int blis_depthwise_large_applies(const conv_geometry *g);
 size_t blis_depthwise_large_scratch_bytes(const conv_geometry *g);
 
 void blis_depthwise_large_forward(const conv_geometry *g, int team, const float *x, const float *w,

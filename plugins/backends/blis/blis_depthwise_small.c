@@ -59,15 +59,13 @@ static inline int small_side_index(long side) {
     return side == 1 ? 0 : side == 2 ? 1 : side == 4 ? 2 : side == 8 ? 3 : -1;
 }
 
-int blis_depthwise_small_applies(const conv_geometry *g, nnopt_dtype dtype) {
+int blis_depthwise_small_applies(const conv_geometry *g) {
 #if SMALL_HAVE
-    if (dtype != NNOPT_F32 || g->r != 3 || g->s != 3 || g->pad_h != 1 || g->pad_w != 1) return 0;
-    if (g->stride_h != g->stride_w || g->stride_h < 1 || g->stride_h > 2) return 0;
     if (g->h != g->w || small_side_index(g->h) < 0) return 0;
     __builtin_cpu_init();
     return __builtin_cpu_supports("avx512f");
 #else
-    (void)g, (void)dtype;
+    (void)g;
     return 0;
 #endif
 }

@@ -10,9 +10,10 @@
 
 #include "blis_internal.h"
 
-/* Whether these kernels take g in dtype on this CPU: 3x3 filters, padding 1,
- * stride 1 or 2 (the same both ways), square planes of 1, 2, 4 or 8. */
-int blis_depthwise_small_applies(const conv_geometry *g, nnopt_dtype dtype);
+/* Whether these kernels take g's planes on this CPU (square, of 1, 2, 4 or
+ * 8), given an f32 3x3 filter, padding 1, stride 1 or 2 (the same both
+ * ways): blis_depthwise.c checks those. */
+int blis_depthwise_small_applies(const conv_geometry *g);
 size_t blis_depthwise_small_scratch_bytes(const conv_geometry *g);
 
 void blis_depthwise_small_forward(const conv_geometry *g, int team, const float *x, const float *w,
