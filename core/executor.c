@@ -299,7 +299,6 @@ static int relu_backward_conv(const nnopt_exec *ex, int r) {
         if (!reads) continue;
         const int conv = m->kind == NNOPT_NODE_CONV2D && m->op.kind == NNOPT_OP_CONV2D &&
                          m->inputs[0] == r && reads == 1;
-
         return conv && b->vt->supports(b->ctx, NNOPT_OP_CONV2D_BWD_DATA_ADD_MASKED, g->dtype) ? c
                                                                                               : -1;
     }
