@@ -351,8 +351,7 @@ static conv_plan conv_plan_make(const blis_backend *be, long images) {
 
 int blis_direct_conv_available(void) {
 #if BLIS_HAVE_DIRECT
-    __builtin_cpu_init();
-    return __builtin_cpu_supports("avx512f");
+    return blis_cpu_has_avx512f();
 #else
     return 0;
 #endif

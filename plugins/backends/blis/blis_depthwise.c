@@ -32,7 +32,7 @@ typedef enum depthwise_path { PATH_STENCILS, PATH_SMALL, PATH_ROWS } depthwise_p
 
 static depthwise_path path_for(const conv_geometry *g, nnopt_dtype dtype) {
     if (dtype != NNOPT_F32 || g->r != 3 || g->s != 3 || g->pad_h != 1 || g->pad_w != 1 ||
-        g->stride_h != g->stride_w || g->stride_h < 1 || g->stride_h > 2)
+        g->stride_h != g->stride_w || g->stride_h < 1 || g->stride_h > 2 || !blis_cpu_has_avx512f())
         return PATH_STENCILS;
     if (blis_depthwise_small_applies(g)) return PATH_SMALL;
     if (blis_depthwise_large_applies(g)) return PATH_ROWS;

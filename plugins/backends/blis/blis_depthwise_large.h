@@ -11,9 +11,9 @@
 
 #include "blis_internal.h"
 
-/* Whether these kernels take g's planes on this CPU (16 or 32 wide, any
+/* Whether these kernels (built here) take g's planes (16 or 32 wide, any
  * height), given an f32 3x3 filter, padding 1, stride 1 or 2 (the same both
- * ways): blis_depthwise.c checks those. */
+ * ways) and AVX-512F: blis_depthwise.c checks those. */
 int blis_depthwise_large_applies(const conv_geometry *g);
 size_t blis_depthwise_large_scratch_bytes(const conv_geometry *g);
 

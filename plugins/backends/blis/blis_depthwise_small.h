@@ -10,9 +10,9 @@
 
 #include "blis_internal.h"
 
-/* Whether these kernels take g's planes on this CPU (square, of 1, 2, 4 or
+/* Whether these kernels (built here) take g's planes (square, of 1, 2, 4 or
  * 8), given an f32 3x3 filter, padding 1, stride 1 or 2 (the same both
- * ways): blis_depthwise.c checks those. */
+ * ways) and AVX-512F: blis_depthwise.c checks those. */
 int blis_depthwise_small_applies(const conv_geometry *g);
 size_t blis_depthwise_small_scratch_bytes(const conv_geometry *g);
 

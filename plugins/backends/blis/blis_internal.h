@@ -47,6 +47,16 @@ typedef enum blis_winograd_mode {
  * kernel set if BLIS is not initialised yet, and checks what took effect.
  * Fills be->kernels and be->arch_reason. */
 nnopt_status blis_arch_select(blis_backend *be, const char *requested);
+/* Whether this CPU runs AVX-512F code (the backend's own kernels need it);
+ * inline, for the unit tests that build kernel files without the backend. */
+static inline int blis_cpu_has_avx512f(void) {
+#if defined(__x86_64__) && defined(__GNUC__)
+    __builtin_cpu_init();
+    return __builtin_cpu_supports("avx512f");
+#else
+    return 0;
+#endif
+}
 
 /* ---- GEMM (blis_gemm.c) ----
  * C[m,n] = A[m,k] B[k,n] + beta C, each matrix given by element strides

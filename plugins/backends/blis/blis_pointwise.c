@@ -228,8 +228,7 @@ static void pw_transpose_f64(const double *src, long lds, long rows, double *dst
 
 int blis_pointwise_cpu_supported(void) {
 #if BLIS_HAVE_POINTWISE
-    __builtin_cpu_init();
-    return __builtin_cpu_supports("avx512f");
+    return blis_cpu_has_avx512f();
 #else
     return 0;
 #endif
