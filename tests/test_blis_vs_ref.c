@@ -322,6 +322,7 @@ static void test_loss_optimisers_cast(void **state) {
         check_softmax_xent_case(dt, n, k);
         check_optimizer_case(dt, 7, 13);
         check_optimizer_case(dt, 120, 401); /* SGD split across threads, odd tail */
+        check_optimizer_sequence(dt);
         check_cast_case(dt);
     }
 }

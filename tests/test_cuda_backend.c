@@ -307,7 +307,10 @@ static void test_softmax_xent(void **state) {
 static void test_optimizers(void **state) {
     (void)state;
     SKIP_WITHOUT_GPU();
-    for (size_t d = 0; d < COMPARE_N_DTYPES; d++) check_optimizer_case(compare_dtypes[d], 71, 130);
+    for (size_t d = 0; d < COMPARE_N_DTYPES; d++) {
+        check_optimizer_case(compare_dtypes[d], 71, 130);
+        check_optimizer_sequence(compare_dtypes[d]); /* several tensors a launch */
+    }
 }
 
 /* ---- batch norm, dropout ---- */

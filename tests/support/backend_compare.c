@@ -554,3 +554,58 @@ void check_optimizer_case(nnopt_dtype dtype, int64_t rows, int64_t cols) {
     const tensor_spec adam_in[4] = {param, param, param, v};
     check_op("adam", &adam, dtype, 4, adam_in, 0, NULL);
 }
+
+void check_optimizer_sequence(nnopt_dtype dtype) {
+    enum { N_PARAMS = 6, PER_PARAM = 4 }; /* param, grad, velocity or m, v */
+    static const int64_t sizes[N_PARAMS] = {1, 7, 300, 70001, 16, 3};
+    nnopt_tensor *tested[N_PARAMS][PER_PARAM], *ref[N_PARAMS][PER_PARAM];
+    for (int i = 0; i < N_PARAMS; i++)
+        for (int j = 0; j < PER_PARAM; j++) {
+            tensor_spec s = spec1(sizes[i]);
+            if (j == 3) s.values = VALUES_POSITIVE;
+            double *values = spec_values(&s);
+            tested[i][j] = test_tensor_new(comparison.tested, dtype, 1, s.shape, values);
+            ref[i][j] = test_tensor_new(comparison.reference, dtype, 1, s.shape, values);
+            assert_true(tested[i][j] && ref[i][j]);
+            free(values);
+        }
+    nnopt_op sgd = {.kind = NNOPT_OP_SGD_UPDATE}, adam = {.kind = NNOPT_OP_ADAM_UPDATE};
+    sgd.p.sgd = (nnopt_sgd_params){0.05, 0.9, 1e-4, 0};
+    /* {op, first param, last param}: every param, one param twice in a row,
+     * other hyperparameters between equal ones, then Adam at two steps. */
+    const struct {
+        const nnopt_op *op;
+        int first, last;
+        double lr;
+        int64_t step;
+    } sequence[] = {
+        {&sgd, 0, N_PARAMS - 1, 0.05, 0},
+        {&sgd, 2, 2, 0.05, 0},
+        {&sgd, 2, 3, 0.05, 0},
+        {&sgd, 4, 4, 0.01, 0},
+        {&sgd, 5, 5, 0.05, 0},
+        {&adam, 0, N_PARAMS - 1, 1e-3, 1},
+        {&adam, 0, N_PARAMS - 1, 1e-3, 2},
+        {&adam, 1, 1, 1e-3, 3},
+    };
+    for (size_t k = 0; k < sizeof sequence / sizeof sequence[0]; k++) {
+        nnopt_op op = *sequence[k].op;
+        if (op.kind == NNOPT_OP_SGD_UPDATE)
+            op.p.sgd.lr = sequence[k].lr;
+        else
+            op.p.adam =
+                (nnopt_adam_params){sequence[k].lr, 0.9, 0.999, 1e-8, 1e-2, sequence[k].step};
+        const int n_in = op.kind == NNOPT_OP_SGD_UPDATE ? 3 : 4;
+        for (int i = sequence[k].first; i <= sequence[k].last; i++) {
+            assert_int_equal(test_run(comparison.reference, &op, ref[i], n_in, NULL, 0), NNOPT_OK);
+            assert_int_equal(test_run(comparison.tested, &op, tested[i], n_in, NULL, 0), NNOPT_OK);
+        }
+    }
+    for (int i = 0; i < N_PARAMS; i++)
+        for (int j = 0; j < PER_PARAM; j++) {
+            compare_tensors("optimizer sequence", i * PER_PARAM + j, dtype, tested[i][j],
+                            ref[i][j]);
+            test_tensor_free(comparison.tested, tested[i][j]);
+            test_tensor_free(comparison.reference, ref[i][j]);
+        }
+}

@@ -151,5 +151,10 @@ void check_softmax_xent_case(nnopt_dtype dtype, int64_t n, int64_t k);
 
 /* sgd (plain, momentum, nesterov) and adam on a rows x cols parameter. */
 void check_optimizer_case(nnopt_dtype dtype, int64_t rows, int64_t cols);
+/* Updates of several parameter tensors in a row, as a training step issues
+ * them (sizes 1 to 70,001; SGD, one tensor twice in a row, a change of
+ * learning rate, then Adam at two steps): a backend that batches updates
+ * must keep their order and values. */
+void check_optimizer_sequence(nnopt_dtype dtype);
 
 #endif

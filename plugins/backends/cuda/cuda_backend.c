@@ -16,7 +16,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define STAGING_CHUNK_BYTES ((size_t)16 << 20) /* pinned staging buffer, at most */
+#define STAGING_CHUNK_BYTES ((size_t)16 << 20) /* a pinned staging buffer, at most */
 #define MIN_ALLOCATION_BYTES 256
 
 /* ---- errors ---- */
@@ -264,6 +264,25 @@ static nnopt_status activate(cuda_backend *b) {
     return cuda_check(b, cudaSetDevice(b->device), "cudaSetDevice");
 }
 
+/* Launches the queued optimizer updates. */
+static nnopt_status flush_updates(cuda_backend *b) {
+    cuda_update_batch *batch = &b->pending_updates;
+    if (batch->n == 0) return NNOPT_OK;
+    const cudaError_t launch = cuda_update_run(b->stream, batch);
+    const char *what = batch->kind == CUDA_UPDATE_SGD ? "sgd_update" : "adam_update";
+    batch->n = 0;
+    batch->largest = 0;
+    return cuda_check(b, launch, what);
+}
+
+/* The start of every entry point that queues work or reads results: the
+ * device current, and the optimizer updates queued so far in the stream
+ * before what follows. */
+static nnopt_status enter(cuda_backend *b) {
+    nnopt_status status = activate(b);
+    return status == NNOPT_OK ? flush_updates(b) : status;
+}
+
 static nnopt_status cuda_tensor_alloc(void *ctx, nnopt_tensor *t) {
     cuda_backend *b = ctx;
     if (t == NULL || t->data != NULL) {
@@ -278,7 +297,7 @@ static nnopt_status cuda_tensor_alloc(void *ctx, nnopt_tensor *t) {
                    (int)t->ndim);
         return NNOPT_STATUS_INVALID_ARGUMENT;
     }
-    nnopt_status status = activate(b);
+    nnopt_status status = enter(b);
     void *data = NULL;
     if (status == NNOPT_OK) status = cuda_device_alloc(b, bytes, &data);
     /* Zeroed, as the CPU backends' tensors are. */
@@ -295,7 +314,7 @@ static nnopt_status cuda_tensor_alloc(void *ctx, nnopt_tensor *t) {
 static void cuda_tensor_free(void *ctx, nnopt_tensor *t) {
     cuda_backend *b = ctx;
     if (t == NULL || t->data == NULL) return;
-    activate(b);
+    enter(b);
     cuda_device_free(b, t->data);
     t->data = NULL;
 }
@@ -312,36 +331,57 @@ static nnopt_status check_copy_range(cuda_backend *b, const nnopt_tensor *t, siz
     return NNOPT_OK;
 }
 
-/* b->staging holds min(wanted, STAGING_CHUNK_BYTES) bytes of pinned memory. */
-static nnopt_status reserve_staging(cuda_backend *b, size_t wanted) {
+/* *host holds min(wanted, STAGING_CHUNK_BYTES) bytes of pinned memory
+ * (*bytes of them); what it held is freed when it grows. */
+static nnopt_status reserve_pinned(cuda_backend *b, void **host, size_t *bytes, size_t wanted) {
     if (wanted > STAGING_CHUNK_BYTES) wanted = STAGING_CHUNK_BYTES;
-    if (wanted <= b->staging_bytes) return NNOPT_OK;
-    if (b->staging != NULL) cudaFreeHost(b->staging);
-    b->staging = NULL;
-    b->staging_bytes = 0;
-    size_t bytes = 64 << 10;
-    while (bytes < wanted) bytes *= 2;
-    nnopt_status status = cuda_check(b, cudaMallocHost(&b->staging, bytes), "cudaMallocHost");
-    if (status == NNOPT_OK) b->staging_bytes = bytes;
+    if (wanted <= *bytes) return NNOPT_OK;
+    if (*host != NULL) cudaFreeHost(*host);
+    *host = NULL;
+    *bytes = 0;
+    size_t size = 64 << 10;
+    while (size < wanted) size *= 2;
+    nnopt_status status = cuda_check(b, cudaMallocHost(host, size), "cudaMallocHost");
+    if (status == NNOPT_OK) *bytes = size;
     return status;
+}
+
+/* slot holds min(wanted, STAGING_CHUNK_BYTES) bytes that no copy is still
+ * reading. */
+static nnopt_status upload_slot_ready(cuda_backend *b, cuda_upload_slot *slot, size_t wanted) {
+    nnopt_status status = NNOPT_OK;
+    if (slot->copied == NULL)
+        status = cuda_check(b, cudaEventCreateWithFlags(&slot->copied, cudaEventDisableTiming),
+                            "tensor_write: cudaEventCreate");
+    if (status == NNOPT_OK && slot->pending)
+        status = cuda_check(b, cudaEventSynchronize(slot->copied), "tensor_write");
+    if (status != NNOPT_OK) return status;
+    slot->pending = 0;
+    return reserve_pinned(b, &slot->host, &slot->bytes, wanted);
 }
 
 static nnopt_status cuda_tensor_write(void *ctx, nnopt_tensor *t, size_t offset, const void *src,
                                       size_t nbytes) {
     cuda_backend *b = ctx;
     nnopt_status status = check_copy_range(b, t, offset, nbytes, src, "write");
-    if (status == NNOPT_OK) status = activate(b);
-    if (status == NNOPT_OK) status = reserve_staging(b, nbytes);
+    if (status == NNOPT_OK) status = enter(b);
+    /* Staged chunk by chunk into the slots in turn; the copies are queued on
+     * the stream (after everything that reads t) and not waited for. */
     for (size_t done = 0; status == NNOPT_OK && done < nbytes;) {
-        const size_t chunk = nbytes - done < b->staging_bytes ? nbytes - done : b->staging_bytes;
-        memcpy(b->staging, (const unsigned char *)src + done, chunk);
+        cuda_upload_slot *slot = &b->upload[b->next_upload];
+        b->next_upload = (b->next_upload + 1) % CUDA_UPLOAD_SLOTS;
+        status = upload_slot_ready(b, slot, nbytes - done);
+        if (status != NNOPT_OK) break;
+        const size_t chunk = nbytes - done < slot->bytes ? nbytes - done : slot->bytes;
+        memcpy(slot->host, (const unsigned char *)src + done, chunk);
         status = cuda_check(b,
-                            cudaMemcpyAsync((unsigned char *)t->data + offset + done, b->staging,
+                            cudaMemcpyAsync((unsigned char *)t->data + offset + done, slot->host,
                                             chunk, cudaMemcpyHostToDevice, b->stream),
                             "tensor_write: cudaMemcpyAsync");
-        /* The staging buffer is reused by the next chunk (or call). */
         if (status == NNOPT_OK)
-            status = cuda_check(b, cudaStreamSynchronize(b->stream), "tensor_write");
+            status = cuda_check(b, cudaEventRecord(slot->copied, b->stream),
+                                "tensor_write: cudaEventRecord");
+        slot->pending = status == NNOPT_OK;
         done += chunk;
     }
     return status;
@@ -351,8 +391,8 @@ static nnopt_status cuda_tensor_read(void *ctx, const nnopt_tensor *t, size_t of
                                      size_t nbytes) {
     cuda_backend *b = ctx;
     nnopt_status status = check_copy_range(b, t, offset, nbytes, dst, "read");
-    if (status == NNOPT_OK) status = activate(b);
-    if (status == NNOPT_OK) status = reserve_staging(b, nbytes);
+    if (status == NNOPT_OK) status = enter(b);
+    if (status == NNOPT_OK) status = reserve_pinned(b, &b->staging, &b->staging_bytes, nbytes);
     for (size_t done = 0; status == NNOPT_OK && done < nbytes;) {
         const size_t chunk = nbytes - done < b->staging_bytes ? nbytes - done : b->staging_bytes;
         status =
@@ -376,7 +416,7 @@ static nnopt_status cuda_tensor_zero(void *ctx, nnopt_tensor *t) {
         cuda_error(b, "zero: NULL, unallocated or malformed tensor");
         return NNOPT_STATUS_INVALID_ARGUMENT;
     }
-    nnopt_status status = activate(b);
+    nnopt_status status = enter(b);
     if (status == NNOPT_OK && bytes > 0)
         status = cuda_check(b, cudaMemsetAsync(t->data, 0, bytes, b->stream), "tensor_zero");
     return status;
@@ -444,6 +484,64 @@ static nnopt_status cuda_cast_op(cuda_backend *b, const nnopt_op *op, nnopt_tens
     return launched(b, op, cuda_cast(b->stream, x->dtype, y->dtype, count, x->data, y->data));
 }
 
+/* Same kind, dtype and hyperparameters: one launch can run both. */
+static int same_update(const cuda_update_batch *a, const cuda_update_batch *b) {
+    if (a->kind != b->kind || a->dtype != b->dtype) return 0;
+    if (a->kind == CUDA_UPDATE_SGD)
+        return a->sgd.lr == b->sgd.lr && a->sgd.momentum == b->sgd.momentum &&
+               a->sgd.weight_decay == b->sgd.weight_decay && a->sgd.nesterov == b->sgd.nesterov;
+    return a->adam.lr == b->adam.lr && a->adam.beta1 == b->adam.beta1 &&
+           a->adam.beta2 == b->adam.beta2 && a->adam.eps == b->adam.eps &&
+           a->adam.weight_decay == b->adam.weight_decay && a->adam.step == b->adam.step;
+}
+
+static int ranges_overlap(const void *a, size_t a_bytes, const void *b, size_t b_bytes) {
+    if (a == NULL || b == NULL) return 0;
+    const uintptr_t x = (uintptr_t)a, y = (uintptr_t)b;
+    return x < y + b_bytes && y < x + a_bytes;
+}
+
+/* Nonzero when entry e writes a tensor that f touches, or the other way
+ * round (the values would race inside one launch). */
+static int entries_conflict(const cuda_update_entry *e, const cuda_update_entry *f,
+                            size_t value_size) {
+    const size_t e_bytes = (size_t)e->count * value_size, f_bytes = (size_t)f->count * value_size;
+    const void *written_e[3] = {e->param, e->state0, e->state1};
+    const void *written_f[3] = {f->param, f->state0, f->state1};
+    const void *all_e[4] = {e->param, e->grad, e->state0, e->state1};
+    const void *all_f[4] = {f->param, f->grad, f->state0, f->state1};
+    for (int i = 0; i < 3; i++)
+        for (int j = 0; j < 4; j++)
+            if (ranges_overlap(written_e[i], e_bytes, all_f[j], f_bytes) ||
+                ranges_overlap(written_f[i], f_bytes, all_e[j], e_bytes))
+                return 1;
+    return 0;
+}
+
+/* Adds wanted's one entry to the queued updates, sending those first when
+ * they cannot share its launch. */
+static nnopt_status queue_update(cuda_backend *b, const cuda_update_batch *wanted) {
+    const cuda_update_entry *entry = &wanted->entry[0];
+    if (entry->count == 0) return NNOPT_OK;
+    cuda_update_batch *batch = &b->pending_updates;
+    int fits = batch->n < CUDA_UPDATE_BATCH_MAX && same_update(batch, wanted);
+    const size_t value_size = nnopt_dtype_size((nnopt_dtype)wanted->dtype);
+    for (int i = 0; fits && i < batch->n; i++)
+        fits = !entries_conflict(&batch->entry[i], entry, value_size);
+    if (!fits) {
+        nnopt_status status = flush_updates(b);
+        if (status != NNOPT_OK) return status;
+    }
+    if (batch->n == 0) {
+        *batch = *wanted;
+        batch->n = 0;
+        batch->largest = 0;
+    }
+    batch->entry[batch->n++] = *entry;
+    if (entry->count > batch->largest) batch->largest = entry->count;
+    return NNOPT_OK;
+}
+
 static nnopt_status cuda_sgd_op(cuda_backend *b, const nnopt_op *op, nnopt_tensor *const *in,
                                 int n_in, nnopt_tensor *const *out, int n_out) {
     const nnopt_sgd_params *sp = &op->p.sgd;
@@ -457,11 +555,10 @@ static nnopt_status cuda_sgd_op(cuda_backend *b, const nnopt_op *op, nnopt_tenso
     if (status == NNOPT_OK && velocity != NULL)
         status = cuda_check_like(b, op, velocity, "velocity", param);
     if (status != NNOPT_OK) return status;
-    const int64_t count = nnopt_tensor_numel(param);
-    if (count == 0) return NNOPT_OK;
-    return launched(b, op,
-                    cuda_sgd_update(b->stream, param->dtype, sp, count, param->data, grad->data,
-                                    velocity ? velocity->data : NULL));
+    cuda_update_batch wanted = {.kind = CUDA_UPDATE_SGD, .dtype = (int)param->dtype, .sgd = *sp};
+    wanted.entry[0] = (cuda_update_entry){param->data, grad->data, velocity ? velocity->data : NULL,
+                                          NULL, nnopt_tensor_numel(param)};
+    return queue_update(b, &wanted);
 }
 
 static nnopt_status cuda_adam_op(cuda_backend *b, const nnopt_op *op, nnopt_tensor *const *in,
@@ -481,15 +578,13 @@ static nnopt_status cuda_adam_op(cuda_backend *b, const nnopt_op *op, nnopt_tens
     if (status == NNOPT_OK) status = cuda_check_like(b, op, m, "m", param);
     if (status == NNOPT_OK) status = cuda_check_like(b, op, v, "v", param);
     if (status != NNOPT_OK) return status;
-    const int64_t count = nnopt_tensor_numel(param);
-    if (count == 0) return NNOPT_OK;
     /* The bias corrections, in double on the host exactly as the reference. */
-    const double correction1 = 1.0 - pow(ap->beta1, (double)ap->step);
-    const double sqrt_correction2 = sqrt(1.0 - pow(ap->beta2, (double)ap->step));
-    return launched(b, op,
-                    cuda_adam_update(b->stream, param->dtype, ap, ap->lr / correction1,
-                                     sqrt_correction2, count, param->data, grad->data, m->data,
-                                     v->data));
+    cuda_update_batch wanted = {.kind = CUDA_UPDATE_ADAM, .dtype = (int)param->dtype, .adam = *ap};
+    wanted.step_size = ap->lr / (1.0 - pow(ap->beta1, (double)ap->step));
+    wanted.sqrt_correction2 = sqrt(1.0 - pow(ap->beta2, (double)ap->step));
+    wanted.entry[0] =
+        (cuda_update_entry){param->data, grad->data, m->data, v->data, nnopt_tensor_numel(param)};
+    return queue_update(b, &wanted);
 }
 
 static nnopt_status cuda_dropout_op(cuda_backend *b, const nnopt_op *op, nnopt_tensor *const *in,
@@ -573,8 +668,11 @@ static nnopt_status cuda_run(void *ctx, const nnopt_op *op, nnopt_tensor *const 
         cuda_error(b, "run: unknown op kind %d", (int)op->kind);
         return NNOPT_STATUS_UNSUPPORTED;
     }
-    nnopt_status status = activate(b);
+    /* Optimizer updates queue (queue_update); anything else goes after them. */
+    const int update = op->kind == NNOPT_OP_SGD_UPDATE || op->kind == NNOPT_OP_ADAM_UPDATE;
+    nnopt_status status = update ? activate(b) : enter(b);
     if (status == NNOPT_OK) status = cuda_ops[op->kind](b, op, in, n_in, out, n_out);
+    if (status == NNOPT_OK && b->sync_each_op) status = flush_updates(b);
     if (status == NNOPT_OK && b->sync_each_op)
         status = cuda_check(b, cudaStreamSynchronize(b->stream), nnopt_op_kind_name(op->kind));
     return status;
@@ -582,7 +680,7 @@ static nnopt_status cuda_run(void *ctx, const nnopt_op *op, nnopt_tensor *const 
 
 static nnopt_status cuda_synchronize(void *ctx) {
     cuda_backend *b = ctx;
-    nnopt_status status = activate(b);
+    nnopt_status status = enter(b);
     if (status == NNOPT_OK)
         status = cuda_check(b, cudaStreamSynchronize(b->stream), "cudaStreamSynchronize");
     return status;
@@ -600,12 +698,17 @@ static void cuda_destroy(void *ctx) {
     if (b == NULL) return;
     if (b->stream != NULL) {
         cudaSetDevice(b->device);
+        flush_updates(b);
         cudaStreamSynchronize(b->stream);
         cuda_device_free(b, b->workspace);
         cudaStreamSynchronize(b->stream);
     }
     if (b->staging != NULL) cudaFreeHost(b->staging);
     if (b->host_flag != NULL) cudaFreeHost(b->host_flag);
+    for (int i = 0; i < CUDA_UPLOAD_SLOTS; i++) {
+        if (b->upload[i].host != NULL) cudaFreeHost(b->upload[i].host);
+        if (b->upload[i].copied != NULL) cudaEventDestroy(b->upload[i].copied);
+    }
     if (b->cublas != NULL) cublasDestroy(b->cublas);
     if (b->cudnn != NULL) cudnnDestroy(b->cudnn);
     if (b->stream != NULL) cudaStreamDestroy(b->stream);
@@ -727,14 +830,14 @@ static nnopt_status cuda_create(const nnopt_host_api *host, const nnopt_config *
 static nnopt_status cuda_backend_program_compile(void *ctx, const nnopt_program *prog,
                                                  const nnopt_program_options *options,
                                                  void **compiled, nnopt_program_info *info) {
-    nnopt_status status = activate(ctx);
+    nnopt_status status = enter(ctx);
     return status == NNOPT_OK ? cuda_program_compile(ctx, prog, options, compiled, info) : status;
 }
 
 static nnopt_status cuda_backend_program_run(void *ctx, void *compiled, const nnopt_op *ops,
                                              nnopt_tensor *const *tensors) {
     cuda_backend *b = ctx;
-    nnopt_status status = activate(b);
+    nnopt_status status = enter(b);
     if (status == NNOPT_OK) status = cuda_program_run(b, compiled, cuda_run, ops, tensors);
     if (status == NNOPT_OK && b->sync_each_op)
         status = cuda_check(b, cudaStreamSynchronize(b->stream), "compiled program");

@@ -26,6 +26,16 @@ typedef struct cuda_conv_plan {
 
 #define CUDA_CONV_PLAN_SLOTS 64
 
+/* A pinned buffer for uploads and the event of its last copy. */
+typedef struct cuda_upload_slot {
+    void *host;
+    size_t bytes;
+    cudaEvent_t copied; /* created on first use */
+    int pending;        /* a copy from `host` may still be running */
+} cuda_upload_slot;
+
+#define CUDA_UPLOAD_SLOTS 2
+
 typedef struct cuda_backend {
     const nnopt_host_api *host;
     int device;
@@ -46,10 +56,18 @@ typedef struct cuda_backend {
     /* Device workspace for cuDNN convolutions, grown on demand. */
     void *workspace;
     size_t workspace_bytes;
-    /* Pinned host staging for tensor_write/read, and a pinned int for flags. */
+    /* Pinned host staging for tensor_read, and a pinned int for flags. */
     void *staging;
     size_t staging_bytes;
     int *host_flag;
+    /* tensor_write's pinned buffers, used in turn: a write returns once its
+     * bytes are staged, so the next batch's upload overlaps the work queued. */
+    cuda_upload_slot upload[CUDA_UPLOAD_SLOTS];
+    int next_upload;
+
+    /* Optimizer updates queued for one launch: sent before anything else
+     * touches the stream (cuda_flush_updates). */
+    cuda_update_batch pending_updates;
 
     cuda_conv_plan plans[CUDA_CONV_PLAN_SLOTS];
     int next_plan_slot;

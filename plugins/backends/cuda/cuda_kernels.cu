@@ -407,31 +407,41 @@ void launch_cast(cudaStream_t stream, nnopt_dtype y_dtype, int64_t count, const 
 // ---- optimizers ----
 
 template <typename T>
-__global__ void sgd_kernel(nnopt_sgd_params sp, int64_t count, T *param, const T *grad,
-                           T *velocity) {
-    GRID_STRIDE_LOOP(i, count) {
-        const double g = (double)grad[i] + sp.weight_decay * (double)param[i];
-        double step = g;
-        if (sp.momentum != 0.0) {
-            const double v = sp.momentum * (double)velocity[i] + g;
-            velocity[i] = (T)v;
-            step = sp.nesterov ? g + sp.momentum * v : v;
-        }
-        param[i] = (T)((double)param[i] - sp.lr * step);
+__device__ void sgd_step(const nnopt_sgd_params &sp, int64_t i, T *param, const T *grad,
+                         T *velocity) {
+    const double g = (double)grad[i] + sp.weight_decay * (double)param[i];
+    double step = g;
+    if (sp.momentum != 0.0) {
+        const double v = sp.momentum * (double)velocity[i] + g;
+        velocity[i] = (T)v;
+        step = sp.nesterov ? g + sp.momentum * v : v;
     }
+    param[i] = (T)((double)param[i] - sp.lr * step);
 }
 
 template <typename T>
-__global__ void adam_kernel(nnopt_adam_params ap, double step_size, double sqrt_correction2,
-                            int64_t count, T *param, const T *grad, T *m, T *v) {
-    GRID_STRIDE_LOOP(i, count) {
-        const double g = (double)grad[i] + ap.weight_decay * (double)param[i];
-        const double m_new = ap.beta1 * (double)m[i] + (1.0 - ap.beta1) * g;
-        const double v_new = ap.beta2 * (double)v[i] + (1.0 - ap.beta2) * g * g;
-        m[i] = (T)m_new;
-        v[i] = (T)v_new;
-        const double denom = sqrt(v_new) / sqrt_correction2 + ap.eps;
-        param[i] = (T)((double)param[i] - step_size * m_new / denom);
+__device__ void adam_step(const nnopt_adam_params &ap, double step_size, double sqrt_correction2,
+                          int64_t i, T *param, const T *grad, T *m, T *v) {
+    const double g = (double)grad[i] + ap.weight_decay * (double)param[i];
+    const double m_new = ap.beta1 * (double)m[i] + (1.0 - ap.beta1) * g;
+    const double v_new = ap.beta2 * (double)v[i] + (1.0 - ap.beta2) * g * g;
+    m[i] = (T)m_new;
+    v[i] = (T)v_new;
+    const double denom = sqrt(v_new) / sqrt_correction2 + ap.eps;
+    param[i] = (T)((double)param[i] - step_size * m_new / denom);
+}
+
+// blockIdx.y picks the entry; its blocks stride over the entry's values.
+template <typename T> __global__ void update_batch_kernel(const cuda_update_batch batch) {
+    const cuda_update_entry &e = batch.entry[blockIdx.y];
+    T *param = (T *)e.param;
+    const T *grad = (const T *)e.grad;
+    if (batch.kind == CUDA_UPDATE_SGD) {
+        GRID_STRIDE_LOOP(i, e.count) sgd_step<T>(batch.sgd, i, param, grad, (T *)e.state0);
+    } else {
+        GRID_STRIDE_LOOP(i, e.count)
+        adam_step<T>(batch.adam, batch.step_size, batch.sqrt_correction2, i, param, grad,
+                     (T *)e.state0, (T *)e.state1);
     }
 }
 
@@ -718,19 +728,15 @@ cudaError_t cuda_cast(cudaStream_t stream, nnopt_dtype x_dtype, nnopt_dtype y_dt
     return cudaGetLastError();
 }
 
-cudaError_t cuda_sgd_update(cudaStream_t stream, nnopt_dtype dtype, const nnopt_sgd_params *sp,
-                            int64_t count, void *param, const void *grad, void *velocity) {
-    WITH_FLOAT_TYPE(dtype, (sgd_kernel<T><<<blocks_for(count), kThreads, 0, stream>>>(
-                               *sp, count, (T *)param, (const T *)grad, (T *)velocity)));
-    return cudaGetLastError();
-}
+// Passed by value: within the 4 KiB of kernel parameters every CUDA version takes.
+static_assert(sizeof(cuda_update_batch) <= 4096, "cuda_update_batch exceeds 4 KiB");
 
-cudaError_t cuda_adam_update(cudaStream_t stream, nnopt_dtype dtype, const nnopt_adam_params *ap,
-                             double step_size, double sqrt_correction2, int64_t count, void *param,
-                             const void *grad, void *m, void *v) {
-    WITH_FLOAT_TYPE(dtype, (adam_kernel<T><<<blocks_for(count), kThreads, 0, stream>>>(
-                               *ap, step_size, sqrt_correction2, count, (T *)param, (const T *)grad,
-                               (T *)m, (T *)v)));
+cudaError_t cuda_update_run(cudaStream_t stream, const cuda_update_batch *batch) {
+    // Enough blocks for the largest entry, up to a few hundred: the smaller
+    // entries' extra blocks return at once.
+    const int64_t wanted = blocks_for(batch->largest);
+    const dim3 grid((unsigned)(wanted < 256 ? wanted : 256), (unsigned)batch->n);
+    WITH_FLOAT_TYPE(batch->dtype, (update_batch_kernel<T><<<grid, kThreads, 0, stream>>>(*batch)));
     return cudaGetLastError();
 }
 

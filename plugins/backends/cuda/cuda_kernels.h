@@ -82,12 +82,32 @@ cudaError_t cuda_scale(cudaStream_t stream, nnopt_dtype dtype, int64_t count, do
 cudaError_t cuda_cast(cudaStream_t stream, nnopt_dtype x_dtype, nnopt_dtype y_dtype, int64_t count,
                       const void *x, void *y);
 
-cudaError_t cuda_sgd_update(cudaStream_t stream, nnopt_dtype dtype, const nnopt_sgd_params *sp,
-                            int64_t count, void *param, const void *grad, void *velocity);
-/* step_size = lr / (1 - beta1^t), sqrt_correction2 = sqrt(1 - beta2^t). */
-cudaError_t cuda_adam_update(cudaStream_t stream, nnopt_dtype dtype, const nnopt_adam_params *ap,
-                             double step_size, double sqrt_correction2, int64_t count, void *param,
-                             const void *grad, void *m, void *v);
+/* Optimizer steps, several parameter tensors in one launch (one block row
+ * per tensor): what a training step's updates cost is then a few launches,
+ * not one per tensor. Every entry has the batch's dtype and hyperparameters;
+ * no entry's param or state may be another entry's tensor. */
+#define CUDA_UPDATE_BATCH_MAX 64
+typedef enum cuda_update_kind { CUDA_UPDATE_SGD, CUDA_UPDATE_ADAM } cuda_update_kind;
+typedef struct cuda_update_entry {
+    void *param;
+    const void *grad;
+    void *state0; /* sgd: velocity (NULL when momentum == 0); adam: m */
+    void *state1; /* adam: v */
+    int64_t count;
+} cuda_update_entry;
+typedef struct cuda_update_batch {
+    int kind;  /* cuda_update_kind */
+    int dtype; /* nnopt_dtype: F32 or F64 */
+    int n;
+    nnopt_sgd_params sgd;
+    nnopt_adam_params adam;
+    double step_size;        /* adam: lr / (1 - beta1^t) */
+    double sqrt_correction2; /* adam: sqrt(1 - beta2^t) */
+    int64_t largest;         /* the largest entry's count */
+    cuda_update_entry entry[CUDA_UPDATE_BATCH_MAX];
+} cuda_update_batch;
+/* Runs every entry's update (batch->n >= 1). */
+cudaError_t cuda_update_run(cudaStream_t stream, const cuda_update_batch *batch);
 
 /* Forward: [bf16]. */
 cudaError_t cuda_dropout_forward(cudaStream_t stream, nnopt_dtype dtype,
