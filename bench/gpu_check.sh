@@ -17,8 +17,10 @@
 #   4. the benchmark: bench/run.sh --backend cuda --torch-device cuda: LeNet-5
 #      (f32 relu, f64 gelu), ResNet-56 and MobileNetV1 training and inference
 #      images/s against PyTorch on the same GPU (when python3 imports torch
-#      with CUDA), and compiled (NVRTC) against precompiled kernels for
-#      LeNet-5 (gelu) and ResNet-56;
+#      with CUDA), both in exact f32 arithmetic, and compiled (NVRTC) against
+#      precompiled kernels for LeNet-5 (gelu) and ResNet-56; then ResNet-56 and
+#      MobileNetV1 again with both sides' fast settings (TF32 tensor cores,
+#      any cuDNN algorithm; under OUT/fast);
 #   5. one LeNet-5 epoch through `nnopt run` on cuda, when MNIST is present.
 # Every step has a timeout taken from what is left of the budget; a failed
 # step is recorded and the next one still runs.
@@ -150,40 +152,30 @@ run_step ref_ops_cuda 45 "$BUILD_DIR/tests/test_ref_ops" cuda
 run_step gradcheck_cuda 60 "$BUILD_DIR/tests/test_gradcheck" cuda
 
 # ---- 4. benchmark ----
-# The cuda backend's fast settings (what PyTorch allows by default: TF32
-# convolutions, non-deterministic algorithms; plus cuDNN's benchmarked choice).
-fast_params=(--backend-param tf32=true --backend-param deterministic=false
-             --backend-param conv_algo=find)
-cifar_args=(--batch 128 --infer-batch 128,500 --seconds 3 --repeats 3 --warmup-seconds 0
-            --warmup-steps 1 --min-steps 1 --channels 3 --height 32 --width 32 --classes 10)
-run_step bench_fast_resnet56 60 sh -c '"$@" > "'"$OUT_DIR"'/fast_resnet56.json"' sh \
-  "$BUILD_DIR/bench/nnopt_bench" --backend cuda "${fast_params[@]}" --model resnet \
-  --profile-steps 0 "${cifar_args[@]}"
-run_step bench_fast_mobilenet 60 sh -c '"$@" > "'"$OUT_DIR"'/fast_mobilenet.json"' sh \
-  "$BUILD_DIR/bench/nnopt_bench" --backend cuda "${fast_params[@]}" --model mobilenet_v1 \
-  --param cifar=true --profile-steps 0 "${cifar_args[@]}"
-for model in resnet56 mobilenet; do
-  [[ -s $OUT_DIR/fast_$model.json ]] && "$PYTHON" - "$OUT_DIR/fast_$model.json" "$model" >&2 <<'PYEOF'
-import json, sys
-report = json.load(open(sys.argv[1]))
-rates = {k: v.get("images_per_second") for k, v in report.get("results", {}).items()
-         if isinstance(v, dict)}
-print(f"fast settings, {sys.argv[2]}: " + ", ".join(f"{k} {v:,.0f} img/s" for k, v in rates.items() if v))
-PYEOF
-done
-
 torch_args=(--no-torch)
 if "$PYTHON" -c 'import sys, torch; sys.exit(0 if torch.cuda.is_available() else 1)' 2>/dev/null; then
   torch_args=(--torch-device cuda)
 else
   log "bench: $PYTHON has no torch with CUDA: no PyTorch columns"
 fi
-run_step bench 330 env OUT="$OUT_DIR" BUILD_DIR="$BUILD_DIR" PYTHON="$PYTHON" \
+# Both sides in exact f32 arithmetic (the backend's defaults; PyTorch without
+# TF32, which it allows its convolutions by default).
+[[ ${torch_args[0]} == --no-torch ]] || torch_args+=(--torch-tf32 off)
+run_step bench 300 env OUT="$OUT_DIR" BUILD_DIR="$BUILD_DIR" PYTHON="$PYTHON" \
   "$ROOT/bench/run.sh" --backend cuda --no-build "${torch_args[@]}" --seconds 2 --repeats 2 \
   --configs "f32:relu f64:gelu" --models lenet5,resnet56,mobilenet --cifar-seconds 3 \
   --cifar-repeats 3 --no-bf16 --int8-calibration 0 --kernels "lenet5:f32:gelu resnet56:f32:relu"
 # The table run.sh printed, where the summary shows it.
 sed -n '/^nnopt benchmark/,$p' "$OUT_DIR/bench.log" >&2
+# Both sides fast: TF32 tensor cores for f32 convolutions and GEMMs (PyTorch's
+# default for its convolutions), any cuDNN algorithm, the backend's benchmarked
+# choice; the CIFAR models only.
+[[ ${torch_args[0]} == --no-torch ]] || torch_args=(--torch-device cuda --torch-tf32 on)
+run_step bench_fast 120 env OUT="$OUT_DIR/fast" BUILD_DIR="$BUILD_DIR" PYTHON="$PYTHON" \
+  "$ROOT/bench/run.sh" --backend cuda --no-build "${torch_args[@]}" --backend-param tf32=true \
+  --backend-param deterministic=false --backend-param conv_algo=find --models resnet56,mobilenet \
+  --cifar-seconds 3 --cifar-repeats 3 --no-bf16 --int8-calibration 0 --kernels ""
+sed -n '/^nnopt benchmark/,$p' "$OUT_DIR/bench_fast.log" >&2
 # ---- 5. one epoch end to end ----
 mnist_found=0
 for dir in "${NNOPT_DATA:-/nonexistent}/mnist" "$ROOT/../shared/data/mnist" "$ROOT/data/mnist"; do

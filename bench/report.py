@@ -236,6 +236,8 @@ def main(argv):
           f"{os.cpu_count()} CPUs, {meta.get('threads', '?')} threads")
     if any_nnopt:
         print(f"  nnopt backend: {backend} ({any_nnopt['backend_description']})")
+    if meta.get("backend_params"):
+        print(f"  nnopt backend settings: {' '.join(meta['backend_params'])}")
     if meta.get("backend_note"):
         print(f"  NOTE: {meta['backend_note']}")
     if any_torch:
@@ -246,6 +248,10 @@ def main(argv):
         print(f"  PyTorch {any_torch['torch_version']} ({any_torch['python']}) on "
               f"{any_torch.get('device', 'cpu')}, {any_torch['threads']} threads; "
               f"'tuned' = {tuned_note}")
+        if any_torch.get("tf32") is not None:
+            tf32 = any_torch["tf32"]
+            print(f"  PyTorch TF32: convolutions {'on' if tf32['cudnn'] else 'off'}, matrix "
+                  f"products {'on' if tf32['matmul'] else 'off'}")
         blas = [lib for lib in any_torch.get("blas_libraries", []) if "lapack" not in lib]
         env = " ".join(f"{k}={v}" for k, v in any_torch.get("environment", {}).items())
         print(f"  PyTorch's BLAS (its dense layers, f64 convs): {', '.join(blas) or '?'}"

@@ -12,8 +12,8 @@
 #                [--blis-arch NAME] [--models lenet5,resnet56,mobilenet]
 #                [--cifar-seconds 3] [--cifar-repeats 3] [--cifar-infer-batch 128,500]
 #                [--cifar-profile-steps 0] [--kernels "lenet5:f32:gelu resnet56:f32:relu"]
-#                [--no-bf16] [--torch-device cpu|cuda]
-#                [--int8-calibration 8]
+#                [--no-bf16] [--torch-device cpu|cuda] [--torch-tf32 on|off|default]
+#                [--backend-param KEY=VALUE ...] [--int8-calibration 8]
 #
 # Environment: BUILD_DIR (default: build), PYTHON (an interpreter that imports
 # torch; default: /usr/bin/python3, Debian's python3-torch), OUT (when set, the
@@ -42,6 +42,11 @@
 # --torch-device cuda: PyTorch runs on the GPU (for a GPU backend such as
 # cuda), 'default' then being cuDNN's heuristics and 'tuned'
 # torch.backends.cudnn.benchmark = True instead of the allocator settings.
+# --torch-tf32 on|off: whether PyTorch's f32 convolutions and matrix products
+# may use TF32 tensor cores ('default': PyTorch's defaults, convolutions on);
+# pair it with the backend's setting (cuda: --backend-param tf32=...) so that
+# both sides do the same arithmetic. --backend-param (repeatable): a setting
+# of the backend's [backend] section for every nnopt_bench run.
 # --kernels: the models (model:dtype:activation, "" for none) also measured with
 # kernels compiled for the graph against the backend's precompiled ones, in the
 # same nnopt_bench invocation (alternating windows): training and inference
@@ -85,10 +90,12 @@ cifar_profile_steps=0
 kernel_configs="lenet5:f32:gelu resnet56:f32:relu"
 run_bf16=1
 torch_device=cpu
+torch_tf32=default
+backend_params=()
 int8_calibration=8
 command_line="bench/run.sh${*:+ $*}"
 
-usage() { sed -n '9,16p' "$0" | sed 's/^# \{0,1\}//'; }
+usage() { sed -n '9,17p' "$0" | sed 's/^# \{0,1\}//'; }
 
 while [[ $# -gt 0 ]]; do
   case "$1" in
@@ -111,6 +118,8 @@ while [[ $# -gt 0 ]]; do
     --kernels) kernel_configs=$2; shift 2 ;;
     --no-bf16) run_bf16=0; shift ;;
     --torch-device) torch_device=$2; shift 2 ;;
+    --torch-tf32) torch_tf32=$2; shift 2 ;;
+    --backend-param) backend_params+=(--backend-param "$2"); shift 2 ;;
     -h|--help) usage; exit 0 ;;
     *) echo "run.sh: unknown argument '$1'" >&2; usage >&2; exit 2 ;;
   esac
@@ -215,12 +224,12 @@ fi
   "$train_batch" "$infer_batches" "$configs" "$TUNABLES" "$python" "$BUILD_DIR" \
   "$command_line" "$torch_env" "$run_lenet5" "${cifar_models[*]}" "$cifar_config" \
   "$cifar_seconds" "$cifar_repeats" "$cifar_infer_batches" "$cifar_profile_steps" \
-  "$torch_device" <<'EOF'
+  "$torch_device" "$torch_tf32" "${backend_params[*]}" <<'EOF'
 import json, sys
 keys = ["backend", "backend_note", "threads", "seconds", "repeats", "batch", "infer_batches",
         "configs", "tunables", "python", "build_dir", "command", "torch_env", "lenet5",
         "cifar_models", "cifar_config", "cifar_seconds", "cifar_repeats", "cifar_infer_batches",
-        "cifar_profile_steps", "torch_device"]
+        "cifar_profile_steps", "torch_device", "torch_tf32", "backend_params"]
 meta = dict(zip(keys, sys.argv[2:]))
 for key in ("threads", "repeats", "batch", "cifar_repeats", "cifar_profile_steps"):
     meta[key] = int(meta[key])
@@ -228,6 +237,7 @@ for key in ("seconds", "cifar_seconds"):
     meta[key] = float(meta[key])
 meta["models"] = (["lenet5"] if meta.pop("lenet5") == "1" else []) + meta["cifar_models"].split()
 meta["cifar_models"] = meta["cifar_models"].split()
+meta["backend_params"] = [w for w in meta["backend_params"].split() if w != "--backend-param"]
 meta["cifar_warmup_steps"] = 1
 meta["cifar_min_steps"] = 1
 json.dump(meta, open(sys.argv[1], "w"), indent=2)
@@ -252,9 +262,10 @@ run_torch() {
     fi
   elif [[ $variant == tuned ]]; then
     "${torch_env_words[@]}" "$python" "$ROOT/bench/torch_lenet5.py" --device "$torch_device" \
-      --cudnn-benchmark "$@"
+      --tf32 "$torch_tf32" --cudnn-benchmark "$@"
   else
-    "${torch_env_words[@]}" "$python" "$ROOT/bench/torch_lenet5.py" --device "$torch_device" "$@"
+    "${torch_env_words[@]}" "$python" "$ROOT/bench/torch_lenet5.py" --device "$torch_device" \
+      --tf32 "$torch_tf32" "$@"
   fi
 }
 torch_tuned_note="GLIBC_TUNABLES=$TUNABLES"
@@ -266,7 +277,7 @@ for config in $configs; do
   activation=${config##*:}
   key=${dtype}_${activation}
   log "nnopt $backend lenet5 $dtype $activation"
-  if ! "$bench_bin" --backend "$backend" --model lenet5 --param activation="$activation" \
+  if ! "$bench_bin" --backend "$backend" "${backend_params[@]}" --model lenet5 --param activation="$activation" \
     --param dtype="$dtype" --profile-steps 10 "${common_args[@]}" >"$raw/nnopt_$key.json"; then
     banner "WARNING: nnopt_bench failed on lenet5 $dtype $activation; its nnopt cells stay empty"
     rm -f "$raw/nnopt_$key.json"
@@ -293,7 +304,7 @@ for model in "${cifar_models[@]}"; do
   # rather than losing the LeNet-5 results already measured.
   log "nnopt $backend $model $cifar_dtype $cifar_activation (3x32x32)"
   # shellcheck disable=SC2086  # the parameters are words on purpose
-  if ! "$bench_bin" --backend "$backend" --model "${nnopt_model[$model]}" \
+  if ! "$bench_bin" --backend "$backend" "${backend_params[@]}" --model "${nnopt_model[$model]}" \
     ${nnopt_model_params[$model]} --param activation="$cifar_activation" \
     --param dtype="$cifar_dtype" --profile-steps "$cifar_profile_steps" "${cifar_args[@]}" \
     >"$raw/nnopt_$key.json"; then
@@ -322,7 +333,7 @@ for entry in $kernel_configs; do
     *) banner "WARNING: --kernels: unknown model '$model' (lenet5, resnet56)"; continue ;;
   esac
   log "nnopt $backend $model $dtype $activation: precompiled vs compiled kernels"
-  if ! "$bench_bin" --backend "$backend" "${kernel_args[@]}" --param activation="$activation" \
+  if ! "$bench_bin" --backend "$backend" "${backend_params[@]}" "${kernel_args[@]}" --param activation="$activation" \
     --param dtype="$dtype" --profile-steps 0 --kernels both >"$raw/kernels_$key.json"; then
     banner "WARNING: nnopt_bench --kernels both failed on $model"
     rm -f "$raw/kernels_$key.json"
@@ -343,7 +354,7 @@ if [[ $int8_calibration -gt 0 ]]; then
                  --repeats "$cifar_repeats" --warmup-seconds 0 --warmup-steps 1 --min-steps 1)
     fi
     log "nnopt $backend $model int8 vs f32 inference, batch 128"
-    if "$bench_bin" --backend "$backend" --threads "$threads" --batch "$train_batch" \
+    if "$bench_bin" --backend "$backend" "${backend_params[@]}" --threads "$threads" --batch "$train_batch" \
       --infer-batch 128 --profile-steps 0 --int8 "$int8_calibration" "${int8_args[@]}" \
       >"$raw/int8_$model.json"; then
       int8_files+=("$raw/int8_$model.json")
@@ -436,7 +447,7 @@ for model in "${bf16_models[@]}"; do
                --warmup-steps 1 --min-steps 1)
   fi
   log "nnopt $backend $model: f32 vs bf16 inference, batch 128"
-  if ! "$bench_bin" --backend "$backend" --param dtype=f32 --threads "$threads" \
+  if ! "$bench_bin" --backend "$backend" "${backend_params[@]}" --param dtype=f32 --threads "$threads" \
     --infer-batch 128 --compare-bf16 1 --profile-steps 0 "${bf16_args[@]}" \
     >"$raw/bf16_$model.json"; then
     banner "WARNING: the bf16 comparison failed on $model"

@@ -7,7 +7,7 @@
                     [--seconds 2] [--warmup-seconds 0.5] [--warmup-steps 2]
                     [--min-steps 2] [--repeats 3]
                     [--channels 1] [--height 28] [--width 28] [--classes 10]
-                    [--device cpu|cuda] [--cudnn-benchmark]
+                    [--device cpu|cuda] [--cudnn-benchmark] [--tf32 on|off|default]
 
 Synthetic inputs (uniform [0, 1), fixed seed) and labels, a few distinct
 batches used in turn, as nnopt_bench does. Measures
@@ -33,7 +33,11 @@ host memory and uploaded each step, and the logits brought back to the host
 each inference step, as nnopt_bench does with a GPU backend; every window ends
 with torch.cuda.synchronize(). --cudnn-benchmark lets cuDNN time its
 algorithms per shape (torch.backends.cudnn.benchmark), PyTorch's faster
-setting for fixed shapes. Run it under the interpreter that has Debian's python3-torch
+setting for fixed shapes. --tf32 on|off sets whether cuDNN convolutions and
+cuBLAS matrix products in f32 may use TF32 tensor cores
+(torch.backends.cudnn.allow_tf32 and torch.backends.cuda.matmul.allow_tf32);
+'default' leaves PyTorch's own defaults (convolutions on, matrix products off).
+The JSON records what was in effect. Run it under the interpreter that has Debian's python3-torch
 (/usr/bin/python3 here).
 """
 import argparse
@@ -208,6 +212,7 @@ def parse_args(argv):
     p.add_argument("--seed", type=int, default=1)
     p.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
     p.add_argument("--cudnn-benchmark", action="store_true")
+    p.add_argument("--tf32", default="default", choices=["on", "off", "default"])
     args = p.parse_args(argv)
     args.infer_batches = [int(b) for b in args.infer_batch.split(",") if b]
     return args
@@ -261,6 +266,9 @@ def main(argv):
             print("torch_lenet5: --device cuda: torch sees no CUDA device", file=sys.stderr)
             return 1
         torch.backends.cudnn.benchmark = args.cudnn_benchmark
+        if args.tf32 != "default":
+            torch.backends.cudnn.allow_tf32 = args.tf32 == "on"
+            torch.backends.cuda.matmul.allow_tf32 = args.tf32 == "on"
     dtype = torch.float64 if args.dtype == "f64" else torch.float32
     torch.manual_seed(args.seed)
     generator = torch.Generator().manual_seed(args.seed)
@@ -314,6 +322,8 @@ def main(argv):
         "torch_version": torch.__version__,
         "device": torch.cuda.get_device_name() if args.device == "cuda" else "cpu",
         "cudnn_benchmark": bool(args.cudnn_benchmark) if args.device == "cuda" else None,
+        "tf32": {"cudnn": torch.backends.cudnn.allow_tf32,
+                 "matmul": torch.backends.cuda.matmul.allow_tf32} if args.device == "cuda" else None,
         "python": sys.executable,
         "threads": torch.get_num_threads(),
         "glibc_tunables": os.environ.get("GLIBC_TUNABLES", ""),
