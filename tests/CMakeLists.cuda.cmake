@@ -18,6 +18,18 @@ if(TARGET nnopt_backend_cuda)
   set_tests_properties(cuda_numerics cuda_numerics_own_kernels PROPERTIES SKIP_RETURN_CODE 77)
 endif()
 
+# cuda_graph: the backend's graph replay (plugins/backends/cuda/cuda_graph.c)
+# with the CUDA graph calls and op execution as test doubles: no GPU needed.
+if(TARGET nnopt_backend_cuda)
+  add_executable(test_cuda_graph test_cuda_graph.c
+                 ${CMAKE_SOURCE_DIR}/plugins/backends/cuda/cuda_graph.c)
+  target_link_libraries(test_cuda_graph PRIVATE nnopt_sdk cmocka)
+  target_include_directories(test_cuda_graph PRIVATE
+    ${CMAKE_SOURCE_DIR}/plugins/backends/cuda
+    $<TARGET_PROPERTY:nnopt_backend_cuda,INCLUDE_DIRECTORIES>)
+  add_test(NAME cuda_graph COMMAND test_cuda_graph)
+endif()
+
 # Compiled mode (plugins/backends/cuda/cuda_nvrtc.h):
 #   cuda_nvrtc_compile   generation and NVRTC for sm_90 and the kernel cache,
 #                        no GPU needed.

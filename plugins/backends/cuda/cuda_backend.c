@@ -235,6 +235,13 @@ void cuda_device_free(cuda_backend *b, void *ptr) {
 
 nnopt_status cuda_workspace_reserve(cuda_backend *b, size_t bytes) {
     if (bytes <= b->workspace_bytes) return NNOPT_OK;
+    if (b->graphs.capturing) {
+        /* A graph would keep the address of memory freed here: the capture
+         * fails and the ops run directly, growing it then. */
+        cuda_error(b, "convolution workspace growth inside a graph capture");
+        return NNOPT_STATUS_UNSUPPORTED;
+    }
+    cuda_graph_invalidate(b);
     cuda_device_free(b, b->workspace);
     b->workspace = NULL;
     b->workspace_bytes = 0;
@@ -264,8 +271,7 @@ static nnopt_status activate(cuda_backend *b) {
     return cuda_check(b, cudaSetDevice(b->device), "cudaSetDevice");
 }
 
-/* Launches the queued optimizer updates. */
-static nnopt_status flush_updates(cuda_backend *b) {
+nnopt_status cuda_flush_updates(cuda_backend *b) {
     cuda_update_batch *batch = &b->pending_updates;
     if (batch->n == 0) return NNOPT_OK;
     const cudaError_t launch = cuda_update_run(b->stream, batch);
@@ -276,11 +282,12 @@ static nnopt_status flush_updates(cuda_backend *b) {
 }
 
 /* The start of every entry point that queues work or reads results: the
- * device current, and the optimizer updates queued so far in the stream
- * before what follows. */
+ * device current, and the ops held back for a graph and the optimizer
+ * updates queued so far in the stream before what follows. */
 static nnopt_status enter(cuda_backend *b) {
     nnopt_status status = activate(b);
-    return status == NNOPT_OK ? flush_updates(b) : status;
+    if (status != NNOPT_OK) return status;
+    return b->use_graphs ? cuda_graph_segment_end(b) : cuda_flush_updates(b);
 }
 
 static nnopt_status cuda_tensor_alloc(void *ctx, nnopt_tensor *t) {
@@ -529,7 +536,7 @@ static nnopt_status queue_update(cuda_backend *b, const cuda_update_batch *wante
     for (int i = 0; fits && i < batch->n; i++)
         fits = !entries_conflict(&batch->entry[i], entry, value_size);
     if (!fits) {
-        nnopt_status status = flush_updates(b);
+        nnopt_status status = cuda_flush_updates(b);
         if (status != NNOPT_OK) return status;
     }
     if (batch->n == 0) {
@@ -650,6 +657,18 @@ static const cuda_op_fn cuda_ops[NNOPT_OP_KIND_COUNT] = {
     [NNOPT_OP_DROPOUT_BWD] = cuda_dropout_bwd_op,
 };
 
+nnopt_status cuda_execute_op(cuda_backend *b, const nnopt_op *op, nnopt_tensor *const *in, int n_in,
+                             nnopt_tensor *const *out, int n_out) {
+    return cuda_ops[op->kind](b, op, in, n_in, out, n_out);
+}
+
+/* Ops that wait for the device (labels are validated there) or differ every
+ * step (dropout's seed) run outside graphs. */
+static int graph_capturable(const nnopt_op *op) {
+    if (op->kind == NNOPT_OP_SOFTMAX_XENT) return op->p.xent.soft_targets != 0;
+    return op->kind != NNOPT_OP_DROPOUT;
+}
+
 static int cuda_supports(void *ctx, nnopt_op_kind op, nnopt_dtype dtype) {
     (void)ctx;
     if ((unsigned)op >= NNOPT_OP_KIND_COUNT || cuda_ops[op] == NULL) return 0;
@@ -668,11 +687,17 @@ static nnopt_status cuda_run(void *ctx, const nnopt_op *op, nnopt_tensor *const 
         cuda_error(b, "run: unknown op kind %d", (int)op->kind);
         return NNOPT_STATUS_UNSUPPORTED;
     }
-    /* Optimizer updates queue (queue_update); anything else goes after them. */
-    const int update = op->kind == NNOPT_OP_SGD_UPDATE || op->kind == NNOPT_OP_ADAM_UPDATE;
-    nnopt_status status = update ? activate(b) : enter(b);
-    if (status == NNOPT_OK) status = cuda_ops[op->kind](b, op, in, n_in, out, n_out);
-    if (status == NNOPT_OK && b->sync_each_op) status = flush_updates(b);
+    nnopt_status status;
+    if (b->use_graphs && graph_capturable(op)) {
+        status = activate(b);
+        if (status == NNOPT_OK) status = cuda_graph_run(b, op, in, n_in, out, n_out);
+    } else {
+        /* Optimizer updates queue (queue_update); anything else goes after them. */
+        const int update = op->kind == NNOPT_OP_SGD_UPDATE || op->kind == NNOPT_OP_ADAM_UPDATE;
+        status = update ? activate(b) : enter(b);
+        if (status == NNOPT_OK) status = cuda_execute_op(b, op, in, n_in, out, n_out);
+    }
+    if (status == NNOPT_OK && b->sync_each_op) status = cuda_flush_updates(b);
     if (status == NNOPT_OK && b->sync_each_op)
         status = cuda_check(b, cudaStreamSynchronize(b->stream), nnopt_op_kind_name(op->kind));
     return status;
@@ -688,7 +713,14 @@ static nnopt_status cuda_synchronize(void *ctx) {
 
 static void cuda_describe(void *ctx, char *buf, size_t size) {
     const cuda_backend *b = ctx;
-    if (buf != NULL && size > 0) snprintf(buf, size, "%s", b->description);
+    if (buf == NULL || size == 0) return;
+    const cuda_graph_state *g = &b->graphs;
+    if (b->use_graphs && g->captures + g->failed_captures > 0)
+        snprintf(buf, size, "%s; graphs so far: %llu captured, %llu replays, %llu failed captures",
+                 b->description, (unsigned long long)g->captures, (unsigned long long)g->replays,
+                 (unsigned long long)g->failed_captures);
+    else
+        snprintf(buf, size, "%s", b->description);
 }
 
 /* ---- instances ---- */
@@ -697,9 +729,9 @@ static void cuda_destroy(void *ctx) {
     cuda_backend *b = ctx;
     if (b == NULL) return;
     if (b->stream != NULL) {
-        cudaSetDevice(b->device);
-        flush_updates(b);
+        enter(b);
         cudaStreamSynchronize(b->stream);
+        cuda_graph_free(b);
         cuda_device_free(b, b->workspace);
         cudaStreamSynchronize(b->stream);
     }
@@ -720,6 +752,7 @@ static void read_settings(cuda_backend *b, const nnopt_config *cfg) {
     /* The schema's defaults when there is no configuration to read. */
     b->own_depthwise = 1;
     b->deterministic = 1;
+    b->use_graphs = 1;
     b->workspace_limit = (size_t)1024 << 20;
     if (cfg == NULL || host == NULL || host->config_int == NULL) return;
     b->device = (int)host->config_int(cfg, "device");
@@ -732,6 +765,9 @@ static void read_settings(cuda_backend *b, const nnopt_config *cfg) {
     b->deterministic = host->config_bool(cfg, "deterministic");
     b->allow_tf32 = host->config_bool(cfg, "tf32");
     b->sync_each_op = host->config_bool(cfg, "sync_each_op");
+    const char *graphs = host->config_string(cfg, "graphs");
+    /* Waiting after every op leaves nothing to replay. */
+    b->use_graphs = (graphs == NULL || strcmp(graphs, "auto") == 0) && !b->sync_each_op;
     b->workspace_limit = (size_t)host->config_int(cfg, "workspace_mb") << 20;
 }
 
@@ -750,11 +786,12 @@ static void describe_instance(cuda_backend *b) {
     }
     snprintf(b->description, sizeof b->description,
              "%.100s (sm_%d%d, %.0f GiB), CUDA runtime %d.%d, driver %d.%d, cuDNN %zu.%zu.%zu, "
-             "cuBLAS %d, kernels=%s, depthwise=%s%s",
+             "cuBLAS %d, kernels=%s, depthwise=%s, graphs=%s%s",
              prop.name, prop.major, prop.minor, (double)prop.totalGlobalMem / (1 << 30),
              runtime / 1000, runtime % 1000 / 10, driver / 1000, driver % 1000 / 10, cudnn / 10000,
              cudnn / 100 % 100, cudnn % 100, cublas, b->own_kernels ? "own" : "cudnn",
-             b->own_depthwise ? "own" : "cudnn", b->allow_tf32 ? ", tf32" : "");
+             b->own_depthwise ? "own" : "cudnn", b->use_graphs ? "auto" : "off",
+             b->allow_tf32 ? ", tf32" : "");
 }
 
 static nnopt_status cuda_create(const nnopt_host_api *host, const nnopt_config *cfg, void **ctx) {
@@ -870,6 +907,10 @@ static const nnopt_param_spec cuda_params[] = {
      NULL, 0, 0},
     {"workspace_mb", NNOPT_PARAM_INT, "1024", "largest cuDNN convolution workspace, MiB", NULL, 0,
      1 << 20},
+    {"graphs", NNOPT_PARAM_ENUM, "auto",
+     "auto: an op sequence that repeats (a training or inference step) is captured once into a "
+     "CUDA graph and then launched as one; off: every op is launched on its own",
+     "auto|off", 0, 0},
     {"sync_each_op", NNOPT_PARAM_BOOL, "false",
      "wait for every op to finish (slow; pins a device fault on the op that caused it)", NULL, 0,
      0},

@@ -36,6 +36,44 @@ typedef struct cuda_upload_slot {
 
 #define CUDA_UPLOAD_SLOTS 2
 
+/* Op sequences replayed as CUDA graphs (cuda_graph.c). */
+#define CUDA_GRAPH_MAX_OP_TENSORS 8 /* an op with more runs outside graphs */
+#define CUDA_GRAPH_ENTRIES 16       /* sequences kept */
+
+/* A tensor as an op used it (zeroed first, so records compare with memcmp). */
+typedef struct cuda_recorded_tensor {
+    nnopt_tensor *tensor;
+    void *data;
+    int32_t dtype, ndim;
+    int64_t shape[NNOPT_MAX_DIMS];
+} cuda_recorded_tensor;
+
+typedef struct cuda_recorded_op {
+    nnopt_op op;
+    int32_t n_in, n_out;
+    cuda_recorded_tensor in[CUDA_GRAPH_MAX_OP_TENSORS], out[CUDA_GRAPH_MAX_OP_TENSORS];
+} cuda_recorded_op;
+
+typedef struct cuda_graph_entry {
+    cuda_recorded_op *ops;
+    int n_ops, capacity;
+    cudaGraphExec_t exec; /* NULL until captured */
+    int failed;           /* capturing it failed: its ops run directly */
+    uint64_t last_used;
+} cuda_graph_entry;
+
+typedef struct cuda_graph_state {
+    int mode; /* idle, recording (ops run and are recorded), matching (ops held back) */
+    cuda_recorded_op *rec; /* recording: this segment's ops so far */
+    int n_rec, rec_capacity, rec_failed;
+    int candidate, position; /* matching: the entry, and how many of its ops matched */
+    cuda_graph_entry entries[CUDA_GRAPH_ENTRIES];
+    int n_entries;
+    uint64_t clock;
+    int capturing;
+    uint64_t captures, failed_captures, replays;
+} cuda_graph_state;
+
 typedef struct cuda_backend {
     const nnopt_host_api *host;
     int device;
@@ -51,6 +89,7 @@ typedef struct cuda_backend {
     int deterministic;  /* only deterministic cuDNN algorithms */
     int allow_tf32;     /* tensor-core TF32 for f32 conv and dense */
     int sync_each_op;   /* wait after every op, so device faults name their op */
+    int use_graphs;     /* graphs = auto: repeated op sequences as CUDA graphs */
     size_t workspace_limit;
 
     /* Device workspace for cuDNN convolutions, grown on demand. */
@@ -68,6 +107,7 @@ typedef struct cuda_backend {
     /* Optimizer updates queued for one launch: sent before anything else
      * touches the stream (cuda_flush_updates). */
     cuda_update_batch pending_updates;
+    cuda_graph_state graphs;
 
     cuda_conv_plan plans[CUDA_CONV_PLAN_SLOTS];
     int next_plan_slot;
@@ -117,6 +157,23 @@ nnopt_status cuda_tensor_descriptor(const cuda_backend *b, const nnopt_op *op,
 /* alpha = 1 and beta = 0 in the type cuDNN wants for dtype. */
 const void *cuda_one(nnopt_dtype dtype);
 const void *cuda_zero(nnopt_dtype dtype);
+
+/* Runs op now (no graph): the backend's op table. */
+nnopt_status cuda_execute_op(cuda_backend *b, const nnopt_op *op, nnopt_tensor *const *in, int n_in,
+                             nnopt_tensor *const *out, int n_out);
+/* Launches the queued optimizer updates (cuda_update_batch). */
+nnopt_status cuda_flush_updates(cuda_backend *b);
+
+/* Graphs (cuda_graph.c). cuda_graph_run takes an op that may be held back
+ * and replayed; cuda_graph_segment_end runs or launches what is held back and
+ * the queued updates, at every point where the host reads, writes, allocates
+ * or waits; cuda_graph_invalidate drops every captured graph (device memory
+ * they use moved); cuda_graph_free at the instance's end. */
+nnopt_status cuda_graph_run(cuda_backend *b, const nnopt_op *op, nnopt_tensor *const *in, int n_in,
+                            nnopt_tensor *const *out, int n_out);
+nnopt_status cuda_graph_segment_end(cuda_backend *b);
+void cuda_graph_invalidate(cuda_backend *b);
+void cuda_graph_free(cuda_backend *b);
 
 typedef nnopt_status (*cuda_op_fn)(cuda_backend *b, const nnopt_op *op, nnopt_tensor *const *in,
                                    int n_in, nnopt_tensor *const *out, int n_out);
