@@ -245,51 +245,7 @@ static void test_add(void **state) {
     for (size_t d = 0; d < COMPARE_N_DTYPES; d++) check_add_case(compare_dtypes[d]);
 }
 
-/* ---- batch normalization ---- */
-
-static void check_batchnorm_case(const tensor_spec *x) {
-    const tensor_spec channel = spec1(x->shape[1]);
-    tensor_spec positive = channel;
-    positive.values = VALUES_POSITIVE;
-    positive.range = 2;
-    char what[160];
-    snprintf(what, sizeof what, "batchnorm %dD N%lld C%lld spatial %lld offset %g", x->ndim,
-             (long long)x->shape[0], (long long)x->shape[1],
-             (long long)(x->ndim == 4 ? x->shape[2] * x->shape[3] : 1), x->offset);
-    for (size_t d = 0; d < COMPARE_N_DTYPES; d++) {
-        nnopt_op op = {.kind = NNOPT_OP_BATCHNORM};
-        op.p.bn = (nnopt_bn_params){1e-5, 0.1, 1};
-        const tensor_spec fwd_in[5] = {*x, channel, channel, channel, positive};
-        const tensor_spec train_out[3] = {*x, channel, positive};
-        check_op(what, &op, compare_dtypes[d], 5, fwd_in, 3, train_out);
-        op.p.bn.training = 0;
-        check_op(what, &op, compare_dtypes[d], 5, fwd_in, 1, train_out);
-        op.kind = NNOPT_OP_BATCHNORM_BWD;
-        op.p.bn.training = 1;
-        const tensor_spec bwd_in[6] = {*x, channel, *x, channel, positive, *x};
-        const tensor_spec bwd_out[3] = {*x, channel, channel};
-        check_op(what, &op, compare_dtypes[d], 5, bwd_in, 3, bwd_out);
-        /* With the fused relu (the last input, random: about half masked). */
-        op.kind = NNOPT_OP_BATCHNORM_RELU;
-        check_op(what, &op, compare_dtypes[d], 5, fwd_in, 3, train_out);
-        op.p.bn.training = 0;
-        check_op(what, &op, compare_dtypes[d], 5, fwd_in, 1, train_out);
-        /* With a residual added before the relu (batchnorm_add_relu). */
-        const tensor_spec residual_in[6] = {*x, channel, channel, channel, positive, *x};
-        op.kind = NNOPT_OP_BATCHNORM_ADD_RELU;
-        check_op(what, &op, compare_dtypes[d], 6, residual_in, 1, train_out);
-        op.p.bn.training = 1;
-        check_op(what, &op, compare_dtypes[d], 6, residual_in, 3, train_out);
-        /* y as a relu leaves it: about half exactly 0, where dy is dropped. */
-        op.kind = NNOPT_OP_BATCHNORM_RELU_BWD;
-        op.p.bn.training = 1;
-        double *bwd_values[6];
-        for (int i = 0; i < 6; i++) bwd_values[i] = spec_values(&bwd_in[i]);
-        for (int64_t i = 0; i < spec_numel(x); i++) bwd_values[5][i] = fmax(0, bwd_values[5][i]);
-        check_op_with_values(what, &op, compare_dtypes[d], 6, bwd_in, bwd_values, 3, bwd_out);
-        for (int i = 0; i < 6; i++) free(bwd_values[i]);
-    }
-}
+/* ---- batch normalization (check_batchnorm_case: the shared harness) ---- */
 
 static void test_batchnorm(void **state) {
     (void)state;

@@ -486,7 +486,6 @@ void check_add_case(nnopt_dtype dtype) {
         op.kind = NNOPT_OP_ADD_RELU;
         if (add_relu) check_op("add_relu", &op, dtype, 2, ins, 1, &t);
     }
-    op.kind = NNOPT_OP_ADD;
     /* y aliasing a */
     test_backend *tested = comparison.tested;
     const int64_t shape[2] = {3, 1001};
@@ -494,15 +493,20 @@ void check_add_case(nnopt_dtype dtype) {
            *got = calloc(3003, sizeof *got);
     assert_true(a && b && got);
     for (int i = 0; i < 3003; i++) a[i] = rng_uniform(-1, 1), b[i] = rng_uniform(-1, 1);
-    nnopt_tensor *ta = test_tensor_new(tested, dtype, 2, shape, a);
-    nnopt_tensor *tb = test_tensor_new(tested, dtype, 2, shape, b);
-    nnopt_tensor *ins[2] = {ta, tb}, *outs[1] = {ta};
-    assert_int_equal(test_run(tested, &op, ins, 2, outs, 1), NNOPT_OK);
-    test_tensor_read(tested, ta, got);
-    for (int i = 0; i < 3003; i++)
-        assert_true(fabs(got[i] - (a[i] + b[i])) <= 1e-6 * (1 + fabs(a[i] + b[i])));
-    test_tensor_free(tested, ta);
-    test_tensor_free(tested, tb);
+    for (int relu = 0; relu <= add_relu; relu++) {
+        op.kind = relu ? NNOPT_OP_ADD_RELU : NNOPT_OP_ADD;
+        nnopt_tensor *ta = test_tensor_new(tested, dtype, 2, shape, a);
+        nnopt_tensor *tb = test_tensor_new(tested, dtype, 2, shape, b);
+        nnopt_tensor *ins[2] = {ta, tb}, *outs[1] = {ta};
+        assert_int_equal(test_run(tested, &op, ins, 2, outs, 1), NNOPT_OK);
+        test_tensor_read(tested, ta, got);
+        for (int i = 0; i < 3003; i++) {
+            const double want = relu && a[i] + b[i] < 0 ? 0 : a[i] + b[i];
+            assert_true(fabs(got[i] - want) <= 1e-6 * (1 + fabs(want)));
+        }
+        test_tensor_free(tested, ta);
+        test_tensor_free(tested, tb);
+    }
     free(a), free(b), free(got);
 }
 
@@ -514,6 +518,72 @@ void check_cast_case(nnopt_dtype dtype) {
         other.dtype_override = 1;
         other.dtype = same ? dtype : (dtype == NNOPT_F32 ? NNOPT_F64 : NNOPT_F32);
         check_op(same ? "cast (copy)" : "cast", &cast, dtype, 1, &param, 1, &other);
+    }
+}
+
+void check_batchnorm_case(const tensor_spec *x) {
+    const int64_t channels = x->shape[1];
+    const tensor_spec channel = spec1(channels);
+    tensor_spec positive = channel;
+    positive.values = VALUES_POSITIVE;
+    positive.range = 2;
+    char what[160];
+    snprintf(what, sizeof what, "batchnorm %dD N%lld C%lld spatial %lld offset %g", x->ndim,
+             (long long)x->shape[0], (long long)channels,
+             (long long)(x->ndim == 4 ? x->shape[2] * x->shape[3] : 1), x->offset);
+    const tensor_spec fwd_in[5] = {*x, channel, channel, channel, positive};
+    const tensor_spec residual_in[6] = {*x, channel, channel, channel, positive, *x};
+    const tensor_spec train_out[3] = {*x, channel, positive};
+    const tensor_spec bwd_in[6] = {*x, channel, *x, channel, channel, *x};
+    const tensor_spec bwd_out[3] = {*x, channel, channel};
+    for (size_t d = 0; d < COMPARE_N_DTYPES; d++) {
+        const nnopt_dtype dt = compare_dtypes[d];
+        if (!compare_reference_has(NNOPT_OP_BATCHNORM, dt)) continue;
+        nnopt_op op = {.kind = NNOPT_OP_BATCHNORM};
+        op.p.bn = (nnopt_bn_params){1e-5, 0.1, 1};
+        check_op(what, &op, dt, 5, fwd_in, 3, train_out);
+        op.p.bn.training = 0;
+        check_op(what, &op, dt, 5, fwd_in, 1, train_out);
+        /* The fused relu, and a residual added before it (batchnorm_add_relu). */
+        const nnopt_op_kind fused[2] = {NNOPT_OP_BATCHNORM_RELU, NNOPT_OP_BATCHNORM_ADD_RELU};
+        for (int f = 0; f < 2; f++) {
+            op.kind = fused[f];
+            if (!tested_has(op.kind, dt)) continue;
+            for (int training = 1; training >= 0; training--) {
+                op.p.bn.training = training;
+                check_op(what, &op, dt, f == 0 ? 5 : 6, f == 0 ? fwd_in : residual_in,
+                         training ? 3 : 1, train_out);
+            }
+        }
+
+        /* The gradients, given the statistics of a real forward pass. */
+        op.kind = NNOPT_OP_BATCHNORM;
+        op.p.bn.training = 1;
+        double *fwd_values[5];
+        for (int i = 0; i < 5; i++) fwd_values[i] = spec_values(&fwd_in[i]);
+        double *mean = reference_forward(&op, dt, 5, fwd_in, fwd_values, 3, train_out, 1);
+        double *invstd = reference_forward(&op, dt, 5, fwd_in, fwd_values, 3, train_out, 2);
+        double *dy = spec_values(x), *relu_y = spec_values(x);
+        /* y as a relu leaves it: about half exactly 0, where dy is dropped. */
+        for (int64_t i = 0; i < spec_numel(x); i++) relu_y[i] = fmax(0, relu_y[i]);
+        /* dx = gamma * invstd * (dy - mean(dy) - xhat * mean(dy * xhat)) cancels
+         * to 0 where a channel has one value: compare it against its terms. */
+        double terms = 0, dy_max = 0;
+        for (int64_t c = 0; c < channels; c++)
+            terms = fmax(terms, fabs(fwd_values[1][c] * invstd[c]));
+        for (int64_t i = 0; i < spec_numel(x); i++) dy_max = fmax(dy_max, fabs(dy[i]));
+        compare_set_term_scale(terms * dy_max);
+        nnopt_op bwd = {.kind = NNOPT_OP_BATCHNORM_BWD};
+        bwd.p.bn = op.p.bn;
+        double *const bwd_values[6] = {fwd_values[0], fwd_values[1], dy, mean, invstd, relu_y};
+        if (compare_reference_has(bwd.kind, dt))
+            check_op_with_values(what, &bwd, dt, 5, bwd_in, bwd_values, 3, bwd_out);
+        bwd.kind = NNOPT_OP_BATCHNORM_RELU_BWD;
+        if (tested_has(bwd.kind, dt) && compare_reference_has(bwd.kind, dt))
+            check_op_with_values(what, &bwd, dt, 6, bwd_in, bwd_values, 3, bwd_out);
+        compare_set_term_scale(0);
+        for (int i = 0; i < 5; i++) free(fwd_values[i]);
+        free(mean), free(invstd), free(dy), free(relu_y);
     }
 }
 

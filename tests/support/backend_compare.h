@@ -141,10 +141,19 @@ typedef enum act_bwd_y {
  * threshold; values cover relu6's upper kink and tanh's small-argument series. */
 void check_activations(act_bwd_y y);
 
-/* add at several sizes, and with y aliasing a (on the tested backend alone). */
+/* add at several sizes, and with y aliasing a (on the tested backend alone);
+ * add_relu the same where the tested backend has it. */
 void check_add_case(nnopt_dtype dtype);
 /* cast to the other float dtype, and to the same (a copy). */
 void check_cast_case(nnopt_dtype dtype);
+
+/* Batch normalization of x (4-D or 2-D; its range and offset give the
+ * values), in both dtypes: batchnorm in training and inference mode, and
+ * batchnorm_bwd with the statistics of a real forward pass (cuDNN may rely on
+ * them); where the tested backend has them, the fused batchnorm_relu and
+ * batchnorm_add_relu (both modes) and batchnorm_relu_bwd (y as a relu leaves
+ * it: about half exactly 0). */
+void check_batchnorm_case(const tensor_spec *x);
 
 /* softmax_xent with n rows of k logits: hard labels, soft targets at T = 2. */
 void check_softmax_xent_case(nnopt_dtype dtype, int64_t n, int64_t k);

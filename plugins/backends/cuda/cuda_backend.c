@@ -655,6 +655,15 @@ static const cuda_op_fn cuda_ops[NNOPT_OP_KIND_COUNT] = {
     [NNOPT_OP_BATCHNORM_BWD] = cuda_batchnorm_bwd,
     [NNOPT_OP_DROPOUT] = cuda_dropout_op,
     [NNOPT_OP_DROPOUT_BWD] = cuda_dropout_bwd_op,
+    /* The fused kinds (cuda_fused.c), f32 and f64 (cuda_bf16_op lists none of them). */
+    [NNOPT_OP_BATCHNORM_RELU] = cuda_fused_batchnorm_relu,
+    [NNOPT_OP_BATCHNORM_RELU_BWD] = cuda_fused_batchnorm_relu_bwd,
+    [NNOPT_OP_CONV2D_RELU] = cuda_fused_conv2d_relu,
+    [NNOPT_OP_ADD_RELU] = cuda_fused_add_relu,
+    [NNOPT_OP_CONV2D_BWD_DATA_ADD] = cuda_fused_conv2d_bwd_data_add,
+    [NNOPT_OP_CONV2D_ADD_RELU] = cuda_fused_conv2d_relu,
+    [NNOPT_OP_BATCHNORM_ADD_RELU] = cuda_fused_batchnorm_relu,
+    [NNOPT_OP_CONV2D_BWD_DATA_ADD_MASKED] = cuda_fused_conv2d_bwd_data_add,
 };
 
 nnopt_status cuda_execute_op(cuda_backend *b, const nnopt_op *op, nnopt_tensor *const *in, int n_in,

@@ -26,6 +26,9 @@ typedef struct conv_call {
     nnopt_dtype dtype;
     cuda_conv_geometry g;
     const nnopt_tensor *x, *w, *y, *bias;
+    int accumulate; /* backward data: the result is added to dx (conv2d_bwd_data_add) */
+    int defer_bias; /* forward: where cuDNN runs, the bias is left to the caller's epilogue */
+    int bias_added; /* set by run_conv: the bias is in y */
     cudnnTensorDescriptor_t x_desc, y_desc;
     cudnnFilterDescriptor_t w_desc;
     cudnnConvolutionDescriptor_t conv_desc;
@@ -222,9 +225,11 @@ static int plan_matches(const cuda_conv_plan *plan, const conv_call *call, const
 
 /* The cached plan for this shape, or a new one (ranked by cuDNN, then the
  * first that succeeds, fits the workspace limit and is deterministic when
- * asked). No usable algorithm: the plan says use_direct. */
+ * asked). No usable algorithm: the plan says use_direct. Benchmarking
+ * (conv_algo = find) writes into `output` (output_bytes), or into scratch
+ * when the call adds to what output holds. */
 static nnopt_status conv_plan_for(cuda_backend *b, const conv_call *call, void *output,
-                                  cuda_conv_plan **out) {
+                                  size_t output_bytes, cuda_conv_plan **out) {
     const cuda_conv_geometry *g = &call->g;
     const int64_t dims[11] = {g->n, g->c,        g->h,        g->w,     g->k,    g->r,
                               g->s, g->stride_h, g->stride_w, g->pad_h, g->pad_w};
@@ -243,7 +248,14 @@ static nnopt_status conv_plan_for(cuda_backend *b, const conv_call *call, void *
 
     conv_candidate candidates[MAX_CANDIDATES];
     int count = 0;
-    nnopt_status status = list_candidates(b, call, output, candidates, &count);
+    void *scratch = NULL;
+    nnopt_status status = NNOPT_OK;
+    if (b->find_conv_algo && call->accumulate) {
+        status = cuda_device_alloc(b, output_bytes, &scratch);
+        output = scratch;
+    }
+    if (status == NNOPT_OK) status = list_candidates(b, call, output, candidates, &count);
+    cuda_device_free(b, scratch);
     if (status == NNOPT_STATUS_UNSUPPORTED) return NNOPT_OK; /* direct kernels */
     if (status != NNOPT_OK) {
         plan->valid = 0;
@@ -299,8 +311,9 @@ static cudnnStatus_t execute_cudnn(cuda_backend *b, const conv_call *call,
     }
 }
 
-static nnopt_status run_direct(cuda_backend *b, const conv_call *call, void *output) {
+static nnopt_status run_direct(cuda_backend *b, conv_call *call, void *output) {
     const void *bias = call->bias ? call->bias->data : NULL;
+    call->bias_added = bias != NULL;
     cudaError_t status;
     switch (call->kind) {
     case NNOPT_OP_CONV2D:
@@ -309,7 +322,7 @@ static nnopt_status run_direct(cuda_backend *b, const conv_call *call, void *out
         break;
     case NNOPT_OP_CONV2D_BWD_DATA:
         status = cuda_conv2d_backward_data_direct(b->stream, call->dtype, &call->g, call->y->data,
-                                                  call->w->data, output);
+                                                  call->w->data, output, call->accumulate);
         break;
     default:
         status = cuda_conv2d_backward_filter_direct(b->stream, call->dtype, &call->g, call->x->data,
@@ -350,7 +363,7 @@ static nnopt_status run_conv(cuda_backend *b, const nnopt_op *op, conv_call *cal
             cuda_error(b, "conv2d: inputs without channels and a bias are not supported");
             return NNOPT_STATUS_UNSUPPORTED;
         }
-        if (output_bytes == 0) return NNOPT_OK;
+        if (output_bytes == 0 || call->accumulate) return NNOPT_OK; /* nothing to add */
         return cuda_check(b, cudaMemsetAsync(output, 0, output_bytes, b->stream),
                           "cudaMemsetAsync");
     }
@@ -359,7 +372,7 @@ static nnopt_status run_conv(cuda_backend *b, const nnopt_op *op, conv_call *cal
 
     nnopt_status status = conv_call_describe(b, op, call);
     cuda_conv_plan *plan = NULL;
-    if (status == NNOPT_OK) status = conv_plan_for(b, call, output, &plan);
+    if (status == NNOPT_OK) status = conv_plan_for(b, call, output, output_bytes, &plan);
     if (status == NNOPT_OK && !plan->use_direct)
         status = cuda_workspace_reserve(b, plan->workspace_bytes);
     if (status == NNOPT_OK && !plan->use_direct)
@@ -377,14 +390,19 @@ static nnopt_status run_conv(cuda_backend *b, const nnopt_op *op, conv_call *cal
                                                call->bias->data, output),
                             "conv2d bias");
     if (status == NNOPT_OK && !plan->use_direct) {
-        const cudnnStatus_t run_status = execute_cudnn(b, call, plan, output, bias_first);
+        /* beta = 1: cuDNN adds its result to what output holds. */
+        const cudnnStatus_t run_status =
+            execute_cudnn(b, call, plan, output, bias_first || call->accumulate);
         if (run_status == CUDNN_STATUS_NOT_SUPPORTED) {
             plan->use_direct = 1; /* from now on for this shape */
         } else {
             status = cudnn_check(b, run_status, nnopt_op_kind_name(call->kind));
+            call->bias_added = bias_first;
             if (status == NNOPT_OK && call->kind == NNOPT_OP_CONV2D && call->bias != NULL &&
-                !bias_first)
+                !bias_first && !call->defer_bias) {
                 status = add_bias(b, op, call);
+                call->bias_added = 1;
+            }
         }
     }
     if (status == NNOPT_OK && plan->use_direct) status = run_direct(b, call, output);
@@ -419,6 +437,37 @@ nnopt_status cuda_conv2d_bwd_data(cuda_backend *b, const nnopt_op *op, nnopt_ten
     if (status != NNOPT_OK) return status;
     call.dtype = call.x->dtype;
     return run_conv(b, op, &call, out[0]->data, nnopt_tensor_nbytes(out[0]));
+}
+
+nnopt_status cuda_conv2d_forward_deferred_bias(cuda_backend *b, const nnopt_op *op,
+                                               const nnopt_tensor *x, const nnopt_tensor *w,
+                                               const nnopt_tensor *bias, nnopt_tensor *y,
+                                               int *bias_added) {
+    *bias_added = 0;
+    conv_call call = {
+        .kind = NNOPT_OP_CONV2D, .x = x, .w = w, .y = y, .bias = bias, .defer_bias = 1};
+    nnopt_status status = conv_geometry_check(b, op, call.x, call.w, call.y,
+                                              (const char *const[3]){"x", "w", "y"}, &call.g);
+    if (status == NNOPT_OK && call.bias != NULL) {
+        status = cuda_check_tensor(b, op, call.bias, "b", (int)call.x->dtype);
+        if (status == NNOPT_OK) status = cuda_check_shape(b, op, call.bias, "b", 1, &call.g.k);
+    }
+    if (status != NNOPT_OK) return status;
+    call.dtype = call.x->dtype;
+    status = run_conv(b, op, &call, y->data, nnopt_tensor_nbytes(y));
+    *bias_added = call.bias_added;
+    return status;
+}
+
+nnopt_status cuda_conv2d_bwd_data_accumulate(cuda_backend *b, const nnopt_op *op,
+                                             const nnopt_tensor *dy, const nnopt_tensor *w,
+                                             nnopt_tensor *dx) {
+    conv_call call = {.kind = NNOPT_OP_CONV2D_BWD_DATA, .x = dx, .w = w, .y = dy, .accumulate = 1};
+    nnopt_status status = conv_geometry_check(b, op, call.x, call.w, call.y,
+                                              (const char *const[3]){"dx", "w", "dy"}, &call.g);
+    if (status != NNOPT_OK) return status;
+    call.dtype = call.x->dtype;
+    return run_conv(b, op, &call, dx->data, nnopt_tensor_nbytes(dx));
 }
 
 nnopt_status cuda_conv2d_bwd_filter(cuda_backend *b, const nnopt_op *op, nnopt_tensor *const *in,

@@ -1,6 +1,7 @@
 /* Private to the cuda backend: the per-instance context, error reporting,
  * device scratch memory, argument checks, and the entry point of every op
- * family (cuda_conv.c, cuda_dense.c, cuda_cudnn_ops.c, cuda_backend.c). */
+ * family (cuda_conv.c, cuda_dense.c, cuda_cudnn_ops.c, cuda_fused.c,
+ * cuda_backend.c). */
 #ifndef NNOPT_CUDA_INTERNAL_H
 #define NNOPT_CUDA_INTERNAL_H
 
@@ -184,6 +185,20 @@ nnopt_status cuda_conv2d_bwd_data(cuda_backend *b, const nnopt_op *op, nnopt_ten
                                   int n_in, nnopt_tensor *const *out, int n_out);
 nnopt_status cuda_conv2d_bwd_filter(cuda_backend *b, const nnopt_op *op, nnopt_tensor *const *in,
                                     int n_in, nnopt_tensor *const *out, int n_out);
+/* The passes of the fused ops (cuda_fused.c), with conv2d's and
+ * conv2d_bwd_data's checks, plans and kernel choice. Forward: y = conv(x, w),
+ * plus the bias (may be NULL) where the direct kernels run (*bias_added = 1);
+ * where cuDNN runs, the bias is left to the caller's epilogue
+ * (*bias_added = 0), which saves cuDNN's separate bias pass. Backward data:
+ * dx += conv2d_bwd_data(dy, w) (cuDNN with beta = 1, or the direct kernel
+ * accumulating). */
+nnopt_status cuda_conv2d_forward_deferred_bias(cuda_backend *b, const nnopt_op *op,
+                                               const nnopt_tensor *x, const nnopt_tensor *w,
+                                               const nnopt_tensor *bias, nnopt_tensor *y,
+                                               int *bias_added);
+nnopt_status cuda_conv2d_bwd_data_accumulate(cuda_backend *b, const nnopt_op *op,
+                                             const nnopt_tensor *dy, const nnopt_tensor *w,
+                                             nnopt_tensor *dx);
 
 nnopt_status cuda_dense(cuda_backend *b, const nnopt_op *op, nnopt_tensor *const *in, int n_in,
                         nnopt_tensor *const *out, int n_out);
@@ -206,6 +221,22 @@ nnopt_status cuda_batchnorm_bwd(cuda_backend *b, const nnopt_op *op, nnopt_tenso
                                 int n_in, nnopt_tensor *const *out, int n_out);
 nnopt_status cuda_softmax_xent_op(cuda_backend *b, const nnopt_op *op, nnopt_tensor *const *in,
                                   int n_in, nnopt_tensor *const *out, int n_out);
+
+/* The fused ops (cuda_fused.c; f32 and f64): conv2d_relu and conv2d_add_relu;
+ * conv2d_bwd_data_add and conv2d_bwd_data_add_masked; add_relu;
+ * batchnorm_relu and batchnorm_add_relu; batchnorm_relu_bwd. */
+nnopt_status cuda_fused_conv2d_relu(cuda_backend *b, const nnopt_op *op, nnopt_tensor *const *in,
+                                    int n_in, nnopt_tensor *const *out, int n_out);
+nnopt_status cuda_fused_conv2d_bwd_data_add(cuda_backend *b, const nnopt_op *op,
+                                            nnopt_tensor *const *in, int n_in,
+                                            nnopt_tensor *const *out, int n_out);
+nnopt_status cuda_fused_add_relu(cuda_backend *b, const nnopt_op *op, nnopt_tensor *const *in,
+                                 int n_in, nnopt_tensor *const *out, int n_out);
+nnopt_status cuda_fused_batchnorm_relu(cuda_backend *b, const nnopt_op *op, nnopt_tensor *const *in,
+                                       int n_in, nnopt_tensor *const *out, int n_out);
+nnopt_status cuda_fused_batchnorm_relu_bwd(cuda_backend *b, const nnopt_op *op,
+                                           nnopt_tensor *const *in, int n_in,
+                                           nnopt_tensor *const *out, int n_out);
 
 /* Compiled mode (cuda_program.c; generation and NVRTC in cuda_nvrtc.h).
  * run is the backend's own op entry point, for the steps not generated. */

@@ -136,15 +136,18 @@ __global__ void conv2d_forward_kernel(cuda_conv_geometry g, const T *x, const T 
 }
 
 // Gathers, for each input element, the output gradients of every window that read it.
+// With accumulate the sum starts from dx's own value (conv2d_bwd_data_add),
+// as the reference's accumulating loop does.
 template <typename T>
-__global__ void conv2d_backward_data_kernel(cuda_conv_geometry g, const T *dy, const T *w, T *dx) {
+__global__ void conv2d_backward_data_kernel(cuda_conv_geometry g, const T *dy, const T *w, T *dx,
+                                            int accumulate) {
     const int64_t c_per_group = g.c / g.groups, k_per_group = g.k / g.groups;
     const int64_t count = g.n * g.c * g.h * g.w;
     GRID_STRIDE_LOOP(index, count) {
         const int64_t iw = index % g.w, ih = (index / g.w) % g.h, c = (index / (g.w * g.h)) % g.c,
                       n = index / (g.w * g.h * g.c);
         const int64_t group = c / c_per_group, cg = c % c_per_group;
-        T sum = (T)0;
+        T sum = accumulate ? dx[index] : (T)0;
         for (int64_t k = group * k_per_group; k < (group + 1) * k_per_group; k++) {
             const T *dy_plane = dy + ((n * g.k + k) * g.p) * g.q;
             const T *w_plane = w + ((k * c_per_group + cg) * g.r) * g.s;
@@ -373,6 +376,30 @@ template <typename T> __global__ void add_kernel(int64_t count, const T *a, cons
 
 template <typename T> __global__ void scale_kernel(int64_t count, double scale, const T *x, T *y) {
     GRID_STRIDE_LOOP(i, count) y[i] = (T)((double)x[i] * scale);
+}
+
+// The fused ops' relu epilogue: y = relu(x + bias[channel] + r), each sum
+// rounded to T as the reference rounds it (a conv's output with its bias, then
+// the residual added in double and rounded once). bias and r may be NULL; y
+// may alias x. The relu is the reference's (ref_relu_in_place, ref_act):
+// v < 0 ? 0 : v, so NaN and -0 pass through unchanged.
+template <typename T>
+__global__ void bias_add_relu_kernel(int64_t count, int64_t channels, int64_t inner, const T *x,
+                                     const T *bias, const T *r, T *y) {
+    GRID_STRIDE_LOOP(i, count) {
+        T v = x[i];
+        if (bias) v = (T)((double)v + (double)bias[(i / inner) % channels]);
+        if (r) v = (T)((double)v + (double)r[i]);
+        y[i] = v < (T)0 ? (T)0 : v;
+    }
+}
+
+// out = mask > 0 ? x : +0 (NaN and -0 masks give +0): the reference's
+// ref_keep_where_positive, and batchnorm_relu's relu (mask = x = the output).
+// out may alias x and mask.
+template <typename T>
+__global__ void keep_where_positive_kernel(int64_t count, const T *mask, const T *x, T *out) {
+    GRID_STRIDE_LOOP(i, count) out[i] = mask[i] > (T)0 ? x[i] : (T)0;
 }
 
 template <typename To, typename From> __device__ To convert(From v) {
@@ -636,11 +663,11 @@ cudaError_t cuda_conv2d_forward_direct(cudaStream_t stream, nnopt_dtype dtype,
 
 cudaError_t cuda_conv2d_backward_data_direct(cudaStream_t stream, nnopt_dtype dtype,
                                              const cuda_conv_geometry *g, const void *dy,
-                                             const void *w, void *dx) {
+                                             const void *w, void *dx, int accumulate) {
     const int64_t count = g->n * g->c * g->h * g->w;
     WITH_FLOAT_TYPE(dtype,
                     (conv2d_backward_data_kernel<T><<<blocks_for(count), kThreads, 0, stream>>>(
-                        *g, (const T *)dy, (const T *)w, (T *)dx)));
+                        *g, (const T *)dy, (const T *)w, (T *)dx, accumulate != 0)));
     return cudaGetLastError();
 }
 
@@ -719,6 +746,24 @@ cudaError_t cuda_scale(cudaStream_t stream, nnopt_dtype dtype, int64_t count, do
                        const void *x, void *y) {
     WITH_FLOAT_TYPE(dtype, (scale_kernel<T><<<blocks_for(count), kThreads, 0, stream>>>(
                                count, scale, (const T *)x, (T *)y)));
+    return cudaGetLastError();
+}
+
+cudaError_t cuda_bias_add_relu(cudaStream_t stream, nnopt_dtype dtype, int64_t batch,
+                               int64_t channels, int64_t inner, const void *x, const void *bias,
+                               const void *r, void *y) {
+    const int64_t count = batch * channels * inner;
+    WITH_FLOAT_TYPE(
+        dtype, (bias_add_relu_kernel<T><<<blocks_for(count), kThreads, 0, stream>>>(
+                   count, channels, inner, (const T *)x, (const T *)bias, (const T *)r, (T *)y)));
+    return cudaGetLastError();
+}
+
+cudaError_t cuda_keep_where_positive(cudaStream_t stream, nnopt_dtype dtype, int64_t count,
+                                     const void *mask, const void *x, void *out) {
+    WITH_FLOAT_TYPE(dtype,
+                    (keep_where_positive_kernel<T><<<blocks_for(count), kThreads, 0, stream>>>(
+                        count, (const T *)mask, (const T *)x, (T *)out)));
     return cudaGetLastError();
 }
 

@@ -42,9 +42,10 @@ typedef struct cuda_pool_geometry {
 cudaError_t cuda_conv2d_forward_direct(cudaStream_t stream, nnopt_dtype dtype,
                                        const cuda_conv_geometry *g, const void *x, const void *w,
                                        const void *bias, void *y);
+/* Backward data: dx = ..., or dx += ... with accumulate (conv2d_bwd_data_add). */
 cudaError_t cuda_conv2d_backward_data_direct(cudaStream_t stream, nnopt_dtype dtype,
                                              const cuda_conv_geometry *g, const void *dy,
-                                             const void *w, void *dx);
+                                             const void *w, void *dx, int accumulate);
 cudaError_t cuda_conv2d_backward_filter_direct(cudaStream_t stream, nnopt_dtype dtype,
                                                const cuda_conv_geometry *g, const void *x,
                                                const void *dy, void *dw);
@@ -77,6 +78,19 @@ cudaError_t cuda_add(cudaStream_t stream, nnopt_dtype dtype, int64_t count, cons
                      const void *b, void *y);
 cudaError_t cuda_scale(cudaStream_t stream, nnopt_dtype dtype, int64_t count, double scale,
                        const void *x, void *y);
+/* The fused ops' relu epilogue, for x[batch, channels, inner]:
+ * y = relu(x + bias[channel] + r), rounded to the dtype after each addition
+ * (bias and r may be NULL; y may alias x). The relu is the reference's
+ * v < 0 ? 0 : v: NaN and -0 pass through. add_relu is batch = channels = 1,
+ * no bias. */
+cudaError_t cuda_bias_add_relu(cudaStream_t stream, nnopt_dtype dtype, int64_t batch,
+                               int64_t channels, int64_t inner, const void *x, const void *bias,
+                               const void *r, void *y);
+/* out = mask > 0 ? x : 0 (a NaN or -0 mask gives +0; out may alias x and
+ * mask): the gradient through a relu whose output is mask, and with
+ * mask = x = out batchnorm_relu's relu (NaN -> 0, as the reference's). */
+cudaError_t cuda_keep_where_positive(cudaStream_t stream, nnopt_dtype dtype, int64_t count,
+                                     const void *mask, const void *x, void *out);
 /* y = x converted from x_dtype to y_dtype (round to nearest; f64 -> bf16
  * rounds once, as nnopt_bf16_from_f64). [bf16] */
 cudaError_t cuda_cast(cudaStream_t stream, nnopt_dtype x_dtype, nnopt_dtype y_dtype, int64_t count,
