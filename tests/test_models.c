@@ -21,14 +21,10 @@
 #include "plugin_loader.h"
 
 /* Builds model `name` with "key=value" settings for a c x h x w input. */
-static nnopt_graph *build(const char *name, const char *const *settings, int c, int h, int w) {
-    nnopt_plugin_search s;
-    nnopt_plugin_search_init(&s, NULL);
-    const nnopt_plugin *p = NULL;
+/* p's configuration with "key=value" settings (NULL-terminated) applied. */
+static nnopt_config *plugin_config(const nnopt_plugin *p, const char *name,
+                                   const char *const *settings) {
     nnopt_error err = {0};
-    if (nnopt_plugin_load(&s, NNOPT_PLUGIN_MODEL, name, &p, &err) != NNOPT_OK)
-        fail_msg("%s", err.message);
-    nnopt_plugin_search_free(&s);
     nnopt_config *cfg = nnopt_config_create(p->desc->params, (int)p->desc->n_params, name);
     for (int i = 0; settings && settings[i]; i++) {
         char key[64];
@@ -37,7 +33,19 @@ static nnopt_graph *build(const char *name, const char *const *settings, int c, 
         if (nnopt_config_set(cfg, key, eq + 1, "test", &err) != NNOPT_OK)
             fail_msg("%s", err.message);
     }
-    assert_int_equal(nnopt_config_finish(cfg, "test", &err), NNOPT_OK);
+    if (nnopt_config_finish(cfg, "test", &err) != NNOPT_OK) fail_msg("%s", err.message);
+    return cfg;
+}
+
+static nnopt_graph *build(const char *name, const char *const *settings, int c, int h, int w) {
+    nnopt_plugin_search s;
+    nnopt_plugin_search_init(&s, NULL);
+    const nnopt_plugin *p = NULL;
+    nnopt_error err = {0};
+    if (nnopt_plugin_load(&s, NNOPT_PLUGIN_MODEL, name, &p, &err) != NNOPT_OK)
+        fail_msg("%s", err.message);
+    nnopt_plugin_search_free(&s);
+    nnopt_config *cfg = plugin_config(p, name, settings);
     nnopt_graph *g = nnopt_graph_create(c, h, w, 10);
     nnopt_node logits = -1;
     const nnopt_model_vtable *vt = p->desc->vtable;
@@ -98,20 +106,36 @@ static void test_mobilenet_strides(void **state) {
     }
 }
 
-static nnopt_backend *open_backend(const char *name) {
+/* The backend, or NULL with why in `why` when its plugin is not built or it
+ * cannot run here (NNOPT_STATUS_DEVICE: no GPU); other failures fail. */
+static nnopt_backend *try_open_backend(const char *name, const char *const *settings, char *why,
+                                       size_t why_size) {
     nnopt_plugin_search s;
     nnopt_plugin_search_init(&s, NULL);
     const nnopt_plugin *p = NULL;
     nnopt_error err = {0};
-    if (nnopt_plugin_load(&s, NNOPT_PLUGIN_BACKEND, name, &p, &err) != NNOPT_OK)
-        fail_msg("%s", err.message);
+    const nnopt_status loaded = nnopt_plugin_load(&s, NNOPT_PLUGIN_BACKEND, name, &p, &err);
     nnopt_plugin_search_free(&s);
-    nnopt_config *cfg = nnopt_config_create(p->desc->params, (int)p->desc->n_params, name);
+    if (loaded != NNOPT_OK) {
+        snprintf(why, why_size, "%s", err.message);
+        return NULL;
+    }
+    nnopt_config *cfg = plugin_config(p, name, settings);
     nnopt_backend *b = NULL;
-    if (nnopt_config_finish(cfg, name, &err) != NNOPT_OK ||
-        nnopt_backend_open(p, cfg, &b, &err) != NNOPT_OK)
-        fail_msg("%s", err.message);
+    const nnopt_status opened = nnopt_backend_open(p, cfg, &b, &err);
     nnopt_config_free(cfg);
+    if (opened == NNOPT_STATUS_DEVICE) {
+        snprintf(why, why_size, "%s", err.message);
+        return NULL;
+    }
+    if (opened != NNOPT_OK) fail_msg("%s", err.message);
+    return b;
+}
+
+static nnopt_backend *open_backend(const char *name) {
+    char why[1100];
+    nnopt_backend *b = try_open_backend(name, NULL, why, sizeof why);
+    if (b == NULL) fail_msg("%s", why);
     return b;
 }
 
@@ -291,12 +315,89 @@ static void test_model_gradients(void **state) {
     expect_gradients("resnet", projection_relu, "blis", 1);
 }
 
+/* The parameters after `steps` SGD steps (momentum, weight decay) of a small
+ * f64 relu ResNet on `backend` with `settings`; NULL when it cannot run here. */
+static double *train_steps(const char *backend, const char *const *settings, int steps,
+                           int64_t *count, char *why, size_t why_size) {
+    enum { BATCH = 8, SIDE = 8 };
+    const char *model[] = {"blocks=2,1", "width=4", "shortcut=identity", "dtype=f64", NULL};
+    nnopt_backend *b = try_open_backend(backend, settings, why, why_size);
+    if (b == NULL) return NULL;
+    nnopt_graph *g = build("resnet", model, 3, SIDE, SIDE);
+    nnopt_network *net = NULL;
+    nnopt_error err = {0};
+    if (nnopt_network_create(g, b, 7, &net, &err) != NNOPT_OK) fail_msg("%s", err.message);
+    const nnopt_optimizer opt = {
+        .kind = NNOPT_OPTIMIZER_SGD, .momentum = 0.9, .weight_decay = 5e-4};
+    assert_int_equal(nnopt_network_prepare_training(net, &opt, &err), NNOPT_OK);
+    nnopt_exec *ex = NULL;
+    assert_int_equal(nnopt_exec_create(net, BATCH, 1, &ex, &err), NNOPT_OK);
+    double x[BATCH * 3 * SIDE * SIDE];
+    int32_t y[BATCH];
+    for (int step = 0; step < steps; step++) {
+        for (int i = 0; i < BATCH * 3 * SIDE * SIDE; i++) x[i] = sin(0.61 * i + step);
+        for (int i = 0; i < BATCH; i++) y[i] = (i * 7 + step) % 10;
+        double loss = 0;
+        if (nnopt_exec_forward(ex, x, &err) != NNOPT_OK ||
+            nnopt_exec_backward(ex, y, NULL, &loss, &err) != NNOPT_OK ||
+            nnopt_network_step(net, &opt, 0.05, &err) != NNOPT_OK)
+            fail_msg("step %d: %s", step, err.message);
+    }
+    *count = 0;
+    for (int i = 0; i < g->n_nodes; i++)
+        if (net->param[i]) *count += nnopt_tensor_numel(net->param[i]);
+    double *values = malloc((size_t)*count * sizeof *values);
+    assert_non_null(values);
+    int64_t at = 0;
+    for (int i = 0; i < g->n_nodes; i++) {
+        if (!net->param[i]) continue;
+        const int64_t n = nnopt_tensor_numel(net->param[i]);
+        if (nnopt_backend_read(b, net->param[i], values + at, (size_t)n * sizeof *values, &err) !=
+            NNOPT_OK)
+            fail_msg("%s", err.message);
+        at += n;
+    }
+    nnopt_exec_free(ex);
+    nnopt_network_free(net);
+    nnopt_backend_close(b);
+    return values;
+}
+
+/* Where a GPU is: whole training steps through the cuda backend's fused ops
+ * against finite differences, and the same steps with repeated op sequences
+ * replayed as CUDA graphs (graphs = auto) and launched op by op (off). */
+static void test_model_training_on_cuda(void **state) {
+    (void)state;
+    char why[1100];
+    const char *graphs_off[] = {"graphs=off", NULL};
+    int64_t count = 0, count_off = 0;
+    double *auto_values = train_steps("cuda", NULL, 6, &count, why, sizeof why);
+    if (auto_values == NULL) {
+        print_message("SKIP: cuda backend unavailable: %s\n", why);
+        skip();
+    }
+    double *off_values = train_steps("cuda", graphs_off, 6, &count_off, why, sizeof why);
+    assert_non_null(off_values);
+    assert_int_equal(count, count_off);
+    /* Same kernels on the same values (deterministic algorithms): equal up to
+     * what a reduction's order could change. */
+    for (int64_t i = 0; i < count; i++)
+        if (fabs(auto_values[i] - off_values[i]) > 1e-12 * (1 + fabs(off_values[i])))
+            fail_msg("parameter value %lld: %.17g with graphs, %.17g without", (long long)i,
+                     auto_values[i], off_values[i]);
+    free(auto_values);
+    free(off_values);
+    const char *identity_relu[] = {"blocks=2,1", "width=4", "shortcut=identity", "dtype=f64", NULL};
+    const char *projection_relu[] = {"blocks=1,1,1", "width=4", "dtype=f64", NULL};
+    expect_gradients("resnet", identity_relu, "cuda", 1);
+    expect_gradients("resnet", projection_relu, "cuda", 1);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_parameter_counts),
-        cmocka_unit_test(test_mobilenet_strides),
-        cmocka_unit_test(test_batchnorm_folding),
-        cmocka_unit_test(test_model_gradients),
+        cmocka_unit_test(test_parameter_counts),       cmocka_unit_test(test_mobilenet_strides),
+        cmocka_unit_test(test_batchnorm_folding),      cmocka_unit_test(test_model_gradients),
+        cmocka_unit_test(test_model_training_on_cuda),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
