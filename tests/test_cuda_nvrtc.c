@@ -8,7 +8,8 @@
  *   test_cuda_nvrtc emulated
  *     Without a GPU: the same programs' plans run on the reference backend,
  *     their generated kernels compiled as C++ and run thread by thread on the
- *     CPU; the logits must match the steps run one by one.
+ *     CPU; the logits must match the steps run one by one, and NaNs must
+ *     go through relu and max pooling as on the reference.
  *   test_cuda_nvrtc numerics
  *     With a GPU: the three programs compiled by the cuda backend and run, their
  *     logits against the reference ("cpu") backend running the steps one by
@@ -443,6 +444,22 @@ static void run_emulated_kernel(void *lib, const cuda_nv_action *a, nnopt_tensor
         }
 }
 
+/* The plan's actions in order: kernels emulated, the rest on the reference. */
+static void run_plan_emulated(const test_program *p, const cuda_nv_plan *plan, void *lib,
+                              nnopt_tensor **et) {
+    for (int i = 0; i < plan->n_actions; i++) {
+        const cuda_nv_action *a = &plan->actions[i];
+        if (a->kind == CUDA_NV_KERNEL) {
+            run_emulated_kernel(lib, a, et);
+            continue;
+        }
+        const nnopt_program_step *st = &p->steps[a->step];
+        nnopt_tensor *in[NNOPT_PROGRAM_MAX_ARGS], *out = et[a->out0 >= 0 ? a->out0 : st->out[0]];
+        for (int k = 0; k < a->n_in; k++) in[k] = et[st->in[k]];
+        assert_int_equal(test_run(&ref, &st->op, in, a->n_in, &out, 1), NNOPT_OK);
+    }
+}
+
 static void check_emulated(test_program *p, double tolerance) {
     char dir[] = "/tmp/nnopt_test_cuda_emuXXXXXX";
     assert_non_null(mkdtemp(dir));
@@ -463,17 +480,7 @@ static void check_emulated(test_program *p, double tolerance) {
             test_run(&ref, &p->steps[s].op, in, p->steps[s].n_in, &rt[p->steps[s].out[0]], 1),
             NNOPT_OK);
     }
-    for (int i = 0; i < plan.n_actions; i++) {
-        const cuda_nv_action *a = &plan.actions[i];
-        if (a->kind == CUDA_NV_KERNEL) {
-            run_emulated_kernel(lib, a, et);
-            continue;
-        }
-        const nnopt_program_step *st = &p->steps[a->step];
-        nnopt_tensor *in[NNOPT_PROGRAM_MAX_ARGS], *out = et[a->out0 >= 0 ? a->out0 : st->out[0]];
-        for (int k = 0; k < a->n_in; k++) in[k] = et[st->in[k]];
-        assert_int_equal(test_run(&ref, &st->op, in, a->n_in, &out, 1), NNOPT_OK);
-    }
+    run_plan_emulated(p, &plan, lib, et);
     double got[20], want[20];
     test_tensor_read(&ref, et[p->logits], got);
     test_tensor_read(&ref, rt[p->logits], want);
@@ -526,6 +533,81 @@ static void test_coverage_matches_reference(void **state) {
     check_against_reference(&p);
 }
 
+/* relu, max pooling and add + relu of an input with NaNs: standalone
+ * kernels whose outputs are all external. */
+static void build_nan(test_program *p) {
+    memset(p, 0, sizeof *p);
+    int x = p->input = add_tensor(p, 1, 4, 2, 1, 4, 4);
+    int r = add_tensor(p, 1, 4, 2, 1, 4, 4), m = add_tensor(p, 1, 4, 2, 1, 2, 2);
+    int sum = add_tensor(p, 0, 4, 2, 1, 4, 4), u = p->logits = add_tensor(p, 1, 4, 2, 1, 4, 4);
+    add_step(p, act_op(NNOPT_ACT_RELU), 1, (int[]){x}, r);
+    add_step(p, pool_op(NNOPT_POOL_MAX), 1, (int[]){x}, m);
+    add_step(p, (nnopt_op){.kind = NNOPT_OP_ADD}, 2, (int[]){x, x}, sum);
+    add_step(p, act_op(NNOPT_ACT_RELU), 1, (int[]){sum}, u);
+    finish(p);
+}
+
+/* A NaN goes through the generated relu, and wins a max pooling window only
+ * as its first input, as on the reference. */
+static void check_nan_emulated(test_program *p) {
+    char dir[] = "/tmp/nnopt_test_cuda_emuXXXXXX";
+    assert_non_null(mkdtemp(dir));
+    cuda_nv_plan plan;
+    assert_int_equal(cuda_nv_generate(&p->prog, &plan), 0);
+    assert_int_equal(plan.specialized_steps, 4);
+    void *lib = build_emulation(p, &plan, dir);
+    if (!lib) {
+        cuda_nv_plan_free(&plan);
+        skip();
+    }
+    nnopt_tensor *et[MAX_TENSORS], *rt[MAX_TENSORS];
+    bind(&ref, p, et, 11);
+    bind(&ref, p, rt, 11);
+    /* Image 0's first window holds a NaN last in scan order, its fourth one
+     * first; image 1's second window holds one third. */
+    double x[32];
+    for (int i = 0; i < 32; i++) x[i] = i % 3 == 0 ? -1.0 - i : 0.25 * i;
+    x[5] = x[10] = x[16 + 6] = NAN;
+    test_tensor_write(&ref, et[p->input], x);
+    test_tensor_write(&ref, rt[p->input], x);
+    for (int s = 0; s < p->n_steps; s++) {
+        nnopt_tensor *in[NNOPT_PROGRAM_MAX_ARGS];
+        for (int k = 0; k < p->steps[s].n_in; k++) in[k] = rt[p->steps[s].in[k]];
+        assert_int_equal(
+            test_run(&ref, &p->steps[s].op, in, p->steps[s].n_in, &rt[p->steps[s].out[0]], 1),
+            NNOPT_OK);
+    }
+    run_plan_emulated(p, &plan, lib, et);
+    for (int s = 0; s < p->n_steps; s++) {
+        const int t = p->steps[s].out[0];
+        if (!(p->tensors[t].flags & NNOPT_PROGRAM_TENSOR_EXTERNAL)) continue;
+        double got[32], want[32];
+        int64_t n = 1;
+        for (int d = 0; d < p->tensors[t].ndim; d++) n *= p->tensors[t].shape[d];
+        test_tensor_read(&ref, et[t], got);
+        test_tensor_read(&ref, rt[t], want);
+        for (int64_t k = 0; k < n; k++)
+            if (isnan(got[k]) != isnan(want[k]) || (!isnan(want[k]) && got[k] != want[k]))
+                fail_msg("step %d (%s) element %lld: emulated %.17g, reference %.17g", s,
+                         nnopt_op_kind_name(p->steps[s].op.kind), (long long)k, got[k], want[k]);
+    }
+    unbind(&ref, p, et);
+    unbind(&ref, p, rt);
+    cuda_nv_plan_free(&plan);
+    char cmd[300];
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
+    if (system(cmd) != 0) fprintf(stderr, "cannot remove %s\n", dir);
+}
+
+static void test_nan_emulated(void **state) {
+    (void)state;
+    test_program p;
+    build_nan(&p);
+    check_nan_emulated(&p);
+    to_f64(&p);
+    check_nan_emulated(&p);
+}
+
 int main(int argc, char **argv) {
     const char *mode = argc > 1 ? argv[1] : "compile";
     snprintf(cache_dir, sizeof cache_dir, "/tmp/nnopt_test_cuda_nvrtc.%ld", (long)getpid());
@@ -545,6 +627,7 @@ int main(int argc, char **argv) {
             cmocka_unit_test(test_lenet_emulated),
             cmocka_unit_test(test_residual_emulated),
             cmocka_unit_test(test_coverage_emulated),
+            cmocka_unit_test(test_nan_emulated),
         };
         failed = cmocka_run_group_tests(tests, NULL, NULL);
         test_backend_close(&ref);

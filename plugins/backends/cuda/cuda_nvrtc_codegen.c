@@ -43,11 +43,13 @@ static void emit(text_buffer *t, const char *fmt, ...) {
 }
 
 /* Shared by every kernel: activations by their nnopt_act_kind number, a
- * constant at every call site, so each kernel keeps only its own branch. */
+ * constant at every call site, so each kernel keeps only its own branch.
+ * Comparisons are written as the reference's, so that a NaN goes through
+ * relu as it does there. */
 static const char prelude[] =
     "template <typename T> __device__ __forceinline__ T nv_act(const int kind, T v) {\n"
     "    switch (kind) {\n"
-    "    case 1: return v > T(0) ? v : T(0);\n"
+    "    case 1: return v < T(0) ? T(0) : v;\n"
     "    case 2: return T(0.5) * v * (T(1) + tanh(T(0.7978845608028654) *\n"
     "                                              (v + T(0.044715) * v * v * v)));\n"
     "    case 3: return T(0.5) * v * (T(1) + erf(v * T(0.7071067811865476)));\n"
@@ -275,7 +277,9 @@ static int plan_batchnorm(planner *p, int s) {
     return 1;
 }
 
-/* Max pooling skips padding; average pooling divides by the full window. */
+/* Max pooling skips padding and keeps the first largest input, compared as
+ * the reference compares (a NaN wins only as a window's first input);
+ * average pooling divides by the full window. */
 static int plan_pool(planner *p, int s) {
     const nnopt_program_step *st = &p->prog->steps[s];
     const nnopt_program_tensor *tx = &p->prog->tensors[st->in[0]];
@@ -311,7 +315,7 @@ static int plan_pool(planner *p, int s) {
          (long long)tx->shape[2], pp->kernel_w, pp->stride_w, pp->pad_w, (long long)tx->shape[3], T,
          (long long)tx->shape[3]);
     if (is_max)
-        emit(&p->text, "            acc = any && acc >= v ? acc : v;\n            any = true;\n");
+        emit(&p->text, "            acc = !any || v > acc ? v : acc;\n            any = true;\n");
     else
         emit(&p->text, "            acc += v;\n");
     emit(&p->text, "        }\n    }\n");

@@ -129,6 +129,7 @@ static nnopt_status launch(cuda_backend *b, const cuda_program *p, const cuda_nv
         args[k] = &pointers[k];
     }
     int64_t blocks = (a->threads + CUDA_NV_BLOCK - 1) / CUDA_NV_BLOCK;
+    if (blocks == 0) return NNOPT_OK; /* an empty tensor: a grid of 0 blocks is an error */
     /* A library kernel handle is accepted where a __global__ function is. */
     return cuda_check(b,
                       cudaLaunchKernel((const void *)p->kernels[a->kernel],
