@@ -218,6 +218,10 @@ static void test_pool(void **state) {
     (void)state;
     SKIP_WITHOUT_GPU();
     check_pool_cases(RANDOM_ROUNDS);
+    /* Average pooling over padding divides by the whole window (cuDNN's
+     * COUNT_INCLUDE_PADDING, not EXCLUDE): the border outputs tell them apart. */
+    const nnopt_pool2d_params avg_padded = {NNOPT_POOL_AVG, 3, 3, 2, 2, 1, 1};
+    check_pool_case(2, 3, 7, 8, &avg_padded);
 }
 
 static void test_activations(void **state) {
