@@ -183,6 +183,7 @@ static void test_conv_special_shapes(void **state) {
         {2, 4, 6, 6, 4, 1, 1, {2, 2, 0, 0, 2}},      /* grouped pointwise, strided */
         {2, 2, 4, 4, 3, 4, 4, {1, 1, 0, 0, 1}},      /* filter covers the image */
         {3, 2, 3, 5, 2, 3, 2, {3, 1, 2, 1, 1}},      /* padding wider than the stride */
+        {2, 3, 4, 5, 4, 1, 1, {1, 1, 1, 1, 1}},      /* padding as wide as the filter */
         {8, 64, 32, 32, 64, 3, 3, {1, 1, 1, 1, 1}},  /* big enough for Winograd/FFT */
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++)
@@ -213,6 +214,10 @@ static void test_pool(void **state) {
     (void)state;
     SKIP_WITHOUT_GPU();
     check_pool_cases(RANDOM_ROUNDS);
+    /* Average pooling over padding divides by the whole window (cuDNN's
+     * COUNT_INCLUDE_PADDING, not EXCLUDE): the border outputs tell them apart. */
+    const nnopt_pool2d_params avg_padded = {NNOPT_POOL_AVG, 3, 3, 2, 2, 1, 1};
+    check_pool_case(2, 3, 7, 8, &avg_padded);
 }
 
 static void test_activations(void **state) {

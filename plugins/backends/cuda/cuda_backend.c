@@ -41,9 +41,16 @@ nnopt_status cuda_check(const cuda_backend *b, cudaError_t status, const char *w
 nnopt_status cudnn_check(const cuda_backend *b, cudnnStatus_t status, const char *what) {
     if (status == CUDNN_STATUS_SUCCESS) return NNOPT_OK;
     cuda_error(b, "%s: %s", what, cudnnGetErrorString(status));
-    if (status == CUDNN_STATUS_NOT_SUPPORTED) return NNOPT_STATUS_UNSUPPORTED;
+#if CUDNN_MAJOR >= 9
+    if (status == CUDNN_STATUS_INTERNAL_ERROR_HOST_ALLOCATION_FAILED ||
+        status == CUDNN_STATUS_INTERNAL_ERROR_DEVICE_ALLOCATION_FAILED)
+        return NNOPT_STATUS_OUT_OF_MEMORY;
+#else
     if (status == CUDNN_STATUS_ALLOC_FAILED) return NNOPT_STATUS_OUT_OF_MEMORY;
-    if (status == CUDNN_STATUS_BAD_PARAM) return NNOPT_STATUS_INVALID_ARGUMENT;
+#endif
+    const int category = (int)CUDNN_STATUS_CATEGORY(status);
+    if (category == CUDNN_STATUS_NOT_SUPPORTED) return NNOPT_STATUS_UNSUPPORTED;
+    if (category == CUDNN_STATUS_BAD_PARAM) return NNOPT_STATUS_INVALID_ARGUMENT;
     return NNOPT_STATUS_DEVICE;
 }
 

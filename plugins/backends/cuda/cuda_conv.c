@@ -393,7 +393,7 @@ static nnopt_status run_conv(cuda_backend *b, const nnopt_op *op, conv_call *cal
         /* beta = 1: cuDNN adds its result to what output holds. */
         const cudnnStatus_t run_status =
             execute_cudnn(b, call, plan, output, bias_first || call->accumulate);
-        if (run_status == CUDNN_STATUS_NOT_SUPPORTED) {
+        if ((int)CUDNN_STATUS_CATEGORY(run_status) == CUDNN_STATUS_NOT_SUPPORTED) {
             plan->use_direct = 1; /* from now on for this shape */
         } else {
             status = cudnn_check(b, run_status, nnopt_op_kind_name(call->kind));

@@ -122,6 +122,12 @@ void cuda_error(const cuda_backend *b, const char *fmt, ...) NNOPT_FMT_PRINTF(2,
  * status; NNOPT_OK when the call succeeded. */
 nnopt_status cuda_check(const cuda_backend *b, cudaError_t status, const char *what);
 nnopt_status cudnn_check(const cuda_backend *b, cudnnStatus_t status, const char *what);
+/* cuDNN 9 returns detailed codes within a category (NOT_SUPPORTED_SHAPE, 3002,
+ * is a NOT_SUPPORTED, 3000): compare CUDNN_STATUS_CATEGORY(status) with the
+ * category's code. cuDNN 8 has one code per category. */
+#ifndef CUDNN_STATUS_CATEGORY
+#define CUDNN_STATUS_CATEGORY(status) (status)
+#endif
 nnopt_status cublas_check(const cuda_backend *b, cublasStatus_t status, const char *what);
 
 /* Stream-ordered device scratch (cudaMallocAsync, or cudaMalloc where the
