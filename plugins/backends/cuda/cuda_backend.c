@@ -392,9 +392,12 @@ static nnopt_status cuda_tensor_write(void *ctx, nnopt_tensor *t, size_t offset,
                             cudaMemcpyAsync((unsigned char *)t->data + offset + done, slot->host,
                                             chunk, cudaMemcpyHostToDevice, b->stream),
                             "tensor_write: cudaMemcpyAsync");
-        if (status == NNOPT_OK)
+        const int queued = status == NNOPT_OK;
+        if (queued)
             status = cuda_check(b, cudaEventRecord(slot->copied, b->stream),
                                 "tensor_write: cudaEventRecord");
+        /* Without its event the slot is safe to reuse only once the copy ran. */
+        if (queued && status != NNOPT_OK) cudaStreamSynchronize(b->stream);
         slot->pending = status == NNOPT_OK;
         done += chunk;
     }
@@ -898,7 +901,10 @@ static nnopt_status cuda_backend_program_run(void *ctx, void *compiled, const nn
 }
 
 static void cuda_backend_program_free(void *ctx, void *compiled) {
-    cuda_program_free(ctx, compiled);
+    cuda_backend *b = ctx;
+    /* Its kernels may still be queued: the library goes once they ran. */
+    if (compiled != NULL && enter(b) == NNOPT_OK) cudaStreamSynchronize(b->stream);
+    cuda_program_free(b, compiled);
 }
 
 /* ---- descriptor ---- */
