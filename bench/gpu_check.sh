@@ -20,7 +20,7 @@
 #      with CUDA), both in exact f32 arithmetic, and compiled (NVRTC) against
 #      precompiled kernels for LeNet-5 (gelu) and ResNet-56; then ResNet-56 and
 #      MobileNetV1 again with both sides' fast settings (TF32 tensor cores,
-#      any cuDNN algorithm; under OUT/fast);
+#      any cuDNN algorithm; under OUT/fast); ResNet-56 with graphs = off;
 #   5. one LeNet-5 epoch through `nnopt run` on cuda, when MNIST is present.
 # Every step has a timeout taken from what is left of the budget; a failed
 # step is recorded and the next one still runs.
@@ -176,6 +176,12 @@ run_step bench_fast 120 env OUT="$OUT_DIR/fast" BUILD_DIR="$BUILD_DIR" PYTHON="$
   --backend-param deterministic=false --backend-param conv_algo=find --models resnet56,mobilenet \
   --cifar-seconds 3 --cifar-repeats 3 --no-bf16 --int8-calibration 0 --kernels ""
 sed -n '/^nnopt benchmark/,$p' "$OUT_DIR/bench_fast.log" >&2
+# ResNet-56 with every op launched on its own (graphs = off): what graph
+# replay gains, and figures even if graphs fail.
+run_step bench_graphs_off 40 sh -c '"$@" > "'"$OUT_DIR"'/graphs_off_resnet56.json"' sh \
+  "$BUILD_DIR/bench/nnopt_bench" --backend cuda --backend-param graphs=off --model resnet \
+  --profile-steps 0 --batch 128 --infer-batch 128 --seconds 3 --repeats 3 --warmup-seconds 0 \
+  --warmup-steps 1 --min-steps 1 --channels 3 --height 32 --width 32 --classes 10
 # ---- 5. one epoch end to end ----
 mnist_found=0
 for dir in "${NNOPT_DATA:-/nonexistent}/mnist" "$ROOT/../shared/data/mnist" "$ROOT/data/mnist"; do
