@@ -410,21 +410,32 @@ static nnopt_status run_conv(cuda_backend *b, const nnopt_op *op, conv_call *cal
     return status;
 }
 
-nnopt_status cuda_conv2d(cuda_backend *b, const nnopt_op *op, nnopt_tensor *const *in, int n_in,
-                         nnopt_tensor *const *out, int n_out) {
-    nnopt_status status = cuda_check_counts(b, op, n_in, 2, 3, n_out, 1);
-    if (status != NNOPT_OK) return status;
+/* The forward convolution; with defer_bias, the bias is left to the caller
+ * where cuDNN would add it in a pass of its own (*bias_added says). */
+static nnopt_status conv_forward(cuda_backend *b, const nnopt_op *op, const nnopt_tensor *x,
+                                 const nnopt_tensor *w, const nnopt_tensor *bias, nnopt_tensor *y,
+                                 int defer_bias, int *bias_added) {
     conv_call call = {
-        .kind = op->kind, .x = in[0], .w = in[1], .y = out[0], .bias = n_in == 3 ? in[2] : NULL};
-    status = conv_geometry_check(b, op, call.x, call.w, call.y,
-                                 (const char *const[3]){"x", "w", "y"}, &call.g);
+        .kind = NNOPT_OP_CONV2D, .x = x, .w = w, .y = y, .bias = bias, .defer_bias = defer_bias};
+    nnopt_status status = conv_geometry_check(b, op, call.x, call.w, call.y,
+                                              (const char *const[3]){"x", "w", "y"}, &call.g);
     if (status == NNOPT_OK && call.bias != NULL) {
         status = cuda_check_tensor(b, op, call.bias, "b", (int)call.x->dtype);
         if (status == NNOPT_OK) status = cuda_check_shape(b, op, call.bias, "b", 1, &call.g.k);
     }
     if (status != NNOPT_OK) return status;
     call.dtype = call.x->dtype;
-    return run_conv(b, op, &call, out[0]->data, nnopt_tensor_nbytes(out[0]));
+    status = run_conv(b, op, &call, y->data, nnopt_tensor_nbytes(y));
+    *bias_added = call.bias_added;
+    return status;
+}
+
+nnopt_status cuda_conv2d(cuda_backend *b, const nnopt_op *op, nnopt_tensor *const *in, int n_in,
+                         nnopt_tensor *const *out, int n_out) {
+    nnopt_status status = cuda_check_counts(b, op, n_in, 2, 3, n_out, 1);
+    if (status != NNOPT_OK) return status;
+    int bias_added;
+    return conv_forward(b, op, in[0], in[1], n_in == 3 ? in[2] : NULL, out[0], 0, &bias_added);
 }
 
 nnopt_status cuda_conv2d_bwd_data(cuda_backend *b, const nnopt_op *op, nnopt_tensor *const *in,
@@ -444,19 +455,7 @@ nnopt_status cuda_conv2d_forward_deferred_bias(cuda_backend *b, const nnopt_op *
                                                const nnopt_tensor *bias, nnopt_tensor *y,
                                                int *bias_added) {
     *bias_added = 0;
-    conv_call call = {
-        .kind = NNOPT_OP_CONV2D, .x = x, .w = w, .y = y, .bias = bias, .defer_bias = 1};
-    nnopt_status status = conv_geometry_check(b, op, call.x, call.w, call.y,
-                                              (const char *const[3]){"x", "w", "y"}, &call.g);
-    if (status == NNOPT_OK && call.bias != NULL) {
-        status = cuda_check_tensor(b, op, call.bias, "b", (int)call.x->dtype);
-        if (status == NNOPT_OK) status = cuda_check_shape(b, op, call.bias, "b", 1, &call.g.k);
-    }
-    if (status != NNOPT_OK) return status;
-    call.dtype = call.x->dtype;
-    status = run_conv(b, op, &call, y->data, nnopt_tensor_nbytes(y));
-    *bias_added = call.bias_added;
-    return status;
+    return conv_forward(b, op, x, w, bias, y, 1, bias_added);
 }
 
 nnopt_status cuda_conv2d_bwd_data_accumulate(cuda_backend *b, const nnopt_op *op,

@@ -82,14 +82,10 @@ nnopt_status cuda_fused_conv2d_bwd_data_add(cuda_backend *b, const nnopt_op *op,
 /* in a, b  out y = relu(a + b); y may be a. */
 nnopt_status cuda_fused_add_relu(cuda_backend *b, const nnopt_op *op, nnopt_tensor *const *in,
                                  int n_in, nnopt_tensor *const *out, int n_out) {
-    nnopt_status status = cuda_check_counts(b, op, n_in, 2, 2, n_out, 1);
+    nnopt_status status = cuda_check_elementwise_pair(b, op, in, n_in, out, n_out);
     if (status != NNOPT_OK) return status;
     const nnopt_tensor *a = in[0], *b_in = in[1];
     nnopt_tensor *y = out[0];
-    status = cuda_check_tensor(b, op, a, "a", -1);
-    if (status == NNOPT_OK) status = cuda_check_like(b, op, b_in, "b", a);
-    if (status == NNOPT_OK) status = cuda_check_like(b, op, y, "y", a);
-    if (status != NNOPT_OK) return status;
     const int64_t count = nnopt_tensor_numel(a);
     if (count == 0) return NNOPT_OK;
     return launched(

@@ -153,6 +153,10 @@ nnopt_status cuda_check_like(const cuda_backend *b, const nnopt_op *op, const nn
                              const char *role, const nnopt_tensor *like);
 nnopt_status cuda_check_shape(const cuda_backend *b, const nnopt_op *op, const nnopt_tensor *t,
                               const char *role, int ndim, const int64_t *dims);
+/* Two inputs a, b and one output y, all of a's dtype and shape (add, add_relu). */
+nnopt_status cuda_check_elementwise_pair(cuda_backend *b, const nnopt_op *op,
+                                         nnopt_tensor *const *in, int n_in,
+                                         nnopt_tensor *const *out, int n_out);
 /* cuDNN and cuBLAS take int sizes. */
 nnopt_status cuda_check_int_range(const cuda_backend *b, const nnopt_op *op, int64_t value,
                                   const char *what);
