@@ -895,11 +895,21 @@ static nnopt_status cuda_backend_program_compile(void *ctx, const nnopt_program 
     return status == NNOPT_OK ? cuda_program_compile(ctx, prog, options, compiled, info) : status;
 }
 
+/* A compiled program's steps that are not generated: launched at once, in
+ * order with the generated kernels it launches itself (never held back for
+ * a graph). */
+static nnopt_status run_in_program(void *ctx, const nnopt_op *op, nnopt_tensor *const *in, int n_in,
+                                   nnopt_tensor *const *out, int n_out) {
+    cuda_backend *b = ctx;
+    nnopt_status status = cuda_execute_op(b, op, in, n_in, out, n_out);
+    return status == NNOPT_OK ? cuda_flush_updates(b) : status;
+}
+
 static nnopt_status cuda_backend_program_run(void *ctx, void *compiled, const nnopt_op *ops,
                                              nnopt_tensor *const *tensors) {
     cuda_backend *b = ctx;
     nnopt_status status = enter(b);
-    if (status == NNOPT_OK) status = cuda_program_run(b, compiled, cuda_run, ops, tensors);
+    if (status == NNOPT_OK) status = cuda_program_run(b, compiled, run_in_program, ops, tensors);
     if (status == NNOPT_OK && b->sync_each_op)
         status = cuda_check(b, cudaStreamSynchronize(b->stream), "compiled program");
     return status;
