@@ -683,6 +683,10 @@ static const cuda_op_fn cuda_ops[NNOPT_OP_KIND_COUNT] = {
 
 nnopt_status cuda_execute_op(cuda_backend *b, const nnopt_op *op, nnopt_tensor *const *in, int n_in,
                              nnopt_tensor *const *out, int n_out) {
+    if ((unsigned)op->kind >= NNOPT_OP_KIND_COUNT || cuda_ops[op->kind] == NULL) {
+        cuda_error(b, "run: unknown op kind %d", (int)op->kind);
+        return NNOPT_STATUS_UNSUPPORTED;
+    }
     return cuda_ops[op->kind](b, op, in, n_in, out, n_out);
 }
 
