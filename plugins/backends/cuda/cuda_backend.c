@@ -722,6 +722,23 @@ static nnopt_status cuda_run(void *ctx, const nnopt_op *op, nnopt_tensor *const 
     return status;
 }
 
+/* The steps of a compiled program that are not generated: run at once, as
+ * its own kernels are launched between them (held back for a graph, or an
+ * update left queued, they would run after kernels that read their results). */
+static nnopt_status cuda_run_step(void *ctx, const nnopt_op *op, nnopt_tensor *const *in, int n_in,
+                                  nnopt_tensor *const *out, int n_out) {
+    cuda_backend *b = ctx;
+    if ((unsigned)op->kind >= NNOPT_OP_KIND_COUNT || cuda_ops[op->kind] == NULL) {
+        cuda_error(b, "program_run: unknown op kind %d", (int)op->kind);
+        return NNOPT_STATUS_UNSUPPORTED;
+    }
+    nnopt_status status = cuda_execute_op(b, op, in, n_in, out, n_out);
+    if (status == NNOPT_OK) status = cuda_flush_updates(b);
+    if (status == NNOPT_OK && b->sync_each_op)
+        status = cuda_check(b, cudaStreamSynchronize(b->stream), nnopt_op_kind_name(op->kind));
+    return status;
+}
+
 static nnopt_status cuda_synchronize(void *ctx) {
     cuda_backend *b = ctx;
     nnopt_status status = enter(b);
@@ -894,7 +911,7 @@ static nnopt_status cuda_backend_program_run(void *ctx, void *compiled, const nn
                                              nnopt_tensor *const *tensors) {
     cuda_backend *b = ctx;
     nnopt_status status = enter(b);
-    if (status == NNOPT_OK) status = cuda_program_run(b, compiled, cuda_run, ops, tensors);
+    if (status == NNOPT_OK) status = cuda_program_run(b, compiled, cuda_run_step, ops, tensors);
     if (status == NNOPT_OK && b->sync_each_op)
         status = cuda_check(b, cudaStreamSynchronize(b->stream), "compiled program");
     return status;
