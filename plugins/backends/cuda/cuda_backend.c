@@ -676,8 +676,18 @@ static const cuda_op_fn cuda_ops[NNOPT_OP_KIND_COUNT] = {
     [NNOPT_OP_CONV2D_BWD_DATA_ADD_MASKED] = cuda_fused_conv2d_bwd_data_add,
 };
 
+static int is_update(const nnopt_op *op) {
+    return op->kind == NNOPT_OP_SGD_UPDATE || op->kind == NNOPT_OP_ADAM_UPDATE;
+}
+
 nnopt_status cuda_execute_op(cuda_backend *b, const nnopt_op *op, nnopt_tensor *const *in, int n_in,
                              nnopt_tensor *const *out, int n_out) {
+    /* Updates queue (queue_update); any other op may read what they write, so
+     * those queued go first (recorded and captured segments included). */
+    if (!is_update(op)) {
+        nnopt_status status = cuda_flush_updates(b);
+        if (status != NNOPT_OK) return status;
+    }
     return cuda_ops[op->kind](b, op, in, n_in, out, n_out);
 }
 
@@ -712,8 +722,7 @@ static nnopt_status cuda_run(void *ctx, const nnopt_op *op, nnopt_tensor *const 
         if (status == NNOPT_OK) status = cuda_graph_run(b, op, in, n_in, out, n_out);
     } else {
         /* Optimizer updates queue (queue_update); anything else goes after them. */
-        const int update = op->kind == NNOPT_OP_SGD_UPDATE || op->kind == NNOPT_OP_ADAM_UPDATE;
-        status = update ? activate(b) : enter(b);
+        status = is_update(op) ? activate(b) : enter(b);
         if (status == NNOPT_OK) status = cuda_execute_op(b, op, in, n_in, out, n_out);
     }
     if (status == NNOPT_OK && b->sync_each_op) status = cuda_flush_updates(b);
