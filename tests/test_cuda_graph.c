@@ -29,7 +29,9 @@ struct CUgraphExec_st {
 };
 
 static struct {
-    int ran[LOG_MAX]; /* labels of the ops the device ran, in order */
+    int ran[LOG_MAX];            /* labels of the ops the device ran, in order */
+    const void *ran_x[LOG_MAX];  /* and the data address of their first input */
+    int64_t ran_x_dim1[LOG_MAX]; /* and its second dimension */
     int n_ran;
     int capturing;
     cudaGraph_t graph; /* being captured */
@@ -44,7 +46,7 @@ static int op_label(const nnopt_op *op) {
 
 nnopt_status cuda_execute_op(cuda_backend *b, const nnopt_op *op, nnopt_tensor *const *in, int n_in,
                              nnopt_tensor *const *out, int n_out) {
-    (void)in, (void)n_in, (void)out, (void)n_out;
+    (void)out, (void)n_out;
     const int label = op_label(op);
     if (device.capturing) {
         assert_true(b->graphs.capturing);
@@ -56,6 +58,9 @@ nnopt_status cuda_execute_op(cuda_backend *b, const nnopt_op *op, nnopt_tensor *
     assert_false(b->graphs.capturing);
     if (label == device.fail_direct_label) return NNOPT_STATUS_INVALID_ARGUMENT;
     assert_true(device.n_ran < LOG_MAX);
+    assert_true(n_in >= 1);
+    device.ran_x[device.n_ran] = in[0]->data;
+    device.ran_x_dim1[device.n_ran] = in[0]->shape[1];
     device.ran[device.n_ran++] = label;
     return NNOPT_OK;
 }
@@ -343,6 +348,55 @@ static void test_updates_are_sent_at_every_segment_end(void **state) {
     free_backend(b);
 }
 
+static void test_held_back_ops_run_as_sent(void **state) {
+    (void)state;
+    cuda_backend *b = new_backend();
+    int sent[LOG_MAX], n_sent = 0;
+    send_segment(b, step_ops, STEP_OPS, sent, &n_sent);
+    send_segment(b, step_ops, STEP_OPS, sent, &n_sent); /* captured */
+    /* Three ops held back; then the input tensor object changes (or is
+     * freed and its memory reused) before they run. */
+    for (int i = 0; i < 3; i++) send_op(b, step_ops[i], sent, &n_sent);
+    const int first = device.n_ran;
+    tensors[0].data = tensor_memory[3];
+    tensors[0].shape[1] = 5;
+    send_op(b, NNOPT_OP_ADD, sent, &n_sent); /* differs: the three run now */
+    assert_int_equal(cuda_graph_segment_end(b), NNOPT_OK);
+    assert_int_equal(device.n_ran, n_sent);
+    assert_memory_equal(device.ran, sent, (size_t)n_sent * sizeof *sent);
+    for (int i = first; i < first + 3; i++) {
+        assert_ptr_equal(device.ran_x[i], tensor_memory[0]);
+        assert_int_equal(device.ran_x_dim1[i], 3);
+    }
+    /* The op sent after the change runs with it. */
+    assert_ptr_equal(device.ran_x[first + 3], tensor_memory[3]);
+    assert_int_equal(device.ran_x_dim1[first + 3], 5);
+    free_backend(b);
+}
+
+static void test_held_back_op_failing_at_divergence_is_not_kept(void **state) {
+    (void)state;
+    cuda_backend *b = new_backend();
+    int sent[LOG_MAX], n_sent = 0;
+    send_segment(b, step_ops, STEP_OPS, sent, &n_sent);
+    send_segment(b, step_ops, STEP_OPS, sent, &n_sent); /* captured */
+    assert_int_equal(device.launches, 1);
+    /* Three held back; the third fails when the divergence runs them. */
+    for (int i = 0; i < 3; i++) send_op(b, step_ops[i], sent, &n_sent);
+    device.fail_direct_label = step_ops[2];
+    nnopt_op op = make_op(NNOPT_OP_ADD);
+    nnopt_tensor *in[1] = {&tensors[0]}, *out[1] = {&tensors[1]};
+    assert_int_equal(cuda_graph_run(b, &op, in, 1, out, 1), NNOPT_STATUS_INVALID_ARGUMENT);
+    assert_int_equal(cuda_graph_segment_end(b), NNOPT_OK);
+    device.fail_direct_label = -1;
+    n_sent = device.n_ran;
+    memcpy(sent, device.ran, (size_t)n_sent * sizeof *sent);
+    /* The ops up to the failure did not replace the captured sequence. */
+    send_segment(b, step_ops, STEP_OPS, sent, &n_sent);
+    assert_int_equal(device.launches, 2);
+    free_backend(b);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup(test_repeated_segment_is_captured_once_then_replayed, setup),
@@ -354,6 +408,8 @@ int main(void) {
         cmocka_unit_test_setup(test_invalidate_recaptures, setup),
         cmocka_unit_test_setup(test_many_sequences_evict_the_least_recent, setup),
         cmocka_unit_test_setup(test_updates_are_sent_at_every_segment_end, setup),
+        cmocka_unit_test_setup(test_held_back_ops_run_as_sent, setup),
+        cmocka_unit_test_setup(test_held_back_op_failing_at_divergence_is_not_kept, setup),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

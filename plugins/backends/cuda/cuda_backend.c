@@ -681,11 +681,21 @@ static const cuda_op_fn cuda_ops[NNOPT_OP_KIND_COUNT] = {
     [NNOPT_OP_CONV2D_BWD_DATA_ADD_MASKED] = cuda_fused_conv2d_bwd_data_add,
 };
 
+static int is_update(const nnopt_op *op) {
+    return op->kind == NNOPT_OP_SGD_UPDATE || op->kind == NNOPT_OP_ADAM_UPDATE;
+}
+
 nnopt_status cuda_execute_op(cuda_backend *b, const nnopt_op *op, nnopt_tensor *const *in, int n_in,
                              nnopt_tensor *const *out, int n_out) {
     if ((unsigned)op->kind >= NNOPT_OP_KIND_COUNT || cuda_ops[op->kind] == NULL) {
         cuda_error(b, "run: unknown op kind %d", (int)op->kind);
         return NNOPT_STATUS_UNSUPPORTED;
+    }
+    /* Updates queue (queue_update); any other op may read what they write, so
+     * those queued go first (recorded and captured segments included). */
+    if (!is_update(op)) {
+        nnopt_status status = cuda_flush_updates(b);
+        if (status != NNOPT_OK) return status;
     }
     return cuda_ops[op->kind](b, op, in, n_in, out, n_out);
 }
@@ -721,11 +731,23 @@ static nnopt_status cuda_run(void *ctx, const nnopt_op *op, nnopt_tensor *const 
         if (status == NNOPT_OK) status = cuda_graph_run(b, op, in, n_in, out, n_out);
     } else {
         /* Optimizer updates queue (queue_update); anything else goes after them. */
-        const int update = op->kind == NNOPT_OP_SGD_UPDATE || op->kind == NNOPT_OP_ADAM_UPDATE;
-        status = update ? activate(b) : enter(b);
+        status = is_update(op) ? activate(b) : enter(b);
         if (status == NNOPT_OK) status = cuda_execute_op(b, op, in, n_in, out, n_out);
     }
     if (status == NNOPT_OK && b->sync_each_op) status = cuda_flush_updates(b);
+    if (status == NNOPT_OK && b->sync_each_op)
+        status = cuda_check(b, cudaStreamSynchronize(b->stream), nnopt_op_kind_name(op->kind));
+    return status;
+}
+
+/* The steps of a compiled program that are not generated: run at once, as
+ * its own kernels are launched between them (held back for a graph, or an
+ * update left queued, they would run after kernels that read their results). */
+static nnopt_status cuda_run_step(void *ctx, const nnopt_op *op, nnopt_tensor *const *in, int n_in,
+                                  nnopt_tensor *const *out, int n_out) {
+    cuda_backend *b = ctx;
+    nnopt_status status = cuda_execute_op(b, op, in, n_in, out, n_out);
+    if (status == NNOPT_OK) status = cuda_flush_updates(b);
     if (status == NNOPT_OK && b->sync_each_op)
         status = cuda_check(b, cudaStreamSynchronize(b->stream), nnopt_op_kind_name(op->kind));
     return status;
@@ -899,21 +921,11 @@ static nnopt_status cuda_backend_program_compile(void *ctx, const nnopt_program 
     return status == NNOPT_OK ? cuda_program_compile(ctx, prog, options, compiled, info) : status;
 }
 
-/* A compiled program's steps that are not generated: launched at once, in
- * order with the generated kernels it launches itself (never held back for
- * a graph). */
-static nnopt_status run_in_program(void *ctx, const nnopt_op *op, nnopt_tensor *const *in, int n_in,
-                                   nnopt_tensor *const *out, int n_out) {
-    cuda_backend *b = ctx;
-    nnopt_status status = cuda_execute_op(b, op, in, n_in, out, n_out);
-    return status == NNOPT_OK ? cuda_flush_updates(b) : status;
-}
-
 static nnopt_status cuda_backend_program_run(void *ctx, void *compiled, const nnopt_op *ops,
                                              nnopt_tensor *const *tensors) {
     cuda_backend *b = ctx;
     nnopt_status status = enter(b);
-    if (status == NNOPT_OK) status = cuda_program_run(b, compiled, run_in_program, ops, tensors);
+    if (status == NNOPT_OK) status = cuda_program_run(b, compiled, cuda_run_step, ops, tensors);
     if (status == NNOPT_OK && b->sync_each_op)
         status = cuda_check(b, cudaStreamSynchronize(b->stream), "compiled program");
     return status;

@@ -239,6 +239,14 @@ static nnopt_status conv_plan_for(cuda_backend *b, const conv_call *call, void *
             return NNOPT_OK;
         }
     }
+    if (b->find_conv_algo && b->graphs.capturing) {
+        /* Benchmarking runs and waits for the device (and may grow the
+         * workspace): not inside a capture. The capture fails, and the ops
+         * run directly, making the plan then. */
+        cuda_error(b, "%s: algorithm benchmark inside a graph capture",
+                   nnopt_op_kind_name(call->kind));
+        return NNOPT_STATUS_UNSUPPORTED;
+    }
     cuda_conv_plan *plan = &b->plans[b->next_plan_slot];
     b->next_plan_slot = (b->next_plan_slot + 1) % CUDA_CONV_PLAN_SLOTS;
     *plan = (cuda_conv_plan){

@@ -53,11 +53,30 @@ static int same_record(const cuda_recorded_op *a, const cuda_recorded_op *b) {
     return memcmp(a, b, sizeof *a) == 0;
 }
 
+/* The op as it was sent: its tensors as recorded then, not the objects,
+ * which may have changed or gone since (a view is freed without the backend
+ * seeing it). One copy per object, so that ops see the same aliasing. */
 static nnopt_status run_record(cuda_backend *b, const cuda_recorded_op *r) {
-    nnopt_tensor *in[CUDA_GRAPH_MAX_OP_TENSORS], *out[CUDA_GRAPH_MAX_OP_TENSORS];
-    for (int i = 0; i < r->n_in; i++) in[i] = r->in[i].tensor;
-    for (int i = 0; i < r->n_out; i++) out[i] = r->out[i].tensor;
-    return cuda_execute_op(b, &r->op, in, r->n_in, out, r->n_out);
+    enum { MAX_TENSORS = 2 * CUDA_GRAPH_MAX_OP_TENSORS };
+    const cuda_recorded_tensor *recorded[MAX_TENSORS];
+    nnopt_tensor copies[MAX_TENSORS], *args[MAX_TENSORS];
+    const int n = r->n_in + r->n_out;
+    for (int i = 0; i < n; i++) {
+        const cuda_recorded_tensor *t = i < r->n_in ? &r->in[i] : &r->out[i - r->n_in];
+        recorded[i] = t;
+        args[i] = NULL;
+        if (t->tensor == NULL) continue;
+        for (int k = 0; k < i && args[i] == NULL; k++)
+            if (recorded[k]->tensor == t->tensor) args[i] = args[k];
+        if (args[i] != NULL) continue;
+        memset(&copies[i], 0, sizeof copies[i]);
+        copies[i].dtype = (nnopt_dtype)t->dtype;
+        copies[i].ndim = t->ndim;
+        memcpy(copies[i].shape, t->shape, sizeof copies[i].shape);
+        copies[i].data = t->data;
+        args[i] = &copies[i];
+    }
+    return cuda_execute_op(b, &r->op, args, r->n_in, args + r->n_in, r->n_out);
 }
 
 static nnopt_status run_records(cuda_backend *b, const cuda_recorded_op *ops, int n) {
@@ -137,8 +156,10 @@ static void capture(cuda_backend *b, cuda_graph_entry *e) {
     b->pending_updates.n = 0;
     cudaGraph_t graph = NULL;
     cudaError_t error = cudaStreamEndCapture(b->stream, &graph);
+    /* Auto-free: memory a library allocated inside the capture and did not
+     * free there would otherwise make the next launch fail. */
     if (status == NNOPT_OK && error == cudaSuccess && graph != NULL)
-        error = cudaGraphInstantiate(&e->exec, graph, 0);
+        error = cudaGraphInstantiate(&e->exec, graph, cudaGraphInstantiateFlagAutoFreeOnLaunch);
     if (graph != NULL) cudaGraphDestroy(graph);
     if (status != NNOPT_OK || error != cudaSuccess || e->exec == NULL) {
         cudaGetLastError(); /* capture errors do not stick; clear the last one */
@@ -190,7 +211,10 @@ static nnopt_status diverge(cuda_backend *b) {
         memcpy(g->rec, e->ops, (size_t)g->position * sizeof *g->rec);
         g->n_rec = g->position;
     }
-    return run_records(b, e->ops, g->position);
+    nnopt_status status = run_records(b, e->ops, g->position);
+    /* Not kept to be matched: a matched op must be one that ran without error. */
+    if (status != NNOPT_OK) g->rec_failed = 1;
+    return status;
 }
 
 nnopt_status cuda_graph_run(cuda_backend *b, const nnopt_op *op, nnopt_tensor *const *in, int n_in,

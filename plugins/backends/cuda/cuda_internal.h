@@ -249,7 +249,8 @@ nnopt_status cuda_fused_batchnorm_relu_bwd(cuda_backend *b, const nnopt_op *op,
                                            nnopt_tensor *const *out, int n_out);
 
 /* Compiled mode (cuda_program.c; generation and NVRTC in cuda_nvrtc.h).
- * run is the backend's own op entry point, for the steps not generated. */
+ * run runs the steps not generated, each at once (never held back for a
+ * graph): the program's own kernels follow them on the stream. */
 typedef nnopt_status (*cuda_run_fn)(void *backend, const nnopt_op *op, nnopt_tensor *const *in,
                                     int n_in, nnopt_tensor *const *out, int n_out);
 nnopt_status cuda_program_compile(cuda_backend *b, const nnopt_program *prog,
