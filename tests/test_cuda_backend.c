@@ -360,6 +360,42 @@ static void test_dropout(void **state) {
     }
 }
 
+/* ---- fused kinds: what the comparisons above do not reach ---- */
+
+/* The relus' and masks' NaN and signed-zero handling (the bounds cannot see
+ * it), per fused kind as the reference has it. */
+static void test_fused_special_values(void **state) {
+    (void)state;
+    SKIP_WITHOUT_GPU();
+    for (size_t d = 0; d < COMPARE_N_DTYPES; d++) check_relu_special_values(compare_dtypes[d]);
+}
+
+/* The fused data gradients on shapes no other test uses (H above the random
+ * shapes' 12), before any unfused op of the shape: the plan is made for
+ * them, and with conv_algo = find its benchmark writes into scratch, not into
+ * the dx they add to. Last in the suite: its random draws shift no other
+ * test's. */
+static void test_fused_first_use(void **state) {
+    (void)state;
+    SKIP_WITHOUT_GPU();
+    const conv_case cases[2] = {{3, 6, 13, 9, 5, 3, 3, {1, 1, 1, 1, 1}},
+                                {2, 4, 14, 7, 6, 3, 1, {2, 1, 1, 0, 2}}};
+    for (int i = 0; i < 2; i++) {
+        const conv_case *cc = &cases[i];
+        const int64_t p = (cc->h + 2 * cc->p.pad_h - cc->r) / cc->p.stride_h + 1;
+        const int64_t q = (cc->w + 2 * cc->p.pad_w - cc->s) / cc->p.stride_w + 1;
+        const tensor_spec x = spec4(cc->n, cc->c, cc->h, cc->w);
+        const tensor_spec w = spec4(cc->k, cc->c / cc->p.groups, cc->r, cc->s);
+        const tensor_spec y = spec4(cc->n, cc->k, p, q);
+        const tensor_spec in[3] = {y, w, x};
+        nnopt_op op = {.kind = i == 0 ? NNOPT_OP_CONV2D_BWD_DATA_ADD
+                                      : NNOPT_OP_CONV2D_BWD_DATA_ADD_MASKED};
+        op.p.conv2d = cc->p;
+        for (size_t d = 0; d < COMPARE_N_DTYPES; d++)
+            check_op_adding(nnopt_op_kind_name(op.kind), &op, compare_dtypes[d], 2 + i, in, 1, &x);
+    }
+}
+
 /* ---- setup ---- */
 
 static int open_backends(void **state) {
@@ -431,12 +467,20 @@ int main(int argc, char **argv) {
 
 static int run_numerics(void) {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_conv_lenet_shapes),  cmocka_unit_test(test_conv_special_shapes),
-        cmocka_unit_test(test_conv_random_shapes), cmocka_unit_test(test_dense),
-        cmocka_unit_test(test_bias_bwd),           cmocka_unit_test(test_pool),
-        cmocka_unit_test(test_activations),        cmocka_unit_test(test_add_cast),
-        cmocka_unit_test(test_softmax_xent),       cmocka_unit_test(test_optimizers),
-        cmocka_unit_test(test_batchnorm),          cmocka_unit_test(test_dropout),
+        cmocka_unit_test(test_conv_lenet_shapes),
+        cmocka_unit_test(test_conv_special_shapes),
+        cmocka_unit_test(test_conv_random_shapes),
+        cmocka_unit_test(test_dense),
+        cmocka_unit_test(test_bias_bwd),
+        cmocka_unit_test(test_pool),
+        cmocka_unit_test(test_activations),
+        cmocka_unit_test(test_add_cast),
+        cmocka_unit_test(test_softmax_xent),
+        cmocka_unit_test(test_optimizers),
+        cmocka_unit_test(test_batchnorm),
+        cmocka_unit_test(test_dropout),
+        cmocka_unit_test(test_fused_special_values),
+        cmocka_unit_test(test_fused_first_use),
     };
     const int failed = cmocka_run_group_tests_name("cuda backend vs reference", tests,
                                                    open_backends, close_backends);

@@ -510,6 +510,97 @@ void check_add_case(nnopt_dtype dtype) {
     free(a), free(b), free(got);
 }
 
+/* Where want is NaN or a zero, got must be too, with the same sign; both
+ * are then set to 0 so compare_values checks the rest within the bound. */
+static void compare_special_values(const char *what, int index, nnopt_dtype dtype, double *got,
+                                   double *want, int64_t n) {
+    for (int64_t i = 0; i < n; i++) {
+        const int nan = isnan(want[i]) != 0, zero = want[i] == 0;
+        if (nan || zero || isnan(got[i])) {
+            const int same = nan ? isnan(got[i]) != 0
+                                 : zero && got[i] == 0 && !signbit(got[i]) == !signbit(want[i]);
+            if (!same) {
+                print_error("%s tensor %d element %lld: %s %g, ref %g (%s)\n", what, index,
+                            (long long)i, comparison.tested->name, got[i], want[i],
+                            nnopt_dtype_name(dtype));
+                fail();
+            }
+            got[i] = want[i] = 0;
+        }
+    }
+    compare_values(what, index, dtype, got, want, n);
+}
+
+/* Runs op on both backends with the given inputs and starting outputs, and
+ * compares the outputs with compare_special_values. */
+static void check_special_values(const char *what, const nnopt_op *op, nnopt_dtype dtype, int n_in,
+                                 const tensor_spec *in_specs, double *const *in_values, int n_out,
+                                 const tensor_spec *out_specs, double *const *out_values) {
+    if (!tested_has(op->kind, dtype) || !compare_reference_has(op->kind, dtype)) return;
+    op_tensors t = {0};
+    for (int i = 0; i < n_in + n_out; i++) {
+        const tensor_spec *s = i < n_in ? &in_specs[i] : &out_specs[i - n_in];
+        const double *values = i < n_in ? in_values[i] : out_values[i - n_in];
+        nnopt_tensor **tested = i < n_in ? &t.tested_in[i] : &t.tested_out[i - n_in];
+        nnopt_tensor **ref = i < n_in ? &t.ref_in[i] : &t.ref_out[i - n_in];
+        *tested = test_tensor_new(comparison.tested, dtype, s->ndim, s->shape, values);
+        *ref = test_tensor_new(comparison.reference, dtype, s->ndim, s->shape, values);
+        assert_true(*tested && *ref);
+    }
+    run_both(op, &t, n_in, n_out);
+    for (int i = 0; i < n_out; i++) {
+        double *got = read_values(comparison.tested, t.tested_out[i]);
+        double *want = read_values(comparison.reference, t.ref_out[i]);
+        compare_special_values(what, i, dtype, got, want, nnopt_tensor_numel(t.ref_out[i]));
+        free(got);
+        free(want);
+    }
+    free_op_tensors(&t, n_in, n_out);
+}
+
+void check_relu_special_values(nnopt_dtype dtype) {
+    /* add_relu: relu(v) = v < 0 ? 0 : v, so NaN and -0 (-0 + -0) pass. */
+    const tensor_spec row = spec2(1, 8);
+    double a[8] = {NAN, -0.0, 0.0, -1.5, 2.25, -0.0, 1.0, -2.0};
+    double b[8] = {1.0, -0.0, -0.0, 0.5, -3.0, 0.0, NAN, 2.0};
+    double y[8] = {0};
+    nnopt_op op = {.kind = NNOPT_OP_ADD_RELU};
+    const tensor_spec pair[2] = {row, row};
+    check_special_values("add_relu, NaN and -0", &op, dtype, 2, pair, (double *const[]){a, b}, 1,
+                         &row, (double *const[]){y});
+
+    /* Inference batch norm of x[2, 4] (the identity but for eps): batchnorm_relu
+     * gives +0 for NaN and -0 (v > 0 ? v : 0); batchnorm_add_relu's relu lets
+     * NaN through. */
+    const tensor_spec x = spec2(2, 4), channel = spec1(4);
+    double xv[8] = {NAN, -0.0, 0.0, -1.0, 2.0, 0.5, -0.25, NAN};
+    double gamma[4] = {1, 1, 1, 1}, beta[4] = {0, 0, 0, 0}, mean[4] = {0, 0, 0, 0},
+           var[4] = {1, 1, 1, 1};
+    /* r avoids sums whose zero sign would depend on how the batch norm rounds */
+    double r[8] = {1.0, 0.0, 1.0, 0.5, -3.0, -0.5, 1.0, 1.0};
+    const tensor_spec bn_in[6] = {x, channel, channel, channel, channel, x};
+    op = (nnopt_op){.kind = NNOPT_OP_BATCHNORM_RELU};
+    op.p.bn = (nnopt_bn_params){1e-5, 0.1, 0};
+    double *const bn_values[6] = {xv, gamma, beta, mean, var, r};
+    check_special_values("batchnorm_relu (inference), NaN and -0", &op, dtype, 5, bn_in, bn_values,
+                         1, &x, (double *const[]){y});
+    op.kind = NNOPT_OP_BATCHNORM_ADD_RELU;
+    check_special_values("batchnorm_add_relu (inference), NaN", &op, dtype, 6, bn_in, bn_values, 1,
+                         &x, (double *const[]){y});
+
+    /* conv2d_bwd_data_add_masked through a 1x1 convolution: dx = y > 0 ?
+     * dx + dy : +0, so NaN and -0 in y give +0. */
+    const tensor_spec image = spec4(1, 1, 2, 4), filter = spec4(1, 1, 1, 1);
+    double dy[8] = {0.5, -1.0, 2.0, 0.25, -0.5, 1.5, 3.0, -2.0}, w[1] = {1.0};
+    double relu_y[8] = {NAN, -0.0, 0.0, 1.0, -1.0, 2.0, NAN, 0.5};
+    double dx[8] = {1, 2, 3, 4, 5, 6, 7, -8};
+    op = (nnopt_op){.kind = NNOPT_OP_CONV2D_BWD_DATA_ADD_MASKED};
+    op.p.conv2d = (nnopt_conv2d_params){1, 1, 0, 0, 1};
+    const tensor_spec masked_in[3] = {image, filter, image};
+    check_special_values("conv2d_bwd_data_add_masked, NaN and -0 in y", &op, dtype, 3, masked_in,
+                         (double *const[]){dy, w, relu_y}, 1, &image, (double *const[]){dx});
+}
+
 void check_cast_case(nnopt_dtype dtype) {
     nnopt_op cast = {.kind = NNOPT_OP_CAST};
     const tensor_spec param = spec2(7, 13);

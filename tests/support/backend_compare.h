@@ -144,6 +144,11 @@ void check_activations(act_bwd_y y);
 /* add at several sizes, and with y aliasing a (on the tested backend alone);
  * add_relu the same where the tested backend has it. */
 void check_add_case(nnopt_dtype dtype);
+/* NaN and signed zeros through the relus and masks, which the bounds cannot
+ * see: add_relu, batchnorm_relu and batchnorm_add_relu (inference) and
+ * conv2d_bwd_data_add_masked on chosen values, where the tested backend has
+ * them. NaNs and zeros, with their sign, must be the reference's. */
+void check_relu_special_values(nnopt_dtype dtype);
 /* cast to the other float dtype, and to the same (a copy). */
 void check_cast_case(nnopt_dtype dtype);
 
