@@ -117,12 +117,10 @@ nnopt_status cuda_fused_batchnorm_relu(cuda_backend *b, const nnopt_op *op, nnop
     if (status != NNOPT_OK) return status;
     const int64_t count = nnopt_tensor_numel(y);
     if (count == 0) return NNOPT_OK;
-    if (residual)
-        return launched(
-            b, op,
-            cuda_bias_add_relu(b->stream, y->dtype, 1, 1, count, y->data, NULL, r->data, y->data));
-    return launched(
-        b, op, cuda_keep_where_positive(b->stream, y->dtype, count, y->data, y->data, y->data));
+    /* The relu of batchnorm's output (ref_act's: NaN and -0 pass through). */
+    return launched(b, op,
+                    cuda_bias_add_relu(b->stream, y->dtype, 1, 1, count, y->data, NULL,
+                                       residual ? r->data : NULL, y->data));
 }
 
 /* in x, gamma, dy, save_mean, save_invstd, y  out dx, dgamma, dbeta. */

@@ -395,8 +395,8 @@ __global__ void bias_add_relu_kernel(int64_t count, int64_t channels, int64_t in
 }
 
 // out = mask > 0 ? x : +0 (NaN and -0 masks give +0): the reference's
-// ref_keep_where_positive, and batchnorm_relu's relu (mask = x = the output).
-// out may alias x and mask.
+// ref_keep_where_positive, a relu's gradient masked by its output. out may
+// alias x and mask.
 template <typename T>
 __global__ void keep_where_positive_kernel(int64_t count, const T *mask, const T *x, T *out) {
     GRID_STRIDE_LOOP(i, count) out[i] = mask[i] > (T)0 ? x[i] : (T)0;
