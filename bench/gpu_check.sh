@@ -13,7 +13,8 @@
 #      settings and with the own kernels, compiled-mode NVRTC programs vs the
 #      reference), then the bf16 suites (ctest -R cuda_bf16: every bf16 op vs
 #      the reference, the precision technique end to end) as a step of their
-#      own, then test_ref_ops and test_gradcheck on the cuda backend;
+#      own, then test_ref_ops and test_gradcheck on the cuda backend, and
+#      test_models (training steps on cuda with graphs on and off);
 #   4. the benchmark: bench/run.sh --backend cuda --torch-device cuda: LeNet-5
 #      (f32 relu, f64 gelu), ResNet-56 and MobileNetV1 training and inference
 #      images/s against PyTorch on the same GPU (when python3 imports torch
@@ -150,6 +151,9 @@ run_step ctest_cuda_bf16 90 ctest --test-dir "$BUILD_DIR" -R cuda_bf16 -E stand_
   --output-on-failure -V
 run_step ref_ops_cuda 45 "$BUILD_DIR/tests/test_ref_ops" cuda
 run_step gradcheck_cuda 60 "$BUILD_DIR/tests/test_gradcheck" cuda
+# Training steps through cuda with graphs on and off, and relu ResNets against
+# finite differences (test_model_training_on_cuda; the rest runs on the CPU).
+run_step models_cuda 90 "$BUILD_DIR/tests/test_models"
 
 # ---- 4. benchmark ----
 torch_args=(--no-torch)
