@@ -16,12 +16,13 @@
 #      own, then test_ref_ops and test_gradcheck on the cuda backend, and
 #      test_models (training steps on cuda with graphs on and off);
 #   4. the benchmark: bench/run.sh --backend cuda --torch-device cuda: LeNet-5
-#      (f32 relu, f64 gelu), ResNet-56 and MobileNetV1 training and inference
+#      (f32 relu), ResNet-56 and MobileNetV1 training and inference
 #      images/s against PyTorch on the same GPU (when python3 imports torch
 #      with CUDA), both in exact f32 arithmetic, and compiled (NVRTC) against
 #      precompiled kernels for LeNet-5 (gelu) and ResNet-56; then ResNet-56 and
 #      MobileNetV1 again with both sides' fast settings (TF32 tensor cores,
-#      any cuDNN algorithm; under OUT/fast); ResNet-56 with graphs = off;
+#      any cuDNN algorithm; PyTorch with cudnn.benchmark only; under
+#      OUT/fast); ResNet-56 with graphs = off;
 #   5. one LeNet-5 epoch through `nnopt run` on cuda, when MNIST is present.
 # Every step has a timeout taken from what is left of the budget; a failed
 # step is recorded and the next one still runs.
@@ -167,7 +168,7 @@ fi
 [[ ${torch_args[0]} == --no-torch ]] || torch_args+=(--torch-tf32 off)
 run_step bench 300 env OUT="$OUT_DIR" BUILD_DIR="$BUILD_DIR" PYTHON="$PYTHON" \
   "$ROOT/bench/run.sh" --backend cuda --no-build "${torch_args[@]}" --seconds 2 --repeats 2 \
-  --configs "f32:relu f64:gelu" --models lenet5,resnet56,mobilenet --cifar-seconds 3 \
+  --configs "f32:relu" --models lenet5,resnet56,mobilenet --cifar-seconds 3 \
   --cifar-repeats 3 --no-bf16 --int8-calibration 0 --kernels "lenet5:f32:gelu resnet56:f32:relu"
 # The table run.sh printed, where the summary shows it.
 sed -n '/^nnopt benchmark/,$p' "$OUT_DIR/bench.log" >&2
@@ -178,7 +179,8 @@ sed -n '/^nnopt benchmark/,$p' "$OUT_DIR/bench.log" >&2
 run_step bench_fast 120 env OUT="$OUT_DIR/fast" BUILD_DIR="$BUILD_DIR" PYTHON="$PYTHON" \
   "$ROOT/bench/run.sh" --backend cuda --no-build "${torch_args[@]}" --backend-param tf32=true \
   --backend-param deterministic=false --backend-param conv_algo=find --models resnet56,mobilenet \
-  --cifar-seconds 3 --cifar-repeats 3 --no-bf16 --int8-calibration 0 --kernels ""
+  --torch-variants tuned --cifar-seconds 3 --cifar-repeats 3 --no-bf16 --int8-calibration 0 \
+  --kernels ""
 sed -n '/^nnopt benchmark/,$p' "$OUT_DIR/bench_fast.log" >&2
 # ResNet-56 with every op launched on its own (graphs = off): what graph
 # replay gains, and figures even if graphs fail.

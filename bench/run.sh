@@ -13,7 +13,8 @@
 #                [--cifar-seconds 3] [--cifar-repeats 3] [--cifar-infer-batch 128,500]
 #                [--cifar-profile-steps 0] [--kernels "lenet5:f32:gelu resnet56:f32:relu"]
 #                [--no-bf16] [--torch-device cpu|cuda] [--torch-tf32 on|off|default]
-#                [--backend-param KEY=VALUE ...] [--int8-calibration 8]
+#                [--backend-param KEY=VALUE ...] [--torch-variants default,tuned]
+#                [--int8-calibration 8]
 #
 # Environment: BUILD_DIR (default: build), PYTHON (an interpreter that imports
 # torch; default: /usr/bin/python3, Debian's python3-torch), OUT (when set, the
@@ -47,6 +48,8 @@
 # pair it with the backend's setting (cuda: --backend-param tf32=...) so that
 # both sides do the same arithmetic. --backend-param (repeatable): a setting
 # of the backend's [backend] section for every nnopt_bench run.
+# --torch-variants: which of PyTorch's two settings run (default both; each
+# PyTorch process costs its start-up, long on a GPU machine).
 # --kernels: the models (model:dtype:activation, "" for none) also measured with
 # kernels compiled for the graph against the backend's precompiled ones, in the
 # same nnopt_bench invocation (alternating windows): training and inference
@@ -91,11 +94,12 @@ kernel_configs="lenet5:f32:gelu resnet56:f32:relu"
 run_bf16=1
 torch_device=cpu
 torch_tf32=default
+torch_variants=default,tuned
 backend_params=()
 int8_calibration=8
 command_line="bench/run.sh${*:+ $*}"
 
-usage() { sed -n '9,17p' "$0" | sed 's/^# \{0,1\}//'; }
+usage() { sed -n '9,18p' "$0" | sed 's/^# \{0,1\}//'; }
 
 while [[ $# -gt 0 ]]; do
   case "$1" in
@@ -119,6 +123,7 @@ while [[ $# -gt 0 ]]; do
     --no-bf16) run_bf16=0; shift ;;
     --torch-device) torch_device=$2; shift 2 ;;
     --torch-tf32) torch_tf32=$2; shift 2 ;;
+    --torch-variants) torch_variants=$2; shift 2 ;;
     --backend-param) backend_params+=(--backend-param "$2"); shift 2 ;;
     -h|--help) usage; exit 0 ;;
     *) echo "run.sh: unknown argument '$1'" >&2; usage >&2; exit 2 ;;
@@ -254,6 +259,7 @@ common_args=(--threads "$threads" --batch "$train_batch" --infer-batch "$infer_b
 run_torch() {
   local variant=$1
   shift
+  [[ ",$torch_variants," == *",$variant,"* ]] || { log "PyTorch '$variant': not selected"; return 0; }
   if [[ $torch_device == cpu ]]; then
     if [[ $variant == tuned ]]; then
       "${torch_env_words[@]}" GLIBC_TUNABLES=$TUNABLES "$python" "$ROOT/bench/torch_lenet5.py" "$@"
