@@ -934,7 +934,11 @@ int main(int argc, char **argv) {
     printf("},\n  \"dtype\": \"%s\",\n  \"backend\": ", nnopt_dtype_name(dtype));
     json_string(o.backend);
     printf(",\n  \"backend_description\": ");
-    json_string(backend->description);
+    /* Described again now: what the runs did shows too (cuda: graphs captured). */
+    char described[sizeof backend->description];
+    snprintf(described, sizeof described, "%s", backend->description);
+    if (backend->vt->describe) backend->vt->describe(backend->ctx, described, sizeof described);
+    json_string(described);
     printf(",\n  \"threads\": %d,\n  \"threads_applied\": %s,\n", o.threads,
            threads_applied ? "true" : "false");
     printf("  \"input\": [%d, %d, %d],\n  \"classes\": %d,\n", o.channels, o.height, o.width,

@@ -19,7 +19,7 @@ typedef struct nnopt_backend {
     const nnopt_plugin *plugin;
     const nnopt_backend_vtable *vt;
     void *ctx;
-    char description[256];
+    char description[640]; /* the plugin's describe: a line, sometimes long */
     /* Ops this backend does not support run on `op_backend` (owned), their
      * tensors copied over and back; see op_fallback.c. */
     struct nnopt_backend *op_backend;

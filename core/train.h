@@ -19,7 +19,7 @@ typedef struct nnopt_epoch_result {
 #define NNOPT_MAX_REPORT_COLUMNS 16
 
 typedef struct nnopt_run_result {
-    char run[96], model[64], plugin[64], backend[64], backend_description[256], dtype[8];
+    char run[96], model[64], plugin[64], backend[64], backend_description[640], dtype[8];
     char note[256]; /* e.g. that the run fell back to another backend */
     char column_names[NNOPT_MAX_REPORT_COLUMNS][48], column_values[NNOPT_MAX_REPORT_COLUMNS][64];
     int n_columns;
