@@ -460,39 +460,61 @@ static void run_plan_emulated(const test_program *p, const cuda_nv_plan *plan, v
     }
 }
 
-static void check_emulated(test_program *p, double tolerance) {
-    char dir[] = "/tmp/nnopt_test_cuda_emuXXXXXX";
-    assert_non_null(mkdtemp(dir));
+/* A program generated, built for the CPU and bound twice: et for the
+ * emulated kernels, rt for the reference backend's ops. */
+typedef struct emulation {
+    char dir[40];
     cuda_nv_plan plan;
-    assert_int_equal(cuda_nv_generate(&p->prog, &plan), 0);
-    void *lib = build_emulation(p, &plan, dir);
-    if (!lib) {
-        cuda_nv_plan_free(&plan);
+    void *lib;
+    nnopt_tensor *et[MAX_TENSORS], *rt[MAX_TENSORS];
+} emulation;
+
+/* Skips the test when no C++ compiler can build the emulation. */
+static void emulation_start(test_program *p, emulation *e) {
+    snprintf(e->dir, sizeof e->dir, "/tmp/nnopt_test_cuda_emuXXXXXX");
+    assert_non_null(mkdtemp(e->dir));
+    assert_int_equal(cuda_nv_generate(&p->prog, &e->plan), 0);
+    e->lib = build_emulation(p, &e->plan, e->dir);
+    if (!e->lib) {
+        cuda_nv_plan_free(&e->plan);
         skip();
     }
-    nnopt_tensor *et[MAX_TENSORS], *rt[MAX_TENSORS];
-    bind(&ref, p, et, 11);
-    bind(&ref, p, rt, 11);
+    bind(&ref, p, e->et, 11);
+    bind(&ref, p, e->rt, 11);
+}
+
+/* Every step on the reference (rt), the plan on the emulated kernels (et). */
+static void emulation_run(test_program *p, emulation *e) {
     for (int s = 0; s < p->n_steps; s++) {
         nnopt_tensor *in[NNOPT_PROGRAM_MAX_ARGS];
-        for (int k = 0; k < p->steps[s].n_in; k++) in[k] = rt[p->steps[s].in[k]];
+        for (int k = 0; k < p->steps[s].n_in; k++) in[k] = e->rt[p->steps[s].in[k]];
         assert_int_equal(
-            test_run(&ref, &p->steps[s].op, in, p->steps[s].n_in, &rt[p->steps[s].out[0]], 1),
+            test_run(&ref, &p->steps[s].op, in, p->steps[s].n_in, &e->rt[p->steps[s].out[0]], 1),
             NNOPT_OK);
     }
-    run_plan_emulated(p, &plan, lib, et);
+    run_plan_emulated(p, &e->plan, e->lib, e->et);
+}
+
+static void emulation_end(test_program *p, emulation *e) {
+    unbind(&ref, p, e->et);
+    unbind(&ref, p, e->rt);
+    cuda_nv_plan_free(&e->plan);
+    char cmd[300];
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", e->dir);
+    if (system(cmd) != 0) fprintf(stderr, "cannot remove %s\n", e->dir);
+}
+
+static void check_emulated(test_program *p, double tolerance) {
+    emulation e;
+    emulation_start(p, &e);
+    emulation_run(p, &e);
     double got[20], want[20];
-    test_tensor_read(&ref, et[p->logits], got);
-    test_tensor_read(&ref, rt[p->logits], want);
+    test_tensor_read(&ref, e.et[p->logits], got);
+    test_tensor_read(&ref, e.rt[p->logits], want);
     for (int k = 0; k < 20; k++)
         if (fabs(got[k] - want[k]) > tolerance * (1 + fabs(want[k])))
             fail_msg("logit %d: emulated %.17g, reference %.17g", k, got[k], want[k]);
-    unbind(&ref, p, et);
-    unbind(&ref, p, rt);
-    cuda_nv_plan_free(&plan);
-    char cmd[300];
-    snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
-    if (system(cmd) != 0) fprintf(stderr, "cannot remove %s\n", dir);
+    emulation_end(p, &e);
 }
 
 static void to_f64(test_program *p) {
@@ -550,53 +572,31 @@ static void build_nan(test_program *p) {
 /* A NaN goes through the generated relu, and wins a max pooling window only
  * as its first input, as on the reference. */
 static void check_nan_emulated(test_program *p) {
-    char dir[] = "/tmp/nnopt_test_cuda_emuXXXXXX";
-    assert_non_null(mkdtemp(dir));
-    cuda_nv_plan plan;
-    assert_int_equal(cuda_nv_generate(&p->prog, &plan), 0);
-    assert_int_equal(plan.specialized_steps, 4);
-    void *lib = build_emulation(p, &plan, dir);
-    if (!lib) {
-        cuda_nv_plan_free(&plan);
-        skip();
-    }
-    nnopt_tensor *et[MAX_TENSORS], *rt[MAX_TENSORS];
-    bind(&ref, p, et, 11);
-    bind(&ref, p, rt, 11);
+    emulation e;
+    emulation_start(p, &e);
+    assert_int_equal(e.plan.specialized_steps, 4);
     /* Image 0's first window holds a NaN last in scan order, its fourth one
      * first; image 1's second window holds one third. */
     double x[32];
     for (int i = 0; i < 32; i++) x[i] = i % 3 == 0 ? -1.0 - i : 0.25 * i;
     x[5] = x[10] = x[16 + 6] = NAN;
-    test_tensor_write(&ref, et[p->input], x);
-    test_tensor_write(&ref, rt[p->input], x);
-    for (int s = 0; s < p->n_steps; s++) {
-        nnopt_tensor *in[NNOPT_PROGRAM_MAX_ARGS];
-        for (int k = 0; k < p->steps[s].n_in; k++) in[k] = rt[p->steps[s].in[k]];
-        assert_int_equal(
-            test_run(&ref, &p->steps[s].op, in, p->steps[s].n_in, &rt[p->steps[s].out[0]], 1),
-            NNOPT_OK);
-    }
-    run_plan_emulated(p, &plan, lib, et);
+    test_tensor_write(&ref, e.et[p->input], x);
+    test_tensor_write(&ref, e.rt[p->input], x);
+    emulation_run(p, &e);
     for (int s = 0; s < p->n_steps; s++) {
         const int t = p->steps[s].out[0];
         if (!(p->tensors[t].flags & NNOPT_PROGRAM_TENSOR_EXTERNAL)) continue;
         double got[32], want[32];
         int64_t n = 1;
         for (int d = 0; d < p->tensors[t].ndim; d++) n *= p->tensors[t].shape[d];
-        test_tensor_read(&ref, et[t], got);
-        test_tensor_read(&ref, rt[t], want);
+        test_tensor_read(&ref, e.et[t], got);
+        test_tensor_read(&ref, e.rt[t], want);
         for (int64_t k = 0; k < n; k++)
             if (isnan(got[k]) != isnan(want[k]) || (!isnan(want[k]) && got[k] != want[k]))
                 fail_msg("step %d (%s) element %lld: emulated %.17g, reference %.17g", s,
                          nnopt_op_kind_name(p->steps[s].op.kind), (long long)k, got[k], want[k]);
     }
-    unbind(&ref, p, et);
-    unbind(&ref, p, rt);
-    cuda_nv_plan_free(&plan);
-    char cmd[300];
-    snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
-    if (system(cmd) != 0) fprintf(stderr, "cannot remove %s\n", dir);
+    emulation_end(p, &e);
 }
 
 static void test_nan_emulated(void **state) {
