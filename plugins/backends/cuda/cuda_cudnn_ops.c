@@ -386,9 +386,12 @@ nnopt_status cuda_batchnorm_bwd(cuda_backend *b, const nnopt_op *op, nnopt_tenso
     if (status == NNOPT_OK) status = check_per_channel(b, op, dbeta, "dbeta", x);
     if (status != NNOPT_OK || sizes.channels == 0) return status;
 
-    /* cuDNN takes eps here too; with the saved statistics given it does not use it. */
-    const double eps = op->p.bn.eps >= CUDNN_BN_MIN_EPSILON ? op->p.bn.eps : CUDNN_BN_MIN_EPSILON;
-    if (b->own_kernels)
+    /* cuDNN takes eps here too; with the saved statistics given it does not
+     * use it (and it is at least CUDNN_BN_MIN_EPSILON, or the own kernels run). */
+    const double eps = op->p.bn.eps;
+    /* The own kernels wherever the forward pass used them (one value per
+     * channel, an eps below cuDNN's minimum, kernels = own). */
+    if (!bn_uses_cudnn(b, x->dtype, &sizes, op->p.bn.eps, 1))
         return cuda_check(b,
                           cuda_batchnorm_backward(b->stream, x->dtype, sizes.batch, sizes.channels,
                                                   sizes.spatial, x->data, gamma->data, dy->data,
