@@ -280,6 +280,8 @@ static nnopt_status conv_plan_for(cuda_backend *b, const conv_call *call, void *
          * run time, which sends the shape to the direct kernels. */
         const int fma_only = !b->allow_tf32 && call->dtype == NNOPT_F32;
         if (fma_only && c->math != CUDNN_FMA_MATH && c->math != CUDNN_DEFAULT_MATH) continue;
+        /* Down-conversion to f16 is not TF32's precision, let alone f32's. */
+        if (call->dtype != NNOPT_BF16 && c->math == CUDNN_TENSOR_OP_MATH_ALLOW_CONVERSION) continue;
         const cudnnMathType_t math = fma_only ? CUDNN_FMA_MATH : c->math;
         if (cudnnSetConvolutionMathType(call->conv_desc, math) != CUDNN_STATUS_SUCCESS ||
             workspace_size(b, call, c->algorithm, &bytes) != CUDNN_STATUS_SUCCESS)
