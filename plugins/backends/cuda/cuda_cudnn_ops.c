@@ -289,6 +289,13 @@ static int bn_uses_cudnn(const cuda_backend *b, nnopt_dtype dtype, const bn_size
     return !training || sizes->batch * sizes->spatial > 1;
 }
 
+/* cuDNN refused the shape or its parameters (NOT_SUPPORTED or BAD_PARAM, in
+ * any of cuDNN 9's detailed codes): the own kernels can run it instead. */
+static int declined(cudnnStatus_t status) {
+    const int category = (int)CUDNN_STATUS_CATEGORY(status);
+    return category == CUDNN_STATUS_NOT_SUPPORTED || category == CUDNN_STATUS_BAD_PARAM;
+}
+
 /* x's descriptor ([N,C,1,1] for 2-D x) and the derived per-channel one. */
 static nnopt_status bn_descriptors(cuda_backend *b, const nnopt_op *op, const nnopt_tensor *x,
                                    cudnnTensorDescriptor_t descs[2]) {
@@ -332,40 +339,40 @@ nnopt_status cuda_batchnorm(cuda_backend *b, const nnopt_op *op, nnopt_tensor *c
     if (status != NNOPT_OK || sizes.channels == 0) return status;
     if (sizes.batch * sizes.spatial == 0) return NNOPT_OK; /* inference on an empty batch */
 
-    if (!bn_uses_cudnn(b, x->dtype, &sizes, bp->eps, training)) {
-        const cudaError_t launch =
-            training
-                ? cuda_batchnorm_train(b->stream, x->dtype, sizes.batch, sizes.channels,
-                                       sizes.spatial, bp, x->data, gamma->data, beta->data,
-                                       running_mean->data, running_var->data, y->data,
-                                       save_mean->data, save_invstd->data)
-                : cuda_batchnorm_infer(b->stream, x->dtype, sizes.batch, sizes.channels,
-                                       sizes.spatial, bp->eps, x->data, gamma->data, beta->data,
-                                       running_mean->data, running_var->data, y->data);
-        return cuda_check(b, launch, "batchnorm");
-    }
-    cudnnTensorDescriptor_t descs[2] = {NULL, NULL};
-    status = bn_descriptors(b, op, x, descs);
-    const void *one = cuda_one(x->dtype), *zero = cuda_zero(x->dtype);
-    if (status == NNOPT_OK && training)
+    if (bn_uses_cudnn(b, x->dtype, &sizes, bp->eps, training)) {
+        cudnnTensorDescriptor_t descs[2] = {NULL, NULL};
+        status = bn_descriptors(b, op, x, descs);
+        const void *one = cuda_one(x->dtype), *zero = cuda_zero(x->dtype);
+        cudnnStatus_t cudnn_status = CUDNN_STATUS_SUCCESS;
         /* cuDNN's exponentialAverageFactor is PyTorch's momentum; its running
          * variance uses the unbiased batch variance, as PyTorch's does. */
-        status = cudnn_check(b,
-                             cudnnBatchNormalizationForwardTraining(
-                                 b->cudnn, CUDNN_BATCHNORM_SPATIAL, one, zero, descs[0], x->data,
-                                 descs[0], y->data, descs[1], gamma->data, beta->data, bp->momentum,
-                                 running_mean->data, running_var->data, bp->eps, save_mean->data,
-                                 save_invstd->data),
-                             "cudnnBatchNormalizationForwardTraining");
-    else if (status == NNOPT_OK)
-        status = cudnn_check(b,
-                             cudnnBatchNormalizationForwardInference(
-                                 b->cudnn, CUDNN_BATCHNORM_SPATIAL, one, zero, descs[0], x->data,
-                                 descs[0], y->data, descs[1], gamma->data, beta->data,
-                                 running_mean->data, running_var->data, bp->eps),
-                             "cudnnBatchNormalizationForwardInference");
-    destroy_descriptors(descs, 2);
-    return status;
+        if (status == NNOPT_OK && training)
+            cudnn_status = cudnnBatchNormalizationForwardTraining(
+                b->cudnn, CUDNN_BATCHNORM_SPATIAL, one, zero, descs[0], x->data, descs[0], y->data,
+                descs[1], gamma->data, beta->data, bp->momentum, running_mean->data,
+                running_var->data, bp->eps, save_mean->data, save_invstd->data);
+        else if (status == NNOPT_OK)
+            cudnn_status = cudnnBatchNormalizationForwardInference(
+                b->cudnn, CUDNN_BATCHNORM_SPATIAL, one, zero, descs[0], x->data, descs[0], y->data,
+                descs[1], gamma->data, beta->data, running_mean->data, running_var->data, bp->eps);
+        destroy_descriptors(descs, 2);
+        /* A shape cuDNN declines runs on the own kernels below. */
+        if (status != NNOPT_OK || !declined(cudnn_status))
+            return status != NNOPT_OK
+                       ? status
+                       : cudnn_check(b, cudnn_status,
+                                     training ? "cudnnBatchNormalizationForwardTraining"
+                                              : "cudnnBatchNormalizationForwardInference");
+    }
+    const cudaError_t launch =
+        training
+            ? cuda_batchnorm_train(b->stream, x->dtype, sizes.batch, sizes.channels, sizes.spatial,
+                                   bp, x->data, gamma->data, beta->data, running_mean->data,
+                                   running_var->data, y->data, save_mean->data, save_invstd->data)
+            : cuda_batchnorm_infer(b->stream, x->dtype, sizes.batch, sizes.channels, sizes.spatial,
+                                   bp->eps, x->data, gamma->data, beta->data, running_mean->data,
+                                   running_var->data, y->data);
+    return cuda_check(b, launch, "batchnorm");
 }
 
 nnopt_status cuda_batchnorm_bwd(cuda_backend *b, const nnopt_op *op, nnopt_tensor *const *in,
@@ -389,28 +396,31 @@ nnopt_status cuda_batchnorm_bwd(cuda_backend *b, const nnopt_op *op, nnopt_tenso
     /* cuDNN takes eps here too; with the saved statistics given it does not
      * use it (and it is at least CUDNN_BN_MIN_EPSILON, or the own kernels run). */
     const double eps = op->p.bn.eps;
-    /* The own kernels wherever the forward pass used them (one value per
+    /* cuDNN wherever the forward pass used it (not for one value per
      * channel, an eps below cuDNN's minimum, kernels = own). */
-    if (!bn_uses_cudnn(b, x->dtype, &sizes, op->p.bn.eps, 1))
-        return cuda_check(b,
-                          cuda_batchnorm_backward(b->stream, x->dtype, sizes.batch, sizes.channels,
-                                                  sizes.spatial, x->data, gamma->data, dy->data,
-                                                  save_mean->data, save_invstd->data, dx->data,
-                                                  dgamma->data, dbeta->data),
-                          "batchnorm_bwd");
-    cudnnTensorDescriptor_t descs[2] = {NULL, NULL};
-    status = bn_descriptors(b, op, x, descs);
-    const void *one = cuda_one(x->dtype), *zero = cuda_zero(x->dtype);
-    if (status == NNOPT_OK)
-        status =
-            cudnn_check(b,
-                        cudnnBatchNormalizationBackward(
-                            b->cudnn, CUDNN_BATCHNORM_SPATIAL, one, zero, one, zero, descs[0],
-                            x->data, descs[0], dy->data, descs[0], dx->data, descs[1], gamma->data,
-                            dgamma->data, dbeta->data, eps, save_mean->data, save_invstd->data),
-                        "cudnnBatchNormalizationBackward");
-    destroy_descriptors(descs, 2);
-    return status;
+    if (bn_uses_cudnn(b, x->dtype, &sizes, op->p.bn.eps, 1)) {
+        cudnnTensorDescriptor_t descs[2] = {NULL, NULL};
+        status = bn_descriptors(b, op, x, descs);
+        const void *one = cuda_one(x->dtype), *zero = cuda_zero(x->dtype);
+        cudnnStatus_t cudnn_status = CUDNN_STATUS_SUCCESS;
+        if (status == NNOPT_OK)
+            cudnn_status = cudnnBatchNormalizationBackward(
+                b->cudnn, CUDNN_BATCHNORM_SPATIAL, one, zero, one, zero, descs[0], x->data,
+                descs[0], dy->data, descs[0], dx->data, descs[1], gamma->data, dgamma->data,
+                dbeta->data, eps, save_mean->data, save_invstd->data);
+        destroy_descriptors(descs, 2);
+        /* A shape cuDNN declines runs on the own kernels below. */
+        if (status != NNOPT_OK || !declined(cudnn_status))
+            return status != NNOPT_OK
+                       ? status
+                       : cudnn_check(b, cudnn_status, "cudnnBatchNormalizationBackward");
+    }
+    return cuda_check(b,
+                      cuda_batchnorm_backward(b->stream, x->dtype, sizes.batch, sizes.channels,
+                                              sizes.spatial, x->data, gamma->data, dy->data,
+                                              save_mean->data, save_invstd->data, dx->data,
+                                              dgamma->data, dbeta->data),
+                      "batchnorm_bwd");
 }
 
 /* ---- softmax cross-entropy ---- */
